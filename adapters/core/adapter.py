@@ -1,0 +1,203 @@
+"""What an adapter is: a small declared object the runtime runs.
+
+An adapter names its decoding profiles (vendor bytes / API answers → :class:`Reading`), one mapper
+(:class:`Reading` → normalized NGSI-LD entities), a settings model for its own config section and
+its write semantics. Built-in adapters and integrators' packages register the same way, under the
+entry-point group ``stadtlink.adapters``.
+"""
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Mapping, Protocol, runtime_checkable
+
+from .errors import DecodeError, MappingError
+from .lorawan import parse_uplink
+from .reading import RawMessage, Reading, Uplink
+from .registry import DeviceRecord, DeviceRegistry
+
+#: Default @context of every stadtlink entity: a compound context naming the Smart Data Models
+#: domain contexts the built-in adapters use (schemas/contexts/stadtlink-context.jsonld).
+STADTLINK_CONTEXT_URL = (
+    "https://raw.githubusercontent.com/stadtlink/stadtlink/main/schemas/contexts/stadtlink-context.jsonld"
+)
+
+Semantics = Literal["latest-state", "time-series"]
+
+
+@runtime_checkable
+class Profile(Protocol):
+    """A decoding profile, named as in ``stadtlink decode PROFILE`` and in config."""
+
+    name: str
+    kind: str          # "lorawan" | "http" | "modbus" | "json"
+    description: str
+
+    def decode(self, message: RawMessage, options: Mapping[str, Any]) -> list[Reading]:
+        """Pure and synchronous. Raise DecodeError (dead-lettered) or ReadingDropped (counted)."""
+
+
+PayloadDecoder = Callable[[bytes, "int | None"], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class LoRaWANProfile:
+    """A vendor payload decoder wrapped for TTS v3 / ChirpStack v4 uplinks.
+
+    ``payload_decoder(payload, f_port)`` returns the decoded values in SI units; a ``"kind"`` key, if
+    present, becomes :attr:`Reading.kind`. It raises :class:`DecodeError` for bad bytes.
+    """
+
+    name: str
+    description: str
+    payload_decoder: PayloadDecoder
+    kind: str = "lorawan"
+
+    def decode_payload(self, payload: bytes, f_port: int | None) -> dict[str, Any]:
+        return self.payload_decoder(payload, f_port)
+
+    def decode_uplink(self, uplink: Uplink) -> list[Reading]:
+        values = dict(self.payload_decoder(uplink.payload, uplink.f_port))
+        kind = values.pop("kind", "measurement")
+        meta = {
+            "network": uplink.network,
+            "dev_eui": uplink.dev_eui,
+            "f_port": uplink.f_port,
+            "f_cnt": uplink.f_cnt,
+            "rssi": uplink.rssi,
+            "snr": uplink.snr,
+        }
+        if uplink.gateway_time is not None:
+            meta["gateway_time"] = uplink.gateway_time
+        return [Reading(device_id=uplink.device_id, profile=self.name, observed_at=uplink.received_at,
+                        values=values, kind=kind, meta={k: v for k, v in meta.items() if v is not None})]
+
+    def decode(self, message: RawMessage, options: Mapping[str, Any]) -> list[Reading]:
+        uplink = message.payload if isinstance(message.payload, Uplink) else parse_uplink(message.payload, message.topic)
+        return self.decode_uplink(uplink)
+
+
+@dataclass(frozen=True)
+class FunctionProfile:
+    """A profile for polled APIs (HTTP JSON/XML, Modbus registers): ``fn(message, options)``."""
+
+    name: str
+    kind: str
+    description: str
+    fn: Callable[[RawMessage, Mapping[str, Any]], list[Reading]]
+
+    def decode(self, message: RawMessage, options: Mapping[str, Any]) -> list[Reading]:
+        return self.fn(message, options)
+
+
+class StateStore(MutableMapping):
+    """Mapper state that must survive a restart (rain counters, alert hysteresis, spot states).
+
+    A plain dict of JSON-serialisable values with dirty tracking; the runtime loads it at start
+    and persists the changed keys after each mapping (into Redis when the outbox is Redis).
+    """
+
+    def __init__(self, initial: Mapping[str, Any] | None = None):
+        self._data: dict[str, Any] = dict(initial or {})
+        self._dirty: set[str] = set()
+        self._deleted: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._data[key] = value
+        self._dirty.add(key)
+        self._deleted.discard(key)
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[key]
+        self._dirty.discard(key)
+        self._deleted.add(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def take_changes(self) -> tuple[dict[str, Any], set[str]]:
+        """The keys written and deleted since the last call (for the runtime to persist)."""
+        changed = {k: self._data[k] for k in self._dirty if k in self._data}
+        deleted = set(self._deleted)
+        self._dirty.clear()
+        self._deleted.clear()
+        return changed, deleted
+
+
+@dataclass
+class MapContext:
+    """Everything a mapper may use besides the reading. No I/O happens through it."""
+
+    namespace: str
+    registry: DeviceRegistry
+    settings: Any = None                 # the adapter's settings model instance
+    state: StateStore = field(default_factory=StateStore)
+    now: datetime | None = None          # the adapter clock (for timers only; never an observedAt)
+    lenient: bool = False                # `stadtlink decode --entity`: report missing registry data, don't fail
+    missing: list[str] = field(default_factory=list)
+
+    def device(self, reading: Reading) -> DeviceRecord | None:
+        return self.registry.lookup(reading.device_id, reading.meta.get("dev_eui"))
+
+    def require_device(self, reading: Reading) -> DeviceRecord:
+        """The registry record, or (strict) a MappingError that dead-letters the reading.
+
+        In lenient mode an empty record stands in and the miss is noted.
+        """
+        rec = self.device(reading)
+        if rec is not None:
+            return rec
+        if self.lenient:
+            self.missing.append(f"device {reading.device_id!r} is not in the registry")
+            return DeviceRecord(id=reading.device_id)
+        raise MappingError("unknown-device", f"device {reading.device_id!r} is not in the registry")
+
+    def require(self, record: DeviceRecord, key: str) -> Any:
+        """A registry field the entity needs (location, reference level …)."""
+        if key in ("location", "lonlat"):
+            if record.has_location:
+                return (record.lon, record.lat)
+        else:
+            value = record.get(key)
+            if value is not None:
+                return value
+        if self.lenient:
+            self.missing.append(f"{record.id}: registry field {key!r} missing")
+            return None
+        raise MappingError("registry-field-missing", f"device {record.id!r} has no {key!r} in the registry",
+                           missing=[key])
+
+
+Mapper = Callable[[Reading, MapContext], list[dict]]
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    name: str
+    description: str
+    profiles: Mapping[str, Profile]
+    mapper: Mapper
+    semantics: Semantics = "latest-state"
+    settings_model: type | None = None        # pydantic model for the config's `settings:` section
+    entity_types: tuple[str, ...] = ()
+    example_config: Path | None = None
+    #: Called every ``tick_interval`` seconds with the MapContext (ctx.now set): timer-driven
+    #: entities such as a parking spot turning ``unknown`` after its heartbeat timeout.
+    tick: Callable[[MapContext], list[dict]] | None = None
+    tick_interval: float = 30.0
+    context: str = STADTLINK_CONTEXT_URL
+
+    def profile(self, name: str) -> Profile:
+        try:
+            return self.profiles[name]
+        except KeyError:
+            raise DecodeError("unknown-profile",
+                              f"adapter {self.name!r} has no profile {name!r} (has: {', '.join(sorted(self.profiles))})") from None

@@ -1,0 +1,62 @@
+"""Time handling shared by every decoder and mapper.
+
+NGSI-LD wants UTC with a ``Z``; Orion-LD stores ``observedAt`` with millisecond precision. Devices and
+network servers send nanoseconds (TTS), local offsets (PEGELONLINE, Fronius) or no offset at all
+(ParkAPI v1, some DATEX II feeds). Everything goes through :func:`parse_time` and :func:`iso_ms`.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+UTC = timezone.utc
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+class TimeFormatError(ValueError):
+    """A timestamp that cannot be read."""
+
+
+def parse_time(value: str | datetime, *, naive_is: timezone | None = UTC) -> datetime:
+    """Parse an ISO 8601 timestamp into an aware UTC datetime.
+
+    Fractions longer than microseconds (TTS sends nanoseconds) are truncated. A timestamp without an
+    offset is taken to be in ``naive_is`` (UTC by default); pass ``naive_is=None`` to refuse it.
+    """
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        if not isinstance(value, str) or not value:
+            raise TimeFormatError(f"not a timestamp: {value!r}")
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text, count=1)
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise TimeFormatError(f"not an ISO 8601 timestamp: {value!r}") from exc
+    if dt.tzinfo is None:
+        if naive_is is None:
+            raise TimeFormatError(f"timestamp without UTC offset: {value!r}")
+        dt = dt.replace(tzinfo=naive_is)
+    return dt.astimezone(UTC)
+
+
+def iso_ms(dt: datetime) -> str:
+    """``2024-05-01T12:00:00.000Z``: UTC, millisecond precision, as Orion-LD stores it."""
+    if dt.tzinfo is None:
+        raise TimeFormatError("naive datetime: attach a timezone before rendering")
+    dt = dt.astimezone(UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def from_epoch(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+__all__ = ["UTC", "TimeFormatError", "parse_time", "iso_ms", "utcnow", "from_epoch", "timedelta"]
