@@ -1,0 +1,151 @@
+"""JSON Schema (Draft 2020-12) validation of keyValues entities against the local SDM schemas.
+
+Everything is offline: each local schema file is registered in a ``referencing.Registry`` under
+the exact URL other schemas use in ``$ref`` (some ``$id``s differ from those URLs). Validators are
+built once per model and cached; format assertion is on (``date-time`` needs an offset, ``uri``
+is checked) because several SDM ``oneOf``s only work with it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from .problems import Problem, UnknownModel, json_path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+COMMON_DIR = PACKAGE_DIR / "common"
+
+#: $ref URL → local file (the table in SOURCES.md)
+COMMON_SCHEMAS: dict[str, Path] = {
+    "https://smart-data-models.github.io/data-models/common-schema.json": COMMON_DIR / "common-schema.json",
+    "https://smart-data-models.github.io/dataModel.Environment/Environment-schema.json": COMMON_DIR / "Environment-schema.json",
+    "https://smart-data-models.github.io/dataModel.Weather/weather-schema.json": COMMON_DIR / "weather-schema.json",
+    "https://smart-data-models.github.io/dataModel.Device/device-schema.json": COMMON_DIR / "device-schema.json",
+    "https://smart-data-models.github.io/dataModel.Alert/alert-schema.json": COMMON_DIR / "alert-schema.json",
+}
+
+#: model → upstream repository (decides the @context, see contexts.py)
+MODEL_REPOSITORY: dict[str, str] = {
+    "Alert": "dataModel.Alert",
+    "Device": "dataModel.Device",
+    "DeviceMeasurement": "dataModel.Device",
+    "FloodMonitoring": "dataModel.Environment",
+    "WaterObserved": "dataModel.Environment",
+    "InverterDevice": "dataModel.Energy",
+    "SolarEnergy": "dataModel.Energy",
+    "ThreePhaseAcMeasurement": "dataModel.Energy",
+    "OffStreetParking": "dataModel.Parking",
+    "ParkingGroup": "dataModel.Parking",
+    "ParkingSpot": "dataModel.Parking",
+    "PhotovoltaicDevice": "dataModel.GreenEnergy",
+    "PhotovoltaicMeasurement": "dataModel.GreenEnergy",
+    "WeatherObserved": "dataModel.Weather",
+}
+
+
+def known_models() -> list[str]:
+    """Names of the Smart Data Models whose schema ships with this package."""
+    return sorted(MODEL_REPOSITORY)
+
+
+def schema_path(model: str) -> Path:
+    if model not in MODEL_REPOSITORY:
+        raise UnknownModel(f"unknown model {model!r}; known: {', '.join(known_models())}")
+    return PACKAGE_DIR / model / "schema.json"
+
+
+def _load_json(path: Path) -> Any:
+    with path.open(encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+@functools.cache
+def registry() -> Registry:
+    """Offline registry: the common schemas under their $ref URLs, each model under its $id."""
+    resources: list[tuple[str, Resource]] = []
+    for url, path in COMMON_SCHEMAS.items():
+        resources.append((url, DRAFT202012.create_resource(_load_json(path))))
+    return Registry().with_resources(resources).crawl()
+
+
+@functools.cache
+def validator_for(model: str) -> Draft202012Validator:
+    """The compiled validator of one model (built on first use, then cached)."""
+    schema = _load_json(schema_path(model))
+    return Draft202012Validator(
+        schema, registry=registry(), format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+# -- turning ValidationErrors into Problems -------------------------------------------------
+
+_FORMAT_HINTS = {
+    "date-time": "an RFC 3339 date-time with offset, e.g. 2024-05-01T10:00:00Z",
+    "uri": "an absolute URI, e.g. urn:ngsi-ld:Device:example:1",
+    "date": "a date, e.g. 2024-05-01",
+    "time": "a time with offset, e.g. 10:00:00Z",
+}
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _message(error: ValidationError) -> str:
+    validator = error.validator
+    if validator == "format":
+        hint = _FORMAT_HINTS.get(str(error.validator_value), f"format {error.validator_value!r}")
+        return f"{_short(error.instance)} is not {hint}"
+    if validator == "enum":
+        allowed = ", ".join(repr(v) for v in error.validator_value)
+        return f"{_short(error.instance)} is not one of the allowed values: {allowed}"
+    if validator == "const":
+        return f"{_short(error.instance)} must be {error.validator_value!r}"
+    if validator == "type":
+        return f"{_short(error.instance)} is not of type {error.validator_value!r}"
+    if validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return error.message
+    if validator in ("oneOf", "anyOf"):
+        alternatives = list(error.context or ())
+        if validator == "oneOf" and not alternatives:
+            return f"{_short(error.instance)} matches more than one allowed alternative (oneOf)"
+        deepest = best_match(alternatives) if alternatives else None
+        if deepest is not None:
+            inner = _message(deepest)
+            rel = list(deepest.relative_path)
+            where = f" at {json_path(rel)[1:] or 'itself'}" if rel else ""
+            return f"{_short(error.instance, 60)} matches none of the allowed alternatives; closest: {inner}{where}"
+    if len(error.message) > 200:
+        return error.message[:197] + "..."
+    return error.message
+
+
+def _problem(error: ValidationError, root_path: tuple[str | int, ...] = ()) -> Problem:
+    parts = root_path + tuple(error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [p for p in error.validator_value if p not in error.instance and repr(p) in error.message]
+        if missing:
+            return Problem(json_path(parts + (missing[0],)), f"required attribute '{missing[0]}' is missing", "schema")
+    return Problem(json_path(parts), _message(error), "schema")
+
+
+def schema_problems(key_values: object, model: str) -> list[Problem]:
+    """Every JSON Schema problem of a keyValues entity against ``model`` (sorted by path)."""
+    try:
+        validator = validator_for(model)
+    except UnknownModel:
+        return [Problem("$.type", f"unknown model {model!r}; known models: {', '.join(known_models())}", "schema")]
+    errors: Iterable[ValidationError] = validator.iter_errors(key_values)
+    problems = [_problem(e) for e in errors]
+    # allOf branches can report the same fact twice
+    unique = list(dict.fromkeys(problems))
+    unique.sort(key=lambda p: p.path)
+    return unique
