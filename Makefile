@@ -1,0 +1,34 @@
+# stadtlink — two commands do everything:
+#   make demo   the whole city on one machine (local broker, simulated devices, twin view)
+#   make test   installs what the tests need, starts Mosquitto and Redis if needed, runs every test
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_ARGS ?=
+
+.PHONY: demo test venv install install-test services clean lint
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+venv: $(BIN)/python
+
+install: venv
+	$(BIN)/python -m pip install --quiet -e '.[demo]'
+
+install-test: venv
+	$(BIN)/python -m pip install --quiet -e '.[test,demo]'
+
+demo: install
+	$(BIN)/stadtlink demo $(DEMO_ARGS)
+
+services:
+	bash scripts/ensure-services.sh
+
+test: install-test services
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache
