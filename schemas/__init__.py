@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .contexts import CONTEXTS, CORE_CONTEXT_URL, context_url, load_context
+from .contexts import CONTEXTS, CORE_CONTEXT_URL, STADTLINK_CONTEXT_URL, context_url, load_context
 from .ngsi_ld import check_structure, to_key_values
 from .problems import InvalidEntity, Problem, UnknownModel
 from .validation import known_models, schema_path, schema_problems, validator_for
@@ -22,6 +22,7 @@ from .validation import known_models, schema_path, schema_problems, validator_fo
 __all__ = [
     "CONTEXTS",
     "CORE_CONTEXT_URL",
+    "STADTLINK_CONTEXT_URL",
     "InvalidEntity",
     "Problem",
     "UnknownModel",

@@ -47,6 +47,14 @@ CONTEXTS["https://smart-data-models.github.io/dataModel.Energy/context.jsonld"] 
     CONTEXT_DIR / "dataModel.Energy" / "context.jsonld"
 )
 
+#: stadtlink's compound default @context (AdapterSpec default): every SDM context above in one
+#: list. JSON-LD lets a later context win a term, and 61 terms (temperature, category, refDevice,
+#: ...) expand differently per repository, so prefer the per-model ``context_url(model)``.
+STADTLINK_CONTEXT_URL = (
+    "https://raw.githubusercontent.com/stadtlink/stadtlink/main/schemas/contexts/stadtlink-context.jsonld"
+)
+CONTEXTS[STADTLINK_CONTEXT_URL] = PACKAGE_DIR / "contexts" / "stadtlink-context.jsonld"
+
 
 def context_url(model_or_repo: str) -> str:
     """The @context URL for a model (``"ParkingSpot"``) or repository (``"dataModel.Parking"``,
