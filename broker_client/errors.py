@@ -222,6 +222,11 @@ class InvalidResponse(NGSILDError):
 class AuthenticationError(NGSILDError):
     """The token endpoint refused the credentials or could not be reached/parsed."""
 
+    @property
+    def retryable(self) -> bool:
+        # No status: the endpoint could not be reached, which may pass.
+        return self.status is None or is_retryable_status(self.status)
+
 
 ERROR_CLASSES: dict[str, type[NGSILDError]] = {
     "InvalidRequest": InvalidRequest,
