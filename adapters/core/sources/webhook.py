@@ -1,0 +1,127 @@
+"""Webhook source: network servers push uplinks (TTS webhook integration, ChirpStack HTTP integration).
+
+``POST <path>`` on the adapter's own aiohttp app. The token is checked in constant time against
+``X-Stadtlink-Token`` or ``Authorization: Bearer …`` (401 otherwise). The answer is ``202`` only
+after ``emit`` returned, i.e. the message is in the outbox; ``503`` if the pipeline refused it
+(outbox full) or the source is not running yet, so the pushing server retries; ``413`` above
+``max_body_bytes`` (1 MiB).
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from datetime import datetime, timezone
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from ..reading import RawMessage
+from .base import Emit
+from .secrets import resolve_secret
+
+log = logging.getLogger("stadtlink.source.webhook")
+
+
+class WebhookSourceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["webhook"] = "webhook"
+    name: str | None = None
+    path: str = "/uplink"
+    token: SecretStr | None = None
+    token_env: str | None = None
+    token_file: str | None = None
+    profile: str | None = None
+    max_body_bytes: int = Field(1024 * 1024, ge=1)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/") or v in ("/healthz", "/readyz", "/metrics"):
+            raise ValueError("path must start with '/' and not be /healthz, /readyz or /metrics")
+        return v
+
+    @model_validator(mode="after")
+    def _one_token(self):
+        if sum(x is not None for x in (self.token, self.token_env, self.token_file)) > 1:
+            raise ValueError("give only one of token, token_env, token_file")
+        return self
+
+
+class WebhookSource:
+    def __init__(self, config: WebhookSourceConfig, *, http_app: web.Application):
+        self.config = config
+        self.name = config.name or f"webhook{config.path}"
+        token = resolve_secret(config.token, config.token_env, config.token_file, what="token")
+        self._token = token.encode() if token else None
+        if self._token is None:
+            log.warning("webhook %s: no token configured — anyone who can reach the port can push data",
+                        config.path)
+        self._emit: Emit | None = None
+        self._stats = {"requests": 0.0, "accepted": 0.0, "unauthorized": 0.0, "too_large": 0.0,
+                       "emit_refused": 0.0}
+        http_app.router.add_post(config.path, self._handle)
+
+    @property
+    def ready(self) -> bool:
+        return self._emit is not None
+
+    def stats(self) -> dict[str, float]:
+        return dict(self._stats)
+
+    async def run(self, emit: Emit) -> None:
+        self._emit = emit
+        try:
+            await asyncio.Event().wait()   # requests arrive through the route; run until cancelled
+        finally:
+            self._emit = None
+
+    def _authorized(self, request: web.Request) -> bool:
+        if self._token is None:
+            return True
+        presented = request.headers.get("X-Stadtlink-Token")
+        if presented is None:
+            auth = request.headers.get("Authorization", "")
+            scheme, _, value = auth.partition(" ")
+            if scheme.lower() == "bearer":
+                presented = value.strip()
+        if not presented:
+            return False
+        return hmac.compare_digest(presented.encode(), self._token)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self._stats["requests"] += 1
+        if not self._authorized(request):
+            self._stats["unauthorized"] += 1
+            return web.json_response({"error": "unauthorized"}, status=401,
+                                     headers={"WWW-Authenticate": 'Bearer realm="stadtlink"'})
+        limit = self.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            self._stats["too_large"] += 1
+            return web.json_response({"error": f"body larger than {limit} bytes"}, status=413)
+        body = await request.content.read(limit + 1)
+        if len(body) > limit:
+            self._stats["too_large"] += 1
+            return web.json_response({"error": f"body larger than {limit} bytes"}, status=413)
+        emit = self._emit
+        if emit is None:
+            return web.json_response({"error": "not running"}, status=503, headers={"Retry-After": "5"})
+        message = RawMessage(source="webhook", payload=body, topic=self.config.path,
+                             received_at=datetime.now(timezone.utc),
+                             attributes={"content_type": request.headers.get("Content-Type", "")})
+        try:
+            await emit(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - outbox full: the pusher must retry
+            self._stats["emit_refused"] += 1
+            log.warning("webhook %s: pipeline refused a message (%s); answered 503", self.config.path, exc)
+            return web.json_response({"error": "temporarily unavailable"}, status=503,
+                                     headers={"Retry-After": "5"})
+        self._stats["accepted"] += 1
+        return web.json_response({"status": "accepted"}, status=202)
+
+
+__all__ = ["WebhookSourceConfig", "WebhookSource"]
