@@ -1,0 +1,36 @@
+"""The climate adapter's decoding profiles, by the names used in config and ``stadtlink decode``."""
+from __future__ import annotations
+
+from adapters.core.adapter import LoRaWANProfile, Profile
+
+from .decoders import decode_dl_atm41, decode_meteohelix
+
+DL_ATM41 = LoRaWANProfile(
+    name="decentlab-dl-atm41",
+    description="Decentlab DL-ATM41 weather station (METER ATMOS 41), Decentlab v2 frame on fPort 1, "
+                "in TTS v3 or ChirpStack v4 uplinks",
+    payload_decoder=decode_dl_atm41,
+)
+
+METEOHELIX = LoRaWANProfile(
+    name="barani-meteohelix",
+    description="Barani MeteoHelix IoT Pro, 11-byte bit-packed type-1 message (10-min averages, min/max, "
+                "rain click counter), in TTS v3 or ChirpStack v4 uplinks",
+    payload_decoder=decode_meteohelix,
+)
+
+
+def _profiles() -> dict[str, Profile]:
+    profiles: dict[str, Profile] = {p.name: p for p in (DL_ATM41, METEOHELIX)}
+    try:  # the runtime's generic profile for stations whose network server already decodes
+        from adapters.core.jsonmap import JSON_MAP_PROFILE
+    except ImportError:
+        pass
+    else:
+        profiles[JSON_MAP_PROFILE.name] = JSON_MAP_PROFILE
+    return profiles
+
+
+PROFILES: dict[str, Profile] = _profiles()
+
+__all__ = ["DL_ATM41", "METEOHELIX", "PROFILES"]
