@@ -95,6 +95,7 @@ class _Checker:
             self.add((), f"an entity must be a JSON object, got {_kind(entity)}")
             return
         entity_id = entity.get("id")
+        before = len(self.problems)
         if "id" not in entity:
             self.add(("id",), "entity has no 'id'")
         elif not isinstance(entity_id, str):
@@ -102,6 +103,8 @@ class _Checker:
         elif not is_uri(entity_id):
             self.add(("id",), f"entity id {_short(entity_id)} is not a URI (no scheme or "
                               "whitespace); use urn:ngsi-ld:<Type>:<local-id>")
+        if len(self.problems) > before:
+            self.broken.add("id")  # the schema's own id rules would only repeat it
         entity_type = entity.get("type")
         if "type" not in entity:
             self.add(("type",), "entity has no 'type'")
