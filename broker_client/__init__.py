@@ -3,7 +3,7 @@
     async with NGSILDClient("http://orion:1026", context=CTX, tenant="town") as client:
         result = await client.upsert(entities)   # BatchResult(succeeded=[ids], failed=[EntityFailure])
 
-See docs/broker_client.md.
+See broker_client/README.md.
 """
 
 from .auth import Auth, OAuth2ClientCredentials, StaticToken

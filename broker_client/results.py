@@ -1,5 +1,5 @@
 """Results of batch and attribute operations, and the parsers for every answer shape Orion-LD
-gives in its legacy and experimental modes (reference: docs/broker_client.md, "Answer shapes").
+gives in its legacy and experimental modes (summary: broker_client/README.md, "Batches").
 """
 
 from __future__ import annotations

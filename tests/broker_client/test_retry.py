@@ -148,3 +148,28 @@ def test_retry_policy_delay_bounds():
         assert max(samples) > cap * 0.8  # full jitter spreads over the whole range
     with pytest.raises(ValueError):
         RetryPolicy(attempts=0)
+
+
+async def test_patch_attrs_and_delete_are_retried(orion, client):
+    orion.on("PATCH", f"/entities/{E1}/attrs", Canned(503), Canned(204))
+    orion.on("DELETE", f"/entities/{E1}", Canned(502, b"Bad Gateway"), Canned(204))
+    assert (await client.update_attributes(E1, {"status": {"type": "Property", "value": "free"}})).ok
+    await client.delete_entity(E1)
+    assert len(orion.calls()) == 4
+
+
+async def test_append_no_overwrite_not_retried(orion, client):
+    orion.always("POST", f"/entities/{E1}/attrs", Canned(503))
+    with pytest.raises(BrokerUnavailable):
+        await client.append_attributes(E1, {"a": {"type": "Property", "value": 1}}, no_overwrite=True)
+    assert len(orion.calls()) == 1
+
+
+async def test_health(orion, client):
+    orion.on("GET", "/types", Canned(200, []), Canned(503), Canned(401, b""))
+    assert await client.health() is True
+    assert await client.health() is False
+    assert await client.health() is False
+    assert len(orion.calls()) == 3  # no retries for health
+    async with NGSILDClient(f"http://127.0.0.1:{free_port()}", retry=FAST_RETRY) as c:
+        assert await c.health() is False
