@@ -38,6 +38,8 @@ _ENTITY_META = frozenset({"id", "type", "@context", "scope", "createdAt", "modif
 #: attributes the NGSI-LD core defines as GeoProperties
 _GEO_NAMES = frozenset({"location", "observationSpace", "operationSpace"})
 
+#: characters NGSI-LD brokers refuse in attribute names (Orion-LD: "invalid character")
+_BAD_NAME = re.compile(r"[\s<>\"'=;()]")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s\x00-\x1f\x7f]+$")
 
 #: geometry type → array nesting above the positions
@@ -118,6 +120,11 @@ class _Checker:
                 self.add((key,), f"{key} {_short(entity[key])} is not an RFC 3339 date-time with offset")
         for name, attribute in entity.items():
             if name in _ENTITY_META:
+                continue
+            if not name or _BAD_NAME.search(name):
+                self.add((name,), f"attribute name {name!r} is empty or contains a character brokers "
+                                  "refuse (whitespace or <>\"'=;())")
+                self.broken.add(name)
                 continue
             if not self.attribute_or_instances((name,), name, attribute):
                 self.broken.add(name)

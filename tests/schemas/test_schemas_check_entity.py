@@ -223,6 +223,15 @@ def test_unknown_attribute_type_and_missing_type(build):
     assert "no 'type'" in problems["$.batteryLevel"]
 
 
+def test_attribute_names_brokers_refuse(build):
+    entity = build("Device")
+    entity["battery level"] = prop(0.9, "C62")
+    entity["rssi(dBm)"] = prop(-97)
+    problems = check_entity(entity)
+    assert [p.path for p in problems] == ['$["battery level"]', '$["rssi(dBm)"]']
+    assert all("character brokers refuse" in p.message for p in problems)
+
+
 def test_location_must_be_geo_property(build):
     entity = build("ParkingSpot")
     entity["location"]["type"] = "Property"
