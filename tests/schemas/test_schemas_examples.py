@@ -140,3 +140,27 @@ def test_public_api_is_exported():
     for name in ("check_entity", "check_key_values", "to_key_values", "known_models", "assert_valid",
                  "InvalidEntity", "Problem", "context_url", "load_context", "CONTEXTS"):
         assert hasattr(schemas, name), name
+
+
+@pytest.mark.parametrize("model", ADAPTER_MODELS)
+def test_inlined_schema_means_the_same_as_the_original(model: str):
+    """The cached validators use $ref-inlined schemas; they must judge exactly like the originals."""
+    from jsonschema import Draft202012Validator
+
+    from schemas.validation import inline_refs, registry, schema_problems
+
+    original = _load(PACKAGE_DIR / model / "schema.json")
+    inlined = inline_refs(original)
+    assert '"$ref"' not in json.dumps(inlined)
+    reference = Draft202012Validator(original, registry=registry(),
+                                     format_checker=Draft202012Validator.FORMAT_CHECKER)
+    samples = [schemas.to_key_values(_load(PACKAGE_DIR / model / "examples" / "example-normalized.jsonld"))]
+    samples += [_load(p) for p in (PACKAGE_DIR / model / "examples").glob("example.json*")]
+    samples.append({"id": "urn:ngsi-ld:X:1", "type": model, "location": {"type": "Point", "coordinates": "x"},
+                    "dateObserved": "2019-06-06T12:06:06", "refDevice": 5, "name": 7})
+    for sample in samples:
+        expected = sorted((tuple(e.absolute_path), e.message) for e in reference.iter_errors(sample))
+        got = sorted((tuple(e.absolute_path), e.message) for e in validator_for(model).iter_errors(sample))
+        assert got == expected
+    assert validator_for(model).schema == inlined
+    assert isinstance(schema_problems(samples[-1], model), list)
