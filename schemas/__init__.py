@@ -17,7 +17,7 @@ from typing import Any
 from .contexts import CONTEXTS, CORE_CONTEXT_URL, STADTLINK_CONTEXT_URL, context_url, load_context
 from .ngsi_ld import check_structure, to_key_values
 from .problems import InvalidEntity, Problem, UnknownModel
-from .validation import known_models, schema_path, schema_problems, validator_for
+from .validation import known_models, schema_path, schema_problems
 
 __all__ = [
     "CONTEXTS",

@@ -25,13 +25,16 @@ from .problems import Problem, UnknownModel, json_path
 PACKAGE_DIR = Path(__file__).resolve().parent
 COMMON_DIR = PACKAGE_DIR / "common"
 
-#: $ref URL → local file (the table in SOURCES.md)
+#: $ref URL → local file (the table in SOURCES.md; each file is named like the URL's last segment)
 COMMON_SCHEMAS: dict[str, Path] = {
-    "https://smart-data-models.github.io/data-models/common-schema.json": COMMON_DIR / "common-schema.json",
-    "https://smart-data-models.github.io/dataModel.Environment/Environment-schema.json": COMMON_DIR / "Environment-schema.json",
-    "https://smart-data-models.github.io/dataModel.Weather/weather-schema.json": COMMON_DIR / "weather-schema.json",
-    "https://smart-data-models.github.io/dataModel.Device/device-schema.json": COMMON_DIR / "device-schema.json",
-    "https://smart-data-models.github.io/dataModel.Alert/alert-schema.json": COMMON_DIR / "alert-schema.json",
+    url: COMMON_DIR / url.rsplit("/", 1)[1]
+    for url in (
+        "https://smart-data-models.github.io/data-models/common-schema.json",
+        "https://smart-data-models.github.io/dataModel.Environment/Environment-schema.json",
+        "https://smart-data-models.github.io/dataModel.Weather/weather-schema.json",
+        "https://smart-data-models.github.io/dataModel.Device/device-schema.json",
+        "https://smart-data-models.github.io/dataModel.Alert/alert-schema.json",
+    )
 }
 
 #: model → upstream repository (decides the @context, see contexts.py)
@@ -71,7 +74,7 @@ def _load_json(path: Path) -> Any:
 
 @functools.cache
 def registry() -> Registry:
-    """Offline registry: the common schemas under their $ref URLs, each model under its $id."""
+    """Offline registry: each common schema under the URL the model schemas use in ``$ref``."""
     resources: list[tuple[str, Resource]] = []
     for url, path in COMMON_SCHEMAS.items():
         resources.append((url, DRAFT202012.create_resource(_load_json(path))))
@@ -137,6 +140,7 @@ _FORMAT_HINTS = {
     "time": "a time with offset, e.g. 10:00:00Z",
 }
 
+
 def _short(value: object, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -171,12 +175,13 @@ def _message(error: ValidationError) -> str:
     return error.message
 
 
-def _problem(error: ValidationError, root_path: tuple[str | int, ...] = ()) -> Problem:
-    parts = root_path + tuple(error.absolute_path)
+def _problem(error: ValidationError) -> Problem:
+    parts = tuple(error.absolute_path)
     if error.validator == "required" and isinstance(error.instance, dict):
         missing = [p for p in error.validator_value if p not in error.instance and repr(p) in error.message]
         if missing:
-            return Problem(json_path(parts + (missing[0],)), f"required attribute '{missing[0]}' is missing", "schema")
+            what = "attribute" if not parts else "member"
+            return Problem(json_path(parts + (missing[0],)), f"required {what} '{missing[0]}' is missing", "schema")
     return Problem(json_path(parts), _message(error), "schema")
 
 

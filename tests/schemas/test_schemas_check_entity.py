@@ -16,7 +16,7 @@ from schemas import (
     to_key_values,
 )
 
-from sdm_entities import BUILDERS, prop, rel, when
+from sdm_entities import BUILDERS, prop, rel
 
 
 def only(problems: list[Problem]) -> Problem:

@@ -50,7 +50,8 @@ def test_invalid_entities_exit_1_with_one_line_per_problem(tmp_path):
     water = write(tmp_path, "water.json", bad_water)
     code, lines, err = run([spots, water])
     assert code == 1
-    assert lines[0].startswith(f"{spots}: urn:ngsi-ld:ParkingSpot:wolfsburg:pr-nord-2: $.status: 'vacant' is not one of")
+    spot_id = "urn:ngsi-ld:ParkingSpot:wolfsburg:pr-nord-2"
+    assert lines[0].startswith(f"{spots}: {spot_id}: $.status: 'vacant' is not one of")
     assert f"{spots}: <entity #2 without id>: $.id: entity has no 'id'" in lines
     assert lines[-2:] == [
         f"{water}: urn:ngsi-ld:WaterObserved:pegelonline:24300600: $.flow: value is null; NGSI-LD has no "
