@@ -26,6 +26,7 @@ from adapters.core.device import battery_fraction_from_voltage, device_entity
 from adapters.core.entity import datetime_prop, entity_id, geo_point, new_entity, prop, rel
 from adapters.core.reading import Reading
 
+from .decoders import READING_KEYS
 from .rain import rain_step
 from .settings import ClimateSettings
 
@@ -81,7 +82,8 @@ MEASUREMENT_ROWS: tuple[Row, ...] = (
 )
 
 _ATTRIBUTE_OF: dict[str, str] = {r.source: r.attribute for r in WEATHER_ROWS + MEASUREMENT_ROWS}
-_ATTRIBUTE_OF["battery_level"] = "batteryLevel"
+_ATTRIBUTE_OF.update(battery_level="batteryLevel", rain_counter="precipitation",
+                     rain_min_click_interval="precipitationIntensityMax")
 
 #: Device.controlledProperty per profile (SDM enum values).
 CONTROLLED: dict[str, tuple[str, ...]] = {
@@ -140,12 +142,17 @@ def plausible_values(reading: Reading, settings: ClimateSettings) -> dict[str, A
     """The reading's values without the implausible ones (each drop recorded in the reading's meta)."""
     kept: dict[str, Any] = {}
     for key, value in reading.values.items():
-        bounds = settings.plausible_range(key)
-        if bounds is None:
+        if key not in READING_KEYS and key != "battery_level":
+            continue                      # not ours to map (e.g. a json-map extra): ignored
+        if key == "device_serial":
             kept[key] = value
             continue
         if not _is_number(value):
             _drop(reading, key, "not-a-number")
+            continue
+        bounds = settings.plausible_range(key)
+        if bounds is None:
+            kept[key] = value
         elif not bounds[0] <= value <= bounds[1]:
             _drop(reading, key, "implausible")
         else:
@@ -160,7 +167,9 @@ def _rain(reading: Reading, values: dict[str, Any], station, ctx: MapContext, se
         resolution = settings.rain_gauge_mm
     counter = values.pop("rain_counter", None)
     if counter is not None:
-        if isinstance(counter, bool) or not isinstance(counter, int) or not 0 <= counter < 256:
+        if isinstance(counter, float) and counter.is_integer():
+            counter = int(counter)
+        if not isinstance(counter, int):
             _drop(reading, "precipitation", "bad-rain-counter")
         else:
             f_cnt = reading.meta.get("f_cnt")

@@ -26,6 +26,10 @@ DEFAULT_PLAUSIBLE: dict[str, tuple[float, float]] = {
     "tilt_y": (-90.0, 90.0),
     "compass_heading": (0.0, 360.0),
     "battery_level": (0.0, 1.0),
+    "battery_voltage": (0.0, 10.0),
+    "rain_counter": (0.0, 255.0),
+    "rain_min_click_interval": (0.0, 86400.0),
+    "rain_intensity_max": (0.0, 2000.0),             # mm/h
     "dew_point": (-80.0, 70.0),
 }
 
