@@ -1,0 +1,481 @@
+"""Readings of the parking family → normalized NGSI-LD entities (pure, no I/O).
+
+Three kinds of input:
+
+* spot sensors (``bosch-tps110``, ``nwave-nps405``; reading kinds status/heartbeat/startup) →
+  ``ParkingSpot`` + ``Device``, and — when the site aggregates — the site's ``OffStreetParking``
+  computed from the states of its spots, plus a ``ParkingGroup`` per level;
+* feed sites (``datex2`` / ``parkapi``, kind ``site``) → ``OffStreetParking`` (or ``ParkingGroup`` when
+  the registry names a ``parent_site``);
+* static table rows (kind ``site-static``) → kept in ``ctx.state``, no entity of their own.
+
+State (``ctx.state``, JSON, survives restarts):
+
+``parking:spots:<site>``        {spot id: {status, observed_at, last_seen, device, level?, street}}
+``parking:static:<site>``       the static table row of a feed site (name, total, lon/lat, layout …)
+``parking:static-feed:<feed>``  marks a feed whose static table has been read
+``parking:pending:<site>``      the latest status of a site whose static table had not arrived yet
+``parking:site-time:<site>``    observation time of the last mapped status of a feed site
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+from weakref import WeakKeyDictionary
+
+from adapters.core.adapter import MapContext
+from adapters.core.entity import datetime_prop, entity_id, geo_point, new_entity, prop, rel
+from adapters.core.errors import MappingError, ReadingDropped
+from adapters.core.reading import Reading
+from adapters.core.registry import DeviceRecord, DeviceRegistry
+from adapters.core.timeutil import iso_ms, parse_time
+
+from .decoders.vocab import LAYOUT_CATEGORY, SITE_CATEGORY, SITE_LAYOUT, split_list, unique
+from .profiles import KIND_INVALID_SITE, KIND_SITE, KIND_SITE_STATIC
+from .settings import ParkingSettings, battery_level
+
+SPOT_KINDS = frozenset({"status", "heartbeat", "startup"})
+SPOT_CATEGORIES = ("onStreet", "offStreet")
+
+SPOTS = "parking:spots:"
+STATIC = "parking:static:"
+STATIC_FEED = "parking:static-feed:"
+PENDING = "parking:pending:"
+SITE_TIME = "parking:site-time:"
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+def settings_of(ctx: MapContext) -> ParkingSettings:
+    s = ctx.settings
+    if isinstance(s, ParkingSettings):
+        return s
+    return ParkingSettings.model_validate(s or {})
+
+
+def _positive_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and value >= 1 else None
+
+
+def _fraction(part: int, whole: int) -> float:
+    return round(min(max(part / whole, 0.0), 1.0), 4)
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "yes", "1")) or value == 1
+
+
+def _site_entity_id(ctx: MapContext, site: str, street: str = "offStreet") -> str:
+    return entity_id("OnStreetParking" if street == "onStreet" else "OffStreetParking", ctx.namespace, site)
+
+
+def _group_id(ctx: MapContext, site: str, level: Any) -> str:
+    return entity_id("ParkingGroup", ctx.namespace, f"{site}-level-{level}")
+
+
+def _spot_category(rec: DeviceRecord) -> list[str]:
+    chosen = [c for c in split_list(rec.get("category")) if c in SPOT_CATEGORIES]
+    return chosen[:1] or ["offStreet"]
+
+
+# Per registry: which spot sensors belong to which site (and level). Registries are replaced, not
+# mutated, when a config is reloaded, so the cache is keyed by the registry object itself.
+_SITE_INDEX: "WeakKeyDictionary[DeviceRegistry, dict[str, list[DeviceRecord]]]" = WeakKeyDictionary()
+
+
+def _site_index(registry: DeviceRegistry) -> dict[str, list[DeviceRecord]]:
+    try:
+        return _SITE_INDEX[registry]
+    except (KeyError, TypeError):
+        pass
+    index: dict[str, list[DeviceRecord]] = {}
+    for rec in registry:
+        site = rec.get("site")
+        if site is not None:
+            index.setdefault(str(site), []).append(rec)
+    try:
+        _SITE_INDEX[registry] = index
+    except TypeError:  # not weak-referenceable: no cache
+        pass
+    return index
+
+
+def _centroid(records: Iterable[DeviceRecord]) -> tuple[float, float] | None:
+    points = [(r.lon, r.lat) for r in records if r.has_location]
+    if not points:
+        return None
+    return (round(sum(p[0] for p in points) / len(points), 7), round(sum(p[1] for p in points) / len(points), 7))
+
+
+# --------------------------------------------------------------------------------------------- entry
+
+def map_reading(reading: Reading, ctx: MapContext) -> list[dict]:
+    settings = settings_of(ctx)
+    if reading.kind in SPOT_KINDS:
+        return _map_spot(reading, ctx, settings)
+    if reading.kind == KIND_SITE:
+        return _map_site(reading, ctx, settings)
+    if reading.kind == KIND_SITE_STATIC:
+        return _store_static(reading, ctx, settings)
+    if reading.kind == KIND_INVALID_SITE:
+        raise MappingError("invalid-site-record", f"site {reading.meta.get('site_ref') or reading.device_id!r} "
+                                                  f"of feed {reading.meta.get('feed')!r}: {reading.values.get('error')}")
+    raise MappingError("unsupported-reading", f"the parking mapper has no rule for reading kind {reading.kind!r}")
+
+
+# --------------------------------------------------------------------------------------------- spot sensors
+
+def _map_spot(reading: Reading, ctx: MapContext, settings: ParkingSettings) -> list[dict]:
+    rec = ctx.require_device(reading)
+    site = ctx.require(rec, "site")
+    lonlat = ctx.require(rec, "location")
+    occupied = reading.values.get("occupied")
+    if not isinstance(occupied, bool):
+        raise MappingError("no-occupancy", f"{reading.profile} reading of {rec.id!r} has no occupancy")
+    site = str(site) if site is not None else None
+    spot_id = str(rec.get("spot") or rec.id)
+    street = _spot_category(rec)[0]
+    level = rec.get("level")
+    site_closed = site is not None and (settings.site(site).closed or _truthy(_site_record_field(ctx, site, "closed")))
+    closed = (_truthy(rec.get("closed")) or spot_id in settings.closed_spots or rec.id in settings.closed_spots
+              or site_closed)
+    status = "closed" if closed else ("occupied" if occupied else "free")
+
+    entities: list[dict] = []
+    state_key = SPOTS + (site or "?")
+    spots = dict(ctx.state.get(state_key) or {})
+    previous = spots.get(spot_id)
+    if previous is not None and parse_time(previous["last_seen"]) > reading.observed_at:
+        raise ReadingDropped("older-than-state",
+                             f"{rec.id}: uplink of {iso_ms(reading.observed_at)} is older than {previous['last_seen']}")
+    entry = {"status": status, "observed_at": iso_ms(reading.observed_at), "last_seen": iso_ms(reading.observed_at),
+             "device": rec.id, "street": street}
+    if level is not None:
+        entry["level"] = level
+    spots[spot_id] = entry
+    if site is not None:
+        ctx.state[state_key] = spots
+
+    entities.append(_spot_entity(ctx, rec, settings, site, spot_id, status, reading.observed_at, lonlat))
+    if settings.devices:
+        entities.append(_device_entity(ctx, rec, reading, settings, lonlat))
+    if site is not None:
+        entities.extend(_site_aggregate(ctx, settings, site, levels={level} if level is not None else set()))
+    return entities
+
+
+def _site_record_field(ctx: MapContext, site: str, key: str) -> Any:
+    rec = ctx.registry.lookup(site)
+    return rec.get(key) if rec is not None and rec.get("site") is None else None
+
+
+def _spot_entity(ctx: MapContext, rec: DeviceRecord, settings: ParkingSettings, site: str | None, spot_id: str,
+                 status: str, observed_at: datetime, lonlat: tuple[float, float] | None) -> dict:
+    category = _spot_category(rec)
+    level = rec.get("level")
+    attrs: dict[str, Any] = {
+        "status": prop(status, observed_at=observed_at),
+        "category": prop(category),
+        "location": geo_point(*lonlat) if lonlat else None,
+        "name": prop(str(rec.name)) if rec.name else None,
+        "refParkingSite": rel(_site_entity_id(ctx, site, category[0])) if site else None,
+    }
+    if level is not None and site and settings.level_groups and category[0] == "offStreet":
+        attrs["refParkingGroup"] = rel(_group_id(ctx, site, level))
+    if settings.devices:
+        attrs["refDevice"] = rel([entity_id("Device", ctx.namespace, rec.id)])
+    for key in ("width", "length"):
+        value = rec.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            attrs[key] = prop(float(value), unit="MTR")
+    return new_entity(entity_id("ParkingSpot", ctx.namespace, spot_id), "ParkingSpot", **attrs)
+
+
+def _device_entity(ctx: MapContext, rec: DeviceRecord, reading: Reading, settings: ParkingSettings,
+                   lonlat: tuple[float, float] | None) -> dict:
+    observed = reading.observed_at
+    attrs: dict[str, Any] = {
+        "controlledProperty": prop(["occupancy"]),
+        "category": prop(["sensor"]),
+        "supportedProtocol": prop(["lora"]),
+        "location": geo_point(*lonlat) if lonlat else None,
+        "name": prop(str(rec.name)) if rec.name else None,
+        "dateLastValueReported": datetime_prop(observed),
+    }
+    rssi = reading.meta.get("rssi")
+    if isinstance(rssi, (int, float)) and not isinstance(rssi, bool):
+        attrs["rssi"] = prop(float(rssi), unit="DBM", observed_at=observed)
+    volts = reading.values.get("battery_voltage")
+    curve = settings.battery_curves.get(reading.profile)
+    if isinstance(volts, (int, float)) and curve:
+        attrs["batteryLevel"] = prop(battery_level(float(volts), curve), unit="C62", observed_at=observed)
+    firmware = reading.values.get("firmwareVersion") or reading.values.get("firmware_version")
+    if isinstance(firmware, str):
+        attrs["firmwareVersion"] = prop(firmware, observed_at=observed)
+    if reading.meta.get("dev_eui"):
+        attrs["serialNumber"] = prop(str(reading.meta["dev_eui"]))
+    return new_entity(entity_id("Device", ctx.namespace, rec.id), "Device", **attrs)
+
+
+# --------------------------------------------------------------------------------------------- aggregation
+
+def _site_aggregate(ctx: MapContext, settings: ParkingSettings, site: str, levels: set) -> list[dict]:
+    """The OffStreetParking of a sensor-equipped site (+ the ParkingGroups of ``levels``)."""
+    if not settings.aggregates(site):
+        return []
+    spots: dict[str, dict] = dict(ctx.state.get(SPOTS + site) or {})
+    if not spots or any(s.get("street") == "onStreet" for s in spots.values()):
+        return []  # on-street sites have no OffStreetParking; their spots stand alone
+    registered = _site_index(ctx.registry).get(site, [])
+    site_rec = ctx.registry.lookup(site)
+    if site_rec is not None and site_rec.get("site") is not None:
+        site_rec = None  # that id is a spot sensor, not a site record
+    site_settings = settings.site(site)
+    closed_site = site_settings.closed or (site_rec is not None and _truthy(site_rec.get("closed")))
+
+    counts = _count(spots.values())
+    total = (site_settings.total_spots or (_positive_int(site_rec.get("total_spots")) if site_rec else None)
+             or len(registered) or len(spots))
+    total = max(total, len(spots))
+    if site_rec is not None and site_rec.has_location:
+        lonlat = (site_rec.lon, site_rec.lat)
+    else:
+        lonlat = _centroid(registered)
+    if lonlat is None:
+        return []  # nowhere to put it (spot records without coordinates were already refused)
+    observed = max(parse_time(s["observed_at"]) for s in spots.values())
+
+    attrs: dict[str, Any] = {
+        "location": geo_point(*lonlat),
+        "name": prop(str(site_rec.name)) if site_rec is not None and site_rec.name else prop(site),
+        "totalSpotNumber": prop(total, observed_at=observed),
+        "occupancyDetectionType": prop(["singleSpaceDetection"]),
+        "occupancyModified": datetime_prop(observed),
+    }
+    if closed_site or counts["closed"] == len(spots):
+        attrs["status"] = prop(["closed"], observed_at=observed)
+        attrs["availableSpotNumber"] = prop(0, observed_at=observed)
+    else:
+        known = counts["free"] + counts["occupied"]
+        attrs["availableSpotNumber"] = prop(counts["free"], observed_at=observed)
+        attrs["occupiedSpotNumber"] = prop(counts["occupied"], observed_at=observed)
+        if known:
+            # over the spots whose state is known: unknown (silent) and closed spots are neither free nor taken
+            attrs["occupancy"] = prop(_fraction(counts["occupied"], known), unit="C62", observed_at=observed)
+            status = ["full"] if counts["free"] == 0 else ["spacesAvailable"]
+            if counts["free"] and site_settings.almost_full_free and counts["free"] <= site_settings.almost_full_free:
+                status = ["almostFull"]
+            attrs["status"] = prop(status, observed_at=observed)
+    if site_rec is not None:
+        _static_attrs(attrs, layout=split_list(site_rec.get("layout")), category=split_list(site_rec.get("category")))
+    entities = [new_entity(_site_entity_id(ctx, site), "OffStreetParking", **attrs)]
+    if settings.level_groups:
+        for level in sorted(levels, key=str):
+            entities.append(_level_group(ctx, site, level, spots, registered, site_rec))
+    return entities
+
+
+def _count(spots: Iterable[dict]) -> dict[str, int]:
+    counts = {"free": 0, "occupied": 0, "closed": 0, "unknown": 0}
+    for s in spots:
+        counts[s.get("status", "unknown")] = counts.get(s.get("status", "unknown"), 0) + 1
+    return counts
+
+
+def _level_group(ctx: MapContext, site: str, level: Any, spots: dict[str, dict], registered: list[DeviceRecord],
+                 site_rec: DeviceRecord | None) -> dict:
+    on_level = [s for s in spots.values() if str(s.get("level")) == str(level)]
+    recs = [r for r in registered if str(r.get("level")) == str(level)]
+    counts = _count(on_level)
+    observed = max(parse_time(s["observed_at"]) for s in on_level) if on_level else None
+    total = max(len(recs), len(on_level), 1)
+    site_name = site_rec.name if site_rec is not None and site_rec.name else site
+    centroid = _centroid(recs)
+    attrs: dict[str, Any] = {
+        "refParkingSite": rel(_site_entity_id(ctx, site)),
+        "category": prop(["completeFloor", "offStreet"]),
+        "name": prop(f"{site_name} level {level}"),
+        "location": geo_point(*centroid) if centroid else None,
+        "totalSpotNumber": prop(total, observed_at=observed),
+        "availableSpotNumber": prop(counts["free"], observed_at=observed),
+        "occupiedSpotNumber": prop(counts["occupied"], observed_at=observed),
+        "occupancyDetectionType": prop(["singleSpaceDetection"]),
+    }
+    if isinstance(level, int):
+        attrs["floor"] = prop(level)
+    return new_entity(_group_id(ctx, site, level), "ParkingGroup", **attrs)
+
+
+# --------------------------------------------------------------------------------------------- timer
+
+def tick(ctx: MapContext) -> list[dict]:
+    """Spots silent for longer than their heartbeat timeout turn ``unknown``; their sites follow.
+
+    The ``unknown`` state is observed at *last uplink + timeout* (when the silence became too long),
+    so the entity carries a deterministic time and never one of the adapter clock.
+    """
+    if ctx.now is None:
+        return []
+    settings = settings_of(ctx)
+    entities: list[dict] = []
+    for key in [k for k in list(ctx.state) if k.startswith(SPOTS)]:
+        site = key[len(SPOTS):]
+        spots = dict(ctx.state.get(key) or {})
+        changed_levels: set = set()
+        changed = False
+        for spot_id, entry in spots.items():
+            if entry.get("status") in ("unknown", "closed"):
+                continue
+            rec = ctx.registry.lookup(entry.get("device"))
+            timeout = settings.heartbeat_timeout_s
+            if rec is not None and isinstance(rec.get("heartbeat_timeout_s"), (int, float)) \
+                    and rec.get("heartbeat_timeout_s") > 0:
+                timeout = float(rec.get("heartbeat_timeout_s"))
+            expired_at = parse_time(entry["last_seen"]) + timedelta(seconds=timeout)
+            if ctx.now <= expired_at:
+                continue
+            entry = dict(entry, status="unknown", observed_at=iso_ms(expired_at))
+            spots[spot_id] = entry
+            changed = True
+            if entry.get("level") is not None:
+                changed_levels.add(entry["level"])
+            if rec is not None and rec.has_location:
+                entities.append(_spot_entity(ctx, rec, settings, site, spot_id, "unknown", expired_at,
+                                             (rec.lon, rec.lat)))
+        if changed:
+            ctx.state[key] = spots
+            entities.extend(_site_aggregate(ctx, settings, site, levels=changed_levels))
+    return entities
+
+
+# --------------------------------------------------------------------------------------------- feeds
+
+def _store_static(reading: Reading, ctx: MapContext, settings: ParkingSettings) -> list[dict]:
+    site_id = reading.device_id
+    values = dict(reading.values)
+    if ctx.state.get(STATIC + site_id) != values:
+        ctx.state[STATIC + site_id] = values
+    feed_key = STATIC_FEED + str(reading.meta.get("feed", "default"))
+    if feed_key not in ctx.state:
+        ctx.state[feed_key] = {"loaded_at": iso_ms(reading.observed_at)}
+    pending = ctx.state.get(PENDING + site_id)
+    if pending is None:
+        return []
+    del ctx.state[PENDING + site_id]
+    try:
+        return _map_site(_reading_from_json(pending), ctx, settings)
+    except (MappingError, ReadingDropped):
+        return []  # the next status poll brings it again and reports it then
+
+
+def _reading_from_json(doc: dict) -> Reading:
+    return Reading(device_id=doc["device_id"], profile=doc["profile"], observed_at=parse_time(doc["observed_at"]),
+                   values=doc["values"], kind=doc["kind"], meta=doc.get("meta") or {})
+
+
+def _static_attrs(attrs: dict[str, Any], *, layout: list[str], category: list[str],
+                  layout_raw: list[str] = (), site_type: str | None = None) -> None:
+    """``layout`` / ``category`` restricted to the SDM enums; DATEX ``underground`` layout → category."""
+    raw = list(layout) + list(layout_raw)
+    lay = unique(v for v in raw if v in SITE_LAYOUT)
+    cat = unique(v for v in category if v in SITE_CATEGORY)
+    if not cat:
+        cat = unique(LAYOUT_CATEGORY[v] for v in raw if v in LAYOUT_CATEGORY)
+    if lay:
+        attrs["layout"] = prop(lay)
+    if cat:
+        attrs["category"] = prop(cat)
+
+
+def _map_site(reading: Reading, ctx: MapContext, settings: ParkingSettings) -> list[dict]:
+    site_id = reading.device_id
+    feed = str(reading.meta.get("feed", "default"))
+    values = reading.values
+    static: dict[str, Any] = dict(ctx.state.get(STATIC + site_id) or {})
+    rec = ctx.registry.lookup(site_id)
+
+    def pick(key: str) -> Any:
+        if rec is not None and rec.get(key) is not None:
+            return rec.get(key)
+        if values.get(key) is not None:
+            return values.get(key)
+        return static.get(key)
+
+    if rec is not None and rec.has_location:
+        lonlat = (rec.lon, rec.lat)
+    elif values.get("lon") is not None and values.get("lat") is not None:
+        lonlat = (values["lon"], values["lat"])
+    elif static.get("lon") is not None and static.get("lat") is not None:
+        lonlat = (static["lon"], static["lat"])
+    else:
+        lonlat = None
+    if lonlat is None:
+        known = bool(static) or rec is not None
+        if not known and reading.meta.get("static_source") == "table" and STATIC_FEED + feed not in ctx.state:
+            ctx.state[PENDING + site_id] = reading.as_json()
+            raise ReadingDropped("awaiting-static-table",
+                                 f"site {site_id!r}: the static table of feed {feed!r} has not been read yet")
+        if not known:
+            where = "the static table nor the registry" if reading.meta.get("static_source") == "table" \
+                else "the registry"
+            raise MappingError("site-not-in-static-list",
+                               f"site {site_id!r} of feed {feed!r} is neither in {where}", missing=["location"])
+        if ctx.lenient:
+            ctx.missing.append(f"{site_id}: no coordinates")
+        else:
+            raise MappingError("site-without-location",
+                               f"site {site_id!r} of feed {feed!r} has no coordinates (add lat/lon in the registry)",
+                               missing=["location"])
+
+    last = ctx.state.get(SITE_TIME + site_id)
+    if last is not None and parse_time(last) > reading.observed_at:
+        raise ReadingDropped("older-than-state", f"site {site_id!r}: {iso_ms(reading.observed_at)} is older than {last}")
+    if last != iso_ms(reading.observed_at):
+        ctx.state[SITE_TIME + site_id] = iso_ms(reading.observed_at)
+
+    observed = reading.observed_at
+    total_realtime = values.get("total_realtime")
+    closed_by_capacity = total_realtime == 0
+    total = _positive_int(total_realtime) or _positive_int(pick("total_spots")) or _positive_int(pick("total"))
+    available, occupied = values.get("available"), values.get("occupied")
+    if not closed_by_capacity and total is not None:
+        if occupied is None and available is not None:
+            occupied = max(total - available, 0)
+        elif available is None and occupied is not None:
+            available = max(total - occupied, 0)
+    status = ["closed"] if closed_by_capacity else [s for s in values.get("status", [])]
+
+    attrs: dict[str, Any] = {
+        "location": geo_point(*lonlat) if lonlat else None,
+        "name": prop(str(pick("name"))) if pick("name") is not None else None,
+        "totalSpotNumber": prop(total, observed_at=observed) if total is not None else None,
+        "availableSpotNumber": prop(available, observed_at=observed) if available is not None else None,
+        "occupiedSpotNumber": prop(occupied, observed_at=observed) if occupied is not None else None,
+        "status": prop(status, observed_at=observed) if status else None,
+        "occupancyModified": datetime_prop(observed),
+    }
+    if not closed_by_capacity:
+        percent = values.get("occupancy_percent")
+        if isinstance(percent, (int, float)):
+            attrs["occupancy"] = prop(round(percent / 100, 4), unit="C62", observed_at=observed)
+        elif total is not None and occupied is not None:
+            attrs["occupancy"] = prop(_fraction(occupied, total), unit="C62", observed_at=observed)
+    layout = split_list(rec.get("layout")) if rec is not None and rec.get("layout") else list(values.get("layout") or [])
+    category = split_list(rec.get("category")) if rec is not None and rec.get("category") \
+        else list(values.get("category") or [])
+    _static_attrs(attrs, layout=layout, category=category, layout_raw=static.get("layout_raw") or [])
+
+    parent = rec.get("parent_site") if rec is not None else None
+    if parent is not None:
+        group = {k: v for k, v in attrs.items() if k not in ("status", "layout", "category", "occupancy",
+                                                              "occupancyModified")}
+        group["refParkingSite"] = rel(_site_entity_id(ctx, str(parent)))
+        group["category"] = prop(["completeFloor", "offStreet"] if rec.get("level") is not None else ["offStreet"])
+        if isinstance(rec.get("level"), int):
+            group["floor"] = prop(rec.get("level"))
+        return [new_entity(entity_id("ParkingGroup", ctx.namespace, site_id), "ParkingGroup", **group)]
+    return [new_entity(_site_entity_id(ctx, site_id), "OffStreetParking", **attrs)]
