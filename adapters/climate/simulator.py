@@ -200,9 +200,15 @@ class SimulatedStation:
         values = {k: sim[k] for k in ("battery_voltage", "air_temperature", "air_temperature_min",
                                       "air_temperature_max", "relative_humidity", "atmospheric_pressure",
                                       "solar_radiation", "solar_radiation_max")}
+        # the station's own resolution: 2 W/m², 5 Pa, 0.2 % RH, 0.05 V
+        values["solar_radiation"] = 2 * round(values["solar_radiation"] / 2)
+        values["solar_radiation_max"] = max(values["solar_radiation"], 2 * round(values["solar_radiation_max"] / 2))
+        values["atmospheric_pressure"] = 5 * round(values["atmospheric_pressure"] / 5)
+        values["relative_humidity"] = round(round(values["relative_humidity"] * 500) / 500, 4)
+        values["battery_voltage"] = round(3.0 + 0.05 * round((values["battery_voltage"] - 3.0) / 0.05), 2)
         values["rain_counter"] = self.rain_counter
         if sim["rain_min_click_interval"] is not None:
-            values["rain_min_click_interval"] = sim["rain_min_click_interval"]
+            values["rain_min_click_interval"] = round(182.0 / max(1, min(254, round(182.0 / sim["rain_min_click_interval"]))), 2)
         return values
 
     def payload(self, when: datetime) -> bytes:
