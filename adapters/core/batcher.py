@@ -1,0 +1,229 @@
+"""The batching sink: outbox → broker, at most ``batch_size`` entities or every ``flush_ms``.
+
+* At most one instance of an entity per batch.
+* ``latest-state``: a newer queued instance of an entity replaces the older one; attributes are
+  merged, the newer (by ``observedAt``, else by arrival) winning per attribute.
+* ``time-series``: every instance reaches the broker, in order: a second instance of an entity
+  waits for the next batch.
+* Only the entities that failed are sent again (exponential backoff with jitter, capped).
+  Permanent per-entity failures (4xx) are dead-lettered with the broker's ProblemDetails. When
+  the broker cannot be reached (:class:`BrokerUnavailable`, 5xx after the client's retries, 401/403)
+  everything stays in the outbox and :attr:`broker_ok` is false (readiness).
+* Outbox entries are acknowledged only after the broker confirmed them (or they were dead-lettered).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .deadletter import message_record
+from .logging import RateLimitedLog
+from .metrics import Metrics
+from .outbox import OutboxItem
+from .pipeline import newest_observed_at
+
+log = logging.getLogger("stadtlink.batcher")
+
+
+@dataclass(slots=True)
+class _Entry:
+    entity: dict
+    items: list[OutboxItem] = field(default_factory=list)
+
+
+def merge_entity(older: dict, newer: dict) -> dict:
+    """``newer`` over ``older``, attribute by attribute; an attribute observed earlier never wins."""
+    merged = dict(older)
+    for name, value in newer.items():
+        prev = merged.get(name)
+        if type(prev) is dict and type(value) is dict:
+            a, b = prev.get("observedAt"), value.get("observedAt")
+            if a is not None and b is not None and b < a:
+                continue
+        merged[name] = value
+    return merged
+
+
+class Batcher:
+    def __init__(self, outbox, backend, deadletters, metrics: Metrics, *, semantics: str = "latest-state",
+                 batch_size: int = 200, flush_ms: int = 500, retry_base_s: float = 0.5, retry_max_s: float = 30.0,
+                 health_interval_s: float = 10.0):
+        self.outbox = outbox
+        self.backend = backend
+        self.deadletters = deadletters
+        self.metrics = metrics
+        self.coalesce = semantics == "latest-state"
+        self.batch_size = batch_size
+        self.flush_s = flush_ms / 1000.0
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
+        self.health_interval_s = health_interval_s
+        self.broker_ok: bool | None = None
+        self.broker_error: str | None = None
+        self._carry: list[OutboxItem] = []
+        self._closing = False
+        self._last_io = 0.0
+        self._log = RateLimitedLog(log, interval=60.0)
+        self.batches = 0
+
+    # -- control -------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Finish: drain what the outbox holds, then return from :meth:`run`."""
+        self._closing = True
+
+    async def probe(self) -> bool:
+        try:
+            ok = bool(await self.backend.health())
+        except Exception as exc:  # noqa: BLE001
+            ok = False
+            self.broker_error = f"{type(exc).__name__}: {exc}"
+        self._set_broker(ok, None if ok else (self.broker_error or "health check failed"))
+        self._last_io = time.monotonic()
+        return ok
+
+    def _set_broker(self, ok: bool, error: str | None) -> None:
+        if ok and self.broker_ok is False:
+            log.warning("broker reachable again")
+        self.broker_ok = ok
+        self.broker_error = error
+
+    async def run(self) -> None:
+        while True:
+            entries = await self._collect()
+            if entries:
+                await self._write(entries)
+            elif self._closing and not self._carry:
+                return
+            elif time.monotonic() - self._last_io > self.health_interval_s:
+                await self.probe()
+
+    # -- collecting ------------------------------------------------------------------------------------
+    async def _collect(self) -> list[_Entry]:
+        entries: dict[str, _Entry] = {}
+        carry, self._carry = self._carry, []
+        deadline = None
+        while True:
+            if carry:
+                items, carry = carry, []
+            else:
+                room = self.batch_size - len(entries)
+                if self._closing:
+                    timeout = 0.0 if entries else 0.05
+                elif deadline is None:
+                    timeout = 1.0
+                else:
+                    timeout = deadline - time.monotonic()
+                    if timeout <= 0:
+                        break
+                items = await self.outbox.take(room, timeout)
+                if not items:
+                    if entries and (self._closing or deadline is None or time.monotonic() >= deadline):
+                        break
+                    if not entries:
+                        return []
+                    continue
+            if deadline is None:
+                deadline = time.monotonic() + self.flush_s
+            for i, item in enumerate(items):
+                ent = item.entity
+                eid = ent.get("id")
+                if not isinstance(eid, str):
+                    eid = f"<no id #{item.key}>"
+                entry = entries.get(eid)
+                if entry is None:
+                    if len(entries) >= self.batch_size:
+                        self._carry.extend(items[i:])
+                        return list(entries.values())
+                    entries[eid] = _Entry(ent, [item])
+                elif self.coalesce:
+                    entry.entity = merge_entity(entry.entity, ent)
+                    entry.items.append(item)
+                else:
+                    # time-series: this instance (and everything after it, to keep order) waits
+                    self._carry.extend(items[i:])
+                    return list(entries.values())
+            if len(entries) >= self.batch_size:
+                break
+        return list(entries.values())
+
+    # -- writing ---------------------------------------------------------------------------------------
+    def _backoff(self, attempt: int) -> float:
+        cap = min(self.retry_max_s, self.retry_base_s * (2 ** max(0, attempt - 1)))
+        return cap * (0.5 + random.random() / 2)
+
+    async def _write(self, entries: list[_Entry]) -> None:
+        m = self.metrics
+        m.batch_size_child.observe(len(entries))
+        self.batches += 1
+        attempt = 0
+        pending = entries
+        while pending:
+            if attempt:
+                m.counts["retried"] += len(pending)
+                await asyncio.sleep(self._backoff(attempt))
+            attempt += 1
+            by_id = {e.entity.get("id"): e for e in pending}
+            self._last_io = time.monotonic()
+            try:
+                result = await self.backend.write([e.entity for e in pending])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - BrokerUnavailable, 401/403, anything: keep and retry
+                partial = getattr(exc, "partial", None)
+                self._set_broker(False, f"{type(exc).__name__}: {exc}")
+                m.counts["errors"] += 1
+                self._log(logging.ERROR, ("write", type(exc).__name__),
+                          "broker write failed, %d entities kept in the outbox: %s: %s",
+                          len(pending), type(exc).__name__, exc)
+                if partial is not None and (partial.succeeded or partial.failed):
+                    pending = await self._settle(partial, by_id, keep_unreported=True)
+                continue
+            self._set_broker(True, None)
+            pending = await self._settle(result, by_id, keep_unreported=True)
+
+    async def _settle(self, result, by_id: dict[str, _Entry], *, keep_unreported: bool) -> list[_Entry]:
+        """Ack what succeeded, dead-letter permanent failures; return the entries to send again."""
+        m = self.metrics
+        done_items: list[OutboxItem] = []
+        now = time.time()
+        lat = m.latency_child
+        for eid in result.succeeded:
+            entry = by_id.pop(eid, None)
+            if entry is None:
+                continue
+            done_items.extend(entry.items)
+            m.counts["upserted"] += 1
+            obs = newest_observed_at(entry.entity)
+            if obs is not None:
+                try:
+                    lat.observe(max(0.0, now - datetime.fromisoformat(obs).timestamp()))
+                except ValueError:
+                    pass
+        retry: list[_Entry] = []
+        for failure in result.failed:
+            entry = by_id.pop(failure.entity_id, None)
+            if entry is None:
+                continue
+            m.counts["failed"] += 1
+            if failure.retryable:
+                retry.append(entry)
+                continue
+            problem = failure.problem.to_dict() if hasattr(failure.problem, "to_dict") else dict(failure.problem)
+            reason = "broker-rejected"
+            text = " — ".join(str(x) for x in (problem.get("title"), problem.get("detail")) if x) or "rejected"
+            m.dead(reason)
+            await self.deadletters.add(message_record(None, reason=reason, stage="write", error=text,
+                                                      device_id=None, entity=entry.entity, problem=problem))
+            self._log(logging.WARNING, ("rejected", entry.entity.get("type"), problem.get("type")),
+                      "broker rejected %s: %s", failure.entity_id, text, entity_id=failure.entity_id)
+            done_items.extend(entry.items)
+        if keep_unreported:
+            retry.extend(by_id.values())
+        if done_items:
+            await self.outbox.ack(done_items)
+        return retry

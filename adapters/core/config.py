@@ -1,0 +1,379 @@
+"""The adapter process configuration: one YAML file, ``STADTLINK_*`` environment overrides, secrets.
+
+The whole file is validated by one pydantic model built per adapter (its ``settings`` section is the
+adapter's own ``settings_model``; ``sources`` is a discriminated union over every installed source
+kind). Errors come back as :class:`ConfigError` naming each offending path, e.g.
+``sources[0].port: Input should be a valid integer``.
+
+Environment overrides use a double underscore for nesting: ``STADTLINK_BROKER__URL``,
+``STADTLINK_OUTBOX__KIND``, ``STADTLINK_SOURCES__0__HOST``. Values are read as YAML scalars
+(``42`` is a number, ``true`` a boolean). ``STADTLINK_CONFIG`` and ``STADTLINK_ADAPTER`` are not
+overrides (the CLI reads them).
+
+Secrets (tokens, passwords) are :class:`pydantic.SecretStr` and may be given as ``<name>_env``
+(an environment variable name) or ``<name>_file`` (a mounted file) instead of inline.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal, Mapping, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, model_validator
+
+from .errors import ConfigError
+
+ENV_PREFIX = "STADTLINK_"
+_NOT_OVERRIDES = {"STADTLINK_CONFIG", "STADTLINK_ADAPTER", "STADTLINK_EXTRA_ADAPTERS", "STADTLINK_LOG_FORMAT"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def resolve_secret(value: SecretStr | str | None, env: str | None, file: str | None, *, what: str) -> SecretStr | None:
+    """One of inline value / env var name / file path → the secret (or None if none given)."""
+    given = [x for x in (value, env, file) if x is not None]
+    if len(given) > 1:
+        raise ValueError(f"give only one of {what}, {what}_env, {what}_file")
+    if value is not None:
+        return value if isinstance(value, SecretStr) else SecretStr(value)
+    if env is not None:
+        found = os.environ.get(env)
+        if found is None or found == "":
+            raise ValueError(f"{what}_env: environment variable {env} is not set")
+        return SecretStr(found)
+    if file is not None:
+        try:
+            text = Path(file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"{what}_file: cannot read {file}: {exc.strerror}") from None
+        return SecretStr(text)
+    return None
+
+
+class TokenAuth(_Strict):
+    """A static bearer token (inline, env var or file; a file is re-read when it rotates)."""
+
+    kind: Literal["token"]
+    value: SecretStr | None = None
+    env: str | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "TokenAuth":
+        if sum(x is not None for x in (self.value, self.env, self.file)) != 1:
+            raise ValueError("token auth needs exactly one of value, env, file")
+        if self.env is not None and not os.environ.get(self.env):
+            raise ValueError(f"env: environment variable {self.env} is not set")
+        return self
+
+    def build(self):
+        from broker_client import StaticToken
+
+        if self.value is not None:
+            return StaticToken(self.value.get_secret_value())
+        if self.env is not None:
+            return StaticToken(env=self.env)
+        return StaticToken(file=self.file)
+
+
+class OAuth2Auth(_Strict):
+    """OAuth2 client credentials (Keycloak style)."""
+
+    kind: Literal["oauth2"]
+    token_url: str
+    client_id: str
+    client_secret: SecretStr | None = None
+    client_secret_env: str | None = None
+    client_secret_file: str | None = None
+    scope: str | None = None
+    audience: str | None = None
+
+    @model_validator(mode="after")
+    def _secret(self) -> "OAuth2Auth":
+        secret = resolve_secret(self.client_secret, self.client_secret_env, self.client_secret_file,
+                                what="client_secret")
+        if secret is None:
+            raise ValueError("oauth2 auth needs client_secret, client_secret_env or client_secret_file")
+        self.client_secret = secret
+        return self
+
+    def build(self):
+        from broker_client import OAuth2ClientCredentials
+
+        assert self.client_secret is not None
+        return OAuth2ClientCredentials(self.token_url, self.client_id, self.client_secret.get_secret_value(),
+                                       scope=self.scope, audience=self.audience)
+
+
+class BrokerConfig(_Strict):
+    url: str = Field(description="broker base URL, e.g. http://orion-ld:1026 (the client appends /ngsi-ld/v1)")
+    tenant: str | None = None
+    context: str | None = Field(None, description="@context URL sent in the Link header (default: the adapter's)")
+    auth: Annotated[Union[TokenAuth, OAuth2Auth], Field(discriminator="kind")] | None = None
+    batch_size: int = Field(200, ge=1, le=900, description="flush at this many entities …")
+    flush_ms: int = Field(500, ge=1, description="… or after this many milliseconds")
+    timeout_s: float = Field(10.0, gt=0)
+    retry_base_s: float = Field(0.5, gt=0, description="first retry delay of failed entities (doubles, jittered)")
+    retry_max_s: float = Field(30.0, gt=0, description="cap of the retry delay")
+    health_interval_s: float = Field(10.0, gt=0, description="how often the broker is probed while idle")
+
+    @model_validator(mode="after")
+    def _url(self) -> "BrokerConfig":
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https:// (got {self.url!r})")
+        return self
+
+
+class OutboxConfig(_Strict):
+    kind: Literal["memory", "redis"] = "memory"
+    url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "stadtlink"
+    max_length: int = Field(100_000, ge=1, description="alarm + readiness false + back-pressure at this depth")
+    backpressure_wait_s: float = Field(5.0, ge=0, description="how long emit() waits for room before it raises")
+    consumer: str | None = Field(None, description="Redis consumer name (default: the host name, stable per pod)")
+    group: str = "stadtlink"
+    claim_min_idle_ms: int = Field(30_000, ge=0, description="pending entries idle this long are reclaimed")
+    deadletter_max_length: int = Field(100_000, ge=1)
+
+
+class HttpConfig(_Strict):
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = Field(9100, ge=0, le=65535)
+
+
+class StadtlinkConfigBase(_Strict):
+    adapter: str | None = None
+    namespace: str = Field(min_length=1)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    broker: BrokerConfig
+    outbox: OutboxConfig = OutboxConfig()
+    check: Literal["strict", "warn", "off"] = "strict"
+    http: HttpConfig = HttpConfig()
+    dedup_window_s: float = Field(600.0, ge=0)
+    shutdown_grace_s: float = Field(20.0, ge=0)
+    heartbeat_timeout_s: float = Field(10.0, gt=0, description="/healthz fails when the loop heartbeat is older")
+    devices: list[dict[str, Any]] = []
+    registry_files: list[str] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _log_level_upper(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("log_level"), str):
+            data = dict(data)
+            data["log_level"] = data["log_level"].upper()
+        return data
+
+
+# --- sources --------------------------------------------------------------------------------------
+
+def source_configs() -> tuple[type[BaseModel], ...]:
+    """Every installed source config model: the built-in ones plus those registered in plugins."""
+    from . import plugins
+
+    models: list[type[BaseModel]] = []
+    try:
+        from .sources import SOURCE_CONFIGS  # type: ignore[attr-defined]
+
+        models.extend(SOURCE_CONFIGS)
+    except ImportError:
+        pass
+    models.extend(m for m, _ in plugins.extra_sources().values())
+    return tuple(models)
+
+
+def source_kind(model: type[BaseModel]) -> str:
+    field = model.model_fields["kind"]
+    default = field.default
+    if isinstance(default, str):
+        return default
+    args = getattr(field.annotation, "__args__", ())
+    return args[0]
+
+
+@lru_cache(maxsize=64)
+def _config_model(settings_model: type | None, sources: tuple[type[BaseModel], ...]) -> type[BaseModel]:
+    if sources:
+        union = sources[0] if len(sources) == 1 else Annotated[Union[sources], Field(discriminator="kind")]
+        source_type: Any = list[union]  # type: ignore[valid-type]
+    else:
+        source_type = list[dict[str, Any]]
+    settings_type: Any = settings_model if settings_model is not None else dict[str, Any]
+    settings_default: Any = Field(default_factory=dict) if settings_model is None else Field(default=None)
+    return create_model(
+        "StadtlinkConfig",
+        __base__=StadtlinkConfigBase,
+        sources=(source_type, Field(default_factory=list)),
+        settings=(settings_type | None if settings_model is not None else settings_type, settings_default),
+    )
+
+
+def config_model(adapter=None) -> type[BaseModel]:
+    """The pydantic model of a whole config file for ``adapter`` (an AdapterSpec, or None)."""
+    settings_model = getattr(adapter, "settings_model", None) if adapter is not None else None
+    return _config_model(settings_model, source_configs())
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+def _scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() else text
+    except yaml.YAMLError:
+        return text
+
+
+def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """``STADTLINK_BROKER__URL=...`` → ``data["broker"]["url"]``; numeric segments index lists."""
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or name in _NOT_OVERRIDES:
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX):].split("__") if p]
+        if not path:
+            continue
+        node: Any = data
+        for i, part in enumerate(path):
+            last = i == len(path) - 1
+            if isinstance(node, list):
+                if not part.isdigit():
+                    raise ConfigError(f"{name}: {'.'.join(path[:i]) or 'config'} is a list; use an index")
+                idx = int(part)
+                if idx >= len(node):
+                    raise ConfigError(f"{name}: index {idx} is out of range ({len(node)} items)")
+                if last:
+                    node[idx] = _scalar(env[name])
+                else:
+                    if not isinstance(node[idx], (dict, list)):
+                        node[idx] = {}
+                    node = node[idx]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = _scalar(env[name])
+                else:
+                    nxt = node.get(part)
+                    if not isinstance(nxt, (dict, list)):
+                        nxt = {}
+                        node[part] = nxt
+                    node = nxt
+            else:
+                raise ConfigError(f"{name}: cannot set {'.'.join(path)}")
+    return data
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "config"
+
+
+def _clean_loc(loc: tuple, data: Any) -> tuple:
+    """Drop the discriminator/union tags pydantic inserts (``sources.0.mqtt.port`` → ``sources[0].port``)."""
+    out: list = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str) and part not in node and part not in ("settings",) \
+                and node.get("kind") == part:
+            continue
+        if isinstance(part, str) and ("[" in part or "function-" in part):
+            continue
+        out.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(out)
+
+
+def format_validation_error(exc: ValidationError, data: Any) -> str:
+    lines = []
+    for err in exc.errors(include_url=False):
+        where = _loc(_clean_loc(tuple(err["loc"]), data))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not allowed here)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        elif err["type"] == "union_tag_invalid":
+            msg = f"unknown source kind {err.get('input', {}).get('kind') if isinstance(err.get('input'), dict) else ''!r}; " \
+                  + err["msg"].split("does not match any of the expected tags: ")[-1].join(("installed kinds: ", ""))
+        lines.append(f"{where}: {msg}")
+    return "\n".join(lines)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of keys")
+    return data
+
+
+def load_config(source: str | Path | Mapping[str, Any], *, adapter=None, env: Mapping[str, str] | None = None,
+                base_dir: str | Path | None = None):
+    """Read, override from the environment and validate a config → ``(config, base_dir)``.
+
+    Raises :class:`ConfigError` with one ``path: problem`` line per error.
+    """
+    import copy
+
+    if isinstance(source, Mapping):
+        data = copy.deepcopy(dict(source))
+        base = Path(base_dir) if base_dir is not None else Path.cwd()
+    else:
+        data = read_config_file(source)
+        base = Path(base_dir) if base_dir is not None else Path(source).resolve().parent
+    data = apply_env_overrides(data, os.environ if env is None else env)
+    if adapter is not None and data.get("adapter") not in (None, adapter.name):
+        raise ConfigError(f"adapter: the config is for {data['adapter']!r}, not {adapter.name!r}")
+    model = config_model(adapter)
+    try:
+        config = model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, data)) from None
+    if adapter is not None and getattr(adapter, "settings_model", None) is not None and config.settings is None:
+        try:
+            config.settings = adapter.settings_model()
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, {}).replace("\n", "\nsettings.").join(("settings.", ""))) \
+                from None
+    return config, base
+
+
+def config_json_schema(adapters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """JSON Schema of a config file; with adapters, ``settings`` is one-of their settings models
+    (keyed by the ``adapter`` name under ``$defs``/``x-adapter-settings``)."""
+    base = config_model(None).model_json_schema()
+    if adapters:
+        per_adapter = {}
+        for name, spec in sorted(adapters.items()):
+            sm = getattr(spec, "settings_model", None)
+            if sm is not None and hasattr(sm, "model_json_schema"):
+                per_adapter[name] = sm.model_json_schema()
+            else:
+                per_adapter[name] = {"type": "object"}
+        base["x-adapter-settings"] = per_adapter
+        base.setdefault("properties", {})["adapter"] = {"anyOf": [{"enum": sorted(adapters)}, {"type": "null"}],
+                                                        "default": None}
+    base["title"] = "stadtlink adapter configuration"
+    return base

@@ -1,0 +1,308 @@
+"""The path of one message: decode → map → check → outbox.
+
+Every source gets an ``emit`` from :meth:`Pipeline.emitter`. ``emit(message)`` returns once the
+message's entities are in the outbox (or the message was dead-lettered or dropped); it raises
+only when the outbox refused (:class:`~adapters.core.outbox.OutboxFull` /
+:class:`~adapters.core.outbox.OutboxUnavailable`), so the source must not acknowledge.
+
+Profile choice: the registry record's ``profile`` for the device, else the source's ``profile``
+(or ``message.attributes["profile"]``, which a source may set per target). LoRaWAN envelopes are
+parsed once (:func:`parse_uplink`), retransmissions (same device, fCnt and fPort within
+``dedup_window_s``) dropped as ``duplicate``, then the profile's ``decode_uplink`` runs.
+Profile options are the source's ``options`` overlaid with ``message.attributes["options"]``.
+
+No pydantic and no logging per message on the hot path: failures are counted, dead-lettered and
+logged once per device and reason (rate-limited).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+
+from .adapter import AdapterSpec, MapContext, StateStore
+from .deadletter import message_record
+from .errors import DecodeError, MappingError, ReadingDropped
+from .logging import RateLimitedLog
+from .lorawan import parse_uplink
+from .metrics import Metrics
+from .reading import RawMessage, Reading, Uplink
+
+log = logging.getLogger("stadtlink.pipeline")
+
+_EMPTY: Mapping[str, Any] = {}
+
+
+def newest_observed_at(entity: dict) -> str | None:
+    """The latest ``observedAt`` among an entity's attributes (ISO strings in UTC ``Z`` compare in order)."""
+    newest = None
+    for value in entity.values():
+        if type(value) is dict:
+            obs = value.get("observedAt")
+            if obs is not None and (newest is None or obs > newest):
+                newest = obs
+    return newest
+
+
+class Pipeline:
+    def __init__(self, adapter: AdapterSpec, *, namespace: str, registry, settings: Any = None,
+                 state: StateStore | None = None, state_backend=None, outbox, deadletters, metrics: Metrics,
+                 check: str = "strict", dedup_window_s: float = 600.0,
+                 checker: Callable[[dict], list] | None = None):
+        self.adapter = adapter
+        self.registry = registry
+        self.ctx = MapContext(namespace=namespace, registry=registry, settings=settings,
+                              state=state if state is not None else StateStore())
+        self.state_backend = state_backend
+        self.outbox = outbox
+        self.deadletters = deadletters
+        self.metrics = metrics
+        self.check_mode = check
+        if checker is None and check != "off":
+            from schemas import check_entity as checker  # compiled validators, cached per model
+        self._checker = checker
+        self.dedup_window_s = dedup_window_s
+        self._dedup: OrderedDict[tuple, float] = OrderedDict()
+        self._last_obs: dict[str, str] = {}
+        self.latest_state = adapter.semantics == "latest-state"
+        self._log = RateLimitedLog(log, interval=300.0)
+        self._counts = metrics.counts
+
+    # -- entry points ------------------------------------------------------------------------------
+    def emitter(self, *, profile: str | None = None, options: Mapping[str, Any] | None = None):
+        """The ``emit`` callable for one source (its default profile and options)."""
+        opts = dict(options or {})
+
+        async def emit(message: RawMessage) -> None:
+            await self.process(message, profile, opts)
+
+        return emit
+
+    async def process(self, message: RawMessage, profile: str | None = None,
+                      options: Mapping[str, Any] | None = None, *, replay: bool = False) -> int:
+        """Run one message through; returns the number of entities put into the outbox."""
+        counts = self._counts
+        counts["received"] += 1
+        attrs = message.attributes
+        if attrs:
+            profile = attrs.get("profile") or profile
+            extra = attrs.get("options")
+            if extra:
+                options = {**(options or _EMPTY), **extra}
+        options = options or _EMPTY
+        device_id = message.device_hint
+        dedup_key = None
+        stage = "decode"
+        try:
+            readings, device_id, dedup_key = self._decode(message, profile, options, replay)
+        except ReadingDropped as exc:
+            self.metrics.drop(exc.reason)
+            return 0
+        except DecodeError as exc:
+            await self._dead(message, exc.reason, stage, str(exc), device_id, profile, options)
+            return 0
+        except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop the adapter
+            counts["errors"] += 1
+            await self._dead(message, "decoder-crash", stage, f"{type(exc).__name__}: {exc}", device_id,
+                             profile, options)
+            return 0
+        counts["decoded"] += len(readings)
+        now = datetime.now(timezone.utc)
+        ctx = self.ctx
+        ctx.now = now
+        entities: list[dict] = []
+        seen = self.metrics.last_seen
+        wall = time.time()
+        for reading in readings:
+            seen[reading.device_id] = wall
+            try:
+                produced = self.adapter.mapper(reading, ctx)
+            except ReadingDropped as exc:
+                self.metrics.drop(exc.reason)
+                continue
+            except MappingError as exc:
+                await self._dead(message, exc.reason, "map", str(exc), reading.device_id, profile, options,
+                                 reading=reading.as_json(), missing=exc.missing or None)
+                continue
+            except Exception as exc:  # noqa: BLE001
+                counts["errors"] += 1
+                await self._dead(message, "decoder-crash", "map", f"{type(exc).__name__}: {exc}",
+                                 reading.device_id, profile, options, reading=_reading_json(reading))
+                continue
+            if produced:
+                entities.extend(produced)
+        await self._persist_state()
+        entities = await self._admit(entities, message, device_id, profile, options)
+        if entities:
+            await self.outbox.put(entities)
+            self._remember(entities)
+        if dedup_key is not None:
+            self._dedup[dedup_key] = time.monotonic()
+        return len(entities)
+
+    async def run_tick(self, now: datetime | None = None) -> int:
+        """Timer-driven entities (``AdapterSpec.tick``) through check → outbox."""
+        tick = self.adapter.tick
+        if tick is None:
+            return 0
+        ctx = self.ctx
+        ctx.now = now or datetime.now(timezone.utc)
+        try:
+            entities = list(tick(ctx) or ())
+        except Exception as exc:  # noqa: BLE001
+            self._counts["errors"] += 1
+            self._log(logging.ERROR, ("tick", type(exc).__name__), "tick failed: %s: %s", type(exc).__name__, exc)
+            return 0
+        await self._persist_state()
+        entities = await self._admit(entities, None, None, None, None)
+        if entities:
+            await self.outbox.put(entities)
+            self._remember(entities)
+        return len(entities)
+
+    async def admit_entities(self, entities: list[dict]) -> int:
+        """Check and enqueue ready-made entities (dead-letter replay of broker rejections)."""
+        entities = await self._admit(entities, None, None, None, None)
+        if entities:
+            await self.outbox.put(entities)
+            self._remember(entities)
+        return len(entities)
+
+    # -- steps --------------------------------------------------------------------------------------
+    def _decode(self, message: RawMessage, profile_name: str | None, options: Mapping[str, Any],
+                replay: bool) -> tuple[list[Reading], str | None, tuple | None]:
+        adapter = self.adapter
+        payload = message.payload
+        default = adapter.profiles.get(profile_name) if profile_name else None
+        lorawan = isinstance(payload, Uplink) or (default is not None and default.kind == "lorawan") or (
+            default is None and profile_name is None and message.source in ("mqtt", "webhook"))
+        if lorawan:
+            uplink = payload if isinstance(payload, Uplink) else parse_uplink(payload, message.topic)
+            key = uplink.dedup_key
+            if not replay and self.dedup_window_s > 0:
+                seen_at = self._dedup.get(key)
+                if seen_at is not None:
+                    if time.monotonic() - seen_at <= self.dedup_window_s:
+                        raise ReadingDropped("duplicate", f"fCnt {uplink.f_cnt} of {uplink.device_id} seen already")
+                self._prune_dedup()
+            record = self.registry.lookup(uplink.device_id, uplink.dev_eui)
+            name = (record.profile if record is not None and record.profile else None) or profile_name
+            if name is None:
+                raise DecodeError("no-profile", f"device {uplink.device_id!r} has no profile (registry or source)")
+            profile = adapter.profile(name)
+            decode_uplink = getattr(profile, "decode_uplink", None)
+            if decode_uplink is not None:
+                readings = decode_uplink(uplink)
+            else:
+                msg = RawMessage(message.source, uplink, message.received_at, message.topic,
+                                 message.device_hint, message.attributes)
+                readings = profile.decode(msg, options)
+            return list(readings or ()), uplink.device_id, (key if self.dedup_window_s > 0 else None)
+        device = message.device_hint
+        record = self.registry.lookup(device) if device else None
+        name = (record.profile if record is not None and record.profile else None) or profile_name
+        if name is None:
+            raise DecodeError("no-profile", f"no profile for {device or message.topic!r} (registry or source)")
+        readings = adapter.profile(name).decode(message, options)
+        return list(readings or ()), device, None
+
+    def _prune_dedup(self) -> None:
+        d = self._dedup
+        if len(d) < 1024:
+            return
+        limit = time.monotonic() - self.dedup_window_s
+        while d:
+            key, ts = next(iter(d.items()))
+            if ts >= limit and len(d) < 200_000:
+                break
+            d.popitem(last=False)
+
+    async def _persist_state(self) -> None:
+        state = self.ctx.state
+        if not state._dirty and not state._deleted:
+            return
+        changed, deleted = state.take_changes()
+        if self.state_backend is None:
+            return
+        try:
+            await self.state_backend.save(changed, deleted)
+        except Exception as exc:  # noqa: BLE001 - state stays in memory; the adapter keeps going
+            self._counts["errors"] += 1
+            # put them back so the next save retries
+            for k, v in changed.items():
+                if k in state:
+                    state[k] = v
+            self._log(logging.ERROR, ("state", type(exc).__name__), "state not persisted: %s", exc)
+
+    async def _admit(self, entities: list[dict], message: RawMessage | None, device_id: str | None,
+                     profile: str | None, options: Mapping[str, Any] | None) -> list[dict]:
+        if not entities:
+            return entities
+        self._counts["mapped"] += len(entities)
+        if self.latest_state:
+            last = self._last_obs
+            fresh = []
+            for ent in entities:
+                prev = last.get(ent.get("id"))
+                if prev is not None:
+                    newest = newest_observed_at(ent)
+                    if newest is not None and newest < prev:
+                        self.metrics.drop("stale")
+                        continue
+                fresh.append(ent)
+            entities = fresh
+        if self._checker is None:
+            return entities
+        out = []
+        for ent in entities:
+            problems = self._checker(ent)
+            if not problems:
+                out.append(ent)
+                continue
+            self._counts["invalid"] += 1
+            text = "; ".join(str(p) for p in problems[:10])
+            if self.check_mode == "strict":
+                await self._dead(message, "invalid-entity", "check", text, device_id, profile, options,
+                                 entity=ent, problems=[_problem_json(p) for p in problems])
+            else:
+                self._log(logging.WARNING, ("invalid", ent.get("type"), device_id),
+                          "entity %s fails the %s schema (written anyway, check: warn): %s",
+                          ent.get("id"), ent.get("type"), text, device=device_id, entity_id=ent.get("id"))
+                out.append(ent)
+        return out
+
+    def _remember(self, entities: list[dict]) -> None:
+        if not self.latest_state:
+            return
+        last = self._last_obs
+        for ent in entities:
+            newest = newest_observed_at(ent)
+            if newest is not None:
+                eid = ent.get("id")
+                prev = last.get(eid)
+                if prev is None or newest > prev:
+                    last[eid] = newest
+
+    async def _dead(self, message: RawMessage | None, reason: str, stage: str, error: str,
+                    device_id: str | None, profile: str | None, options: Mapping[str, Any] | None,
+                    **extra: Any) -> None:
+        self.metrics.dead(reason)
+        record = message_record(message, reason=reason, stage=stage, error=error, device_id=device_id,
+                                profile=profile, options=dict(options) if options else None, **extra)
+        await self.deadletters.add(record)
+        self._log(logging.WARNING, (device_id, reason), "dead letter (%s, %s): %s", reason, stage, error,
+                  device=device_id, reason=reason, stage=stage)
+
+
+def _problem_json(problem: Any) -> dict:
+    return {"path": getattr(problem, "path", "$"), "message": getattr(problem, "message", str(problem)),
+            "stage": getattr(problem, "stage", None)}
+
+
+def _reading_json(reading: Reading) -> Any:
+    try:
+        return reading.as_json()
+    except Exception:  # noqa: BLE001
+        return repr(reading)

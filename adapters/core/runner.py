@@ -1,0 +1,418 @@
+"""Wires one adapter process together: config → registry, state, outbox, dead letters, pipeline,
+batcher, broker client, sources, HTTP server (health, readiness, metrics), tick timer, signals.
+
+Programmatic use (the demo and the tests)::
+
+    runner = Runner.from_config("examples/parking.yaml", adapter="parking")
+    await runner.start()
+    ...
+    print(runner.counters())   # {"received": …, "upserted": …, "dead_lettered": …, "errors": …}
+    await runner.stop()
+
+``stadtlink run ADAPTER --config FILE`` is :func:`run_forever` around the same object.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from .adapter import AdapterSpec, StateStore
+from .batcher import Batcher
+from .config import load_config
+from .deadletter import MemoryDeadLetters, RedisDeadLetters, record_message
+from .errors import ConfigError
+from .health import HttpServer, create_app
+from .metrics import Metrics
+from .outbox import build_outbox
+from .pipeline import Pipeline
+from .registry import DeviceRegistry
+from .state import MemoryStateBackend, RedisStateBackend
+
+log = logging.getLogger("stadtlink.runner")
+
+
+def _resolve_adapter(adapter: AdapterSpec | str | None, data_adapter: str | None) -> AdapterSpec:
+    from . import plugins
+
+    if isinstance(adapter, AdapterSpec):
+        return adapter
+    name = adapter or data_adapter
+    if not name:
+        raise ConfigError("adapter: name the adapter (stadtlink run ADAPTER, or `adapter:` in the config)")
+    return plugins.get_adapter(name)
+
+
+class Runner:
+    def __init__(self, adapter: AdapterSpec, config: Any, base_dir: Path, *, backend=None,
+                 sources: list | None = None, redis_client=None):
+        self.adapter = adapter
+        self.config = config
+        self.base_dir = base_dir
+        self._backend_override = backend
+        self._sources_override = sources
+        self._redis_client = redis_client
+        self._owns_redis = redis_client is None
+        self.metrics = Metrics(adapter.name)
+        self.registry: DeviceRegistry | None = None
+        self.outbox = None
+        self.deadletters = None
+        self.state_backend = None
+        self.pipeline: Pipeline | None = None
+        self.batcher: Batcher | None = None
+        self.backend = None
+        self.sources: list = []
+        self.app = None
+        self.server: HttpServer | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._source_tasks: list[asyncio.Task] = []
+        self._batcher_task: asyncio.Task | None = None
+        self._heartbeat = time.monotonic()
+        self._started = False
+        self._stopping = False
+        self._stop_event: asyncio.Event | None = None
+
+    # -- construction ------------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: str | Path | Mapping[str, Any], *, adapter: AdapterSpec | str | None = None,
+                    env: Mapping[str, str] | None = None, base_dir: str | Path | None = None, backend=None,
+                    sources: list | None = None, redis_client=None) -> "Runner":
+        """Validate the config (raises :class:`ConfigError`) and build a runner (not started).
+
+        ``backend`` replaces the NGSI-LD client (anything with ``write``/``health``/``close``);
+        ``sources`` replaces the configured sources (a list of Source objects, or of
+        ``(source, profile, options)`` tuples).
+        """
+        if isinstance(config, Mapping):
+            data_adapter = config.get("adapter")
+        else:
+            from .config import read_config_file
+
+            data_adapter = read_config_file(config).get("adapter")
+        spec = _resolve_adapter(adapter, data_adapter if isinstance(data_adapter, str) else None)
+        cfg, base = load_config(config, adapter=spec, env=env, base_dir=base_dir)
+        return cls(spec, cfg, base, backend=backend, sources=sources, redis_client=redis_client)
+
+    def _redis(self):
+        if self._redis_client is None:
+            import redis.asyncio as aioredis
+
+            self._redis_client = aioredis.from_url(self.config.outbox.url, socket_connect_timeout=2,
+                                                   socket_timeout=5, health_check_interval=10)
+        return self._redis_client
+
+    def _build_backend(self):
+        if self._backend_override is not None:
+            return self._backend_override
+        from broker_client import NGSILDClient
+
+        b = self.config.broker
+        return NGSILDClient(b.url, tenant=b.tenant, context=b.context or self.adapter.context,
+                            auth=b.auth.build() if b.auth is not None else None, timeout=b.timeout_s,
+                            batch_size=b.batch_size)
+
+    async def _setup_core(self) -> None:
+        cfg = self.config
+        self.registry = DeviceRegistry.load(inline=cfg.devices, files=cfg.registry_files, base_dir=self.base_dir)
+        prefix = f"{cfg.outbox.key_prefix}:{self.adapter.name}"
+        if cfg.outbox.kind == "redis":
+            self.outbox = build_outbox(cfg.outbox, self.adapter.name, redis_client=self._redis())
+            self.deadletters = RedisDeadLetters(self._redis, f"{prefix}:deadletter", cfg.outbox.deadletter_max_length)
+            self.state_backend = RedisStateBackend(self._redis, f"{prefix}:state")
+        else:
+            self.outbox = build_outbox(cfg.outbox, self.adapter.name)
+            self.deadletters = MemoryDeadLetters(min(cfg.outbox.deadletter_max_length, 10_000))
+            self.state_backend = MemoryStateBackend()
+        await self.outbox.start()
+        try:
+            initial_state = await self.state_backend.load()
+        except Exception as exc:  # noqa: BLE001
+            raise ConfigError(f"outbox.url: cannot load the adapter state from redis: {exc}") from None
+        self.pipeline = Pipeline(self.adapter, namespace=cfg.namespace, registry=self.registry,
+                                 settings=cfg.settings, state=StateStore(initial_state),
+                                 state_backend=self.state_backend if cfg.outbox.kind == "redis" else None,
+                                 outbox=self.outbox, deadletters=self.deadletters, metrics=self.metrics,
+                                 check=cfg.check, dedup_window_s=cfg.dedup_window_s)
+        self.backend = self._build_backend()
+        if hasattr(self.backend, "open"):
+            await self.backend.open()
+        b = cfg.broker
+        self.batcher = Batcher(self.outbox, self.backend, self.deadletters, self.metrics,
+                               semantics=self.adapter.semantics, batch_size=b.batch_size, flush_ms=b.flush_ms,
+                               retry_base_s=b.retry_base_s, retry_max_s=b.retry_max_s,
+                               health_interval_s=b.health_interval_s)
+        m = self.metrics
+        m.gauges.update({
+            "outbox_depth": lambda: self.outbox.depth,
+            "outbox_oldest_age_seconds": lambda: self.outbox.oldest_age,
+            "outbox_full": lambda: 1.0 if self.outbox.full else 0.0,
+            "outbox_max_length": lambda: self.outbox.max_length,
+            "broker_up": lambda: 1.0 if self.batcher.broker_ok else 0.0,
+            "ready": lambda: 1.0 if self.readiness()[0] else 0.0,
+        })
+
+    def _build_sources(self) -> list[tuple[Any, str | None, dict | None]]:
+        from . import plugins
+
+        if self._sources_override is not None:
+            out = []
+            for s in self._sources_override:
+                out.append(s if isinstance(s, tuple) else (s, None, None))
+            return out
+        built = []
+        for i, scfg in enumerate(self.config.sources):
+            try:
+                src = plugins.build_source(scfg, adapter=self.adapter, http_app=self.app)
+            except ConfigError as exc:
+                raise ConfigError(f"sources[{i}]: {exc}") from None
+            built.append((src, getattr(scfg, "profile", None), getattr(scfg, "options", None)))
+        return built
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    async def start(self, *, sources: bool = True, http: bool = True) -> None:
+        if self._started:
+            return
+        self._stop_event = asyncio.Event()
+        await self._setup_core()
+        cfg = self.config
+        if http and cfg.http.enabled:
+            self.app = create_app(self)
+        if sources:
+            for src, profile, options in self._build_sources():
+                self.sources.append(src)
+                name = getattr(src, "name", type(src).__name__)
+                if hasattr(src, "stats"):
+                    self.metrics.source_stats.append((name, src.stats))
+                emit = self.pipeline.emitter(profile=profile, options=options)
+                self._source_tasks.append(asyncio.create_task(self._supervise(src, emit), name=f"source:{name}"))
+        if self.app is not None:
+            self.server = HttpServer(self.app, cfg.http.host, cfg.http.port)
+            await self.server.start()
+        self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeat"))
+        self._tasks.append(asyncio.create_task(self._monitor_loop(), name="monitor"))
+        if self.adapter.tick is not None and sources:
+            self._tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))
+        self._batcher_task = asyncio.create_task(self._run_batcher(), name="batcher")
+        self._started = True
+        log.info("adapter started", extra={"adapter": self.adapter.name, "sources": len(self.sources),
+                                           "outbox": cfg.outbox.kind, "http_port": self.http_port})
+
+    @property
+    def http_port(self) -> int | None:
+        return self.server.bound_port if self.server is not None else None
+
+    @property
+    def http_url(self) -> str | None:
+        if self.server is None:
+            return None
+        host = self.config.http.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        return f"http://{host}:{self.http_port}"
+
+    async def _supervise(self, source, emit) -> None:
+        name = getattr(source, "name", type(source).__name__)
+        delay = 1.0
+        while True:
+            try:
+                await source.run(emit)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a source bug must not end the process
+                self.metrics.counts["errors"] += 1
+                log.exception("source %s stopped with %s; restarting in %.0f s", name, type(exc).__name__, delay,
+                              extra={"source": name})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _run_batcher(self) -> None:
+        await self.batcher.probe()
+        await self.batcher.run()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            self._heartbeat = time.monotonic()
+            await asyncio.sleep(1.0)
+
+    async def _monitor_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.outbox.refresh()
+            except Exception:  # noqa: BLE001
+                log.exception("outbox refresh failed")
+
+    async def _tick_loop(self) -> None:
+        interval = max(0.05, float(self.adapter.tick_interval))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.pipeline.run_tick()
+            except Exception as exc:  # noqa: BLE001 - outbox full etc.: the next tick tries again
+                self.metrics.counts["errors"] += 1
+                log.error("tick entities not queued: %s: %s", type(exc).__name__, exc)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop the sources, flush the outbox within ``grace`` seconds (default ``shutdown_grace_s``)."""
+        if not self._started or self._stopping:
+            return
+        self._stopping = True
+        grace = self.config.shutdown_grace_s if grace is None else grace
+        for t in self._source_tasks:
+            t.cancel()
+        await asyncio.gather(*self._source_tasks, return_exceptions=True)
+        for src in self.sources:
+            close = getattr(src, "close", None)
+            if close is not None:
+                try:
+                    res = close()
+                    if asyncio.iscoroutine(res):
+                        await res
+                except Exception:  # noqa: BLE001
+                    log.exception("closing source failed")
+        for t in self._tasks:
+            if t.get_name() == "tick":
+                t.cancel()
+        if self._batcher_task is not None:
+            self.batcher.close()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._batcher_task), timeout=grace)
+            except asyncio.TimeoutError:
+                self._batcher_task.cancel()
+                await asyncio.gather(self._batcher_task, return_exceptions=True)
+            except Exception:  # noqa: BLE001
+                log.exception("batcher failed during shutdown")
+        left = self.outbox.depth if self.outbox is not None else 0
+        if left:
+            level = logging.ERROR if self.config.outbox.kind == "memory" else logging.WARNING
+            log.log(level, "%d entities still in the %s outbox at shutdown%s", left, self.config.outbox.kind,
+                    " (lost: memory outbox)" if self.config.outbox.kind == "memory" else " (kept in redis)")
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.server is not None:
+            await self.server.stop()
+        if self.backend is not None and hasattr(self.backend, "close"):
+            try:
+                await self.backend.close()
+            except Exception:  # noqa: BLE001
+                pass
+        if self.outbox is not None:
+            await self.outbox.close()
+        if self._owns_redis and self._redis_client is not None:
+            await self._redis_client.aclose()
+            self._redis_client = None
+        if self._stop_event is not None:
+            self._stop_event.set()
+        log.info("adapter stopped", extra={"adapter": self.adapter.name, **{
+            k: v for k, v in self.metrics.counts.items()}})
+
+    async def run_until_signal(self) -> None:
+        """Start, then run until SIGTERM/SIGINT; then stop with the grace period."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+                pass
+        await self.start()
+        try:
+            await stop.wait()
+            log.info("signal received; stopping (grace %.0f s)", self.config.shutdown_grace_s)
+        finally:
+            await self.stop()
+
+    # -- introspection --------------------------------------------------------------------------------
+    def liveness(self) -> tuple[bool, dict]:
+        age = time.monotonic() - self._heartbeat
+        batcher_alive = self._batcher_task is not None and (not self._batcher_task.done() or self._stopping)
+        ok = age < self.config.heartbeat_timeout_s and batcher_alive
+        detail: dict[str, Any] = {"heartbeat_age_s": round(age, 3), "batcher_alive": batcher_alive}
+        if self._batcher_task is not None and self._batcher_task.done() and not self._batcher_task.cancelled():
+            exc = self._batcher_task.exception()
+            if exc is not None:
+                detail["batcher_error"] = f"{type(exc).__name__}: {exc}"
+        return ok, detail
+
+    def readiness(self) -> tuple[bool, dict[str, dict]]:
+        checks: dict[str, dict] = {}
+        checks["running"] = {"ok": self._started and not self._stopping}
+        for src in self.sources:
+            name = f"source:{getattr(src, 'name', type(src).__name__)}"
+            try:
+                ok = bool(src.ready)
+            except Exception:  # noqa: BLE001
+                ok = False
+            checks[name] = {"ok": ok}
+        if self.batcher is not None:
+            b = self.batcher
+            checks["broker"] = {"ok": b.broker_ok is True}
+            if b.broker_ok is not True:
+                checks["broker"]["detail"] = b.broker_error or "not contacted yet"
+        if self.outbox is not None:
+            ob = self.outbox
+            ok = ob.healthy and not ob.full
+            checks["outbox"] = {"ok": ok, "depth": ob.depth, "max_length": ob.max_length}
+            if not ob.healthy:
+                checks["outbox"]["detail"] = "outbox store unreachable"
+            elif ob.full:
+                checks["outbox"]["detail"] = "outbox at its limit (back-pressure on the sources)"
+        return all(c["ok"] for c in checks.values()), checks
+
+    @property
+    def ready(self) -> bool:
+        return self.readiness()[0]
+
+    def counters(self) -> dict[str, Any]:
+        snap = self.metrics.snapshot()
+        if self.outbox is not None:
+            snap["outbox_depth"] = self.outbox.depth
+        return snap
+
+    async def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until the outbox is empty (tests, demo); True when it drained in time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.outbox is not None:
+                await self.outbox.refresh()
+                if self.outbox.depth == 0 and not self.batcher._carry:
+                    return True
+            await asyncio.sleep(0.05)
+        return False
+
+    # -- dead letters --------------------------------------------------------------------------------
+    async def replay_deadletters(self, limit: int = 1000) -> dict[str, int]:
+        """Run dead letters through the pipeline again (payloads) or back into the outbox (entities).
+
+        Replayed records are removed; those that fail again come back as new dead letters.
+        """
+        records = await self.deadletters.list(limit)
+        done: list[str] = []
+        stats = {"replayed": 0, "skipped": 0, "entities": 0}
+        for rec_id, rec in records:
+            msg = record_message(rec)
+            if msg is not None:
+                stats["entities"] += await self.pipeline.process(msg, rec.get("profile"), rec.get("options"),
+                                                                 replay=True)
+            elif isinstance(rec.get("entity"), dict):
+                stats["entities"] += await self.pipeline.admit_entities([rec["entity"]])
+            else:
+                stats["skipped"] += 1
+                continue
+            done.append(rec_id)
+            stats["replayed"] += 1
+        await self.deadletters.remove(done)
+        return stats
+
+
+async def run_forever(adapter: AdapterSpec | str, config: str | Path) -> int:
+    runner = Runner.from_config(config, adapter=adapter)
+    from .logging import setup_logging
+
+    setup_logging(runner.config.log_level, adapter=runner.adapter.name)
+    await runner.run_until_signal()
+    return 0
