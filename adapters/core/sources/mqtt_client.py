@@ -16,6 +16,7 @@ again with the same :class:`MqttSettings` (same client id → same broker sessio
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
 from dataclasses import dataclass, field
@@ -78,9 +79,10 @@ def make_tls_context(ca: str | None = None, cert: str | None = None, key: str | 
 class MqttConnection:
     """A connected client. Obtain with :func:`connect`."""
 
-    def __init__(self, client: aiomqtt.Client, settings: MqttSettings):
+    def __init__(self, client: aiomqtt.Client, settings: MqttSettings, lost: asyncio.Future):
         self._client = client
         self._settings = settings
+        self._lost = lost
 
     @property
     def client_id(self) -> str:
@@ -101,9 +103,19 @@ class MqttConnection:
                 raise MqttError(f"broker refused the subscription to {topic!r} (reason code {value:#x})")
 
     async def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> None:
-        """Publish; for QoS 1 returns once the broker acknowledged (PUBACK)."""
+        """Publish; for QoS 1 returns once the broker acknowledged (PUBACK). Raises
+        :class:`MqttError` at once if the connection drops first (aiomqtt alone would wait for its timeout)."""
+        publishing = asyncio.ensure_future(self._client.publish(topic, payload, qos=qos, retain=retain))
         try:
-            await self._client.publish(topic, payload, qos=qos, retain=retain)
+            await asyncio.wait({publishing, self._lost}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            publishing.cancel()
+            raise
+        if not publishing.done():
+            publishing.cancel()
+            raise MqttError("publish failed: connection lost before the broker acknowledged")
+        try:
+            publishing.result()
         except aiomqtt.MqttError as exc:
             raise MqttError(f"publish failed: {exc}") from None
 
@@ -134,6 +146,26 @@ class MqttConnection:
         return rc == paho.MQTT_ERR_SUCCESS
 
 
+def _watch_connection_loss(client: aiomqtt.Client) -> asyncio.Future:
+    """A future that completes when paho reports the connection closed — also before CONNACK,
+    which aiomqtt's ``__aenter__`` does not notice (it would wait for its whole timeout)."""
+    loop = asyncio.get_running_loop()
+    lost: asyncio.Future = loop.create_future()
+    paho_client = client._client  # noqa: SLF001
+    aiomqtt_handler = paho_client.on_disconnect
+
+    def mark_lost() -> None:
+        if not lost.done():
+            lost.set_result(None)
+
+    def on_disconnect(*args, **kwargs):
+        loop.call_soon_threadsafe(mark_lost)
+        return aiomqtt_handler(*args, **kwargs)
+
+    paho_client.on_disconnect = on_disconnect
+    return lost
+
+
 def _build_client(settings: MqttSettings) -> aiomqtt.Client:
     kwargs: dict = {}
     if settings.protocol == "5":
@@ -161,17 +193,35 @@ def _build_client(settings: MqttSettings) -> aiomqtt.Client:
 async def connect(settings: MqttSettings) -> AsyncIterator[MqttConnection]:
     """Connect (raises :class:`MqttError`), yield the connection, disconnect on exit."""
     client = _build_client(settings)
+    lost = _watch_connection_loss(client)
+    where = f"{settings.host}:{settings.port}"
+    entering = asyncio.ensure_future(client.__aenter__())
     try:
-        await client.__aenter__()
+        await asyncio.wait({entering, lost}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        entering.cancel()
+        with contextlib.suppress(BaseException):
+            client._client.disconnect()  # noqa: SLF001
+        raise
+    if not entering.done():
+        entering.cancel()
+        with contextlib.suppress(BaseException):
+            await entering
+        raise MqttError(f"cannot connect to {where}: connection closed before CONNACK")
+    try:
+        entering.result()
     except aiomqtt.MqttError as exc:
-        raise MqttError(f"cannot connect to {settings.host}:{settings.port}: {exc}") from None
+        raise MqttError(f"cannot connect to {where}: {exc}") from None
     except OSError as exc:  # TLS handshake / DNS problems surface as OSError
-        raise MqttError(f"cannot connect to {settings.host}:{settings.port}: {exc}") from None
+        raise MqttError(f"cannot connect to {where}: {exc}") from None
     try:
-        yield MqttConnection(client, settings)
+        yield MqttConnection(client, settings, lost)
     finally:
         with contextlib.suppress(aiomqtt.MqttError, OSError):
             await client.__aexit__(None, None, None)
+        disconnected = client._disconnected  # noqa: SLF001 - mark its exception as seen
+        if disconnected.done() and not disconnected.cancelled():
+            disconnected.exception()
 
 
 __all__ = ["MqttError", "MqttSettings", "IncomingMessage", "MqttConnection", "connect", "make_tls_context"]

@@ -1,0 +1,423 @@
+"""Test kit for adapter authors and for stadtlink's own tests.
+
+* :func:`run_profile` — fixture bytes / file in, :class:`Reading` list out.
+* :func:`map_fixture` — fixture in, entities out (decode + map with a registry and settings).
+* :func:`assert_entities_match` — compare entity lists ignoring volatile keys, with a readable diff.
+* :class:`MosquittoProcess`, :class:`RedisProcess` — own throw-away servers on free ports that a
+  test may stop, kill and restart (never touch the shared ones).
+* :func:`publish_uplinks` — publish LoRaWAN envelopes (see :func:`adapters.core.lorawan.tts_uplink`).
+* :func:`local_broker` — an in-process NGSI-LD broker (``broker_client.local_broker``).
+
+The pytest fixtures wrapping these live in :mod:`adapters.core.pytest_plugin`.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
+
+import orjson
+
+from .adapter import AdapterSpec, LoRaWANProfile, MapContext, Profile, StateStore
+from .errors import ConfigError
+from .lorawan import parse_uplink, tts_uplink
+from .reading import RawMessage, Reading
+from .registry import DeviceRegistry
+
+# --------------------------------------------------------------------------------------------------
+# Fixtures → readings → entities
+
+
+def _load_fixture(fixture: str | Path | bytes | dict, *, f_port: int | None) -> tuple[Any, int | None, dict]:
+    """(payload, f_port, sample-doc) from bytes, a parsed dict or a file.
+
+    Files: ``.hex`` (hex text), ``.bin`` (raw bytes), ``.json`` — a device-samples document with a
+    ``raw`` section (``hex``/``base64`` + ``f_port``, ``json``, ``xml``, or Modbus registers) or any
+    other JSON (used as is) —, anything else is read as bytes.
+    """
+    if isinstance(fixture, (bytes, bytearray)):
+        return bytes(fixture), f_port, {}
+    if isinstance(fixture, dict):
+        return orjson.dumps(fixture), f_port, {}
+    path = Path(fixture)
+    data = path.read_bytes()
+    suffix = path.suffix.lower()
+    if suffix == ".hex":
+        return bytes.fromhex(data.decode().strip().replace(" ", "")), f_port, {}
+    if suffix == ".json":
+        doc = orjson.loads(data)
+        raw = doc.get("raw") if isinstance(doc, dict) else None
+        if isinstance(raw, dict) and "source" in doc:
+            if "hex" in raw:
+                return bytes.fromhex(raw["hex"].replace(" ", "")), f_port if f_port is not None else raw.get("f_port"), doc
+            if "json" in raw:
+                return orjson.dumps(raw["json"]), f_port, doc
+            if "xml" in raw:
+                return raw["xml"].encode(), f_port, doc
+            return raw, f_port, doc  # e.g. Modbus registers: the profile reads the dict
+    return data, f_port, {}
+
+
+def _looks_like_envelope(payload: Any) -> bool:
+    if not isinstance(payload, (bytes, bytearray)) or not payload[:1] == b"{":
+        return False
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(doc, dict) and ("uplink_message" in doc or "deviceInfo" in doc)
+
+
+def fixture_message(profile: Profile, fixture: str | Path | bytes | dict, *, f_port: int | None = None,
+                    topic: str | None = None, options: Mapping[str, Any] | None = None,
+                    device_id: str = "test-device", received_at: str = "2024-05-01T12:00:00Z") -> RawMessage:
+    """The :class:`RawMessage` a source would have delivered for this fixture.
+
+    For a LoRaWAN profile, bare payload bytes are wrapped in a TTS v3 envelope (device
+    ``device_id``, ``f_port``, received at ``received_at``); a full TTS/ChirpStack envelope is used as is.
+    """
+    payload, port, _doc = _load_fixture(fixture, f_port=f_port)
+    opts = dict(options or {})
+    now = datetime.now(timezone.utc)
+    if profile.kind == "lorawan" or isinstance(profile, LoRaWANProfile):
+        if not _looks_like_envelope(payload):
+            if not isinstance(payload, (bytes, bytearray)):
+                raise ConfigError("a LoRaWAN fixture must be payload bytes or an uplink envelope")
+            topic, env = tts_uplink(device_id, bytes(payload), f_port=port if port is not None else 1, f_cnt=1,
+                                    received_at=received_at)
+            payload = orjson.dumps(env)
+            if port is None:   # the envelope must say "no f_port" like TTS does
+                env["uplink_message"].pop("f_port", None)
+                payload = orjson.dumps(env)
+        return RawMessage(source="mqtt", payload=payload, topic=topic, received_at=now, attributes={"options": opts})
+    source = {"modbus": "modbus", "http": "http"}.get(profile.kind, "cli")
+    return RawMessage(source=source, payload=payload, topic=topic, device_hint=device_id, received_at=now,
+                      attributes={**opts, "options": opts})
+
+
+def run_profile(profile: Profile, fixture: str | Path | bytes | dict, *, f_port: int | None = None,
+                topic: str | None = None, options: Mapping[str, Any] | None = None,
+                device_id: str = "test-device") -> list[Reading]:
+    """Decode a fixture with a profile, exactly as the pipeline would (DecodeError propagates)."""
+    message = fixture_message(profile, fixture, f_port=f_port, topic=topic, options=options, device_id=device_id)
+    return profile.decode(message, dict(options or {}))
+
+
+def _registry(registry: DeviceRegistry | Iterable[Mapping[str, Any]] | None) -> DeviceRegistry:
+    if registry is None:
+        return DeviceRegistry()
+    if isinstance(registry, DeviceRegistry):
+        return registry
+    return DeviceRegistry.load(inline=list(registry))
+
+
+def _settings(adapter: AdapterSpec, settings: Any) -> Any:
+    model = adapter.settings_model
+    if model is None:
+        return settings
+    if settings is None:
+        return model()
+    if isinstance(settings, Mapping):
+        return model.model_validate(dict(settings)) if hasattr(model, "model_validate") else model(**settings)
+    return settings
+
+
+def map_fixture(adapter: AdapterSpec, fixture: str | Path | bytes | dict, *,
+                registry: DeviceRegistry | Iterable[Mapping[str, Any]] | None = None, settings: Any = None,
+                profile: str | None = None, namespace: str = "test", f_port: int | None = None,
+                topic: str | None = None, options: Mapping[str, Any] | None = None,
+                device_id: str = "test-device", state: StateStore | None = None) -> list[dict]:
+    """Decode a fixture and map every reading: the entities the adapter would write."""
+    if profile is None:
+        if len(adapter.profiles) != 1:
+            raise ConfigError(f"adapter {adapter.name!r} has {len(adapter.profiles)} profiles: name one (profile=...)")
+        profile = next(iter(adapter.profiles))
+    prof = adapter.profile(profile)
+    readings = run_profile(prof, fixture, f_port=f_port, topic=topic, options=options, device_id=device_id)
+    ctx = MapContext(namespace=namespace, registry=_registry(registry), settings=_settings(adapter, settings),
+                     state=state if state is not None else StateStore())
+    entities: list[dict] = []
+    for reading in readings:
+        ctx.now = reading.observed_at
+        entities.extend(adapter.mapper(reading, ctx))
+    return entities
+
+
+def _strip(value: Any, ignore: frozenset[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip(v, ignore) for k, v in value.items() if k not in ignore}
+    if isinstance(value, list):
+        return [_strip(v, ignore) for v in value]
+    return value
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if key not in a:
+                return f"{path}.{key}: missing in actual (expected {b[key]!r})"
+            if key not in b:
+                return f"{path}.{key}: unexpected in actual ({a[key]!r})"
+            diff = _first_difference(a[key], b[key], f"{path}.{key}")
+            if diff:
+                return diff
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path}: list of {len(a)} items, expected {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            diff = _first_difference(x, y, f"{path}[{i}]")
+            if diff:
+                return diff
+        return None
+    if a != b or type(a) is not type(b) and not (isinstance(a, (int, float)) and isinstance(b, (int, float))):
+        return f"{path}: {a!r} != expected {b!r}"
+    return None
+
+
+def assert_entities_match(actual: Sequence[dict] | dict, expected: Sequence[dict] | dict, *,
+                          ignore: Iterable[str] = ("observedAt",)) -> None:
+    """Entities equal by id (order does not matter), keys in ``ignore`` dropped at every level.
+
+    Raises AssertionError naming the entity and the first differing path.
+    """
+    ignored = frozenset(ignore)
+    if isinstance(actual, dict):
+        actual = [actual]
+    if isinstance(expected, dict):
+        expected = [expected]
+    act = {e.get("id"): _strip(e, ignored) for e in actual}
+    exp = {e.get("id"): _strip(e, ignored) for e in expected}
+    if len(act) != len(actual):
+        raise AssertionError("actual entities contain duplicate ids")
+    missing = sorted(set(exp) - set(act), key=str)
+    extra = sorted(set(act) - set(exp), key=str)
+    if missing or extra:
+        raise AssertionError(f"entity ids differ: missing {missing}, unexpected {extra}")
+    for eid in exp:
+        diff = _first_difference(act[eid], exp[eid])
+        if diff:
+            raise AssertionError(f"entity {eid}: {diff}")
+
+
+def load_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Servers
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s") from None
+            time.sleep(0.05)
+
+
+class _ServerProcess:
+    """A child server process on a fixed port that can be stopped and restarted (same port, same data)."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, port: int | None = None, data_dir: str | Path | None = None):
+        self.port = port or free_port()
+        self._own_dir = data_dir is None
+        self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix=f"stadtlink-{self.kind}-"))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.data_dir / f"{self.kind}.log"
+
+    kind = "server"
+
+    def command(self) -> list[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 10.0) -> "_ServerProcess":
+        if self.running:
+            return self
+        log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                         cwd=self.data_dir, start_new_session=True)
+        finally:
+            log.close()
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}: {self.log_tail()}")
+                try:
+                    with socket.create_connection((self.host, self.port), timeout=0.5):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{self.kind} did not listen on {self.port}: {self.log_tail()}") from None
+                    time.sleep(0.05)
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Graceful stop (SIGTERM): a persistent server saves its data."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """Crash (SIGKILL): nothing is saved."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self, n: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def cleanup(self) -> None:
+        self.kill()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+
+class MosquittoProcess(_ServerProcess):
+    """``mosquitto`` on its own port (127.0.0.1, anonymous). ``persistence=True`` keeps sessions and
+    queued QoS 1 messages across :meth:`stop`/:meth:`start` (saved on SIGTERM)."""
+
+    kind = "mosquitto"
+
+    def __init__(self, port: int | None = None, *, persistence: bool = False, data_dir: str | Path | None = None,
+                 max_queued_messages: int = 10000, allow_anonymous: bool = True,
+                 password_file: str | Path | None = None, extra_config: str = ""):
+        super().__init__(port, data_dir)
+        self.persistence = persistence
+        self.allow_anonymous = allow_anonymous
+        self.password_file = password_file
+        self.max_queued_messages = max_queued_messages
+        self.extra_config = extra_config
+        self.config_path = self.data_dir / "mosquitto.conf"
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        lines = [f"listener {self.port} {self.host}", f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
+                 f"persistence {'true' if self.persistence else 'false'}",
+                 f"max_queued_messages {self.max_queued_messages}", "max_inflight_messages 20"]
+        if self.password_file:
+            lines.append(f"password_file {self.password_file}")
+        if self.persistence:
+            lines += [f"persistence_location {self.data_dir}/", "autosave_interval 1"]
+        if os.geteuid() == 0:
+            lines.append("user root")   # do not drop to the 'mosquitto' user: it cannot write our temp dir
+        self.config_path.write_text("\n".join(lines) + "\n" + self.extra_config + "\n")
+        return ["mosquitto", "-c", str(self.config_path)]
+
+
+class RedisProcess(_ServerProcess):
+    """``redis-server`` on its own port. ``persistence=True`` enables the append-only file so data
+    survives :meth:`stop`/:meth:`start` (and :meth:`kill`, up to fsync=always)."""
+
+    kind = "redis"
+
+    def __init__(self, port: int | None = None, *, persistence: bool = False, data_dir: str | Path | None = None):
+        super().__init__(port, data_dir)
+        self.persistence = persistence
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def command(self) -> list[str]:
+        cmd = ["redis-server", "--port", str(self.port), "--bind", self.host, "--save", "",
+               "--dir", str(self.data_dir), "--protected-mode", "no"]
+        if self.persistence:
+            cmd += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            cmd += ["--appendonly", "no"]
+        return cmd
+
+
+# --------------------------------------------------------------------------------------------------
+# MQTT and NGSI-LD helpers
+
+
+async def publish_uplinks(host: str, port: int, messages: Iterable[tuple[str, dict | bytes | str]], *,
+                          qos: int = 1, client_id: str | None = None) -> int:
+    """Publish ``(topic, envelope)`` pairs — e.g. from :func:`tts_uplink` / :func:`chirpstack_uplink` —
+    and return how many were published (each acknowledged by the broker for QoS 1)."""
+    from .sources.mqtt_client import MqttSettings, connect
+
+    settings = MqttSettings(host=host, port=port, client_id=client_id or f"stadtlink-pub-{uuid.uuid4().hex[:12]}",
+                            persistent_session=False, manual_ack=False, receive_maximum=None)
+    n = 0
+    async with connect(settings) as conn:
+        for topic, body in messages:
+            payload = orjson.dumps(body) if isinstance(body, dict) else body
+            await conn.publish(topic, payload, qos=qos)
+            n += 1
+    return n
+
+
+@contextlib.asynccontextmanager
+async def local_broker(**kwargs: Any) -> AsyncIterator[str]:
+    """An in-process NGSI-LD broker; yields its base URL (``broker_client.local_broker.running_broker``)."""
+    from broker_client.local_broker import running_broker  # imported lazily: optional for adapter authors
+
+    async with running_broker(**kwargs) as url:
+        yield url
+
+
+__all__ = ["run_profile", "fixture_message", "map_fixture", "assert_entities_match", "load_json", "free_port",
+           "wait_for_port", "MosquittoProcess", "RedisProcess", "publish_uplinks", "local_broker", "parse_uplink"]

@@ -1,0 +1,309 @@
+"""MQTT source against real Mosquitto: the shared one on 127.0.0.1:1883 (unique topics) and our own
+throw-away brokers where a test stops or restarts the server."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from adapters.core.lorawan import parse_uplink, tts_uplink
+from adapters.core.reading import RawMessage
+from adapters.core.sources import MqttSource, MqttSourceConfig
+from adapters.core.sources.mqtt_client import MqttError, MqttSettings, connect
+from adapters.core.testing import MosquittoProcess, publish_uplinks
+
+SHARED = ("127.0.0.1", 1883)
+
+
+def _config(topic: str, host: str = SHARED[0], port: int = SHARED[1], **kw) -> MqttSourceConfig:
+    return MqttSourceConfig(host=host, port=port, topics=[topic], reconnect_min_s=0.05, reconnect_max_s=0.5,
+                            connect_timeout_s=2, **kw)
+
+
+async def _wait(predicate, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def _stop(task: asyncio.Task) -> None:
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+
+class Collector:
+    def __init__(self):
+        self.messages: list[RawMessage] = []
+
+    async def __call__(self, message: RawMessage) -> None:
+        self.messages.append(message)
+
+    @property
+    def payloads(self) -> list[bytes]:
+        return [m.payload for m in self.messages]
+
+
+def _uplinks(prefix: str, n: int) -> list[tuple[str, dict]]:
+    out = []
+    for i in range(n):
+        topic, env = tts_uplink(f"{prefix}-dev", bytes([i % 256, 0x42]), f_port=1, f_cnt=i + 1,
+                                received_at="2024-05-01T12:00:00Z", application_id=prefix)
+        out.append((topic, env))
+    return out
+
+
+async def test_qos1_uplinks_are_emitted_and_acknowledged():
+    app = f"t{uuid.uuid4().hex[:10]}"
+    collector = Collector()
+    source = MqttSource(_config(f"v3/{app}@ttn/devices/+/up"), adapter_name="test")
+    task = asyncio.create_task(source.run(collector))
+    try:
+        await _wait(lambda: source.ready, what="connect")
+        await publish_uplinks(*SHARED, _uplinks(app, 3))
+        await _wait(lambda: len(collector.messages) == 3, what="3 messages")
+        uplinks = [parse_uplink(m.payload, m.topic) for m in collector.messages]
+        assert [u.f_cnt for u in uplinks] == [1, 2, 3]
+        assert all(m.source == "mqtt" and m.topic == f"v3/{app}@ttn/devices/{app}-dev/up" for m in collector.messages)
+        assert all(m.received_at.tzinfo is not None for m in collector.messages)
+        await _wait(lambda: source.stats()["acked"] == 3, what="acks")
+    finally:
+        await _stop(task)
+    assert not source.ready
+    # Acknowledged means gone: the same session (same client id) gets nothing again.
+    again = Collector()
+    source2 = MqttSource(_config(f"v3/{app}@ttn/devices/+/up", client_id=source.client_id), adapter_name="test")
+    task = asyncio.create_task(source2.run(again))
+    try:
+        await _wait(lambda: source2.ready, what="reconnect")
+        await publish_uplinks(*SHARED, _uplinks(app, 1))   # a marker proves the session is live
+        await _wait(lambda: len(again.messages) >= 1, what="marker")
+        await asyncio.sleep(0.2)
+        assert len(again.messages) == 1
+    finally:
+        await _stop(task)
+
+
+async def test_message_is_not_acked_before_emit_returns():
+    """Emit never returns for the first message → no PUBACK; the next session with the same
+    client id gets the message again."""
+    topic = f"stadtlink-test/{uuid.uuid4().hex}/up"
+    client_id = f"stadtlink-test-{uuid.uuid4().hex[:8]}"
+    entered = asyncio.Event()
+
+    async def stuck_emit(message: RawMessage) -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    source = MqttSource(_config(topic, client_id=client_id), adapter_name="test")
+    task = asyncio.create_task(source.run(stuck_emit))
+    try:
+        await _wait(lambda: source.ready, what="connect")
+        await publish_uplinks(*SHARED, [(topic, b"first")])
+        await asyncio.wait_for(entered.wait(), 5)
+        assert source.stats()["acked"] == 0
+    finally:
+        await _stop(task)
+
+    collector = Collector()
+    source2 = MqttSource(_config(topic, client_id=client_id), adapter_name="test")
+    task = asyncio.create_task(source2.run(collector))
+    try:
+        await _wait(lambda: b"first" in collector.payloads, what="redelivery")
+        await _wait(lambda: source2.stats()["acked"] == 1, what="ack")
+    finally:
+        await _stop(task)
+
+
+async def test_emit_failure_means_no_ack_and_redelivery_after_reconnect():
+    topic = f"stadtlink-test/{uuid.uuid4().hex}/up"
+    attempts: list[bytes] = []
+    delivered: list[bytes] = []
+
+    async def flaky_emit(message: RawMessage) -> None:
+        attempts.append(message.payload)
+        if message.payload == b"m1" and attempts.count(b"m1") == 1:
+            raise RuntimeError("outbox full")
+        delivered.append(message.payload)
+
+    source = MqttSource(_config(topic), adapter_name="test")
+    task = asyncio.create_task(source.run(flaky_emit))
+    try:
+        await _wait(lambda: source.ready, what="connect")
+        await publish_uplinks(*SHARED, [(topic, f"m{i}".encode()) for i in range(4)])
+        await _wait(lambda: {b"m0", b"m1", b"m2", b"m3"} <= set(delivered), what="all delivered")
+        stats = source.stats()
+        assert stats["emit_refused"] == 1
+        assert stats["connects"] >= 2            # it disconnected and came back for the redelivery
+        assert attempts.count(b"m1") == 2        # refused once, redelivered by the broker once
+        assert delivered == [b"m0", b"m1", b"m2", b"m3"]   # order kept, nothing twice
+    finally:
+        await _stop(task)
+
+
+async def test_broker_restart_reconnects_resubscribes_and_loses_nothing():
+    broker = MosquittoProcess(persistence=True)
+    await asyncio.to_thread(broker.start)
+    topic = f"stadtlink-test/{uuid.uuid4().hex}/up"
+    collector = Collector()
+    source = MqttSource(_config(topic, host=broker.host, port=broker.port), adapter_name="test")
+    task = asyncio.create_task(source.run(collector))
+    sent: list[bytes] = []
+
+    async def publisher(n: int) -> None:
+        for i in range(n):
+            payload = f"msg-{i}".encode()
+            while True:   # a QoS 1 publisher retries until the broker acknowledged
+                try:
+                    await publish_uplinks(broker.host, broker.port, [(topic, payload)])
+                    break
+                except MqttError:
+                    await asyncio.sleep(0.05)
+            sent.append(payload)
+            await asyncio.sleep(0.01)
+
+    try:
+        await _wait(lambda: source.ready, what="connect")
+        pub = asyncio.create_task(publisher(60))
+        await _wait(lambda: len(sent) >= 15, what="first messages")
+        await asyncio.to_thread(broker.stop)
+        await _wait(lambda: not source.ready, what="readiness false while the broker is down")
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(broker.start)
+        await asyncio.wait_for(pub, 30)
+        await _wait(lambda: set(sent) <= set(collector.payloads), timeout=15, what="every message")
+        assert source.ready
+        assert source.stats()["connects"] >= 2
+        assert set(collector.payloads) == {f"msg-{i}".encode() for i in range(60)}
+    finally:
+        await _stop(task)
+        await asyncio.to_thread(broker.cleanup)
+
+
+async def test_readiness_false_while_broker_down_and_source_survives():
+    broker = MosquittoProcess()
+    await asyncio.to_thread(broker.start)
+    topic = f"stadtlink-test/{uuid.uuid4().hex}"
+    collector = Collector()
+    source = MqttSource(_config(topic, host=broker.host, port=broker.port), adapter_name="test")
+    task = asyncio.create_task(source.run(collector))
+    try:
+        await _wait(lambda: source.ready, what="connect")
+        await asyncio.to_thread(broker.kill)
+        await _wait(lambda: not source.ready, what="not ready")
+        await asyncio.sleep(0.5)            # several failed reconnect attempts
+        assert not task.done()
+        assert source.stats()["connect_failures"] >= 1
+        await asyncio.to_thread(broker.start)
+        await _wait(lambda: source.ready, what="ready again")
+        await publish_uplinks(broker.host, broker.port, [(topic, b"after")])
+        await _wait(lambda: b"after" in collector.payloads, what="message after restart (re-subscribed)")
+    finally:
+        await _stop(task)
+        await asyncio.to_thread(broker.cleanup)
+
+
+async def test_not_ready_when_broker_unreachable():
+    from adapters.core.testing import free_port
+
+    source = MqttSource(_config("x/y", port=free_port()), adapter_name="test")
+    task = asyncio.create_task(source.run(Collector()))
+    try:
+        await _wait(lambda: source.stats()["connect_failures"] >= 2, what="retries")
+        assert not source.ready and not task.done()
+    finally:
+        await _stop(task)
+
+
+async def test_shared_subscription_splits_messages_exactly_once():
+    topic = f"stadtlink-test/{uuid.uuid4().hex}/up"
+    group = f"g{uuid.uuid4().hex[:8]}"
+    a, b = Collector(), Collector()
+    src_a = MqttSource(_config(topic, shared_group=group), adapter_name="test")
+    src_b = MqttSource(_config(topic, shared_group=group), adapter_name="test")
+    tasks = [asyncio.create_task(src_a.run(a)), asyncio.create_task(src_b.run(b))]
+    try:
+        await _wait(lambda: src_a.ready and src_b.ready, what="both connected")
+        sent = [f"s{i}".encode() for i in range(40)]
+        await publish_uplinks(*SHARED, [(topic, p) for p in sent])
+        await _wait(lambda: len(a.messages) + len(b.messages) >= 40, what="40 messages")
+        await asyncio.sleep(0.3)
+        assert len(a.messages) + len(b.messages) == 40          # no message twice
+        assert set(a.payloads) | set(b.payloads) == set(sent)   # none lost
+        assert a.messages and b.messages                         # the load is split
+        assert not set(a.payloads) & set(b.payloads)
+    finally:
+        for t in tasks:
+            await _stop(t)
+
+
+def test_config_shared_topics_and_validation():
+    cfg = MqttSourceConfig(topics=["v3/+/devices/+/up"], shared_group="stadtlink-parking")
+    assert cfg.subscription_topics() == ["$share/stadtlink-parking/v3/+/devices/+/up"]
+    with pytest.raises(ValidationError):
+        MqttSourceConfig(topics=["$share/g/x"])
+    with pytest.raises(ValidationError):
+        MqttSourceConfig(shared_group="a/b")
+    with pytest.raises(ValidationError):
+        MqttSourceConfig(password="x", password_env="Y")
+    with pytest.raises(ValidationError):
+        MqttSourceConfig(qos=2)
+    with pytest.raises(ValidationError):
+        MqttSourceConfig(unknown_key=1)
+    assert MqttSourceConfig(protocol=5).protocol == "5"
+
+
+def test_password_never_shown_and_client_id_default(monkeypatch):
+    monkeypatch.setenv("MQTT_PW_TEST", "s3cr3t-env")
+    cfg = MqttSourceConfig(username="app@ttn", password="s3cr3t-value")
+    assert "s3cr3t" not in repr(cfg) and "s3cr3t" not in str(cfg.model_dump())
+    source = MqttSource(cfg, adapter_name="parking")
+    assert source.client_id.startswith("stadtlink-parking-")
+    assert MqttSource(cfg, adapter_name="parking").client_id != source.client_id
+    assert MqttSource(MqttSourceConfig(client_id="fixed"), adapter_name="p").client_id == "fixed"
+    settings = MqttSource(MqttSourceConfig(password_env="MQTT_PW_TEST"), adapter_name="p")._build_settings()
+    assert settings.password == "s3cr3t-env" and "s3cr3t" not in repr(settings)
+
+
+async def test_password_authentication_against_own_broker(tmp_path):
+    """username/password_file reach the broker; a wrong password keeps the source not ready."""
+    import shutil
+    import subprocess
+
+    if shutil.which("mosquitto_passwd") is None:
+        pytest.skip("mosquitto_passwd not installed")
+    pwfile = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "app", "right-pw"], check=True)
+    (tmp_path / "pw.txt").write_text("right-pw\n")
+    broker = MosquittoProcess(allow_anonymous=False, password_file=pwfile)
+    await asyncio.to_thread(broker.start)
+    try:
+        good = MqttSource(_config("a/b", host=broker.host, port=broker.port, username="app",
+                                  password_file=str(tmp_path / "pw.txt")), adapter_name="t")
+        bad = MqttSource(_config("a/b", host=broker.host, port=broker.port, username="app", password="wrong"),
+                         adapter_name="t")
+        tasks = [asyncio.create_task(good.run(Collector())), asyncio.create_task(bad.run(Collector()))]
+        try:
+            await _wait(lambda: good.ready, what="authenticated connect")
+            await _wait(lambda: bad.stats()["connect_failures"] >= 2, what="refused")
+            assert not bad.ready
+        finally:
+            for t in tasks:
+                await _stop(t)
+    finally:
+        await asyncio.to_thread(broker.cleanup)
+
+
+async def test_mqtt_client_publish_fails_cleanly_without_broker():
+    from adapters.core.testing import free_port
+
+    with pytest.raises(MqttError):
+        async with connect(MqttSettings("127.0.0.1", free_port(), client_id="x", connect_timeout=1)):
+            pass
