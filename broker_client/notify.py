@@ -1,0 +1,220 @@
+"""Receiving NGSI-LD notifications: an aiohttp handler twin developers mount or run.
+
+Orion-LD's native notifier (``-experimental``) sends from the thread of the request that caused
+the change and waits for our answer, so a slow receiver slows the writer (reference/orion-ld.md
+§5). The receiver therefore answers 204 at once and hands each notification to the async handlers
+through a bounded queue. When the queue is full it answers 503: the broker then marks the
+subscription's notification status ``failed`` — visible to operators — instead of the receiver
+silently falling behind.
+
+Both Orion-LD notifiers are accepted (legacy: ``Ngsiv2-Attrsformat``, ``Fiware-Servicepath``,
+``charset``; native: ``Ngsild-Attribute-Format``), the subscription id is taken from the body or
+the ``?subscriptionId=`` query parameter, JSON and JSON-LD bodies alike. The same handlers take MQTT
+notifications (``{"metadata": {...}, "body": {...}}``) through :meth:`NotificationReceiver.handle_mqtt`.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Mapping
+
+import orjson
+from aiohttp import web
+
+log = logging.getLogger("stadtlink.notify")
+
+_JSON_TYPES = ("application/json", "application/ld+json")
+
+
+@dataclass(slots=True)
+class Notification:
+    id: str
+    subscription_id: str
+    notified_at: str | None
+    data: list[dict[str, Any]]
+    attribute_format: str | None = None       # Normalized / Concise / Simplified (native) or v2 names (legacy)
+    tenant: str | None = None
+    context: Any = None                       # body @context (ld+json) or the Link header URL
+    headers: dict[str, str] = field(default_factory=dict)
+    transport: str = "http"
+
+
+Handler = Callable[[Notification], Awaitable[None]]
+
+
+class BadNotification(ValueError):
+    pass
+
+
+def parse_notification(body: Any, *, subscription_id: str | None = None, headers: Mapping[str, str] | None = None,
+                       transport: str = "http") -> Notification:
+    """Validate a notification body (already JSON-decoded) and return it typed."""
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    if not isinstance(body, dict):
+        raise BadNotification("the body is not a JSON object")
+    if body.get("type") != "Notification":
+        raise BadNotification("type is not 'Notification'")
+    nid = body.get("id")
+    if not isinstance(nid, str) or not nid:
+        raise BadNotification("notification without id")
+    data = body.get("data")
+    if not isinstance(data, list) or not all(isinstance(e, dict) and isinstance(e.get("id"), str) for e in data):
+        raise BadNotification("data is not a list of entities")
+    sub = body.get("subscriptionId") or subscription_id
+    if not isinstance(sub, str) or not sub:
+        raise BadNotification("no subscriptionId in the body or the query")
+    link = headers.get("link")
+    context = body.get("@context")
+    if context is None and link:
+        context = link.split(";", 1)[0].strip().lstrip("<").rstrip(">")
+    return Notification(
+        id=nid, subscription_id=sub, notified_at=body.get("notifiedAt"), data=data,
+        attribute_format=headers.get("ngsild-attribute-format") or headers.get("ngsiv2-attrsformat"),
+        tenant=headers.get("ngsild-tenant") or headers.get("fiware-service"),
+        context=context, headers=dict(headers), transport=transport,
+    )
+
+
+class NotificationReceiver:
+    """Accepts notifications over HTTP (and MQTT), dispatches them to async handlers.
+
+    ``secret``: when set, requests must carry ``secret_header: secret`` (configure it in the
+    subscription as a ``receiverInfo`` pair, which Orion-LD sends as a header); others get 401.
+    """
+
+    def __init__(self, *, secret: str | None = None, secret_header: str = "X-Stadtlink-Secret",
+                 queue_size: int = 1000, workers: int = 1, remember: int = 10000, max_body: int = 8 * 1024 * 1024):
+        self._secret = secret
+        self.secret_header = secret_header
+        self._queue: asyncio.Queue[Notification] = asyncio.Queue(maxsize=queue_size)
+        self._handlers: list[Handler] = []
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._remember = remember
+        self._workers = workers
+        self._tasks: list[asyncio.Task] = []
+        self.max_body = max_body
+        self.counters = {"received": 0, "accepted": 0, "unauthorized": 0, "bad_request": 0, "duplicates": 0,
+                         "queue_full": 0, "handled": 0, "handler_errors": 0}
+
+    def add_handler(self, handler: Handler) -> Handler:
+        self._handlers.append(handler)
+        return handler
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(self._work(), name=f"notify-worker-{i}") for i in range(self._workers)]
+
+    async def stop(self, *, drain_timeout: float = 5.0) -> None:
+        if self._tasks:
+            try:
+                await asyncio.wait_for(self._queue.join(), drain_timeout)
+            except asyncio.TimeoutError:
+                log.warning("notification queue not drained within %.1fs", drain_timeout)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _work(self) -> None:
+        while True:
+            note = await self._queue.get()
+            try:
+                for handler in self._handlers:
+                    try:
+                        await handler(note)
+                    except Exception:  # a handler's bug must not stop the receiver
+                        self.counters["handler_errors"] += 1
+                        log.exception("notification handler failed for %s", note.id)
+                self.counters["handled"] += 1
+            finally:
+                self._queue.task_done()
+
+    # -- intake --------------------------------------------------------------------------------
+    def _is_new(self, nid: str) -> bool:
+        if nid in self._seen:
+            self._seen.move_to_end(nid)
+            return False
+        self._seen[nid] = None
+        if len(self._seen) > self._remember:
+            self._seen.popitem(last=False)
+        return True
+
+    def _enqueue(self, note: Notification) -> str:
+        """'accepted', 'duplicate' or 'full'."""
+        if note.id in self._seen:
+            self.counters["duplicates"] += 1
+            return "duplicate"
+        try:
+            self._queue.put_nowait(note)
+        except asyncio.QueueFull:
+            self.counters["queue_full"] += 1
+            return "full"
+        self._is_new(note.id)
+        self.counters["accepted"] += 1
+        return "accepted"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """The aiohttp handler: mount it with ``app.router.add_post(path, receiver.handle)``."""
+        self.counters["received"] += 1
+        if self._secret is not None:
+            given = request.headers.get(self.secret_header, "")
+            if not hmac.compare_digest(given.encode(), self._secret.encode()):
+                self.counters["unauthorized"] += 1
+                return web.json_response({"title": "missing or wrong shared secret"}, status=401)
+        ctype = (request.content_type or "").lower()
+        if ctype not in _JSON_TYPES:
+            self.counters["bad_request"] += 1
+            return web.json_response({"title": f"unsupported Content-Type {ctype!r}"}, status=415)
+        if request.content_length is not None and request.content_length > self.max_body:
+            self.counters["bad_request"] += 1
+            return web.json_response({"title": "body too large"}, status=413)
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw)
+            note = parse_notification(body, subscription_id=request.query.get("subscriptionId"),
+                                      headers=request.headers)
+        except (orjson.JSONDecodeError, BadNotification) as exc:
+            self.counters["bad_request"] += 1
+            return web.json_response({"title": "not an NGSI-LD notification", "detail": str(exc)}, status=400)
+        if self._enqueue(note) == "full":
+            return web.json_response({"title": "receiver queue full"}, status=503, headers={"Retry-After": "1"})
+        return web.Response(status=204)
+
+    async def handle_mqtt(self, payload: bytes) -> str:
+        """An MQTT notification envelope ``{"metadata": {headers}, "body": {notification}}``."""
+        self.counters["received"] += 1
+        try:
+            doc = orjson.loads(payload)
+            if not isinstance(doc, dict) or not isinstance(doc.get("body"), dict):
+                raise BadNotification("not a {metadata, body} envelope")
+            meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+            if self._secret is not None:
+                given = str(meta.get(self.secret_header, ""))
+                if not hmac.compare_digest(given.encode(), self._secret.encode()):
+                    self.counters["unauthorized"] += 1
+                    return "unauthorized"
+            note = parse_notification(doc["body"], headers={str(k): str(v) for k, v in meta.items()}, transport="mqtt")
+        except (orjson.JSONDecodeError, BadNotification):
+            self.counters["bad_request"] += 1
+            return "bad_request"
+        return self._enqueue(note)
+
+    def app(self, path: str = "/notify") -> web.Application:
+        """A standalone application: POST ``path``; starts and stops the workers with the app."""
+        app = web.Application(client_max_size=self.max_body)
+        app.router.add_post(path, self.handle)
+
+        async def lifecycle(_app: web.Application):
+            await self.start()
+            yield
+            await self.stop()
+
+        app.cleanup_ctx.append(lifecycle)
+        return app
+
+
+__all__ = ["Notification", "NotificationReceiver", "BadNotification", "parse_notification", "Handler"]

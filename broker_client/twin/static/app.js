@@ -1,0 +1,137 @@
+// stadtlink twin view: entities from Server-Sent Events on a Leaflet map (no tiles unless
+// configured) and in a table. All interpretation (summary, colour) is done by the server.
+(function () {
+  "use strict";
+  const COLORS = { ok: "#1a7f37", warn: "#b7791f", bad: "#c53030", unknown: "#718096", closed: "#1a202c", idle: "#4a5568" };
+  const RADIUS = { parking: 6, climate: 9, water: 9, pv: 10, other: 6 };
+  const entities = new Map();   // id -> item
+  const markers = new Map();    // id -> Leaflet layer
+  const connection = document.getElementById("connection");
+  const tbody = document.querySelector("#entities tbody");
+  const counts = document.getElementById("counts");
+  let fitted = false;
+
+  const map = L.map("map", { zoomControl: true, attributionControl: false, preferCanvas: false }).setView([51.1, 10.4], 6);
+  fetch("/config.json").then(r => r.json()).then(cfg => {
+    if (cfg.tileUrl) L.tileLayer(cfg.tileUrl, { maxZoom: 19 }).addTo(map);
+  }).catch(() => {});
+
+  function visibleFamilies() {
+    return new Set([...document.querySelectorAll('input[name="family"]:checked')].map(i => i.value));
+  }
+
+  function label(item) {
+    return (item.name || item.id.split(":").slice(-1)[0]) + (item.summary ? ": " + item.summary : "");
+  }
+
+  function upsertMarker(item) {
+    if (!item.location) return;
+    const [lon, lat] = item.location;
+    const style = { radius: RADIUS[item.family] || 6, color: "#fff", weight: 1.5, fillOpacity: 0.9,
+                    fillColor: COLORS[item.state] || COLORS.unknown,
+                    className: "twin-marker family-" + item.family + " state-" + item.state };
+    let m = markers.get(item.id);
+    if (!m) {
+      m = L.circleMarker([lat, lon], style);
+      m.bindTooltip(label(item), { className: "twin-label" });
+      markers.set(item.id, m);
+    } else {
+      m.setLatLng([lat, lon]);
+      m.setStyle(style);
+      m.setTooltipContent(label(item));
+      const el = m.getElement();
+      if (el) el.setAttribute("class", "leaflet-interactive " + style.className);
+    }
+    m.options.family = item.family;
+  }
+
+  function applyFilters() {
+    const show = visibleFamilies();
+    for (const [id, m] of markers) {
+      const on = show.has(m.options.family);
+      if (on && !map.hasLayer(m)) m.addTo(map);
+      if (!on && map.hasLayer(m)) map.removeLayer(m);
+      const el = m.getElement && m.getElement();
+      if (el) el.setAttribute("data-entity-id", id);
+    }
+    renderTable();
+  }
+
+  function fmtTime(iso) {
+    if (!iso) return "";
+    const d = new Date(iso);
+    return isNaN(d) ? iso : d.toLocaleString();
+  }
+
+  function renderTable() {
+    const show = visibleFamilies();
+    const rows = [...entities.values()].filter(e => show.has(e.family))
+      .sort((a, b) => (b.receivedAt || 0) - (a.receivedAt || 0));
+    const frag = document.createDocumentFragment();
+    for (const e of rows) {
+      const tr = document.createElement("tr");
+      tr.dataset.entityId = e.id;
+      tr.dataset.family = e.family;
+      const cells = [e.type, e.name || e.id, e.summary, fmtTime(e.observedAt),
+                     e.receivedAt ? new Date(e.receivedAt * 1000).toLocaleTimeString() : ""];
+      cells.forEach((text, i) => {
+        const td = document.createElement(i === 0 ? "th" : "td");
+        if (i === 0) td.scope = "row";
+        if (i === 2) { td.className = "value state-" + e.state; }
+        td.textContent = text;
+        tr.appendChild(td);
+      });
+      frag.appendChild(tr);
+    }
+    tbody.replaceChildren(frag);
+    const perFamily = {};
+    for (const e of entities.values()) perFamily[e.family] = (perFamily[e.family] || 0) + 1;
+    counts.textContent = Object.entries(perFamily).map(([f, n]) => f + ": " + n).join(" · ");
+  }
+
+  function take(items) {
+    for (const item of items) {
+      entities.set(item.id, item);
+      upsertMarker(item);
+    }
+    applyFilters();
+    if (!fitted && markers.size) {
+      const pts = [...markers.values()].map(m => m.getLatLng());
+      map.fitBounds(L.latLngBounds(pts).pad(0.2));
+      fitted = true;
+    }
+    document.body.dataset.entities = String(entities.size);
+  }
+
+  function setConnection(state, text) {
+    connection.className = "connection " + state;
+    connection.textContent = text;
+    document.body.classList.toggle("disconnected", state === "disconnected");
+  }
+
+  function connect() {
+    const es = new EventSource("/events");
+    es.addEventListener("open", () => setConnection("live", "live"));
+    es.addEventListener("snapshot", ev => { take(JSON.parse(ev.data)); });
+    es.addEventListener("update", ev => { take(JSON.parse(ev.data)); });
+    es.addEventListener("status", ev => {
+      const s = JSON.parse(ev.data);
+      if (s.broker === false) setConnection("disconnected", "disconnected: broker unreachable");
+      else setConnection("live", "live");
+    });
+    es.addEventListener("error", () => setConnection("disconnected", "disconnected — reconnecting…"));
+  }
+
+  document.getElementById("filters").addEventListener("change", applyFilters);
+  const btnMap = document.getElementById("show-map"), btnTable = document.getElementById("show-table");
+  function view(which) {
+    document.getElementById("map-view").hidden = which !== "map";
+    document.getElementById("table-view").hidden = which !== "table";
+    btnMap.setAttribute("aria-pressed", String(which === "map"));
+    btnTable.setAttribute("aria-pressed", String(which === "table"));
+    if (which === "map") map.invalidateSize();
+  }
+  btnMap.addEventListener("click", () => view("map"));
+  btnTable.addEventListener("click", () => view("table"));
+  connect();
+})();
