@@ -96,7 +96,7 @@ async def test_cli_apply_list_delete(tmp_path):
     path.write_text(yaml.safe_dump(DOC))
     async with running_broker() as url:
         def cli(*args):
-            return subprocess.run([sys.executable, "-m", "broker_client.subscriptions_cli", *args],
+            return subprocess.run([sys.executable, "-m", "broker_client.subscriptions", *args],
                                   capture_output=True, text=True, timeout=60)
         import asyncio
         r = await asyncio.to_thread(cli, "apply", str(path), "--broker", url)

@@ -33,7 +33,7 @@
     let m = markers.get(item.id);
     if (!m) {
       m = L.circleMarker([lat, lon], style);
-      m.bindTooltip(label(item), { className: "twin-label" });
+      m.bindTooltip(label(item), { className: "twin-label", permanent: item.type !== "ParkingSpot", direction: "right" });
       markers.set(item.id, m);
     } else {
       m.setLatLng([lat, lon]);
