@@ -107,8 +107,13 @@ class _Parser:
                 regex = re.compile(raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw)
             except re.error as exc:
                 raise _q_error(f"invalid regular expression: {exc}") from None
-            want = op == "~="
-            return lambda e: _match_pattern(path(e), regex) == want
+            if op == "~=":
+                return lambda e: _match_pattern(path(e), regex)
+
+            def not_matching(e: Entity) -> bool:
+                values = path(e)
+                return bool(values) and not _match_pattern(values, regex)
+            return not_matching
         raw = self.read_value()
         target = _parse_target(raw)
         if op in (">", "<", ">=", "<=") and not isinstance(target, _Scalar):
@@ -238,8 +243,8 @@ def _scalar(raw: str) -> Any:
             return number
     except ValueError:
         pass
-    if not raw:
-        raise _q_error("empty value in q")
+    if not raw or raw[0] in "=<>~!":
+        raise _q_error(f"invalid value in q: '{raw}'")
     return _Unquoted(raw)
 
 

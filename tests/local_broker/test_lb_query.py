@@ -1,0 +1,205 @@
+"""GET /entities and POST /entityOperations/query: filters, q, geo, paging, count, formats."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import PARKING_LINK, problem
+
+PLINK = {"Link": PARKING_LINK}
+
+
+def spot(n: int, status: str, width: float, lon: float, lat: float, **extra) -> dict:
+    return {
+        "id": f"urn:ngsi-ld:ParkingSpot:q:{n}", "type": "ParkingSpot",
+        "status": {"type": "Property", "value": status, "observedAt": f"2024-05-0{n % 9 + 1}T10:00:00Z"},
+        "width": {"type": "Property", "value": width, "unitCode": "MTR",
+                  "accuracy": {"type": "Property", "value": n}},
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, lat]}},
+        "refParkingSite": {"type": "Relationship", "object": f"urn:ngsi-ld:ParkingSite:q:{n % 2}"},
+        **extra,
+    }
+
+
+@pytest.fixture
+async def populated(http, broker):
+    entities = [
+        spot(1, "free", 2.0, 8.6800, 50.1100, name={"type": "Property", "value": "Alpha"}),
+        spot(2, "occupied", 2.5, 8.6810, 50.1100, name={"type": "Property", "value": "Beta"}),
+        spot(3, "free", 3.0, 8.7000, 50.1200, name={"type": "Property", "value": "alphabet"}),
+        spot(4, "closed", 2.2, 9.0000, 51.0000),
+        {"id": "urn:ngsi-ld:OffStreetParking:q:1", "type": "OffStreetParking",
+         "availableSpotNumber": {"type": "Property", "value": 12},
+         "extra": {"type": "Property", "value": {"nested": {"level": 3}}}},
+    ]
+    async with http.post(f"{broker}/entityOperations/create", json=entities, headers=PLINK) as r:
+        assert r.status == 201
+    return broker
+
+
+async def ids(http, url, params, headers=PLINK):
+    async with http.get(f"{url}/entities", params=params, headers=headers) as r:
+        assert r.status == 200, await r.text()
+        return [e["id"].rsplit(":", 2)[-2] + ":" + e["id"].rsplit(":", 1)[-1] if False else e["id"].rsplit(":", 1)[-1]
+                for e in await r.json()]
+
+
+async def test_type_id_idpattern_attrs(http, populated):
+    assert await ids(http, populated, {"type": "ParkingSpot"}) == ["1", "2", "3", "4"]
+    assert await ids(http, populated, {"type": "ParkingSpot,OffStreetParking"}) == ["1", "2", "3", "4", "1"]
+    assert await ids(http, populated, {"id": "urn:ngsi-ld:ParkingSpot:q:3,urn:ngsi-ld:ParkingSpot:q:1"}) == ["1", "3"]
+    assert await ids(http, populated, {"idPattern": "^urn:ngsi-ld:ParkingSpot:q:[23]$"}) == ["2", "3"]
+    assert await ids(http, populated, {"attrs": "availableSpotNumber"}) == ["1"]
+    assert await ids(http, populated, {"type": "ParkingSpot", "id": "urn:ngsi-ld:OffStreetParking:q:1"}) == []
+    # without the context the short type is another type
+    assert await ids(http, populated, {"type": "ParkingSpot"}, headers={}) == []
+
+
+async def test_attrs_limits_returned_attributes(http, populated):
+    async with http.get(f"{populated}/entities", params={"type": "ParkingSpot", "attrs": "status,name",
+                                                         "options": "keyValues"}, headers=PLINK) as r:
+        body = await r.json()
+    assert body[0] == {"id": "urn:ngsi-ld:ParkingSpot:q:1", "type": "ParkingSpot", "status": "free", "name": "Alpha"}
+    assert body[3] == {"id": "urn:ngsi-ld:ParkingSpot:q:4", "type": "ParkingSpot", "status": "closed"}
+
+
+@pytest.mark.parametrize("q, expected", [
+    ('status=="free"', ["1", "3"]),
+    ('status!="free"', ["2", "4"]),
+    ('status=="free","closed"', ["1", "3", "4"]),
+    ("width>2.2", ["2", "3"]),
+    ("width>=2.2", ["2", "3", "4"]),
+    ("width<2.2", ["1"]),
+    ("width<=2.2;width>2.0", ["4"]),
+    ("width==2.1..2.6", ["2", "4"]),
+    ('status=="free";width>2.5', ["3"]),
+    ('status=="occupied"|width==3.0', ["2", "3"]),
+    ('(status=="occupied"|status=="closed");width<2.4', ["4"]),
+    ("name~=^[Aa]lpha", ["1", "3"]),
+    ("name!~=^[Aa]lpha", ["2"]),
+    ("name", ["1", "2", "3"]),
+    ("!name", ["4"]),
+    ("width.accuracy>=3", ["3", "4"]),
+    ("width[accuracy]==1", []),
+    ("width.unitCode==\"MTR\"", ["1", "2", "3", "4"]),
+    ("status.observedAt>=2024-05-04T00:00:00Z", ["3", "4"]),
+    ("refParkingSite==urn:ngsi-ld:ParkingSite:q:1", ["1", "3"]),
+])
+async def test_q_language(http, populated, q, expected):
+    assert await ids(http, populated, {"type": "ParkingSpot", "q": q}) == expected
+
+
+async def test_q_on_json_object_members(http, populated):
+    assert await ids(http, populated, {"q": "extra[nested][level]==3"}) == ["1"]
+    assert await ids(http, populated, {"q": "extra.nested.level==3"}) == ["1"]
+    assert await ids(http, populated, {"q": "availableSpotNumber>10"}) == ["1"]
+
+
+@pytest.mark.parametrize("q", ["status==", "(status==1", "status===1", "", "width>1..2"])
+async def test_bad_q_is_400(http, populated, q):
+    async with http.get(f"{populated}/entities", params={"type": "ParkingSpot", "q": q}, headers=PLINK) as r:
+        assert r.status == 400, q
+        body = await r.json()
+        assert problem(body)[0] == "BadRequestData"
+
+
+async def test_paging_count_and_limits(http, populated):
+    async with http.get(f"{populated}/entities", params={"type": "ParkingSpot", "limit": "2", "offset": "1",
+                                                         "count": "true"}, headers=PLINK) as r:
+        assert r.headers["NGSILD-Results-Count"] == "4"
+        assert [e["id"][-1] for e in await r.json()] == ["2", "3"]
+    assert await ids(http, populated, {"type": "ParkingSpot", "offset": "10"}) == []
+    async with http.get(f"{populated}/entities", params={"type": "ParkingSpot"}, headers=PLINK) as r:
+        assert "NGSILD-Results-Count" not in r.headers
+    for params, title in [({"limit": "1001"}, "Invalid value for URI parameter /limit/"),
+                          ({"limit": "-1"}, "Bad value for URI parameter /limit/"),
+                          ({"limit": "0"}, "Invalid value for URI parameter /limit/"),
+                          ({"offset": "-3"}, "Bad value for URI parameter /offset/"),
+                          ({"limit": "x"}, "Bad value for URI parameter /limit/")]:
+        async with http.get(f"{populated}/entities", params={"type": "ParkingSpot", **params}, headers=PLINK) as r:
+            assert r.status == 400, params
+            assert problem(await r.json())[1] == title
+
+
+async def test_default_page_size_and_creation_order(http, broker):
+    batch = [{"id": f"urn:ngsi-ld:T:{i:03d}", "type": "T", "v": i} for i in range(30, 0, -1)]
+    async with http.post(f"{broker}/entityOperations/upsert", json=batch) as r:
+        assert r.status == 201
+    async with http.get(f"{broker}/entities", params={"type": "T"}) as r:
+        body = await r.json()
+    assert len(body) == 20
+    assert [e["v"]["value"] for e in body] == list(range(30, 10, -1))
+    async with http.get(f"{broker}/entities", params={"type": "T", "limit": "1000"}) as r:
+        assert len(await r.json()) == 30
+
+
+async def test_too_broad_query(http, broker):
+    async with http.get(f"{broker}/entities") as r:
+        assert r.status == 400
+        assert problem(await r.json()) == ("BadRequestData", "Too broad query")
+
+
+async def test_formats_in_query(http, populated):
+    async with http.get(f"{populated}/entities", params={"id": "urn:ngsi-ld:ParkingSpot:q:1", "format": "concise"},
+                        headers=PLINK) as r:
+        body = await r.json()
+    assert body[0]["name"] == "Alpha"
+    assert body[0]["width"] == {"value": 2.0, "unitCode": "MTR", "accuracy": 1}
+    async with http.get(f"{populated}/entities", params={"id": "urn:ngsi-ld:ParkingSpot:q:1", "options": "keyValues,sysAttrs"},
+                        headers=PLINK) as r:
+        assert r.status == 400
+    async with http.get(f"{populated}/entities", params={"id": "urn:ngsi-ld:ParkingSpot:q:1", "options": "bogus"},
+                        headers=PLINK) as r:
+        assert r.status == 400
+        assert problem(await r.json())[1] == "Invalid value for URI param /options/"
+
+
+async def test_geo_near_within_intersects(http, populated):
+    base = {"type": "ParkingSpot", "geometry": "Point", "coordinates": "[8.6800,50.1100]"}
+    assert await ids(http, populated, {**base, "georel": "near;maxDistance==100"}) == ["1", "2"]
+    assert await ids(http, populated, {**base, "georel": "near;maxDistance==50"}) == ["1"]
+    assert await ids(http, populated, {**base, "georel": "near;minDistance==1000"}) == ["3", "4"]
+    polygon = "[[[8.67,50.10],[8.69,50.10],[8.69,50.12],[8.67,50.12],[8.67,50.10]]]"
+    poly = {"type": "ParkingSpot", "geometry": "Polygon", "coordinates": polygon}
+    assert await ids(http, populated, {**poly, "georel": "within"}) == ["1", "2"]
+    assert await ids(http, populated, {**poly, "georel": "intersects"}) == ["1", "2"]
+    assert await ids(http, populated, {**poly, "georel": "disjoint"}) == ["3", "4"]
+    assert await ids(http, populated, {"type": "ParkingSpot", "geometry": "Point", "coordinates": "[9.0,51.0]",
+                                       "georel": "equals"}) == ["4"]
+    assert await ids(http, populated, {"geometry": "Point", "coordinates": "[9.0,51.0]", "georel": "near;maxDistance==10"}) == ["4"]
+
+
+async def test_geo_errors(http, populated):
+    for params in ({"georel": "near;maxDistance==10", "geometry": "Point"},
+                   {"georel": "near;maxDistance==10", "geometry": "Point", "coordinates": "[1]"},
+                   {"georel": "sideways", "geometry": "Point", "coordinates": "[1,2]"},
+                   {"georel": "within", "geometry": "Polygon", "coordinates": "[[[1,2],[3,4]]]"}):
+        async with http.get(f"{populated}/entities", params={"type": "ParkingSpot", **params}, headers=PLINK) as r:
+            assert r.status == 400, params
+
+
+async def test_post_query(http, populated):
+    url = f"{populated}/entityOperations/query"
+    body = {"type": "Query", "entities": [{"type": "ParkingSpot", "idPattern": ".*:[12]$"},
+                                          {"type": "OffStreetParking"}],
+            "attrs": ["status", "availableSpotNumber"], "q": "status==\"free\"|availableSpotNumber>1"}
+    async with http.post(url, json=body, headers=PLINK, params={"count": "true", "options": "keyValues"}) as r:
+        assert r.status == 200
+        assert r.headers["NGSILD-Results-Count"] == "2"
+        result = await r.json()
+    assert result == [{"id": "urn:ngsi-ld:ParkingSpot:q:1", "type": "ParkingSpot", "status": "free"},
+                      {"id": "urn:ngsi-ld:OffStreetParking:q:1", "type": "OffStreetParking", "availableSpotNumber": 12}]
+    geo = {"type": "Query", "geoQ": {"geometry": "Point", "coordinates": [8.68, 50.11], "georel": "near;maxDistance==100"}}
+    async with http.post(url, json=geo, headers=PLINK, params={"limit": "1"}) as r:
+        assert [e["id"] for e in await r.json()] == ["urn:ngsi-ld:ParkingSpot:q:1"]
+    async with http.post(url, json={"type": "Query"}, headers=PLINK) as r:
+        assert r.status == 400
+
+
+async def test_geojson_accept(http, populated):
+    async with http.get(f"{populated}/entities", params={"id": "urn:ngsi-ld:ParkingSpot:q:1"},
+                        headers={**PLINK, "Accept": "application/geo+json"}) as r:
+        assert r.headers["Content-Type"] == "application/geo+json"
+        body = await r.json(content_type=None)
+    assert body["type"] == "FeatureCollection"
+    assert body["features"][0]["geometry"] == {"type": "Point", "coordinates": [8.68, 50.11]}
