@@ -7,6 +7,8 @@ set -euo pipefail
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || need_apt+=(mosquitto)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# The twin-view browser tests drive Debian's Chromium (no browser download from a test tool).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "installing ${need_apt[*]} with apt-get"
