@@ -28,7 +28,7 @@ from adapters.core.reading import Reading
 
 from .decoders import READING_KEYS
 from .rain import rain_step
-from .settings import ClimateSettings
+from .settings import MEASUREMENT_NAMES, ClimateSettings
 
 #: (attribute, reason) → how many values were dropped since start; the runtime may export it.
 ATTRIBUTE_DROPS: Counter[tuple[str, str]] = Counter()
@@ -80,6 +80,8 @@ MEASUREMENT_ROWS: tuple[Row, ...] = (
     Row("tilt_y", "tiltY", "DD"),
     Row("battery_voltage", "batteryVoltage", "VLT"),
 )
+
+assert tuple(r.attribute for r in MEASUREMENT_ROWS) == MEASUREMENT_NAMES
 
 _ATTRIBUTE_OF: dict[str, str] = {r.source: r.attribute for r in WEATHER_ROWS + MEASUREMENT_ROWS}
 _ATTRIBUTE_OF.update(battery_level="batteryLevel", rain_counter="precipitation",

@@ -42,6 +42,13 @@ DEFAULT_BATTERY_RANGES: dict[str, tuple[float, float]] = {
 }
 
 
+#: DeviceMeasurement quantities the mapper knows (controlledProperty values; mapper.MEASUREMENT_ROWS).
+MEASUREMENT_NAMES: tuple[str, ...] = (
+    "temperatureMin", "temperatureMax", "solarRadiationMax", "vapourPressure", "lightningCount",
+    "lightningDistance", "precipitationIntensityMax", "sensorTemperature", "tiltX", "tiltY", "batteryVoltage",
+)
+
+
 class ClimateSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -70,6 +77,14 @@ class ClimateSettings(BaseModel):
         for key, (low, high) in value.items():
             if low > high:
                 raise ValueError(f"plausible.{key}: lower bound {low} is above upper bound {high}")
+        return value
+
+    @field_validator("device_measurements")
+    @classmethod
+    def _known_measurements(cls, value: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(value or ()) - set(MEASUREMENT_NAMES))
+        if unknown:
+            raise ValueError(f"unknown DeviceMeasurement quantities {unknown}; known: {', '.join(MEASUREMENT_NAMES)}")
         return value
 
     @model_validator(mode="after")

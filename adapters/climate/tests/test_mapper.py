@@ -187,6 +187,8 @@ def test_settings_reject_unknown_keys_and_reversed_ranges():
         ClimateSettings.model_validate({"plausible": {"air_temperature": [50, -50]}})
     with pytest.raises(Exception):
         ClimateSettings.model_validate({"battery_ranges": {"barani-meteohelix": [4.2, 3.3]}})
+    with pytest.raises(Exception):
+        ClimateSettings.model_validate({"device_measurements": ["vapourPresure"]})
 
 
 # --- registry -------------------------------------------------------------------------------------

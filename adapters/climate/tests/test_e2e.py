@@ -1,0 +1,162 @@
+"""End to end with the real parts: the shared Mosquitto (127.0.0.1:1883, unique topics per test), the
+real runtime (Runner with its MQTT source, pipeline, SDM check, outbox, batcher, NGSI-LD client) and
+the local NGSI-LD broker, queried over HTTP. TTS v3 and ChirpStack v4 uplinks → WeatherObserved."""
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import aiohttp
+import pytest
+
+from adapters.climate import ADAPTER
+from adapters.climate.simulator import encode_meteohelix
+from adapters.core.lorawan import chirpstack_uplink, tts_uplink
+
+from .helpers import ATM41
+
+pytestmark = pytest.mark.timeout(60)
+
+MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
+#: the adapter writes with its @context; queries name types in the same context
+LINK = f'<{ADAPTER.context}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+
+
+def _mosquitto_up() -> bool:
+    try:
+        with socket.create_connection((MQTT_HOST, MQTT_PORT), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _iso(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"     # nanoseconds, as TTS sends them
+
+
+async def _entities(session: aiohttp.ClientSession, base: str, entity_type: str, ns: str) -> dict[str, dict]:
+    async with session.get(f"{base}/ngsi-ld/v1/entities", params={"type": entity_type, "limit": "1000"},
+                           headers={"Accept": "application/json", "Link": LINK}) as resp:
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+    return {e["id"]: e for e in body if f":{ns}:" in e["id"]}
+
+
+async def _wait_for(predicate, timeout: float = 20.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await predicate()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("timed out waiting for the broker")
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.skipif(not _mosquitto_up(), reason="shared Mosquitto on 127.0.0.1:1883 is not running")
+async def test_tts_and_chirpstack_uplinks_become_weather_observed_in_the_broker():
+    from adapters.core.runner import Runner
+    from adapters.core.testing import publish_uplinks
+    from broker_client.local_broker import running_broker
+
+    run = uuid.uuid4().hex[:10]
+    ns = f"e2e-{run}"
+    tts_app = f"climate-{run}"
+    cs_app = str(uuid.uuid4())
+    helix_eui = "0004a30b" + run[:8]
+    t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=30)
+
+    async with running_broker() as broker_url:
+        config = {
+            "adapter": "climate",
+            "namespace": ns,
+            "broker": {"url": broker_url, "batch_size": 50, "flush_ms": 50},
+            "outbox": {"kind": "memory"},
+            "check": "strict",
+            "http": {"enabled": False},
+            "sources": [{
+                "kind": "mqtt", "host": MQTT_HOST, "port": MQTT_PORT,
+                "topics": [f"v3/{tts_app}@ttn/devices/+/up", f"application/{cs_app}/device/+/event/up"],
+                "client_id": f"climate-e2e-{run}", "session_expiry_s": 0,
+                "profile": "barani-meteohelix",
+            }],
+            "devices": [
+                {"id": "mhm-quadrate-n1", "name": "Quadrate N1", "lat": 49.4875, "lon": 8.4660,
+                 "profile": "decentlab-dl-atm41"},
+                {"id": "mhm-luisenpark", "name": "Luisenpark", "lat": 49.48, "lon": 8.496,
+                 "dev_eui": helix_eui, "rain_gauge_mm": 0.2},
+            ],
+            "settings": {"rain_gauge_mm": 0.2},
+        }
+        runner = Runner.from_config(config, adapter=ADAPTER)
+        await runner.start()
+        try:
+            await _wait_for(lambda: _ready(runner))
+            helix = {"battery_voltage": 4.15, "air_temperature": 21.3, "air_temperature_min": 20.9,
+                     "air_temperature_max": 21.8, "relative_humidity": 0.6, "atmospheric_pressure": 100985,
+                     "solar_radiation": 412, "solar_radiation_max": 460}
+            messages = [
+                tts_uplink("mhm-quadrate-n1", bytes.fromhex(ATM41["raw"]["hex"]), f_port=1, f_cnt=41,
+                           received_at=_iso(t0), application_id=tts_app, rssi=-101.0),
+                chirpstack_uplink(helix_eui, encode_meteohelix({**helix, "rain_counter": 254}), f_port=1, f_cnt=7,
+                                  time=_iso(t0), application_id=cs_app, rssi=-88.0),
+                chirpstack_uplink(helix_eui, encode_meteohelix({**helix, "rain_counter": 3}), f_port=1, f_cnt=8,
+                                  time=_iso(t0 + timedelta(minutes=10)), application_id=cs_app, rssi=-87.0),
+                # a retransmission of the same frame is dropped, not counted as rain again
+                chirpstack_uplink(helix_eui, encode_meteohelix({**helix, "rain_counter": 3}), f_port=1, f_cnt=8,
+                                  time=_iso(t0 + timedelta(minutes=10)), application_id=cs_app, rssi=-95.0),
+                # garbage bytes → dead letter, the adapter keeps going
+                tts_uplink("mhm-quadrate-n1", b"\x07\x00", f_port=1, f_cnt=42,
+                           received_at=_iso(t0 + timedelta(minutes=1)), application_id=tts_app),
+            ]
+            assert await publish_uplinks(MQTT_HOST, MQTT_PORT, messages) == 5
+
+            async with aiohttp.ClientSession() as session:
+                async def weather():
+                    found = await _entities(session, broker_url, "WeatherObserved", ns)
+                    helix_wo = found.get(f"urn:ngsi-ld:WeatherObserved:{ns}:mhm-luisenpark")
+                    if len(found) == 2 and helix_wo and "precipitation" in helix_wo:
+                        return found
+                    return None
+
+                found = await _wait_for(weather)
+                atm = found[f"urn:ngsi-ld:WeatherObserved:{ns}:mhm-quadrate-n1"]
+                assert atm["temperature"]["value"] == 26.4
+                assert atm["temperature"]["unitCode"] == "CEL"
+                assert atm["relativeHumidity"]["value"] == pytest.approx(0.524)
+                assert atm["atmosphericPressure"]["value"] == pytest.approx(959.6)
+                assert atm["atmosphericPressure"]["unitCode"] == "A97"
+                assert atm["windSpeed"]["value"] == 0.09 and atm["gustSpeed"]["value"] == 0.2
+                assert atm["windDirection"]["unitCode"] == "DD"
+                assert atm["temperature"]["observedAt"].startswith(t0.strftime("%Y-%m-%dT%H:%M:%S"))
+                assert atm["location"]["value"]["coordinates"] == [8.466, 49.4875]
+                assert atm["name"]["value"] == "Quadrate N1"
+
+                hx = found[f"urn:ngsi-ld:WeatherObserved:{ns}:mhm-luisenpark"]
+                assert hx["temperature"]["value"] == 21.3
+                assert hx["solarRadiation"]["value"] == 412
+                assert hx["precipitation"]["value"] == pytest.approx(1.0)   # 254 → 3: wrap, 5 clicks × 0.2 mm
+                assert hx["precipitation"]["unitCode"] == "MMT"
+                assert "dewPoint" in hx
+
+                devices = await _entities(session, broker_url, "Device", ns)
+                dev = devices[f"urn:ngsi-ld:Device:{ns}:mhm-luisenpark"]
+                assert dev["rssi"]["value"] == -87.0
+                assert dev["batteryLevel"]["value"] == pytest.approx((4.15 - 3.3) / 0.9, abs=1e-3)
+                measurements = await _entities(session, broker_url, "DeviceMeasurement", ns)
+                assert measurements[f"urn:ngsi-ld:DeviceMeasurement:{ns}:mhm-luisenpark-temperatureMax"][
+                    "numValue"]["value"] == 21.8
+
+            counters = runner.counters()
+            assert counters["dead_lettered"] >= 1
+            assert counters["dropped"].get("duplicate", 0) == 1
+            assert counters["invalid"] == 0
+            assert runner.pipeline.ctx.state[f"climate:rain:mhm-luisenpark"]["counter"] == 3
+        finally:
+            await runner.stop(grace=2)
+
+
+async def _ready(runner) -> bool:
+    return bool(runner.sources) and all(getattr(s, "ready", False) for s in runner.sources)
