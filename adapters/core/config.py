@@ -227,13 +227,18 @@ def _scalar(text: str) -> Any:
         return text
 
 
-def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    """``STADTLINK_BROKER__URL=...`` → ``data["broker"]["url"]``; numeric segments index lists."""
+def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str],
+                        known: set[str] | None = None) -> dict[str, Any]:
+    """``STADTLINK_BROKER__URL=...`` → ``data["broker"]["url"]``; numeric segments index lists.
+
+    Only variables whose first segment is a config key (``known``) apply; other ``STADTLINK_*``
+    variables (tools, tests) are ignored.
+    """
     for name in sorted(env):
         if not name.startswith(ENV_PREFIX) or name in _NOT_OVERRIDES:
             continue
         path = [p.lower() for p in name[len(ENV_PREFIX):].split("__") if p]
-        if not path:
+        if not path or (known is not None and path[0] not in known):
             continue
         node: Any = data
         for i, part in enumerate(path):
@@ -343,10 +348,10 @@ def load_config(source: str | Path | Mapping[str, Any], *, adapter=None, env: Ma
     else:
         data = read_config_file(source)
         base = Path(base_dir) if base_dir is not None else Path(source).resolve().parent
-    data = apply_env_overrides(data, os.environ if env is None else env)
+    model = config_model(adapter)
+    data = apply_env_overrides(data, os.environ if env is None else env, set(model.model_fields))
     if adapter is not None and data.get("adapter") not in (None, adapter.name):
         raise ConfigError(f"adapter: the config is for {data['adapter']!r}, not {adapter.name!r}")
-    model = config_model(adapter)
     try:
         config = model.model_validate(data)
     except ValidationError as exc:

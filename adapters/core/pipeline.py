@@ -69,6 +69,7 @@ class Pipeline:
         self.latest_state = adapter.semantics == "latest-state"
         self._log = RateLimitedLog(log, interval=300.0)
         self._counts = metrics.counts
+        self._device: str | None = None    # the device of the message being decoded (for dead letters)
 
     # -- entry points ------------------------------------------------------------------------------
     def emitter(self, *, profile: str | None = None, options: Mapping[str, Any] | None = None):
@@ -95,17 +96,18 @@ class Pipeline:
         device_id = message.device_hint
         dedup_key = None
         stage = "decode"
+        self._device = device_id
         try:
             readings, device_id, dedup_key = self._decode(message, profile, options, replay)
         except ReadingDropped as exc:
             self.metrics.drop(exc.reason)
             return 0
         except DecodeError as exc:
-            await self._dead(message, exc.reason, stage, str(exc), device_id, profile, options)
+            await self._dead(message, exc.reason, stage, str(exc), self._device, profile, options)
             return 0
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop the adapter
             counts["errors"] += 1
-            await self._dead(message, "decoder-crash", stage, f"{type(exc).__name__}: {exc}", device_id,
+            await self._dead(message, "decoder-crash", stage, f"{type(exc).__name__}: {exc}", self._device,
                              profile, options)
             return 0
         counts["decoded"] += len(readings)
@@ -181,6 +183,7 @@ class Pipeline:
         if lorawan:
             uplink = payload if isinstance(payload, Uplink) else parse_uplink(payload, message.topic)
             key = uplink.dedup_key
+            self._device = uplink.device_id
             if not replay and self.dedup_window_s > 0:
                 seen_at = self._dedup.get(key)
                 if seen_at is not None:
