@@ -160,3 +160,73 @@ async def test_tts_and_chirpstack_uplinks_become_weather_observed_in_the_broker(
 
 async def _ready(runner) -> bool:
     return bool(runner.sources) and all(getattr(s, "ready", False) for s in runner.sources)
+
+
+def _redis_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not (_mosquitto_up() and _redis_up()), reason="shared Mosquitto/Redis not running")
+async def test_rain_baseline_survives_an_adapter_restart_with_the_redis_outbox():
+    """The MeteoHelix counter baseline is in the outbox's store (Redis): after a restart the next
+    message gives the rain since the last one — neither lost nor invented."""
+    import redis.asyncio as aioredis
+
+    from adapters.core.runner import Runner
+    from adapters.core.testing import publish_uplinks
+    from broker_client.local_broker import running_broker
+
+    run = uuid.uuid4().hex[:10]
+    ns, prefix, cs_app = f"e2e-{run}", f"climate-test-{run}", str(uuid.uuid4())
+    eui = "0004a30b" + run[:8]
+    t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=30)
+    helix = {"battery_voltage": 4.0, "air_temperature": 17.0, "relative_humidity": 0.9,
+             "atmospheric_pressure": 100500, "solar_radiation": 40}
+    redis = aioredis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        async with running_broker() as broker_url, aiohttp.ClientSession() as session:
+            config = {
+                "namespace": ns,
+                "broker": {"url": broker_url, "flush_ms": 50},
+                "outbox": {"kind": "redis", "url": "redis://127.0.0.1:6379/0", "key_prefix": prefix,
+                           "consumer": f"c-{run}"},
+                "http": {"enabled": False},
+                "sources": [{"kind": "mqtt", "host": MQTT_HOST, "port": MQTT_PORT,
+                             "topics": [f"application/{cs_app}/device/+/event/up"],
+                             "client_id": f"climate-e2e-{run}", "session_expiry_s": 0,
+                             "profile": "barani-meteohelix"}],
+                "devices": [{"id": "mhm-wasserturm", "lat": 49.484, "lon": 8.4755, "dev_eui": eui}],
+            }
+            wo_id = f"urn:ngsi-ld:WeatherObserved:{ns}:mhm-wasserturm"
+
+            async def observed(minute: int):
+                async def check():
+                    found = await _entities(session, broker_url, "WeatherObserved", ns)
+                    wo = found.get(wo_id)
+                    stamp = (t0 + timedelta(minutes=minute)).strftime("%Y-%m-%dT%H:%M:%S")
+                    return wo if wo and wo["temperature"]["observedAt"].startswith(stamp) else None
+                return await _wait_for(check)
+
+            for minute, counter, f_cnt in ((0, 100, 1), (10, 104, 2)):
+                runner = Runner.from_config(config, adapter=ADAPTER)
+                await runner.start()
+                try:
+                    await _wait_for(lambda: _ready(runner))
+                    await publish_uplinks(MQTT_HOST, MQTT_PORT, [chirpstack_uplink(
+                        eui, encode_meteohelix({**helix, "rain_counter": counter}), f_port=1, f_cnt=f_cnt,
+                        time=_iso(t0 + timedelta(minutes=minute)), application_id=cs_app)])
+                    wo = await observed(minute)
+                finally:
+                    await runner.stop(grace=2)
+                if minute == 0:
+                    assert "precipitation" not in wo                 # first message: baseline only
+            assert wo["precipitation"]["value"] == pytest.approx(0.8)   # 100 → 104 across the restart
+    finally:
+        keys = [k async for k in redis.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
