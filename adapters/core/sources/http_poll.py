@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ..reading import RawMessage
 from .backoff import Backoff, jittered
 from .base import Emit
+from .webhook import read_limited
 
 log = logging.getLogger("stadtlink.source.http")
 
@@ -163,8 +164,8 @@ class HttpPollSource:
                         raise _PollFailed(f"HTTP {resp.status}")
                     if resp.content_length is not None and resp.content_length > self.config.max_body_bytes:
                         raise _PollFailed(f"body of {resp.content_length} bytes exceeds max_body_bytes")
-                    body = await resp.content.read(self.config.max_body_bytes + 1)
-                    if len(body) > self.config.max_body_bytes:
+                    body = await read_limited(resp.content, self.config.max_body_bytes)
+                    if body is None:
                         raise _PollFailed("body exceeds max_body_bytes")
                     status = resp.status
                     content_type = resp.headers.get("Content-Type", "")

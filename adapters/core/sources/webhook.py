@@ -24,6 +24,18 @@ from .secrets import resolve_secret
 log = logging.getLogger("stadtlink.source.webhook")
 
 
+async def read_limited(stream, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it exceeds ``limit`` bytes (chunked bodies included)."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in stream.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 class WebhookSourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -101,8 +113,8 @@ class WebhookSource:
         if request.content_length is not None and request.content_length > limit:
             self._stats["too_large"] += 1
             return web.json_response({"error": f"body larger than {limit} bytes"}, status=413)
-        body = await request.content.read(limit + 1)
-        if len(body) > limit:
+        body = await read_limited(request.content, limit)
+        if body is None:
             self._stats["too_large"] += 1
             return web.json_response({"error": f"body larger than {limit} bytes"}, status=413)
         emit = self._emit
