@@ -47,7 +47,9 @@ class LoRaWANProfile:
     """A vendor payload decoder wrapped for TTS v3 / ChirpStack v4 uplinks.
 
     ``payload_decoder(payload, f_port)`` returns the decoded values in SI units; a ``"kind"`` key, if
-    present, becomes :attr:`Reading.kind`. It raises :class:`DecodeError` for bad bytes.
+    present, becomes :attr:`Reading.kind`, and a ``"dropped"`` mapping ``{attribute: reason}`` (values
+    the device sent but that are invalid) moves to ``Reading.meta["dropped"]``, where the runtime
+    counts it. It raises :class:`DecodeError` for bad bytes.
     """
 
     name: str
@@ -61,6 +63,7 @@ class LoRaWANProfile:
     def decode_uplink(self, uplink: Uplink) -> list[Reading]:
         values = dict(self.payload_decoder(uplink.payload, uplink.f_port))
         kind = values.pop("kind", "measurement")
+        dropped = values.pop("dropped", None)
         meta = {
             "network": uplink.network,
             "dev_eui": uplink.dev_eui,
@@ -71,6 +74,8 @@ class LoRaWANProfile:
         }
         if uplink.gateway_time is not None:
             meta["gateway_time"] = uplink.gateway_time
+        if dropped:
+            meta["dropped"] = dict(dropped)
         return [Reading(device_id=uplink.device_id, profile=self.name, observed_at=uplink.received_at,
                         values=values, kind=kind, meta={k: v for k, v in meta.items() if v is not None})]
 

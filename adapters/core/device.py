@@ -55,8 +55,12 @@ def device_entity(
 
 def device_for_reading(namespace: str, reading: Reading, *, controlled_property: Iterable[str],
                        battery_level: float | None = None, name: str | None = None,
-                       lonlat: tuple[float, float] | None = None, **kw: Any) -> dict:
-    """:func:`device_entity` filled from a LoRaWAN reading's metadata (RSSI, receive time)."""
-    return device_entity(namespace, reading.device_id, controlled_property=controlled_property,
+                       lonlat: tuple[float, float] | None = None, device_id: str | None = None, **kw: Any) -> dict:
+    """:func:`device_entity` filled from a LoRaWAN reading's metadata (RSSI, receive time).
+
+    Pass the registry record's id as ``device_id``: TTS names a device by its device id and
+    ChirpStack by its dev EUI, and one sensor must be one Device whichever server delivered it.
+    """
+    return device_entity(namespace, device_id or reading.device_id, controlled_property=controlled_property,
                          observed_at=reading.observed_at, battery_level=battery_level,
                          rssi=reading.meta.get("rssi"), name=name, lonlat=lonlat, **kw)

@@ -98,7 +98,7 @@ def _map_gauge(reading: Reading, ctx: MapContext) -> list[dict]:
     elif "battery_voltage" in v:
         battery = battery_fraction_from_voltage(v["battery_voltage"], s.battery_empty_v, s.battery_full_v)
     out.append(device_for_reading(ctx.namespace, reading, controlled_property=["waterLevel"], battery_level=battery,
-                                  name=record.name, lonlat=lonlat))
+                                  name=record.name, lonlat=lonlat, device_id=record.id))
 
     samples: list[tuple[datetime, float]] = [(from_epoch(ts), d) for ts, d in v.get("history", [])]
     if "distance" in v:
@@ -113,7 +113,7 @@ def _map_gauge(reading: Reading, ctx: MapContext) -> list[dict]:
                          measuredDistance=prop(round(distance, 4), unit="MTR", observed_at=when),
                          stationID=prop(station),
                          observationDateTime=datetime_prop(when),
-                         refDevice=rel(entity_id("Device", ctx.namespace, reading.device_id)),
+                         refDevice=rel(entity_id("Device", ctx.namespace, record.id)),
                          name=prop(record.name) if record.name else None,
                          location=geo_point(*lonlat) if lonlat else None)
         if reference is not None:
