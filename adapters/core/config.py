@@ -313,6 +313,9 @@ def format_validation_error(exc: ValidationError, data: Any) -> str:
         elif err["type"] == "union_tag_invalid":
             msg = f"unknown source kind {err.get('input', {}).get('kind') if isinstance(err.get('input'), dict) else ''!r}; " \
                   + err["msg"].split("does not match any of the expected tags: ")[-1].join(("installed kinds: ", ""))
+        elif err["type"] == "union_tag_not_found":
+            kinds = ", ".join(repr(source_kind(m)) for m in source_configs())
+            where, msg = f"{where}.kind", f"required key is missing (one of {kinds})"
         lines.append(f"{where}: {msg}")
     return "\n".join(lines)
 
