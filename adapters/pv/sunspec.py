@@ -418,6 +418,12 @@ def inverter_values(decoded: Sequence[tuple[int, Mapping[str, Any]]]) -> dict[st
                 inputs.append(dc)
             if inputs:
                 values.setdefault("dc_inputs", inputs)
+    if "dc_inputs" not in values:
+        # no MPPT model: the inverter's DC totals are its one DC input
+        total = {k: values[src] for src, k in (("dc_current_a", "current_a"), ("dc_voltage_v", "voltage_v"),
+                                                ("dc_power_w", "power_w")) if src in values}
+        if total:
+            values["dc_inputs"] = [{"id": 1, **total}]
     values["sunspec_models"] = models_seen
     return values
 
