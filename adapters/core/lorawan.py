@@ -82,8 +82,13 @@ def _time(value: Any, field: str):
         return None
     try:
         return parse_time(value)
-    except TimeFormatError:
+    except (TimeFormatError, OverflowError):  # OverflowError: year 1 / 9999 shifted out of range by its offset
         raise DecodeError("bad-envelope", f"{field} is not an ISO 8601 time") from None
+
+
+def _str(value: Any) -> str | None:
+    """Optional identifiers: a non-empty string or nothing (never a number or an object)."""
+    return value if isinstance(value, str) and value else None
 
 
 def _obj(doc: dict, key: str) -> dict:
@@ -154,8 +159,8 @@ def _parse_chirpstack(doc: dict, topic: str | None) -> Uplink:
         network="chirpstack-v4",
         device_id=dev_eui.lower(),
         dev_eui=dev_eui.lower(),
-        application_id=info.get("applicationId") or (m.group("app") if m else None),
-        tenant=info.get("tenantId"),
+        application_id=_str(info.get("applicationId")) or (m.group("app") if m else None),
+        tenant=_str(info.get("tenantId")),
         f_port=_int(doc.get("fPort"), "fPort", None),
         f_cnt=_int(doc.get("fCnt"), "fCnt", 0) or 0,
         payload=_b64(doc.get("data"), "data"),
