@@ -655,7 +655,10 @@ def _distance(geom: dict, point: list[float]) -> float:
 
 def _geo_relation(rel: str, dist_kind: str | None, distance: float | None, geom: dict, query: dict) -> bool:
     if rel == "near":
-        d = _distance(geom, query["coordinates"])
+        if geom.get("type") == "Point":
+            d = _haversine(geom["coordinates"], query["coordinates"])
+        else:
+            d = _distance(geom, query["coordinates"])
         return d <= distance if dist_kind == "maxDistance" else d >= distance
     if rel == "within":
         return _within(geom, query)
