@@ -12,8 +12,8 @@ Tested with pymodbus 3.16 (``SimDevice`` / ``SimData`` server API).
 """
 from __future__ import annotations
 
-import asyncio
 import math
+from collections import deque
 import socket
 import time
 from dataclasses import dataclass, field
@@ -199,10 +199,15 @@ class SunSpecInverterServer:
     server: Any = None
     started_at: float = field(default_factory=time.monotonic)
     reads: int = 0
+    largest_read: int = 0
+    #: the last requests as (address, count), for tests that check what a client read
+    recent: deque = field(default_factory=lambda: deque(maxlen=256))
 
     async def _on_access(self, function_code: int, start_address: int, address: int, count: int,
                          registers: list[int], set_values: Any) -> None:
         self.reads += 1
+        self.largest_read = max(self.largest_read, count)
+        self.recent.append((address, count))
         if self.values_fn is not None and address == self.base_address and set_values is None:
             new = build_register_map(self.values_fn(time.monotonic() - self.started_at))
             offset = self.base_address - start_address
