@@ -152,3 +152,32 @@ def test_pegelonline_bad_answers(body, reason):
 def test_pegelonline_without_measurements_is_a_counted_drop():
     with pytest.raises(ReadingDropped):
         decode_pegelonline(_message([{"uuid": "a", "timeseries": []}]), {})
+
+
+def test_simulator_frames_round_trip_through_the_decoders():
+    from adapters.water_level.simulator import ENCODERS, gauge_frame
+
+    for profile in ENCODERS:
+        frame, f_port = gauge_frame(profile, reference_level=3.5, level=2.25)
+        assert PROFILES[profile].decode_payload(frame, f_port)["distance"] == pytest.approx(1.25)
+
+
+async def test_pegelonline_simulator_answers_like_the_api():
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from adapters.water_level.simulator import PegelonlineSimulator
+
+    clock = iter(range(0, 10_000, 300))
+    sim = PegelonlineSimulator([{"uuid": "u1", "number": "2610010", "name": "Trier", "water": "MOSEL", "lon": 6.63,
+                                 "lat": 49.75, "base_m": 1.0, "peak_m": 3.0, "period_s": 1200}],
+                               clock=lambda: 1_700_000_000 + next(clock))
+    app = web.Application()
+    sim.add_routes(app)
+    async with TestClient(TestServer(app)) as client:
+        body = await (await client.get("/webservices/rest-api/v2/stations.json")).read()
+        readings = decode_pegelonline(_message(body), {})
+        assert [r.device_id for r in readings] == ["u1"]
+        assert 1.0 <= readings[0].values["water_level"] <= 3.0
+        assert readings[0].observed_at.tzinfo is not None and readings[0].observed_at.utcoffset().total_seconds() == 0
+        assert (await client.get("/webservices/rest-api/v2/stations/nope.json")).status == 404
