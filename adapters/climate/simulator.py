@@ -225,4 +225,52 @@ class SimulatedStation:
         return 1, self.f_cnt, self.payload(when)
 
 
-__all__ = ["encode_dl_atm41", "encode_meteohelix", "simulate_weather", "sun_elevation", "SimulatedStation"]
+
+
+class StationFleet:
+    """Simulated stations for every registry record (demo): ``uplinks(when)`` gives one
+    ``(topic, envelope)`` per station, ready to publish to MQTT.
+
+    ``network``: ``"tts-v3"``, ``"chirpstack-v4"`` (needs each record's ``dev_eui``) or ``"mixed"``
+    (DL-ATM41 over TTS, MeteoHelix over ChirpStack when the record has a dev EUI).
+    """
+
+    def __init__(self, records, *, network: str = "mixed", tts_application_id: str = "klimamessnetz",
+                 chirpstack_application_id: str = "00000000-0000-0000-0000-00000000c11a", seed: int = 0):
+        if network not in ("tts-v3", "chirpstack-v4", "mixed"):
+            raise ValueError(f"network must be tts-v3, chirpstack-v4 or mixed, not {network!r}")
+        self.network = network
+        self.tts_app = tts_application_id
+        self.cs_app = chirpstack_application_id
+        self.stations: list[tuple[Any, SimulatedStation]] = []
+        for i, rec in enumerate(records):
+            get = rec.get if isinstance(rec, Mapping) else (lambda k, r=rec: r.get(k))
+            profile = get("profile") or "barani-meteohelix"
+            if profile not in ("decentlab-dl-atm41", "barani-meteohelix"):
+                continue
+            sim = SimulatedStation(str(get("id")), profile=profile, lat=float(get("lat") or 49.49),
+                                   lon=float(get("lon") or 8.47), seed=seed + i, device_serial=i & 0xFFFF)
+            self.stations.append((rec, sim))
+
+    def uplinks(self, when: datetime) -> list[tuple[str, dict]]:
+        from adapters.core.lorawan import chirpstack_uplink, tts_uplink
+
+        stamp = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        out = []
+        for rec, sim in self.stations:
+            get = rec.get if isinstance(rec, Mapping) else (lambda k, r=rec: r.get(k))
+            dev_eui = get("dev_eui")
+            port, f_cnt, payload = sim.uplink(when)
+            use_cs = dev_eui and (self.network == "chirpstack-v4" or (
+                self.network == "mixed" and sim.profile == "barani-meteohelix"))
+            if use_cs:
+                out.append(chirpstack_uplink(str(dev_eui), payload, f_port=port, f_cnt=f_cnt, time=stamp,
+                                             application_id=self.cs_app))
+            else:
+                out.append(tts_uplink(sim.station_id, payload, f_port=port, f_cnt=f_cnt, received_at=stamp,
+                                      application_id=self.tts_app, dev_eui=str(dev_eui) if dev_eui else None))
+        return out
+
+
+__all__ = ["encode_dl_atm41", "encode_meteohelix", "simulate_weather", "sun_elevation", "SimulatedStation",
+           "StationFleet"]

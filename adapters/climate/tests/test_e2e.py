@@ -87,6 +87,8 @@ async def test_tts_and_chirpstack_uplinks_become_weather_observed_in_the_broker(
                  "profile": "decentlab-dl-atm41"},
                 {"id": "mhm-luisenpark", "name": "Luisenpark", "lat": 49.48, "lon": 8.496,
                  "dev_eui": helix_eui, "rain_gauge_mm": 0.2},
+                {"id": "mhm-jungbusch", "name": "Jungbusch", "lat": 49.493, "lon": 8.457,
+                 "profile": "barani-meteohelix"},
             ],
             "settings": {"rain_gauge_mm": 0.2},
         }
@@ -107,17 +109,20 @@ async def test_tts_and_chirpstack_uplinks_become_weather_observed_in_the_broker(
                 # a retransmission of the same frame is dropped, not counted as rain again
                 chirpstack_uplink(helix_eui, encode_meteohelix({**helix, "rain_counter": 3}), f_port=1, f_cnt=8,
                                   time=_iso(t0 + timedelta(minutes=10)), application_id=cs_app, rssi=-95.0),
+                # humidity 102 % (a wet sensor): that value is dropped, the rest is written
+                tts_uplink("mhm-jungbusch", encode_meteohelix({**helix, "relative_humidity": 1.02, "rain_counter": 9}),
+                           f_port=1, f_cnt=3, received_at=_iso(t0), application_id=tts_app),
                 # garbage bytes → dead letter, the adapter keeps going
                 tts_uplink("mhm-quadrate-n1", b"\x07\x00", f_port=1, f_cnt=42,
                            received_at=_iso(t0 + timedelta(minutes=1)), application_id=tts_app),
             ]
-            assert await publish_uplinks(MQTT_HOST, MQTT_PORT, messages) == 5
+            assert await publish_uplinks(MQTT_HOST, MQTT_PORT, messages) == 6
 
             async with aiohttp.ClientSession() as session:
                 async def weather():
                     found = await _entities(session, broker_url, "WeatherObserved", ns)
                     helix_wo = found.get(f"urn:ngsi-ld:WeatherObserved:{ns}:mhm-luisenpark")
-                    if len(found) == 2 and helix_wo and "precipitation" in helix_wo:
+                    if len(found) == 3 and helix_wo and "precipitation" in helix_wo:
                         return found
                     return None
 
@@ -140,6 +145,10 @@ async def test_tts_and_chirpstack_uplinks_become_weather_observed_in_the_broker(
                 assert hx["precipitation"]["value"] == pytest.approx(1.0)   # 254 → 3: wrap, 5 clicks × 0.2 mm
                 assert hx["precipitation"]["unitCode"] == "MMT"
                 assert "dewPoint" in hx
+
+                wet = found[f"urn:ngsi-ld:WeatherObserved:{ns}:mhm-jungbusch"]
+                assert wet["temperature"]["value"] == 21.3 and wet["solarRadiation"]["value"] == 412
+                assert "relativeHumidity" not in wet and "dewPoint" not in wet
 
                 devices = await _entities(session, broker_url, "Device", ns)
                 dev = devices[f"urn:ngsi-ld:Device:{ns}:mhm-luisenpark"]

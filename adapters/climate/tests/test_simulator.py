@@ -11,7 +11,9 @@ from schemas import check_entity
 from adapters.climate.decoders import decode_dl_atm41, decode_meteohelix
 from adapters.climate.mapper import map_reading
 from adapters.climate.settings import DEFAULT_PLAUSIBLE
-from adapters.climate.simulator import SimulatedStation, encode_dl_atm41, encode_meteohelix, simulate_weather
+from adapters.climate.simulator import (
+    SimulatedStation, StationFleet, encode_dl_atm41, encode_meteohelix, simulate_weather,
+)
 
 from .helpers import ATM41, HELIX, context, reading
 
@@ -108,3 +110,28 @@ def test_simulated_meteohelix_rain_becomes_precipitation():
         total_mm += wo.get("precipitation", {}).get("value", 0.0)
     assert total_clicks > 0
     assert total_mm == pytest.approx(total_clicks * 0.2)
+
+
+def test_station_fleet_uplinks_decode_through_the_adapter_profiles():
+    from adapters.climate import ADAPTER
+    from adapters.core.lorawan import parse_uplink
+    from adapters.core.registry import DeviceRegistry
+
+    from .helpers import STATIONS
+
+    registry = DeviceRegistry.load(inline=STATIONS)
+    fleet = StationFleet(list(registry), network="mixed")
+    when = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
+    ctx = context()
+    networks = set()
+    for topic, doc in fleet.uplinks(when) + fleet.uplinks(when + timedelta(minutes=10)):
+        uplink = parse_uplink(doc, topic)
+        networks.add(uplink.network)
+        rec = registry.lookup(uplink.device_id, uplink.dev_eui)
+        (r,) = ADAPTER.profiles[rec.profile].decode_uplink(uplink)
+        if rec.has_location:
+            for e in map_reading(r, ctx):
+                assert check_entity(e) == []
+    assert networks == {"tts-v3", "chirpstack-v4"}
+    with pytest.raises(ValueError):
+        StationFleet([], network="lorawan")
