@@ -181,6 +181,17 @@ def _compile_terms(definitions: dict[str, Any]) -> tuple[dict[str, str], str, se
     return resolved, vocab, {resolved[t] for t in vocab_typed if t in resolved}
 
 
+def _link_url_for(value: Any) -> str:
+    """The URL a Link header can name for a context value: its one non-core URL, else the core."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        urls = [v for v in value if not is_core_context_url(v)]
+        if len(urls) == 1:
+            return urls[0]
+    return CORE_CONTEXT_URL
+
+
 class ContextResolver:
     """Holds context documents by URL and compiles (and caches) active contexts.
 
@@ -239,7 +250,7 @@ class ContextResolver:
             raise NgsiError(503, LD_CONTEXT_NOT_AVAILABLE, "Unable to download context",
                             str(exc.args[0])) from None
         if link_url is None:
-            link_url = value if isinstance(value, str) else CORE_CONTEXT_URL
+            link_url = _link_url_for(value)
         compiled = self._build(definitions, value, link_url)
         self._cache[key] = compiled
         if len(self._cache) > self._cache_size:

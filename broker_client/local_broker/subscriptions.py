@@ -401,19 +401,17 @@ class Notifier:
         sub.times_sent += 1
         sub.last_notification = now
         uri = endpoint["uri"]
-        if not uri.lower().startswith("http"):
-            # MQTT endpoints are accepted and stored but not delivered by this broker
-            log.debug("subscription %s: MQTT endpoint %s not delivered", sub.id, uri)
-            return
-        target = uri + ("&" if "?" in uri else "?") + "subscriptionId=" + sub.id
-        payload = orjson.dumps(body)
-        task = asyncio.get_running_loop().create_task(self._deliver(sub, target, payload, headers))
+        if uri.lower().startswith("mqtt"):
+            coro = self._deliver_mqtt(sub, uri, body, headers, endpoint.get("notifierInfo", []))
+        else:
+            target = uri + ("&" if "?" in uri else "?") + "subscriptionId=" + sub.id
+            coro = self._deliver_http(sub, target, orjson.dumps(body), headers)
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, sub: Subscription, target: str, payload: bytes, headers: dict) -> None:
+    async def _deliver_http(self, sub: Subscription, target: str, payload: bytes, headers: dict) -> None:
         async with sub.lock:
-            ok = False
             reason = None
             try:
                 url = URL(target, encoded=True)
@@ -422,20 +420,62 @@ class Notifier:
             try:
                 async with self._client().post(url, data=payload, headers=headers) as resp:
                     await resp.read()
-                    ok = 200 <= resp.status < 300
-                    if not ok:
+                    if not 200 <= resp.status < 300:
                         reason = f"HTTP status {resp.status}"
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any delivery problem marks the subscription failed
                 reason = f"{type(exc).__name__}: {exc}"
-            when = now_ms()
-            if ok:
-                sub.last_success = when
-                sub.status = "ok"
-            else:
-                sub.times_failed += 1
-                sub.last_failure = when
-                sub.last_error = reason
-                sub.status = "failed"
-                log.debug("notification for %s to %s failed: %s", sub.id, target, reason)
+            self._record(sub, target, reason)
+
+    async def _deliver_mqtt(self, sub: Subscription, uri: str, body: dict, headers: dict,
+                            notifier_info: list[dict]) -> None:
+        """Publish ``{"metadata": {headers}, "body": notification}`` as Orion-LD does."""
+        async with sub.lock:
+            reason = None
+            try:
+                await publish_mqtt(uri, body, headers, notifier_info, self.timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            self._record(sub, uri, reason)
+
+    @staticmethod
+    def _record(sub: Subscription, target: str, reason: str | None) -> None:
+        when = now_ms()
+        if reason is None:
+            sub.last_success = when
+            sub.status = "ok"
+        else:
+            sub.times_failed += 1
+            sub.last_failure = when
+            sub.last_error = reason
+            sub.status = "failed"
+            log.debug("notification for %s to %s failed: %s", sub.id, target, reason)
+
+
+async def publish_mqtt(uri: str, body: dict, headers: dict, notifier_info: list[dict], timeout: float) -> None:
+    """One MQTT publication of a notification (connects, publishes, disconnects)."""
+    import ssl
+
+    import aiomqtt
+
+    url = URL(uri)
+    topic = url.path.lstrip("/")
+    if not topic or not url.host:
+        raise ValueError(f"MQTT endpoint without host or topic: {uri}")
+    info = {p["key"]: p["value"] for p in notifier_info}
+    version = aiomqtt.ProtocolVersion.V311 if info.get("MQTT-Version") == "mqtt3.1.1" else aiomqtt.ProtocolVersion.V5
+    qos = int(info.get("MQTT-QoS", "0"))
+    secure = url.scheme == "mqtts"
+    metadata = {k: v for k, v in headers.items() if k not in ("Accept", "User-Agent")}
+    if "Link" in metadata:
+        metadata["Link"] = metadata["Link"][1:].split(">", 1)[0]
+    payload = orjson.dumps({"metadata": metadata, "body": body})
+    client = aiomqtt.Client(url.host, port=url.port or (8883 if secure else 1883), username=url.user,
+                            password=url.password, protocol=version, timeout=timeout,
+                            tls_context=ssl.create_default_context() if secure else None)
+    async with asyncio.timeout(timeout):
+        async with client:
+            await client.publish(topic, payload=payload, qos=qos)
