@@ -132,6 +132,16 @@ def test_closed_site_with_capacity_from_settings():
     assert_valid(ents.values())
 
 
+def test_closed_site_from_its_registry_record():
+    ctx = make_ctx([dict(r, closed=True) if r["id"] == "pr-nord" else r for r in SPOTS])
+    ents = by_id(ADAPTER.mapper(spot_reading("spot-2", "00"), ctx))
+    assert value(ents["urn:ngsi-ld:ParkingSpot:test:spot-2"], "status") == "closed"
+    site = ents["urn:ngsi-ld:OffStreetParking:test:pr-nord"]
+    assert value(site, "status") == ["closed"] and value(site, "totalSpotNumber") == 4
+    assert "occupancy" not in site
+    assert_valid(ents.values())
+
+
 def test_aggregation_is_configurable_per_site():
     ctx = make_ctx(SPOTS, settings={"sites": {"pr-nord": {"aggregate": False}}})
     types = {e["type"] for e in ADAPTER.mapper(spot_reading("spot-1", "01"), ctx)}
