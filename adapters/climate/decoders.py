@@ -37,6 +37,7 @@ READING_KEYS: dict[str, str] = {
     "precipitation": "mm since the previous message",
     "rain_counter": "clicks (revolving counter; the mapper turns it into precipitation)",
     "rain_min_click_interval": "s (shortest time between two rain-gauge clicks in the interval)",
+    "rain_intensity_max": "mm/h (highest rain rate in the interval; the mapper derives it from the click interval)",
     "vapour_pressure": "Pa",
     "lightning_count": "strikes in the interval",
     "lightning_distance": "km (average distance of the strikes)",
@@ -45,6 +46,7 @@ READING_KEYS: dict[str, str] = {
     "tilt_y": "degree",
     "compass_heading": "degree",
     "battery_voltage": "V",
+    "battery_level": "fraction 0..1 (stations that report a charge level instead of volts)",
     "device_serial": "vendor device id from the frame (integer)",
 }
 

@@ -140,11 +140,40 @@ def _settings(ctx: MapContext) -> ClimateSettings:
     return ClimateSettings()
 
 
+#: json-map readings may name their values by the attribute (in the attribute's unit) instead of by
+#: the reading key: attribute → (reading key, factor from the attribute's unit to the reading key's).
+ATTRIBUTE_ALIASES: dict[str, tuple[str, float]] = {
+    **{r.attribute: (r.source, 1.0) for r in WEATHER_ROWS + MEASUREMENT_ROWS},
+    "atmosphericPressure": ("atmospheric_pressure", 100.0),    # hPa → Pa
+    "vapourPressure": ("vapour_pressure", 1000.0),             # kPa → Pa
+    "batteryLevel": ("battery_level", 1.0),
+    "rainCounter": ("rain_counter", 1.0),
+    "precipitationIntensityMax": ("rain_intensity_max", 1.0),
+}
+
+
+def reading_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Values by reading key: attribute-named values (json-map) translated; a reading key wins."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        alias = ATTRIBUTE_ALIASES.get(key)
+        if alias is None or key in READING_KEYS:
+            out[key] = value
+            continue
+        target, factor = alias
+        if target in values:
+            continue
+        if factor != 1.0 and _is_number(value):
+            value = round(value * factor, 6)
+        out[target] = value
+    return out
+
+
 def plausible_values(reading: Reading, settings: ClimateSettings) -> dict[str, Any]:
     """The reading's values without the implausible ones (each drop recorded in the reading's meta)."""
     kept: dict[str, Any] = {}
-    for key, value in reading.values.items():
-        if key not in READING_KEYS and key != "battery_level":
+    for key, value in reading_values(reading.values).items():
+        if key not in READING_KEYS:
             continue                      # not ours to map (e.g. a json-map extra): ignored
         if key == "device_serial":
             kept[key] = value
@@ -240,7 +269,7 @@ def map_reading(reading: Reading, ctx: MapContext) -> list[dict]:
         entities.append(weather)
 
     controlled = CONTROLLED.get(reading.profile) or tuple(
-        dict.fromkeys(_CONTROLLED_BY_KEY[k] for k in reading.values if k in _CONTROLLED_BY_KEY)) or ("weatherConditions",)
+        dict.fromkeys(_CONTROLLED_BY_KEY[k] for k in reading_values(reading.values) if k in _CONTROLLED_BY_KEY)) or ("weatherConditions",)
     extra: dict[str, Any] = {}
     if reading.values.get("device_serial") is not None:
         extra["serialNumber"] = prop(str(reading.values["device_serial"]))
