@@ -239,3 +239,82 @@ async def test_rain_baseline_survives_an_adapter_restart_with_the_redis_outbox()
         if keys:
             await redis.delete(*keys)
         await redis.aclose()
+
+
+@pytest.mark.skipif(not _mosquitto_up(), reason="shared Mosquitto on 127.0.0.1:1883 is not running")
+async def test_cli_runs_the_example_config():
+    """`stadtlink run climate --config examples/climate.yaml` as a subprocess (env overrides only for the
+    broker URL, HTTP port, namespace and unique topics): stations of the example registry arrive."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from adapters.core.testing import free_port, publish_uplinks
+    from broker_client.local_broker import running_broker
+
+    from adapters.climate import PACKAGE_DIR
+
+    config = Path(__file__).resolve().parents[3] / "examples" / "climate.yaml"
+    if not config.exists():
+        config = PACKAGE_DIR / "example-config.yaml"
+    run = uuid.uuid4().hex[:10]
+    ns, tts_app, cs_app = f"e2e-{run}", f"climate-{run}", str(uuid.uuid4())
+    http_port = free_port()
+    t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=5)
+    async with running_broker() as broker_url:
+        env = {**os.environ,
+               "STADTLINK_BROKER__URL": broker_url,
+               "STADTLINK_NAMESPACE": ns,
+               "STADTLINK_HTTP__PORT": str(http_port),
+               "STADTLINK_SOURCES__0__TOPICS": f'["v3/{tts_app}@ttn/devices/+/up", "application/{cs_app}/device/+/event/up"]',
+               "STADTLINK_SOURCES__0__CLIENT_ID": f"climate-cli-{run}",
+               "STADTLINK_SOURCES__0__SESSION_EXPIRY_S": "0"}
+        exe = Path(sys.executable).with_name("stadtlink")
+        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "adapters.core.cli"]
+        proc = await asyncio.create_subprocess_exec(*cmd, "run", "climate", "--config", str(config), env=env,
+                                                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        try:
+            async with aiohttp.ClientSession() as session:
+                async def ready():
+                    if proc.returncode is not None:
+                        raise AssertionError(f"adapter exited: {(await proc.stderr.read()).decode()[-2000:]}")
+                    try:
+                        async with session.get(f"http://127.0.0.1:{http_port}/readyz") as resp:
+                            return resp.status == 200
+                    except aiohttp.ClientError:
+                        return False
+
+                await _wait_for(ready)
+                await publish_uplinks(MQTT_HOST, MQTT_PORT, [
+                    tts_uplink("mhm-quadrate-n1", bytes.fromhex(ATM41["raw"]["hex"]), f_port=1, f_cnt=9,
+                               received_at=_iso(t0), application_id=tts_app),
+                    chirpstack_uplink("0004a30b00000201", encode_meteohelix(
+                        {"battery_voltage": 4.1, "air_temperature": 9.8, "relative_humidity": 0.88,
+                         "atmospheric_pressure": 101200, "solar_radiation": 20, "rain_counter": 5}),
+                        f_port=1, f_cnt=4, time=_iso(t0), application_id=cs_app),
+                ])
+
+                async def both():
+                    found = await _entities(session, broker_url, "WeatherObserved", ns)
+                    return found if len(found) == 2 else None
+
+                found = await _wait_for(both)
+                assert found[f"urn:ngsi-ld:WeatherObserved:{ns}:mhm-quadrate-n1"]["name"]["value"] == \
+                    "Quadrate N1 (Innenstadt)"
+                wt = found[f"urn:ngsi-ld:WeatherObserved:{ns}:mhm-wasserturm"]
+                assert wt["temperature"]["value"] == 9.8
+                assert wt["location"]["value"]["coordinates"] == [8.4755, 49.484]
+                # the example limits DeviceMeasurements: no tilt, no internal temperature
+                measurements = await _entities(session, broker_url, "DeviceMeasurement", ns)
+                kinds = {m["controlledProperty"]["value"] for m in measurements.values()}
+                assert "vapourPressure" in kinds and "tiltX" not in kinds and "sensorTemperature" not in kinds
+                async with session.get(f"http://127.0.0.1:{http_port}/metrics") as resp:
+                    assert resp.status == 200
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 10)
+                except asyncio.TimeoutError:
+                    proc.kill()
+                    await proc.wait()
