@@ -12,6 +12,7 @@ Tested with pymodbus 3.16 (``SimDevice`` / ``SimData`` server API).
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 import socket
@@ -202,12 +203,16 @@ class SunSpecInverterServer:
     largest_read: int = 0
     #: the last requests as (address, count), for tests that check what a client read
     recent: deque = field(default_factory=lambda: deque(maxlen=256))
+    #: called with the unit id whenever a client reads the ``SunS`` marker (the start of a poll)
+    on_poll: Callable[[int], None] | None = None
 
-    async def _on_access(self, function_code: int, start_address: int, address: int, count: int,
+    async def _on_access(self, unit_id: int, function_code: int, start_address: int, address: int, count: int,
                          registers: list[int], set_values: Any) -> None:
         self.reads += 1
         self.largest_read = max(self.largest_read, count)
         self.recent.append((address, count))
+        if address == self.base_address and set_values is None and self.on_poll is not None:
+            self.on_poll(unit_id)
         if self.values_fn is not None and address == self.base_address and set_values is None:
             new = build_register_map(self.values_fn(time.monotonic() - self.started_at))
             offset = self.base_address - start_address
@@ -249,7 +254,7 @@ async def serve_sunspec_inverter(host: str, port: int, *, values_fn: Callable[[f
     block = initial + [0] * spare_registers   # room for a longer map later (values stay the same length)
     devices = [SimDevice(id=uid, simdata=[SimData(address=base_address, values=list(block),
                                                   datatype=DataType.REGISTERS)],
-                         action=sim._on_access) for uid in unit_ids]
+                         action=functools.partial(sim._on_access, uid)) for uid in unit_ids]
     server = ModbusTcpServer(devices if len(devices) > 1 else devices[0], address=(host, port))
     await server.serve_forever(background=True)
     sim.server = server
