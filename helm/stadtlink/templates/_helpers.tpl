@@ -1,0 +1,300 @@
+{{/* Names -------------------------------------------------------------------------------------- */}}
+{{- define "stadtlink.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "stadtlink.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "stadtlink.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "stadtlink.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "stadtlink.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "stadtlink.labels" -}}
+helm.sh/chart: {{ include "stadtlink.chart" . }}
+{{ include "stadtlink.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: stadtlink
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* "water_level" → "<fullname>-water-level" (DNS-1123 names; "-<shard>" appended by callers). */}}
+{{- define "stadtlink.adapterName" -}}
+{{- $base := printf "%s-%s" (include "stadtlink.fullname" .root) (.name | replace "_" "-") -}}
+{{- $base | trunc 55 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "stadtlink.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "stadtlink.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "stadtlink.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "stadtlink.redisImage" -}}
+{{- if .Values.redis.image.digest -}}
+{{- printf "%s@%s" .Values.redis.image.repository .Values.redis.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.redis.image.repository .Values.redis.image.tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod-level pieces shared by every pod ---------------------------------------------------------- */}}
+{{- define "stadtlink.podSecurityContext" -}}
+{{- toYaml .Values.podSecurityContext -}}
+{{- end -}}
+
+{{- define "stadtlink.containerSecurityContext" -}}
+{{- toYaml .Values.containerSecurityContext -}}
+{{- end -}}
+
+{{/* Redis ---------------------------------------------------------------------------------------- */}}
+{{- define "stadtlink.redisInChart" -}}
+{{- if and (eq .Values.outbox.kind "redis") .Values.redis.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{- define "stadtlink.redisName" -}}
+{{- printf "%s-redis" (include "stadtlink.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "stadtlink.redisSecretName" -}}
+{{- default (include "stadtlink.redisName" .) .Values.redis.auth.existingSecret -}}
+{{- end -}}
+
+{{- define "stadtlink.redisHost" -}}
+{{- printf "%s.%s.svc.%s" (include "stadtlink.redisName" .) .Release.Namespace .Values.contextServer.clusterDomain -}}
+{{- end -}}
+
+{{/* Context server ------------------------------------------------------------------------------- */}}
+{{- define "stadtlink.contextServerName" -}}
+{{- printf "%s-contexts" (include "stadtlink.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "stadtlink.contextServerBase" -}}
+{{- printf "http://%s.%s.svc.%s:%v" (include "stadtlink.contextServerName" .) .Release.Namespace .Values.contextServer.clusterDomain .Values.contextServer.port -}}
+{{- end -}}
+
+{{/* The @context URL the adapters send: broker.context, else the in-chart compound context. */}}
+{{- define "stadtlink.contextURL" -}}
+{{- if .Values.broker.context -}}
+{{- .Values.broker.context -}}
+{{- else if .Values.contextServer.enabled -}}
+{{- printf "%s/stadtlink-context.jsonld" (include "stadtlink.contextServerBase" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The compound context with in-cluster URLs: each upstream URL of files/stadtlink-context.jsonld
+     becomes <base>/<host><path>, the path adapters/core/context_server.py serves that file at. */}}
+{{- define "stadtlink.compoundContext" -}}
+{{- $upstream := (.Files.Get "files/stadtlink-context.jsonld" | fromJson) -}}
+{{- $base := include "stadtlink.contextServerBase" . -}}
+{{- $urls := list -}}
+{{- range (index $upstream "@context") -}}
+{{- $u := urlParse . -}}
+{{- $urls = append $urls (printf "%s/%s%s" $base $u.host $u.path) -}}
+{{- end -}}
+{{- dict "@context" $urls | toPrettyJson -}}
+{{- end -}}
+
+{{/* Adapters ------------------------------------------------------------------------------------- */}}
+{{/* Every adapter entry (built-in and extra), as a dict name → values. */}}
+{{- define "stadtlink.allAdapters" -}}
+{{- $all := dict -}}
+{{- range $name, $a := .Values.adapters }}{{- $_ := set $all $name $a -}}{{- end -}}
+{{- range $name, $a := .Values.extraAdapters -}}
+{{- if hasKey $.Values.adapters $name -}}
+{{- fail (printf "extraAdapters.%s: %q is a built-in adapter; configure it under adapters.%s" $name $name $name) -}}
+{{- end -}}
+{{- $_ := set $all $name $a -}}
+{{- end -}}
+{{- toJson $all -}}
+{{- end -}}
+
+{{/* An adapter setting with the `defaults` fallback: (dict "root" $ "a" $adapter "key" "resources") */}}
+{{- define "stadtlink.adapterValue" -}}
+{{- $v := get .a .key -}}
+{{- $d := get .root.Values.defaults .key -}}
+{{- if or (kindIs "invalid" $v) (and (not (kindIs "bool" $v)) (not (kindIs "float64" $v)) (not (kindIs "int64" $v)) (empty $v)) -}}
+{{- $v = $d -}}
+{{- else if and (has .key (list "autoscaling" "pdb")) (kindIs "map" $v) (kindIs "map" $d) -}}
+{{- $v = mustMergeOverwrite (deepCopy $d) $v -}}
+{{- end -}}
+{{- toJson (dict "v" $v) -}}
+{{- end -}}
+
+{{- define "stadtlink.isPull" -}}
+{{- $pull := false -}}
+{{- range ((.config | default dict).sources | default list) -}}
+{{- if has (.kind | toString) (list "http-poll" "modbus") -}}{{- $pull = true -}}{{- end -}}
+{{- end -}}
+{{- if $pull -}}true{{- end -}}
+{{- end -}}
+
+{{/* Checks of one adapter entry that the schema cannot express (or that must hold even with
+     --skip-schema-validation). Fails with a message naming the key. */}}
+{{- define "stadtlink.checkAdapter" -}}
+{{- $name := .name -}}{{- $a := .a -}}{{- $root := .root -}}
+{{- $cfg := $a.config | default dict -}}
+{{- $sources := $cfg.sources | default list -}}
+{{- if not $sources -}}
+{{- fail (printf "adapters.%s.config.sources: an enabled adapter needs at least one source (see the chart README)" $name) -}}
+{{- end -}}
+{{- $replicas := int ($a.replicas | default 1) -}}
+{{- $shards := int ($a.shards | default 1) -}}
+{{- $auto := (fromJson (include "stadtlink.adapterValue" (dict "root" $root "a" $a "key" "autoscaling"))).v -}}
+{{- $pull := include "stadtlink.isPull" (dict "config" $cfg) -}}
+{{- if and $pull (gt $replicas 1) -}}
+{{- fail (printf "adapters.%s.replicas: %d replicas of an adapter with a pull source (http-poll/modbus) would poll every device %d times; keep replicas: 1 and set shards: N to split the targets" $name $replicas $replicas) -}}
+{{- end -}}
+{{- if and $pull $auto.enabled -}}
+{{- fail (printf "adapters.%s.autoscaling: a HorizontalPodAutoscaler is for MQTT/webhook adapters only; adapters with pull sources (http-poll/modbus) scale with shards" $name) -}}
+{{- end -}}
+{{- if or (gt $replicas 1) (gt $shards 1) $auto.enabled -}}
+{{- range $i, $s := $sources -}}
+{{- if eq ($s.kind | toString) "mqtt" -}}
+{{- if not $s.shared_group -}}
+{{- fail (printf "adapters.%s.config.sources[%d]: more than one pod of this adapter subscribes; set shared_group (MQTT shared subscriptions, the broker must support them) so each uplink reaches one pod, or keep replicas: 1, shards: 1" $name $i) -}}
+{{- end -}}
+{{- if $s.client_id -}}
+{{- fail (printf "adapters.%s.config.sources[%d].client_id: a fixed client_id cannot be shared by several pods (they would disconnect each other); remove it" $name $i) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if gt $shards 1 -}}
+{{- $maxTargets := 0 -}}
+{{- range $sources -}}{{- if has (.kind | toString) (list "http-poll" "modbus") -}}{{- $maxTargets = max $maxTargets (len .targets) -}}{{- end -}}{{- end -}}
+{{- if not $pull -}}
+{{- fail (printf "adapters.%s.shards: shards split the targets of pull sources (http-poll/modbus); this adapter has none, scale it with replicas" $name) -}}
+{{- end -}}
+{{- if gt $shards (int $maxTargets) -}}
+{{- fail (printf "adapters.%s.shards: %d shards but at most %d targets in a pull source; some shards would be idle" $name $shards (int $maxTargets)) -}}
+{{- end -}}
+{{- end -}}
+{{- range $file, $_ := ($a.registryFiles | default dict) -}}
+{{- if not (regexMatch "^[-._a-zA-Z0-9]+$" $file) -}}
+{{- fail (printf "adapters.%s.registryFiles: %q is not a valid file name (letters, digits, '-', '_', '.')" $name $file) -}}
+{{- end -}}
+{{- if eq $file "config.yaml" -}}
+{{- fail (printf "adapters.%s.registryFiles: config.yaml is the adapter's config, pick another name" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The runtime auth block for a chart auth value (broker.auth or adapters.<n>.brokerAuth). */}}
+{{- define "stadtlink.authConfig" -}}
+{{- $auth := .auth -}}
+{{- $dir := .dir -}}
+{{- if eq $auth.kind "token" -}}
+{{- toJson (dict "kind" "token" "file" (printf "%s/%s" $dir ($auth.tokenKey | default "token"))) -}}
+{{- else if eq $auth.kind "oauth2" -}}
+{{- $o := dict "kind" "oauth2" "token_url" $auth.tokenUrl "client_id" $auth.clientId "client_secret_file" (printf "%s/%s" $dir ($auth.clientSecretKey | default "client-secret")) -}}
+{{- with $auth.scope }}{{- $_ := set $o "scope" . -}}{{- end -}}
+{{- with $auth.audience }}{{- $_ := set $o "audience" . -}}{{- end -}}
+{{- toJson $o -}}
+{{- else -}}
+null
+{{- end -}}
+{{- end -}}
+
+{{/* The effective broker auth value of an adapter (its brokerAuth when it sets a kind). */}}
+{{- define "stadtlink.effectiveAuth" -}}
+{{- $own := .a.brokerAuth | default dict -}}
+{{- if $own.kind -}}{{- toJson $own -}}{{- else -}}{{- toJson .root.Values.broker.auth -}}{{- end -}}
+{{- end -}}
+
+{{- define "stadtlink.checkAuth" -}}
+{{- $auth := .auth -}}
+{{- if ne $auth.kind "none" -}}
+{{- if not $auth.existingSecret -}}
+{{- fail (printf "%s.existingSecret: broker auth kind %s needs a Secret with the %s" .where $auth.kind (ternary "token" "client secret" (eq $auth.kind "token"))) -}}
+{{- end -}}
+{{- if and (eq $auth.kind "oauth2") (or (not $auth.tokenUrl) (not $auth.clientId)) -}}
+{{- fail (printf "%s: oauth2 needs tokenUrl and clientId" .where) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The whole config file of one adapter shard, as YAML: the adapter's `config` plus what the chart
+     owns (adapter, http, outbox kind/url/prefix, broker url/tenant/context/auth defaults, the
+     registry files) and, with shards > 1, only this shard's targets of each pull source.
+     Args: dict "root" $ "name" name "a" adapter "shard" i "shards" n */}}
+{{- define "stadtlink.adapterConfig" -}}
+{{- $root := .root -}}{{- $a := .a -}}{{- $shard := int .shard -}}{{- $shards := int .shards -}}
+{{- $cfg := deepCopy ($a.config | default dict) -}}
+{{- $_ := set $cfg "adapter" .name -}}
+{{- if not $cfg.namespace -}}{{- $_ := set $cfg "namespace" $root.Values.entityNamespace -}}{{- end -}}
+{{- $broker := dict "url" $root.Values.broker.url -}}
+{{- with $root.Values.broker.tenant -}}{{- $_ := set $broker "tenant" . -}}{{- end -}}
+{{- with (include "stadtlink.contextURL" $root) -}}{{- $_ := set $broker "context" . -}}{{- end -}}
+{{- $auth := include "stadtlink.effectiveAuth" (dict "root" $root "a" $a) | fromJson -}}
+{{- $authCfg := include "stadtlink.authConfig" (dict "auth" $auth "dir" "/var/run/secrets/stadtlink/broker-auth") | fromJson -}}
+{{- if $authCfg -}}{{- $_ := set $broker "auth" $authCfg -}}{{- end -}}
+{{- $_ := set $cfg "broker" (mustMergeOverwrite $broker ($cfg.broker | default dict)) -}}
+{{- $outbox := dict "kind" $root.Values.outbox.kind "key_prefix" (default (include "stadtlink.fullname" $root) $root.Values.outbox.keyPrefix) -}}
+{{- if and (eq $root.Values.outbox.kind "redis") (not (include "stadtlink.redisInChart" $root)) $root.Values.redis.external.url -}}
+{{- $_ := set $outbox "url" $root.Values.redis.external.url -}}
+{{- end -}}
+{{- $_ := set $cfg "outbox" (mustMergeOverwrite $outbox ($cfg.outbox | default dict)) -}}
+{{- $_ := set $cfg "http" (dict "enabled" true "host" "0.0.0.0" "port" $root.Values.httpPort) -}}
+{{- $files := $cfg.registry_files | default list -}}
+{{- range $file, $_ := ($a.registryFiles | default dict) -}}{{- $files = append $files $file -}}{{- end -}}
+{{- if $files -}}{{- $_ := set $cfg "registry_files" ($files | uniq) -}}{{- end -}}
+{{- if gt $shards 1 -}}
+{{- $sources := list -}}
+{{- range $cfg.sources -}}
+{{- if has (.kind | toString) (list "http-poll" "modbus") -}}
+{{- $mine := list -}}
+{{- range $i, $t := .targets -}}{{- if eq (mod $i $shards) $shard -}}{{- $mine = append $mine $t -}}{{- end -}}{{- end -}}
+{{- if $mine -}}{{- $sources = append $sources (merge (dict "targets" $mine) .) -}}{{- end -}}
+{{- else -}}
+{{- $sources = append $sources . -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $cfg "sources" $sources -}}
+{{- end -}}
+{{- toYaml $cfg -}}
+{{- end -}}
+
+{{/* Name of one shard's objects: <adapter name> or <adapter name>-<i> when sharded. */}}
+{{- define "stadtlink.shardName" -}}
+{{- if gt (int .shards) 1 -}}
+{{- printf "%s-%d" (include "stadtlink.adapterName" .) (int .shard) -}}
+{{- else -}}
+{{- include "stadtlink.adapterName" . -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "stadtlink.adapterSelectorLabels" -}}
+{{ include "stadtlink.selectorLabels" .root }}
+app.kubernetes.io/component: adapter
+stadtlink.io/adapter: {{ .name | quote }}
+{{- end -}}
