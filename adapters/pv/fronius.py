@@ -100,6 +100,9 @@ def load_document(payload: Any) -> dict[str, Any]:
             raise DecodeError("fronius-invalid-json", str(exc)[:200]) from None
     if not isinstance(payload, dict):
         raise DecodeError("fronius-not-solar-api", f"expected a JSON object, got {type(payload).__name__}")
+    raw = payload.get("raw")
+    if "Body" not in payload and isinstance(raw, dict) and isinstance(raw.get("json"), dict):
+        return raw["json"]          # a device-samples document (stadtlink decode FILE)
     return payload
 
 

@@ -254,19 +254,25 @@ def walk_register_block(registers: Sequence[int], start_address: int = 40000) ->
 
 
 def payload_models(payload: Any) -> list[tuple[int, int, list[int]]]:
-    """Validate the reader's payload (or a flat ``{"registers", "start_address"}`` dump)."""
+    """Validate the reader's payload, or walk a flat dump: ``{"registers": [...], "start_address": 40000}``,
+    a bare register list, or a device-samples document (``raw.registers_uint16``)."""
     if isinstance(payload, (bytes, bytearray, str)):
         try:
             payload = json.loads(payload)
         except (ValueError, UnicodeDecodeError) as exc:
             raise DecodeError("sunspec-bad-payload", f"not JSON: {exc}") from None
+    if isinstance(payload, list):
+        payload = {"registers": payload}               # a bare register dump starting at "SunS"
     if not isinstance(payload, Mapping):
         raise DecodeError("sunspec-bad-payload", f"expected a mapping, got {type(payload).__name__}")
-    if "models" not in payload and "registers" in payload:
+    if isinstance(payload.get("raw"), Mapping) and "models" not in payload:
+        payload = payload["raw"]                       # a device-samples document (stadtlink decode)
+    registers = payload.get("registers", payload.get("registers_uint16"))
+    if "models" not in payload and registers is not None:
         start = payload.get("start_address", 40000)
         if not isinstance(start, int) or isinstance(start, bool):
             raise DecodeError("sunspec-bad-payload", "start_address must be an integer")
-        payload = walk_register_block(payload["registers"], start)
+        payload = walk_register_block(registers, start)
     models = payload.get("models")
     if not isinstance(models, (list, tuple)):
         raise DecodeError("sunspec-bad-payload", "no 'models' list")

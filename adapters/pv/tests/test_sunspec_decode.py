@@ -96,6 +96,15 @@ def test_shared_sample_model_160_matches_expected():
         assert "temperature_c" not in dc             # Tmp = 0x8000
 
 
+def test_cli_inputs_a_sample_document_or_a_bare_register_list():
+    sample = load_sample(SUNSPEC_SAMPLE)
+    for payload in (sample, sample["raw"], sample["raw"]["registers_uint16"]):
+        msg = RawMessage(source="cli", payload=payload, received_at=NOW)
+        reading = SUNSPEC_PROFILE.decode(msg, {})[0]
+        assert reading.device_id == "31234567"         # no configured device: the serial number
+        assert reading.values["ac_power_w"] == 5021
+
+
 def test_reader_payload_shape_decodes_like_the_flat_dump():
     chain = split_chain(sample_registers())
     payload = {"base": 40000, "models": [[mid, length, body] for mid, length, body in chain]}
@@ -265,7 +274,9 @@ def test_der_model_701_gives_per_phase_active_power():
     ({"models": [[103, 50, [0] * 10]]}, "sunspec-length-mismatch"),
     ({"models": [[103, 50]]}, "sunspec-bad-payload"),
     ({"models": "x"}, "sunspec-bad-payload"),
-    ([1, 2, 3], "sunspec-bad-payload"),
+    ([1, 2, 3], "sunspec-no-marker"),
+    ("text", "sunspec-bad-payload"),
+    (42, "sunspec-bad-payload"),
     (b"not json", "sunspec-bad-payload"),
     ({"models": [[64001, 3, [1, 2, 3]]]}, "sunspec-no-known-model"),
     ({"registers": [0x5375, 0x6E53, 0xFFFF, 0]}, "sunspec-no-known-model"),
