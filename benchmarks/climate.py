@@ -25,15 +25,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import orjson  # noqa: E402
+import orjson
 
-from adapters.climate import ADAPTER  # noqa: E402
-from adapters.climate.settings import ClimateSettings  # noqa: E402
-from adapters.climate.simulator import SimulatedStation  # noqa: E402
-from adapters.core.adapter import MapContext, StateStore  # noqa: E402
-from adapters.core.lorawan import chirpstack_uplink, parse_uplink, tts_uplink  # noqa: E402
-from adapters.core.registry import DeviceRegistry  # noqa: E402
-from schemas import check_entity  # noqa: E402
+from adapters.climate import ADAPTER
+from adapters.climate.settings import ClimateSettings
+from adapters.climate.simulator import SimulatedStation
+from adapters.core.adapter import MapContext, StateStore
+from adapters.core.lorawan import chirpstack_uplink, parse_uplink, tts_uplink
+from adapters.core.registry import DeviceRegistry
+from schemas import check_entity
 
 
 def rss_mb() -> float:

@@ -15,7 +15,8 @@ Layouts (in our own words, see reference §4):
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from adapters.core.errors import DecodeError
 
@@ -62,7 +63,7 @@ def _off(scale: float, digits: int) -> Callable[[int], float]:
     """A word with the +32768 offset, divided by ``scale``."""
     def conv(word: int) -> float:
         value = (word - DECENTLAB_OFFSET) / scale
-        return round(value, digits) if digits else int(round(value))
+        return round(value, digits) if digits else round(value)
     return conv
 
 
@@ -214,6 +215,13 @@ def decode_meteohelix(payload: bytes, f_port: int | None = None) -> dict[str, An
 
 
 __all__ = [
-    "READING_KEYS", "ATM41_GROUP0", "ATM41_GROUP1", "METEOHELIX_FIELDS", "METEOHELIX_LENGTH",
-    "decode_decentlab_v2", "decode_dl_atm41", "meteohelix_fields", "decode_meteohelix",
+    "ATM41_GROUP0",
+    "ATM41_GROUP1",
+    "METEOHELIX_FIELDS",
+    "METEOHELIX_LENGTH",
+    "READING_KEYS",
+    "decode_decentlab_v2",
+    "decode_dl_atm41",
+    "decode_meteohelix",
+    "meteohelix_fields",
 ]

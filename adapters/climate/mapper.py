@@ -18,12 +18,20 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from adapters.core.adapter import MapContext
 from adapters.core.device import battery_fraction_from_voltage, device_entity
-from adapters.core.entity import datetime_prop, entity_id, geo_point, new_entity, prop, rel
+from adapters.core.entity import (
+    datetime_prop,
+    entity_id,
+    geo_point,
+    new_entity,
+    prop,
+    rel,
+)
 from adapters.core.reading import Reading
 
 from .decoders import READING_KEYS
@@ -302,5 +310,13 @@ def map_reading(reading: Reading, ctx: MapContext) -> list[dict]:
     return entities
 
 
-__all__ = ["map_reading", "dew_point", "plausible_values", "WEATHER_ROWS", "MEASUREMENT_ROWS", "Row",
-           "ATTRIBUTE_DROPS", "CONTROLLED"]
+__all__ = [
+    "ATTRIBUTE_DROPS",
+    "CONTROLLED",
+    "MEASUREMENT_ROWS",
+    "WEATHER_ROWS",
+    "Row",
+    "dew_point",
+    "map_reading",
+    "plausible_values",
+]

@@ -18,9 +18,10 @@ Decisions (each tested):
 """
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, MutableMapping
+from typing import Any
 
 from adapters.core.timeutil import TimeFormatError, iso_ms, parse_time
 
@@ -81,4 +82,4 @@ def rain_step(state: MutableMapping[str, Any], station_id: str, counter: int, ob
     return RainStep(outcome, clicks, round(clicks * resolution_mm, 3))
 
 
-__all__ = ["RainStep", "rain_step", "state_key", "COUNTER_MODULO", "STATE_PREFIX"]
+__all__ = ["COUNTER_MODULO", "STATE_PREFIX", "RainStep", "rain_step", "state_key"]

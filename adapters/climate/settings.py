@@ -88,7 +88,7 @@ class ClimateSettings(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _battery_ordered(self) -> "ClimateSettings":
+    def _battery_ordered(self) -> ClimateSettings:
         for key, (empty, full) in self.battery_ranges.items():
             if full <= empty:
                 raise ValueError(f"battery_ranges.{key}: full voltage must be above empty voltage")

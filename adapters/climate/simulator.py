@@ -14,11 +14,17 @@ from __future__ import annotations
 import math
 import random
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
-from .decoders import ATM41_GROUP0, DECENTLAB_OFFSET, METEOHELIX_FIELDS, METEOHELIX_LENGTH
+from .decoders import (
+    ATM41_GROUP0,
+    DECENTLAB_OFFSET,
+    METEOHELIX_FIELDS,
+    METEOHELIX_LENGTH,
+)
 
 # --------------------------------------------------------------------------------------------
 # Encoders (inverse of the decoders)
@@ -37,7 +43,7 @@ assert tuple(_ATM41_SCALE) == tuple(key for key, _ in ATM41_GROUP0)
 
 
 def _word(value: float, scale: float, offset: int) -> int:
-    word = int(round(value * scale)) + offset
+    word = round(value * scale) + offset
     if not 0 <= word <= 0xFFFF:
         raise ValueError(f"{value} does not fit a 16-bit word")
     return word
@@ -69,7 +75,6 @@ def _clamp_field(n: int, width: int) -> int:
 
 def encode_meteohelix(values: Mapping[str, Any]) -> bytes:
     """An 11-byte MeteoHelix type-1 message. A missing value is sent as all ones (sensor error)."""
-    widths = dict(METEOHELIX_FIELDS)
     raw: dict[str, int | None] = {"type": 1}
     temp = values.get("air_temperature")
     raw["battery"] = None if values.get("battery_voltage") is None else round((values["battery_voltage"] - 3.0) / 0.05)
@@ -272,5 +277,11 @@ class StationFleet:
         return out
 
 
-__all__ = ["encode_dl_atm41", "encode_meteohelix", "simulate_weather", "sun_elevation", "SimulatedStation",
-           "StationFleet"]
+__all__ = [
+    "SimulatedStation",
+    "StationFleet",
+    "encode_dl_atm41",
+    "encode_meteohelix",
+    "simulate_weather",
+    "sun_elevation",
+]

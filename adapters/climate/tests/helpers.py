@@ -72,5 +72,18 @@ def measurement(entities: list[dict], controlled: str) -> dict | None:
     return None
 
 
-__all__ = ["TESTDATA", "T0", "STATIONS", "ATM41", "HELIX", "sample", "registry", "context", "reading",
-           "by_type", "one", "measurement", "timedelta"]
+__all__ = [
+    "ATM41",
+    "HELIX",
+    "STATIONS",
+    "T0",
+    "TESTDATA",
+    "by_type",
+    "context",
+    "measurement",
+    "one",
+    "reading",
+    "registry",
+    "sample",
+    "timedelta",
+]

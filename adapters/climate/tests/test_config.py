@@ -9,7 +9,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from schemas import check_entity
 
 from adapters.climate import ADAPTER, PACKAGE_DIR
 from adapters.climate.decoders import decode_dl_atm41, decode_meteohelix
@@ -20,6 +19,7 @@ from adapters.core.adapter import MapContext, StateStore
 from adapters.core.config import load_config
 from adapters.core.reading import Reading
 from adapters.core.registry import DeviceRegistry
+from schemas import check_entity
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "climate.yaml"

@@ -8,11 +8,17 @@ from datetime import datetime, timezone
 
 import orjson
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.climate import ADAPTER
 from adapters.climate.decoders import (
-    READING_KEYS, decode_decentlab_v2, decode_dl_atm41, decode_meteohelix, meteohelix_fields, ATM41_GROUPS,
+    ATM41_GROUPS,
+    READING_KEYS,
+    decode_decentlab_v2,
+    decode_dl_atm41,
+    decode_meteohelix,
+    meteohelix_fields,
 )
 from adapters.climate.simulator import encode_meteohelix
 from adapters.core.errors import DecodeError

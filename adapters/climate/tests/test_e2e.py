@@ -162,7 +162,7 @@ async def test_tts_and_chirpstack_uplinks_become_weather_observed_in_the_broker(
             assert counters["dead_lettered"] >= 1
             assert counters["dropped"].get("duplicate", 0) == 1
             assert counters["invalid"] == 0
-            assert runner.pipeline.ctx.state[f"climate:rain:mhm-luisenpark"]["counter"] == 3
+            assert runner.pipeline.ctx.state["climate:rain:mhm-luisenpark"]["counter"] == 3
         finally:
             await runner.stop(grace=2)
 
@@ -224,7 +224,7 @@ async def test_rain_baseline_survives_an_adapter_restart_with_the_redis_outbox()
                 runner = Runner.from_config(config, adapter=ADAPTER)
                 await runner.start()
                 try:
-                    await _wait_for(lambda: _ready(runner))
+                    await _wait_for(lambda r=runner: _ready(r))
                     await publish_uplinks(MQTT_HOST, MQTT_PORT, [chirpstack_uplink(
                         eui, encode_meteohelix({**helix, "rain_counter": counter}), f_port=1, f_cnt=f_cnt,
                         time=_iso(t0 + timedelta(minutes=minute)), application_id=cs_app)])
@@ -249,10 +249,9 @@ async def test_cli_runs_the_example_config():
     import sys
     from pathlib import Path
 
+    from adapters.climate import PACKAGE_DIR
     from adapters.core.testing import free_port, publish_uplinks
     from broker_client.local_broker import running_broker
-
-    from adapters.climate import PACKAGE_DIR
 
     config = Path(__file__).resolve().parents[3] / "examples" / "climate.yaml"
     if not config.exists():
@@ -315,6 +314,6 @@ async def test_cli_runs_the_example_config():
                 proc.terminate()
                 try:
                     await asyncio.wait_for(proc.wait(), 10)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     proc.kill()
                     await proc.wait()

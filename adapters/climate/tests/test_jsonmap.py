@@ -2,19 +2,18 @@
 decoded_payload / ChirpStack object) becomes the same WeatherObserved as the raw-byte profiles."""
 from __future__ import annotations
 
-import base64
 from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
 import pytest
 import yaml
-from schemas import check_entity
 
 from adapters.climate import ADAPTER, PACKAGE_DIR
 from adapters.climate.mapper import map_reading
 from adapters.core.lorawan import chirpstack_uplink, tts_uplink
 from adapters.core.reading import RawMessage
+from schemas import check_entity
 
 from .helpers import by_type, context, one
 

@@ -3,13 +3,16 @@ dew point; registry data; battery frames; settings."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
-from schemas import check_entity
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from adapters.climate.decoders import decode_dl_atm41, decode_meteohelix
 from adapters.climate.mapper import ATTRIBUTE_DROPS, dew_point, map_reading
 from adapters.climate.settings import ClimateSettings
 from adapters.core.errors import MappingError
+from schemas import check_entity
 
 from .helpers import ATM41, HELIX, T0, by_type, context, measurement, one, reading
 
@@ -181,13 +184,13 @@ def test_plausible_ranges_can_be_narrowed_in_settings():
 
 
 def test_settings_reject_unknown_keys_and_reversed_ranges():
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         ClimateSettings.model_validate({"rain_gauge": 0.2})
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         ClimateSettings.model_validate({"plausible": {"air_temperature": [50, -50]}})
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         ClimateSettings.model_validate({"battery_ranges": {"barani-meteohelix": [4.2, 3.3]}})
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         ClimateSettings.model_validate({"device_measurements": ["vapourPresure"]})
 
 

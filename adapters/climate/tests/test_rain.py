@@ -3,13 +3,13 @@ device reset, stale baseline, late message, sensor error, adapter restart, gauge
 from __future__ import annotations
 
 import pytest
-from schemas import check_entity
 
+from adapters.climate.decoders import decode_meteohelix
 from adapters.climate.mapper import map_reading
 from adapters.climate.rain import rain_step, state_key
 from adapters.climate.simulator import encode_meteohelix
-from adapters.climate.decoders import decode_meteohelix
 from adapters.core.adapter import StateStore
+from schemas import check_entity
 
 from .helpers import T0, context, one, reading, timedelta
 

@@ -5,15 +5,20 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given, settings, strategies as st
-from schemas import check_entity
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.climate.decoders import decode_dl_atm41, decode_meteohelix
 from adapters.climate.mapper import map_reading
 from adapters.climate.settings import DEFAULT_PLAUSIBLE
 from adapters.climate.simulator import (
-    SimulatedStation, StationFleet, encode_dl_atm41, encode_meteohelix, simulate_weather,
+    SimulatedStation,
+    StationFleet,
+    encode_dl_atm41,
+    encode_meteohelix,
+    simulate_weather,
 )
+from schemas import check_entity
 
 from .helpers import ATM41, HELIX, context, reading
 
@@ -61,7 +66,7 @@ def test_simulated_station_values_survive_encoding(profile):
     when = datetime(2026, 7, 1, 13, 0, tzinfo=timezone.utc)
     for i in range(60):
         t = when + timedelta(minutes=10 * i)
-        clone = SimulatedStation(**{**station.__dict__})
+        clone = SimulatedStation(**station.__dict__)
         expected = clone.values(t)
         f_port, f_cnt, payload = station.uplink(t)
         decoded = decode(payload, f_port)
