@@ -1,0 +1,1 @@
+"""Templates for ``stadtlink new-adapter`` (see :mod:`adapters.core.scaffold`)."""
