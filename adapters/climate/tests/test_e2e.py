@@ -317,3 +317,64 @@ async def test_cli_runs_the_example_config():
                 except TimeoutError:
                     proc.kill()
                     await proc.wait()
+
+
+@pytest.mark.skipif(not _mosquitto_up(), reason="shared Mosquitto on 127.0.0.1:1883 is not running")
+async def test_500_stations_from_a_geojson_registry_end_to_end(tmp_path):
+    """A generated 500-station GeoJSON registry; two 10-minute rounds of real uplinks (TTS and ChirpStack)
+    through Mosquitto and the runtime: 500 WeatherObserved of the second round in the broker."""
+    import json
+
+    from adapters.climate.simulator import StationFleet
+    from adapters.core.runner import Runner
+    from adapters.core.testing import publish_uplinks
+    from broker_client.local_broker import running_broker
+
+    run = uuid.uuid4().hex[:10]
+    ns, tts_app, cs_app = f"e2e-{run}", f"climate-{run}", str(uuid.uuid4())
+    features = []
+    for i in range(500):
+        props = {"id": f"mp-{i:03d}", "name": f"Messpunkt {i:03d}", "dev_eui": f"00{run[:6]}{i:08x}",
+                 "profile": "barani-meteohelix" if i % 2 else "decentlab-dl-atm41"}
+        features.append({"type": "Feature", "properties": props,
+                         "geometry": {"type": "Point", "coordinates": [8.41 + (i // 25) * 0.009, 49.41 + (i % 25) * 0.007]}})
+    (tmp_path / "stations.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    t0 = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=20)
+
+    async with running_broker() as broker_url:
+        config = {
+            "namespace": ns,
+            "broker": {"url": broker_url, "batch_size": 200, "flush_ms": 100},
+            "outbox": {"kind": "memory"},
+            "http": {"enabled": False},
+            "sources": [{"kind": "mqtt", "host": MQTT_HOST, "port": MQTT_PORT, "client_id": f"climate-e2e-{run}",
+                         "session_expiry_s": 0,
+                         "topics": [f"v3/{tts_app}@ttn/devices/+/up", f"application/{cs_app}/device/+/event/up"]}],
+            "registry_files": ["stations.geojson"],
+            "settings": {"device_measurements": ["batteryVoltage"]},
+        }
+        runner = Runner.from_config(config, adapter=ADAPTER, base_dir=tmp_path)
+        await runner.start()
+        try:
+            assert len(runner.registry) == 500
+            await _wait_for(lambda: _ready(runner))
+            fleet = StationFleet([f["properties"] | {"lat": f["geometry"]["coordinates"][1],
+                                                     "lon": f["geometry"]["coordinates"][0]} for f in features],
+                                 network="mixed", tts_application_id=tts_app, chirpstack_application_id=cs_app)
+            for slot in range(2):
+                await publish_uplinks(MQTT_HOST, MQTT_PORT, fleet.uplinks(t0 + timedelta(minutes=10 * slot)))
+            second = (t0 + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S")
+
+            async with aiohttp.ClientSession() as session:
+                async def all_second_round():
+                    found = await _entities(session, broker_url, "WeatherObserved", ns)
+                    fresh = [e for e in found.values() if e["temperature"]["observedAt"].startswith(second)]
+                    return fresh if len(fresh) == 500 else None
+
+                fresh = await _wait_for(all_second_round, timeout=45)
+            helix = [e for e in fresh if int(e["id"].rsplit("-", 1)[1]) % 2]
+            assert len(helix) == 250 and all("precipitation" in e for e in helix)   # delta of the 2 rounds
+            counters = runner.counters()
+            assert counters["decoded"] == 1000 and counters["dead_lettered"] == 0 and counters["invalid"] == 0
+        finally:
+            await runner.stop(grace=5)
