@@ -258,6 +258,9 @@ def test_config_shared_topics_and_validation():
     with pytest.raises(ValidationError):
         MqttSourceConfig(unknown_key=1)
     assert MqttSourceConfig(protocol=5).protocol == "5"
+    # profile options (json-map fields …) ride on the source config; the runtime passes them to decode()
+    assert MqttSourceConfig(profile="json-map", options={"fields": {"t": "decoded.t"}}).options == {
+        "fields": {"t": "decoded.t"}}
 
 
 def test_password_never_shown_and_client_id_default(monkeypatch):

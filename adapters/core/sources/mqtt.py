@@ -35,7 +35,7 @@ import asyncio
 import logging
 import secrets as _random
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -67,6 +67,7 @@ class MqttSourceConfig(BaseModel):
     topics: list[str] = Field(default_factory=lambda: ["v3/+/devices/+/up", "application/+/device/+/event/up"])
     shared_group: str | None = None
     profile: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)   # passed to profile.decode (e.g. json-map fields)
     client_id: str | None = None
     username: str | None = None
     password: SecretStr | None = None

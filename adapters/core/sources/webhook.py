@@ -12,7 +12,7 @@ import asyncio
 import hmac
 import logging
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -46,6 +46,7 @@ class WebhookSourceConfig(BaseModel):
     token_env: str | None = None
     token_file: str | None = None
     profile: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)   # passed to profile.decode (e.g. json-map fields)
     max_body_bytes: int = Field(1024 * 1024, ge=1)
 
     @field_validator("path")
