@@ -186,6 +186,11 @@ def plausible_values(reading: Reading, settings: ClimateSettings) -> dict[str, A
         if key == "device_serial":
             kept[key] = value
             continue
+        if isinstance(value, str):        # a decoder that sends numbers as text ("12.5")
+            try:
+                value = float(value.strip())
+            except ValueError:
+                pass
         if not _is_number(value):
             _drop(reading, key, "not-a-number")
             continue

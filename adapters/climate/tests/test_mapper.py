@@ -161,11 +161,15 @@ def test_implausible_wind_from_dl_atm41():
 
 
 def test_non_numeric_value_is_dropped_not_crashing():
-    r = reading({"air_temperature": "warm", "relative_humidity": 0.5, "atmospheric_pressure": float("nan")})
+    r = reading({"air_temperature": "warm", "relative_humidity": 0.5, "atmospheric_pressure": float("nan"),
+                 "wind_speed": " 3.5 ", "wind_direction": True})
     entities = map_reading(r, context())
     wo = one(entities, "WeatherObserved")
     assert set(wo) >= {"relativeHumidity"} and "temperature" not in wo and "atmosphericPressure" not in wo
-    assert r.meta["dropped"] == {"temperature": "not-a-number", "atmosphericPressure": "not-a-number"}
+    assert wo["windSpeed"]["value"] == 3.5            # numeric text is read as a number
+    assert "windDirection" not in wo
+    assert r.meta["dropped"] == {"temperature": "not-a-number", "atmosphericPressure": "not-a-number",
+                                 "windDirection": "not-a-number"}
 
 
 def test_all_weather_values_implausible_gives_no_weather_observed_but_a_device():
