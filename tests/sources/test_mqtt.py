@@ -310,3 +310,58 @@ async def test_mqtt_client_publish_fails_cleanly_without_broker():
     with pytest.raises(MqttError):
         async with connect(MqttSettings("127.0.0.1", free_port(), client_id="x", connect_timeout=1)):
             pass
+
+
+def _make_pki(d) -> dict[str, str]:
+    """A throw-away CA, a server certificate for 127.0.0.1 and a client certificate (openssl CLI)."""
+    import subprocess
+
+    def run(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=stadtlink-test-ca")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name in ("server", "client"):
+        run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.crt", "-days", "2", "-extfile", "san.ext")
+    return {k: str(d / k) for k in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")}
+
+
+async def test_tls_with_client_certificate(tmp_path):
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    pki = _make_pki(tmp_path)
+    broker = MosquittoProcess(extra_config=f"cafile {pki['ca.crt']}\ncertfile {pki['server.crt']}\n"
+                                           f"keyfile {pki['server.key']}\nrequire_certificate true\n")
+    await asyncio.to_thread(broker.start)
+    topic = f"stadtlink-test/{uuid.uuid4().hex}"
+    try:
+        collector = Collector()
+        good = MqttSource(_config(topic, host=broker.host, port=broker.port,
+                                  tls={"ca": pki["ca.crt"], "cert": pki["client.crt"], "key": pki["client.key"]}),
+                          adapter_name="t")
+        no_client_cert = MqttSource(_config(topic, host=broker.host, port=broker.port, tls={"ca": pki["ca.crt"]}),
+                                    adapter_name="t")
+        plain = MqttSource(_config(topic, host=broker.host, port=broker.port), adapter_name="t")
+        tasks = [asyncio.create_task(s.run(collector if s is good else Collector()))
+                 for s in (good, no_client_cert, plain)]
+        try:
+            await _wait(lambda: good.ready, what="TLS connect")
+            from adapters.core.sources.mqtt_client import make_tls_context
+            ctx = make_tls_context(pki["ca.crt"], pki["client.crt"], pki["client.key"])
+            async with connect(MqttSettings(broker.host, broker.port, client_id="tls-pub", tls=ctx,
+                                            manual_ack=False, persistent_session=False)) as pub:
+                await pub.publish(topic, b"over-tls", qos=1)
+            await _wait(lambda: collector.payloads == [b"over-tls"], what="message over TLS")
+            await _wait(lambda: no_client_cert.stats()["connect_failures"] >= 1
+                        and plain.stats()["connect_failures"] >= 1, what="refusals")
+            assert not no_client_cert.ready and not plain.ready
+        finally:
+            for t in tasks:
+                await _stop(t)
+    finally:
+        await asyncio.to_thread(broker.cleanup)
