@@ -117,7 +117,8 @@ class Batcher:
                 elif deadline is None:
                     timeout = 1.0
                 else:
-                    timeout = deadline - time.monotonic()
+                    # short waits so that close() is noticed while a long flush_ms runs
+                    timeout = min(deadline - time.monotonic(), 0.25)
                     if timeout <= 0:
                         break
                 items = await self.outbox.take(room, timeout)

@@ -1,0 +1,306 @@
+"""`stadtlink` as a subprocess: adapters, decode, config schema, run (SIGTERM flush, SIGKILL + Redis)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+import redis.asyncio as aioredis
+import yaml
+
+from adapters.core import tts_uplink
+from broker_client import NGSILDClient
+from broker_client.local_broker import running_broker
+from rt_helpers import free_port, wait_for
+from rt_toy_adapter import ADAPTER
+
+
+def cli(args, env, stdin: bytes | None = None):
+    return subprocess.run([sys.executable, "-m", "adapters.core.cli", *args], env=env, input=stdin,
+                          capture_output=True, timeout=60)
+
+
+def test_adapters_lists_the_toy_and_reports_a_broken_plugin(cli_env):
+    res = cli(["adapters", "--json"], cli_env)
+    assert res.returncode == 0
+    doc = orjson.loads(res.stdout)
+    toy = next(a for a in doc["adapters"] if a["name"] == "toy")
+    assert {p["name"] for p in toy["profiles"]} == {"toy-lora", "toy-json"}
+    assert any(b["target"] == "rt_toy_adapter:BROKEN" and "not an AdapterSpec" in b["error"] for b in doc["broken"])
+    res = cli(["adapters"], cli_env)
+    assert res.returncode == 0 and b"toy-lora" in res.stdout and b"broken plugin" in res.stderr
+
+
+def test_decode_raw_hex_and_base64(cli_env):
+    res = cli(["decode", "toy-lora", "-", "--fport", "1"], cli_env, stdin=b"0866\n")
+    assert res.returncode == 0, res.stderr
+    readings = orjson.loads(res.stdout)
+    assert readings[0]["values"] == {"temperature": 21.5} and readings[0]["meta"]["f_port"] == 1
+    res = cli(["decode", "toy-lora", "-", "--fport", "1"], cli_env, stdin=b"CGY=")      # base64 of 08 66
+    assert orjson.loads(res.stdout)[0]["values"] == {"temperature": 21.5}
+
+
+def test_decode_uplink_to_entity_with_config_registry(cli_env, tmp_path):
+    topic, doc = tts_uplink("dev-9", b"\x03\xe8", f_port=1, f_cnt=3, received_at="2024-05-01T12:00:00.123456789Z")
+    (tmp_path / "up.json").write_bytes(orjson.dumps(doc))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"namespace": "town", "broker": {"url": "http://x:1"},
+                                                     "devices": [{"id": "dev-9", "lat": 51.0, "lon": 7.0}],
+                                                     "settings": {"offset": 0.5}}))
+    res = cli(["decode", "toy-lora", str(tmp_path / "up.json"), "--entity", "--config", str(tmp_path / "c.yaml")],
+              cli_env)
+    assert res.returncode == 0, res.stderr
+    ent = orjson.loads(res.stdout)[0]
+    assert ent["id"] == "urn:ngsi-ld:WeatherObserved:town:dev-9"
+    assert ent["temperature"] == {"type": "Property", "value": 10.5, "unitCode": "CEL",
+                                  "observedAt": "2024-05-01T12:00:00.123Z"}
+    assert ent["location"]["value"]["coordinates"] == [7.0, 51.0]
+    assert res.stderr == b""
+    # without a registry: lenient, the missing registry data is listed on stderr
+    res = cli(["decode", "toy-lora", str(tmp_path / "up.json"), "--entity"], cli_env)
+    assert res.returncode == 0
+    assert b"device 'dev-9' is not in the registry" in res.stderr and b"'location' missing" in res.stderr
+
+
+def test_decode_api_json_with_options(cli_env):
+    doc = b'{"device": "st-3", "t": 2.0, "time": "2024-05-01T12:00:00+02:00"}'
+    res = cli(["decode", "toy-json", "-", "--options", '{"scale": 3}'], cli_env, stdin=doc)
+    assert res.returncode == 0, res.stderr
+    r = orjson.loads(res.stdout)[0]
+    assert r["values"] == {"temperature": 6.0} and r["observed_at"] == "2024-05-01T10:00:00.000Z"
+
+
+@pytest.mark.parametrize("args, stdin, message", [
+    (["decode", "toy-lora", "-"], b"0866", b"raw LoRaWAN bytes need --fport"),
+    (["decode", "toy-lora", "-", "--fport", "1"], b"zz-not-bytes", b"not hex, base64, JSON or XML"),
+    (["decode", "toy-lora", "-", "--fport", "1"], b"010203", b"bad-length"),
+    (["decode", "toy-lora", "-", "--fport", "1"], b"dead", b"decoder-crash: RuntimeError: toy decoder bug"),
+    (["decode", "toy-lora", "-"], b'{"hello": 1}', b"not-an-uplink"),
+    (["decode", "toy-json", "-"], b"{broken", b"invalid-json"),
+    (["decode", "toy-lora", "/nonexistent/file"], None, b"cannot read /nonexistent/file"),
+])
+def test_decode_bad_input_exits_1_with_a_message(cli_env, args, stdin, message):
+    res = cli(args, cli_env, stdin=stdin)
+    assert res.returncode == 1
+    assert message in res.stderr and b"Traceback" not in res.stderr
+
+
+def test_decode_unknown_profile_exits_2(cli_env):
+    res = cli(["decode", "nope", "-"], cli_env, stdin=b"00")
+    assert res.returncode == 2 and b"no installed adapter has a profile 'nope'" in res.stderr
+
+
+def test_config_schema_includes_adapter_settings(cli_env):
+    res = cli(["config", "schema"], cli_env)
+    assert res.returncode == 0
+    schema = orjson.loads(res.stdout)
+    assert "broker" in schema["properties"] and "sources" in schema["properties"]
+    assert schema["x-adapter-settings"]["toy"]["properties"]["offset"]["type"] == "number"
+    res = cli(["config", "schema", "--adapter", "toy"], cli_env)
+    assert res.returncode == 0 and b"ToySettings" in res.stdout
+
+
+def test_missing_delegate_is_reported(cli_env):
+    res = cli(["twin"], cli_env)
+    # either the twin module exists (then it ran) or a clear "not installed" message, never a traceback
+    assert b"Traceback" not in res.stderr
+
+
+# --- stadtlink run ------------------------------------------------------------------------------------------
+
+def write_config(path: Path, *, broker_port: int, app: str, n_devices: int, outbox: dict | None = None,
+                 client_id: str | None = None, broker: dict | None = None) -> Path:
+    cfg = {
+        "adapter": "toy",
+        "namespace": "cli",
+        "log_level": "INFO",
+        "broker": {"url": f"http://127.0.0.1:{broker_port}", "flush_ms": 50, "retry_base_s": 0.1,
+                   "retry_max_s": 0.5, "health_interval_s": 0.5, **(broker or {})},
+        "http": {"host": "127.0.0.1", "port": free_port()},
+        "shutdown_grace_s": 10,
+        "sources": [{"kind": "mqtt", "topics": [f"v3/{app}/devices/+/up"], "profile": "toy-lora",
+                     **({"client_id": client_id} if client_id else {})}],
+        "devices": [{"id": f"d{i}", "lat": 50.0, "lon": 8.0} for i in range(n_devices)],
+    }
+    if outbox:
+        cfg["outbox"] = outbox
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def start_run(config: Path, env) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "adapters.core.cli", "run", "toy", "--config", str(config)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+async def readyz(config: Path) -> dict | None:
+    port = yaml.safe_load(config.read_text())["http"]["port"]
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"http://127.0.0.1:{port}/readyz", timeout=aiohttp.ClientTimeout(total=1)) as r:
+                return orjson.loads(await r.read())
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return None
+
+
+async def wait_source_connected(config: Path, timeout=15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        doc = await readyz(config)
+        if doc and doc["checks"].get("source:mqtt", {}).get("ok"):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def publish(app: str, n: int, value_base: int = 0) -> None:
+    import aiomqtt
+
+    async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"rt-pub-{uuid.uuid4().hex[:8]}") as client:
+        for i in range(n):
+            topic, doc = tts_uplink(f"d{i}", (value_base + i).to_bytes(2, "big"), f_port=1, f_cnt=i + 1,
+                                    received_at="2024-05-01T12:00:00Z", application_id=app)
+            await client.publish(topic.replace("@ttn", ""), orjson.dumps(doc), qos=1)
+
+
+async def broker_entities(url: str) -> dict:
+    async with NGSILDClient(url, context=ADAPTER.context) as client:
+        return {e["id"]: e async for e in client.query_entities(type="WeatherObserved")}
+
+
+def stop(proc: subprocess.Popen, sig=signal.SIGTERM, timeout=20) -> int:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+        raise
+
+
+async def test_run_sigterm_flushes_the_outbox_and_exits_0(cli_env, tmp_path):
+    app = f"rt{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    async with running_broker(port=port) as url:
+        config = write_config(tmp_path / "c.yaml", broker_port=port, app=app, n_devices=15,
+                              broker={"flush_ms": 60_000, "batch_size": 500})   # nothing flushes by itself
+        proc = start_run(config, cli_env)
+        try:
+            assert await wait_source_connected(config), proc.stderr.read1().decode() if proc.poll() else ""
+            await publish(app, 15)
+            port_http = yaml.safe_load(config.read_text())["http"]["port"]
+
+            async def received():
+                async with aiohttp.ClientSession() as s:
+                    async with s.get(f"http://127.0.0.1:{port_http}/metrics") as r:
+                        return await r.text()
+
+            deadline = time.monotonic() + 10
+            while 'stadtlink_received_total{adapter="toy"} 15.0' not in await received():
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+            assert await broker_entities(url) == {}
+            rc = await asyncio.to_thread(stop, proc)
+            assert rc == 0
+            assert len(await broker_entities(url)) == 15
+            lines = [orjson.loads(line) for line in proc.stderr.read().splitlines() if line.startswith(b"{")]
+            assert any(line["msg"] == "adapter stopped" and line["upserted"] == 15 for line in lines)
+            assert all(line.get("adapter") == "toy" for line in lines)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+
+
+async def test_sigkill_with_redis_outbox_loses_nothing(cli_env, tmp_path, redis_prefix):
+    app = f"rt{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    n = 20
+    config = write_config(tmp_path / "c.yaml", broker_port=port, app=app, n_devices=n,
+                          outbox={"kind": "redis", "url": "redis://127.0.0.1:6379/0", "key_prefix": redis_prefix,
+                                  "consumer": "rt-kill"},
+                          client_id=f"rt-kill-{uuid.uuid4().hex[:8]}")
+    stream = f"{redis_prefix}:toy:outbox"
+    r = aioredis.from_url("redis://127.0.0.1:6379/0")
+    first = start_run(config, cli_env)
+    second = None
+    try:
+        assert await wait_source_connected(config)
+        await publish(app, n, value_base=100)                          # the broker is down: all wait in Redis
+        deadline = time.monotonic() + 10
+        while await r.xlen(stream) < n:
+            assert time.monotonic() < deadline, "entities did not reach the Redis outbox"
+            await asyncio.sleep(0.05)
+        first.kill()                                                   # SIGKILL: no flush, no goodbye
+        first.wait(5)
+        assert await r.xlen(stream) == n
+        async with running_broker(port=port) as url:
+            second = start_run(config, cli_env)
+            deadline = time.monotonic() + 20
+            while len(ents := await broker_entities(url)) < n:
+                assert time.monotonic() < deadline, f"only {len(ents)} of {n} arrived"
+                await asyncio.sleep(0.1)
+            assert {e["temperature"]["value"] for e in ents.values()} == {(100 + i) / 100 for i in range(n)}
+            rc = await asyncio.to_thread(stop, second)
+            assert rc == 0
+            assert await r.xlen(stream) == 0
+    finally:
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait(5)
+        await r.aclose()
+
+
+async def test_deadletter_list_and_replay(cli_env, tmp_path, redis_prefix):
+    port = free_port()
+    async with running_broker(port=port) as url:
+        cfg = {"adapter": "toy", "namespace": "dl", "broker": {"url": url, "flush_ms": 20},
+               "outbox": {"kind": "redis", "url": "redis://127.0.0.1:6379/0", "key_prefix": redis_prefix},
+               "http": {"enabled": False}, "devices": [{"id": "dev-1", "lat": 50, "lon": 8}]}
+        from adapters.core.runner import Runner
+        from rt_helpers import QueueSource
+
+        src = QueueSource()
+        runner = Runner.from_config(cfg, adapter=ADAPTER, sources=[(src, "toy-lora", None)])
+        await runner.start()
+        try:
+            topic, doc = tts_uplink("late", b"\x00\x64", f_port=1, f_cnt=1, received_at="2024-05-01T12:00:00Z")
+            await wait_for(lambda: src.ready)
+            await src.push(doc, topic=topic)
+        finally:
+            await runner.stop()
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+        res = cli(["deadletter", "list", "toy", "--config", str(tmp_path / "c.yaml"), "--json"], cli_env)
+        assert res.returncode == 0, res.stderr
+        listing = orjson.loads(res.stdout)
+        assert listing["total"] == 1 and listing["records"][0]["reason"] == "unknown-device"
+        # the operator fixes the registry, then replays
+        cfg["devices"].append({"id": "late", "lat": 51, "lon": 9})
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+        # the broker runs in this event loop: the subprocess must not block it
+        res = await asyncio.to_thread(cli, ["deadletter", "replay", "toy", "--config", str(tmp_path / "c.yaml")],
+                                      cli_env)
+        assert res.returncode == 0, res.stderr
+        stats = orjson.loads(res.stdout)
+        assert stats["replayed"] == 1 and stats["upserted"] == 1, res.stderr
+        assert "urn:ngsi-ld:WeatherObserved:dl:late" in await broker_entities(url)
+        res = cli(["deadletter", "list", "toy", "--config", str(tmp_path / "c.yaml"), "--json"], cli_env)
+        assert orjson.loads(res.stdout)["total"] == 0
+
+
+def test_profile_in_two_adapters_needs_adapter(cli_env):
+    env = {**cli_env, "STADTLINK_EXTRA_ADAPTERS": "rt_toy_adapter:ADAPTER,rt_toy_adapter:TS_ADAPTER"}
+    res = cli(["decode", "toy-lora", "-", "--fport", "1"], env, stdin=b"0866")
+    assert res.returncode == 2 and b"name one with --adapter" in res.stderr
+    res = cli(["decode", "toy-lora", "-", "--fport", "1", "--adapter", "toy-ts"], env, stdin=b"0866")
+    assert res.returncode == 0 and orjson.loads(res.stdout)[0]["values"] == {"temperature": 21.5}
