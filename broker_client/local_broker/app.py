@@ -358,13 +358,8 @@ class BrokerApp:
 
     @staticmethod
     def _context_value(ctx: CompiledContext) -> Any:
-        if ctx.value == CORE_CONTEXT_URL or ctx.value is None:
-            return CORE_CONTEXT_URL
-        if isinstance(ctx.value, list):
-            if any(isinstance(v, str) and is_core_context_url(v) for v in ctx.value):
-                return ctx.value
-            return ctx.value + [CORE_CONTEXT_URL]
-        return [ctx.value, CORE_CONTEXT_URL]
+        """The @context of ld+json answers: the one the reader gave (the core URL when none)."""
+        return CORE_CONTEXT_URL if ctx.value is None else ctx.value
 
     def _json(self, req: Req, status: int, payload: Any, ctx: CompiledContext | None,
               headers: dict[str, str] | None = None) -> web.Response:

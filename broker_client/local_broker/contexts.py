@@ -85,7 +85,8 @@ class ContextNotAvailable(Exception):
 class CompiledContext:
     """An active context: term → IRI for expansion and IRI → term for compaction."""
 
-    __slots__ = ("terms", "vocab", "reverse", "value", "link_url", "vocab_terms", "_expand_cache")
+    __slots__ = ("terms", "vocab", "reverse", "value", "link_url", "vocab_terms", "prefixes",
+                 "_expand_cache")
 
     def __init__(self, terms: dict[str, str], vocab: str, value: Any, link_url: str,
                  vocab_terms: set[str]) -> None:
@@ -100,6 +101,9 @@ class CompiledContext:
             if known is None or (len(term), term) < (len(known), known):
                 reverse[iri] = term
         self.reverse = reverse
+        # terms usable as prefixes of compact IRIs ("ngsi-ld:default-context/x"), as in JSON-LD 1.1
+        self.prefixes = [(iri, term) for term, iri in terms.items()
+                         if ":" not in term and iri[-1:] in ("/", "#", ":", "?", "[", "]", "@")]
         self._expand_cache: dict[str, str] = {}
 
     def expand(self, term: str) -> str:
@@ -126,7 +130,15 @@ class CompiledContext:
             rest = iri[len(self.vocab):]
             if rest and rest not in self.terms:
                 return rest
-        return iri
+        best = None
+        for prefix_iri, prefix in self.prefixes:
+            if iri.startswith(prefix_iri) and len(iri) > len(prefix_iri):
+                candidate = prefix + ":" + iri[len(prefix_iri):]
+                if candidate in self.terms:
+                    continue
+                if best is None or (len(candidate), candidate) < (len(best), best):
+                    best = candidate
+        return best if best is not None else iri
 
 
 _KEYWORD_ALIASES = {"@id", "@type"}
@@ -261,8 +273,8 @@ class ContextResolver:
         if value is None:
             out.clear()
         elif isinstance(value, str):
-            if value in seen:
-                return
+            if value in seen or is_core_context_url(value):
+                return  # the core context is applied last anyway
             seen.add(value)
             await self._collect(await self.document(value), out, seen)
         elif isinstance(value, list):

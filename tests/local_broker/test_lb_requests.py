@@ -191,13 +191,30 @@ async def test_context_dir_preloads_files(http, tmp_path):
         assert body["type"] == "http://example.org/Car"
         # written without a speed term (default vocab), read where speed means something else
         assert "speed" not in body
-        assert body["https://uri.etsi.org/ngsi-ld/default-context/speed"]["value"] == 3
+        assert body["ngsi-ld:default-context/speed"]["value"] == 3  # JSON-LD compact IRI
         status, _, raw = await answer(http, "POST", f"{base}/entities",
                                       json={"id": "urn:ngsi-ld:Car:2", "type": "Car", "speed": 3},
                                       headers={"Link": "<http://example.org/mine.jsonld>"})
         status, _, raw = await answer(http, "GET", f"{base}/entities/urn:ngsi-ld:Car:2",
                                       headers={"Link": "<http://example.org/mine.jsonld>"})
         assert json.loads(raw)["speed"]["value"] == 3
+        # a compound context nesting another URL and a core context URL (as the ETSI suite uses)
+        (tmp_path / "compound.jsonld").write_text(json.dumps({"@id": "http://example.org/compound.jsonld", "@context": [
+            "http://example.org/mine.jsonld", "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"]}))
+    async with running_broker(context_dir=str(tmp_path)) as url:
+        base = url + "/ngsi-ld/v1"
+        compound = {"Link": "<http://example.org/compound.jsonld>"}
+        status, _, _ = await answer(http, "POST", f"{base}/entityOperations/create",
+                                    json=[{"id": "urn:ngsi-ld:Car:3", "type": "Car", "speed": 4}], headers=compound)
+        assert status == 201
+        status, _, raw = await answer(http, "GET", f"{base}/entities/urn:ngsi-ld:Car:3",
+                                      headers={"Link": "<http://example.org/mine.jsonld>"})
+        assert json.loads(raw)["speed"]["value"] == 4
+        status, _, raw = await answer(http, "GET", f"{base}/entities/urn:ngsi-ld:Car:3")
+        assert json.loads(raw)["http://example.org/speed"]["value"] == 4
+        status, headers, raw = await answer(http, "GET", f"{base}/entities/urn:ngsi-ld:Car:3",
+                                            headers={**compound, "Accept": "application/ld+json"})
+        assert json.loads(raw)["@context"] == "http://example.org/compound.jsonld"
 
 
 async def test_tenants(http, broker):
