@@ -6,6 +6,9 @@ Starts the local NGSI-LD broker (broker_client.local_broker) in-process on a fre
 ratio batch-200 / single as JSON. Client and in-process broker share one event loop and CPU, so
 the figures are a lower bound for the client; the ratio is what matters.
 
+A second series runs the same client against a bare HTTP sink (reads the body, answers 204) to
+show the client's own cost: per request vs per entity, without any broker work.
+
     python benchmarks/client_upsert.py [--entities 2000] [--single 500] [--url http://host:1026]
 """
 
@@ -57,6 +60,29 @@ async def start_local_broker() -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}"
 
 
+async def start_sink() -> tuple[web.AppRunner, str]:
+    """Bare HTTP endpoint: reads the whole body and answers 204 (what Orion-LD says when every
+    entity existed). Measures the client, not a broker."""
+
+    async def sink(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=204)
+
+    app = web.Application(client_max_size=2 * 1024 * 1024)
+    app.router.add_post("/ngsi-ld/v1/entityOperations/upsert", sink)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def series(url: str, single: int, entities: int) -> dict:
+    runs = [await measure(url, 1, single), await measure(url, 50, entities), await measure(url, 200, entities)]
+    return {"runs": runs, "ratio_batch200_vs_single": round(runs[2]["entities_per_s"] / runs[0]["entities_per_s"], 1)}
+
+
 async def measure(url: str, batch_size: int, count: int) -> dict:
     run = uuid.uuid4().hex[:8]
     entities = [weather_entity(run, i) for i in range(count)]
@@ -84,26 +110,20 @@ async def main() -> None:
     parser.add_argument("--url", help="measure against this broker instead of the in-process local broker")
     args = parser.parse_args()
 
-    runner = None
-    url = args.url
-    if url is None:
+    out: dict = {"python": platform.python_version()}
+    if args.url:
+        out["broker"] = {"url": args.url, **await series(args.url, args.single, args.entities)}
+    else:
         runner, url = await start_local_broker()
-    try:
-        runs = [
-            await measure(url, 1, args.single),
-            await measure(url, 50, args.entities),
-            await measure(url, 200, args.entities),
-        ]
-    finally:
-        if runner is not None:
+        try:
+            out["local_broker_in_process"] = await series(url, args.single, args.entities)
+        finally:
             await runner.cleanup()
-    single = runs[0]["entities_per_s"]
-    out = {
-        "broker": "local_broker (in-process)" if args.url is None else args.url,
-        "python": platform.python_version(),
-        "runs": runs,
-        "ratio_batch200_vs_single": round(runs[2]["entities_per_s"] / single, 1),
-    }
+    runner, url = await start_sink()
+    try:
+        out["client_only_http_sink"] = await series(url, args.single, args.entities)
+    finally:
+        await runner.cleanup()
     print(json.dumps(out, indent=2))
 
 

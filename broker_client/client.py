@@ -742,9 +742,12 @@ def _encode_item(item: Any, index: int, ids_only: bool) -> tuple[str, bytes | No
         if not is_uri(item):
             return item, None, local_problem("Invalid entity id", f"{item!r} is not a URI", 400)
         return item, orjson.dumps(item), None
-    if isinstance(item, Entity):
-        item = item.to_dict()
-    if not isinstance(item, Mapping):
+    if type(item) is not dict:  # fast path: plain dicts skip the ABC checks
+        if isinstance(item, Entity):
+            item = item.to_dict()
+        elif isinstance(item, Mapping):
+            item = dict(item)
+    if type(item) is not dict:
         return f"<item {index}>", None, local_problem("Invalid entity", f"item {index} is a {type(item).__name__}, not an object", 400)
     entity_id = item.get("id")
     if not isinstance(entity_id, str) or not entity_id:
