@@ -4,8 +4,9 @@ runtime while 10 of them never answer.
 * Simulated inverters (``adapters.pv.simulator.serve_sunspec_inverter``, real pymodbus Modbus TCP
   servers, several unit ids per port) run in a child process; each records when a poll of it starts
   (the read of the ``SunS`` marker), so cadence is measured where the polls arrive.
-* Dead inverters: half are TCP ports that accept the connection and never reply; half are targets
-  on 192.0.2.1 (TEST-NET-1, normally blackholed: the SYN is never answered).
+* Dead inverters: half are TCP ports that accept the connection and never reply; half are blackholed:
+  a listening socket with a backlog of 0 that is never accepted from, so once its queue holds one
+  connection every further SYN is dropped and connecting hangs until the timeout.
 * The adapter (``Runner`` with the Modbus source, profile ``sunspec``, the pipeline with the SDM check,
   outbox and batcher) runs in this process against the local NGSI-LD broker in another child process,
   so this process's memory is the adapter's.
@@ -35,18 +36,19 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-BLACKHOLE_HOST = "192.0.2.1"
 
 
 # --------------------------------------------------------------------------------------------------
 # child process: the simulated inverters
 
 
-def _simulators(conn, healthy: int, units_per_port: int, silent: int) -> None:
-    asyncio.run(_simulators_main(conn, healthy, units_per_port, silent))
+def _simulators(conn, healthy: int, units_per_port: int, silent: int, blackholed: int) -> None:
+    asyncio.run(_simulators_main(conn, healthy, units_per_port, silent, blackholed))
 
 
-async def _simulators_main(conn, healthy: int, units_per_port: int, silent: int) -> None:
+async def _simulators_main(conn, healthy: int, units_per_port: int, silent: int, blackholed: int) -> None:
+    import socket
+
     from adapters.pv.simulator import serve_sunspec_inverter, sunrise_values_fn
 
     poll_starts: dict[tuple[int, int], list[float]] = {}
@@ -77,6 +79,15 @@ async def _simulators_main(conn, healthy: int, units_per_port: int, silent: int)
         targets.append({"host": "127.0.0.1", "port": s.sockets[0].getsockname()[1], "unit_id": 1,
                         "device": f"dead-silent-{i}"})
 
+    holes = []
+    for i in range(blackholed):
+        hole = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(0)                 # never accept(): the queue fills, later SYNs are dropped
+        holes.append(hole)
+        targets.append({"host": "127.0.0.1", "port": hole.getsockname()[1], "unit_id": 1,
+                        "device": f"dead-blackholed-{i}"})
+
     conn.send(targets)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, conn.recv)          # "stop"
@@ -85,6 +96,8 @@ async def _simulators_main(conn, healthy: int, units_per_port: int, silent: int)
         await srv.stop()
     for s in silent_servers:
         s.close()
+    for hole in holes:
+        hole.close()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -137,15 +150,14 @@ async def run(args) -> dict:
     healthy = args.inverters - args.dead
     silent = args.dead - args.dead // 2
     blackholed = args.dead // 2
-    sim = ctx.Process(target=_simulators, args=(child, healthy, args.units_per_port, silent), daemon=True)
+    sim = ctx.Process(target=_simulators, args=(child, healthy, args.units_per_port, silent, blackholed),
+                      daemon=True)
     sim.start()
     broker_port = _free_port()
     broker = ctx.Process(target=_broker, args=(broker_port,), daemon=True)
     broker.start()
     loop = asyncio.get_running_loop()
     targets = await loop.run_in_executor(None, parent.recv)
-    targets += [{"host": BLACKHOLE_HOST, "port": 502, "unit_id": 1, "device": f"dead-blackholed-{i}"}
-                for i in range(blackholed)]
     await _wait_port(broker_port)
 
     ns = f"bench-{uuid.uuid4().hex[:8]}"
@@ -159,6 +171,7 @@ async def run(args) -> dict:
     import logging
 
     logging.getLogger("stadtlink").setLevel(logging.ERROR)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     runner = Runner.from_config(config, adapter=ADAPTER)
     rss_before = _rss_mb()
     started = time.time()
