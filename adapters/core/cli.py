@@ -19,6 +19,7 @@ import asyncio
 import base64
 import binascii
 import importlib
+import os
 import re
 import sys
 from datetime import datetime, timezone
@@ -292,8 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     r = sub.add_parser("run", help="run one adapter until SIGTERM/SIGINT")
-    r.add_argument("adapter", nargs="?", help="adapter name (default: `adapter:` in the config)")
-    r.add_argument("--config", "-c", required=True, help="YAML config file")
+    r.add_argument("adapter", nargs="?", default=os.environ.get("STADTLINK_ADAPTER"),
+                   help="adapter name (default: env STADTLINK_ADAPTER, else `adapter:` in the config)")
+    r.add_argument("--config", "-c", default=os.environ.get("STADTLINK_CONFIG"),
+                   required=not os.environ.get("STADTLINK_CONFIG"), help="YAML config file (env STADTLINK_CONFIG)")
     r.set_defaults(func=cmd_run)
 
     a = sub.add_parser("adapters", help="list installed adapters and their profiles")

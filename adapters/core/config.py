@@ -369,19 +369,46 @@ def load_config(source: str | Path | Mapping[str, Any], *, adapter=None, env: Ma
 
 
 def config_json_schema(adapters: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """JSON Schema of a config file; with adapters, ``settings`` is one-of their settings models
-    (keyed by the ``adapter`` name under ``$defs``/``x-adapter-settings``)."""
-    base = config_model(None).model_json_schema()
+    """JSON Schema (draft 2020-12) of a config file.
+
+    With ``adapters`` (name → AdapterSpec), ``adapter`` is an enum of their names and ``settings``
+    is typed per adapter: an ``allOf`` of ``if adapter == NAME then settings: <its settings model>``.
+    ``x-adapter-settings`` maps each name to its settings ``$ref`` (for the Helm values schema).
+    """
+    from pydantic.json_schema import models_json_schema
+
+    base_model = config_model(None)
+    models: list[tuple[type[BaseModel], str]] = [(base_model, "validation")]
+    named: dict[str, type[BaseModel]] = {}
+    for name, spec in sorted((adapters or {}).items()):
+        sm = getattr(spec, "settings_model", None)
+        if isinstance(sm, type) and issubclass(sm, BaseModel):
+            named[name] = sm
+            if (sm, "validation") not in models:
+                models.append((sm, "validation"))
+    keys, defs = models_json_schema(models, ref_template="#/$defs/{model}")
+    root_ref = keys[(base_model, "validation")]["$ref"].split("/")[-1]
+    all_defs = defs.get("$defs", {})
+    schema = dict(all_defs.pop(root_ref))
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "stadtlink adapter configuration"
+    schema["$defs"] = all_defs
     if adapters:
-        per_adapter = {}
-        for name, spec in sorted(adapters.items()):
-            sm = getattr(spec, "settings_model", None)
-            if sm is not None and hasattr(sm, "model_json_schema"):
-                per_adapter[name] = sm.model_json_schema()
+        props = schema.setdefault("properties", {})
+        props["adapter"] = {"anyOf": [{"enum": sorted(adapters)}, {"type": "null"}], "default": None,
+                            "description": "the adapter this file configures"}
+        branches = []
+        x_settings = {}
+        for name in sorted(adapters):
+            if name in named:
+                ref = keys[(named[name], "validation")]
+                x_settings[name] = ref
+                settings_schema: dict[str, Any] = {"anyOf": [ref, {"type": "null"}]}
             else:
-                per_adapter[name] = {"type": "object"}
-        base["x-adapter-settings"] = per_adapter
-        base.setdefault("properties", {})["adapter"] = {"anyOf": [{"enum": sorted(adapters)}, {"type": "null"}],
-                                                        "default": None}
-    base["title"] = "stadtlink adapter configuration"
-    return base
+                x_settings[name] = {"type": "object"}
+                settings_schema = {"type": "object"}
+            branches.append({"if": {"properties": {"adapter": {"const": name}}, "required": ["adapter"]},
+                             "then": {"properties": {"settings": settings_schema}}})
+        schema["allOf"] = branches
+        schema["x-adapter-settings"] = x_settings
+    return schema

@@ -103,7 +103,18 @@ def test_config_schema_includes_adapter_settings(cli_env):
     assert res.returncode == 0
     schema = orjson.loads(res.stdout)
     assert "broker" in schema["properties"] and "sources" in schema["properties"]
-    assert schema["x-adapter-settings"]["toy"]["properties"]["offset"]["type"] == "number"
+    ref = schema["x-adapter-settings"]["toy"]["$ref"]
+    assert schema["$defs"][ref.split("/")[-1]]["properties"]["offset"]["type"] == "number"
+    # the schema is usable: a config with bad toy settings fails, a good one passes
+    import jsonschema
+
+    jsonschema.Draft202012Validator.check_schema(schema)
+    v = jsonschema.Draft202012Validator(schema)
+    good = {"adapter": "toy", "namespace": "x", "broker": {"url": "http://b:1026"}, "settings": {"offset": 1.5},
+            "sources": [{"kind": "mqtt", "port": 1883}]}
+    assert list(v.iter_errors(good)) == []
+    assert list(v.iter_errors({**good, "settings": {"offset": "warm"}}))
+    assert list(v.iter_errors({**good, "sources": [{"kind": "mqtt", "port": "x"}]}))
     res = cli(["config", "schema", "--adapter", "toy"], cli_env)
     assert res.returncode == 0 and b"ToySettings" in res.stdout
 

@@ -98,3 +98,30 @@ async def test_two_runners_in_one_process_have_separate_metrics():
         await a.stop(grace=1)
         await b.stop(grace=1)
         await fb.stop()
+
+
+async def test_webhook_source_is_served_on_the_adapter_port(monkeypatch):
+    monkeypatch.setenv("RT_HOOK_TOKEN", "hook-token")
+    fb = await FakeBroker().start()
+    cfg = base_config(fb.url)
+    cfg["sources"] = [{"kind": "webhook", "path": "/uplink", "token_env": "RT_HOOK_TOKEN", "profile": "toy-lora"}]
+    runner = Runner.from_config(cfg, adapter=ADAPTER)
+    await runner.start()
+    try:
+        topic, up = tts_uplink("dev-1", b"\x01\x00", f_port=1, f_cnt=1, received_at="2024-05-01T12:00:00Z")
+        import orjson
+
+        async with aiohttp.ClientSession() as s:
+            async with s.post(runner.http_url + "/uplink", data=orjson.dumps(up),
+                              headers={"Content-Type": "application/json"}) as r:
+                assert r.status == 401                                  # no token
+            async with s.post(runner.http_url + "/uplink", data=orjson.dumps(up),
+                              headers={"Content-Type": "application/json",
+                                       "Authorization": "Bearer hook-token"}) as r:
+                assert r.status < 300
+        assert await runner.wait_idle()
+        assert fb.entities["urn:ngsi-ld:WeatherObserved:test:dev-1"]["temperature"]["value"] == 2.56
+        assert runner.readiness()[1]["source:webhook/uplink"]["ok"]
+    finally:
+        await runner.stop(grace=1)
+        await fb.stop()
