@@ -25,7 +25,13 @@ Delivery guarantee (what this module achieves, with QoS 1 subscriptions):
   (device, f_cnt) dedup window; entity upserts are idempotent anyway.
 * QoS 0 subscriptions (``qos: 0``) get none of this: the broker does not queue or redeliver.
 * Shared subscriptions (``shared_group``) subscribe ``$share/<group>/<topic>``: replicas of one
-  adapter split the messages, each message goes to one member of the group.
+  adapter split the messages, each message goes to one member of the group. Caveat (observed with
+  Mosquitto 2.0): a member that is *offline but whose session persists* keeps receiving its share
+  into that session; the share is delivered when the member reconnects with the same client id, and
+  dropped if the session expires first. So give each replica a stable ``client_id`` (e.g. the pod
+  name of a StatefulSet) and a ``session_expiry_s`` longer than its longest expected absence.
+* With MQTT 3.1.1 (``protocol: "3.1.1"``) the session never expires on the broker side: a random
+  default client id leaves an orphaned session behind at every process restart — configure one.
 
 ``ready`` is False while we are not connected and subscribed.
 """

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Literal
@@ -26,6 +27,10 @@ import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+
+#: paho-mqtt's own log lines (e.g. "failed to receive on socket" when the broker goes away)
+_PAHO_LOG = logging.getLogger("stadtlink.mqtt.paho")
 
 
 class MqttError(Exception):
@@ -179,7 +184,7 @@ def _build_client(settings: MqttSettings) -> aiomqtt.Client:
     else:
         kwargs.update(protocol=aiomqtt.ProtocolVersion.V311, clean_session=not settings.persistent_session)
     client = aiomqtt.Client(
-        settings.host, settings.port, identifier=settings.client_id, username=settings.username,
+        settings.host, settings.port, identifier=settings.client_id, logger=_PAHO_LOG, username=settings.username,
         password=settings.password, keepalive=settings.keepalive, timeout=settings.connect_timeout,
         tls_context=settings.tls, tls_insecure=(True if settings.tls is not None and settings.tls_insecure else None),
         **kwargs,
