@@ -50,6 +50,7 @@ log = logging.getLogger("broker_client")
 JSONLD_CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
 API_PREFIX = "/ngsi-ld/v1"
 MAX_PAGE_SIZE = 1000
+USER_AGENT = f"stadtlink-broker-client aiohttp/{aiohttp.__version__}"
 _TENANT_RE = re.compile(r"^[A-Za-z0-9_\-]{1,50}$")
 # Characters left as they are in an entity id placed in a URL path (everything a URN or an http
 # URI id uses); space, '?', '#', '%' and non-ASCII are percent-encoded.
@@ -160,7 +161,7 @@ class NGSILDClient:
             )
         self.context: str | None = contexts[0] if contexts else None
 
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         if self.context:
             headers["Link"] = _link_header(self.context)
         if tenant:
@@ -169,7 +170,6 @@ class NGSILDClient:
             headers.update(extra_headers)
         self._base_headers = headers
         self._session: aiohttp.ClientSession | None = None
-        self._owns_session = True
         self._merge_supported: bool | None = None
 
     def __repr__(self) -> str:
@@ -476,7 +476,7 @@ class NGSILDClient:
             try:
                 result.extend(await self._send_chunk(path, chunk, params, idempotent))
             except NGSILDError as exc:
-                exc.partial = result  # type: ignore[attr-defined]
+                exc.partial = result
                 raise
         return result
 

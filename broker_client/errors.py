@@ -92,7 +92,13 @@ def is_retryable_status(status: int | None, type_: str | None = None) -> bool:
 
 
 class NGSILDError(Exception):
-    """Base of every error the client raises. ``body`` is the decoded error body (or raw text)."""
+    """Base of every error the client raises. ``body`` is the decoded error body (or raw text).
+
+    ``partial``: when a multi-chunk batch call raises part-way, the
+    :class:`~broker_client.results.BatchResult` of the chunks already answered (else ``None``).
+    """
+
+    partial: Any = None
 
     def __init__(
         self,
@@ -206,13 +212,7 @@ class TooManyRequests(NGSILDError):
 
 
 class BrokerUnavailable(NGSILDError):
-    """No usable answer after all retries: connection refused/reset, timeout, 502/503/504.
-
-    ``partial`` holds the :class:`~broker_client.results.BatchResult` of the chunks that did get
-    through when a multi-chunk batch call gave up part-way (else ``None``).
-    """
-
-    partial: Any = None
+    """No usable answer after all retries: connection refused/reset, timeout, 502/503/504."""
 
 
 class InvalidResponse(NGSILDError):

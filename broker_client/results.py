@@ -75,7 +75,7 @@ class AttributeUpdateResult:
 
 def local_problem(title: str, detail: str | None = None, status: int | None = None) -> ProblemDetails:
     """A problem detected by the client itself (never sent to the broker)."""
-    kind = title.replace(" ", "")
+    kind = "".join(word[:1].upper() + word[1:] for word in title.split())
     return ProblemDetails(type=LOCAL_ERROR_TYPE + kind, title=title, detail=detail, status=status)
 
 
@@ -151,7 +151,7 @@ def parse_batch_response(status: int, body: bytes, request_ids: Sequence[str]) -
     try:
         decoded = _decode(body)
     except orjson.JSONDecodeError:
-        problem = local_problem("Unparseable broker answer", f"HTTP {status}: {body[:200]!r}", status)
+        problem = local_problem("Unparseable broker answer", f"HTTP {status}: {body[:200]!r}")
         return BatchResult(failed=[EntityFailure(i, problem, True) for i in ids])
 
     if isinstance(decoded, list):
@@ -180,7 +180,7 @@ def parse_batch_response(status: int, body: bytes, request_ids: Sequence[str]) -
             result.failed.append(
                 EntityFailure(
                     entity_id,
-                    local_problem("Not reported", f"HTTP {status} answer named neither success nor error", status),
+                    local_problem("Not reported", f"the HTTP {status} answer named neither success nor error"),
                     True,
                 )
             )
