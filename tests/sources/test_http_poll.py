@@ -292,3 +292,25 @@ async def test_chunked_body_is_read_completely_and_limited():
         assert len(collector.messages) == 1
         body = collector.messages[0].payload
         assert body == b"".join(bytes([i]) * 65536 for i in range(40))
+
+
+async def test_target_profile_and_secret_headers(monkeypatch):
+    monkeypatch.setenv("FEED_KEY_TEST", "k-123")
+    async with Feed() as feed:
+        collector = Collector()
+        source = HttpPollSource(_config({"url": f"{feed.base}/fast", "profile": "datex2-static"},
+                                        {"url": f"{feed.base}/lm"}, headers_env={"X-Api-Key": "FEED_KEY_TEST"}))
+        task = asyncio.create_task(source.run(collector))
+        try:
+            await _wait(lambda: {m.topic for m in collector.messages} == {f"{feed.base}/fast", f"{feed.base}/lm"},
+                        what="both targets")
+        finally:
+            await _stop(task)
+        by_url = {m.topic: m for m in collector.messages}
+        assert by_url[f"{feed.base}/fast"].attributes["profile"] == "datex2-static"
+        assert "profile" not in by_url[f"{feed.base}/lm"].attributes
+        assert feed.requests["/fast"][0][1]["X-Api-Key"] == "k-123"
+    monkeypatch.delenv("FEED_KEY_TEST")
+    from adapters.core.errors import ConfigError
+    with pytest.raises(ConfigError, match="FEED_KEY_TEST"):
+        HttpPollSource(_config({"url": "http://x"}, headers_env={"X-Api-Key": "FEED_KEY_TEST"}))

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ..reading import RawMessage
 from .backoff import Backoff, jittered
 from .base import Emit
+from .secrets import resolve_secret
 from .webhook import read_limited
 
 log = logging.getLogger("stadtlink.source.http")
@@ -35,6 +36,7 @@ class HttpTarget(BaseModel):
 
     url: str
     device: str | None = None
+    profile: str | None = None                     # overrides the source's profile for this target
     options: dict[str, Any] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
     interval_s: float | None = Field(None, gt=0)   # overrides the source's interval for this target
@@ -59,6 +61,8 @@ class HttpPollSourceConfig(BaseModel):
     targets: list[HttpTarget] = Field(min_length=1)
     options: dict[str, Any] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
+    #: secret headers: header name → environment variable holding its value (e.g. an API key)
+    headers_env: dict[str, str] = Field(default_factory=dict)
     retry_min_s: float = Field(5.0, gt=0)            # first retry after an error (capped at interval_s)
     retry_max_s: float = Field(300.0, gt=0)          # backoff ceiling (at least interval_s)
     ready_min_share: float = Field(0.0, ge=0, le=1)  # ready: share of targets whose last poll succeeded
@@ -93,6 +97,11 @@ class HttpPollSource:
             self._targets.append(_TargetState(t, Backoff(first, max(config.retry_max_s, interval, first))))
         self._stats = {"polls": 0.0, "poll_failures": 0.0, "not_modified": 0.0, "emitted": 0.0,
                        "emit_refused": 0.0}
+        self._secret_headers: dict[str, str] = {}
+        for header, env in config.headers_env.items():
+            value = resolve_secret(None, env, None, what=f"headers_env.{header}")
+            if value is not None:
+                self._secret_headers[header] = value
 
     @property
     def ready(self) -> bool:
@@ -140,7 +149,7 @@ class HttpPollSource:
             await asyncio.sleep(max(0.0, next_due - time.monotonic()))
 
     def _headers(self, state: _TargetState) -> dict[str, str]:
-        headers = {**self.config.headers, **state.target.headers}
+        headers = {**self.config.headers, **self._secret_headers, **state.target.headers}
         if self.config.conditional:
             if state.etag:
                 headers["If-None-Match"] = state.etag
@@ -178,6 +187,8 @@ class HttpPollSource:
         options = {**self.config.options, **state.target.options}
         attributes: dict[str, Any] = {k: v for k, v in options.items()}
         attributes.update({"options": options, "content_type": content_type, "status": status, "url": url})
+        if state.target.profile:
+            attributes["profile"] = state.target.profile
         message = RawMessage(source="http", payload=body, topic=url, device_hint=state.target.device,
                              received_at=datetime.now(timezone.utc), attributes=attributes)
         try:
