@@ -279,3 +279,16 @@ def test_adapter_spec():
     assert ADAPTER.settings_model is PvSettings
     assert ADAPTER.example_config.is_file()
     assert (ADAPTER.example_config.parent / "pv-devices.csv").is_file()
+
+
+def test_packaged_example_config_is_valid():
+    from adapters.core.config import load_config
+
+    cfg, base = load_config(ADAPTER.example_config, adapter=ADAPTER)
+    assert [s.kind for s in cfg.sources] == ["modbus", "http-poll"]
+    assert cfg.sources[0].profile == "sunspec" and cfg.sources[1].profile == "fronius-solarapi"
+    assert cfg.settings.photovoltaic_measurement is True
+    registry = DeviceRegistry.load(inline=cfg.devices, files=cfg.registry_files, base_dir=base)
+    for target in cfg.sources[0].targets:
+        record = registry.lookup(target.device)
+        assert record is not None and record.has_location and record.get("energy_metering_started")
