@@ -17,6 +17,8 @@ Each family adds it to its profiles: ``profiles={..., "json-map": JSON_MAP_PROFI
 """
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -57,6 +59,7 @@ CONVERSIONS: dict[str, Callable[[float], float]] = {
 _PATH_TOKEN = re.compile(r"[^.\[\]]+|\[\d+\]")
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_path(path: str) -> tuple[str | int, ...]:
     """``"a.b[0].c"`` or ``"a.b.0.c"`` → ``("a", "b", 0, "c")`` (digits index lists)."""
     if not isinstance(path, str) or not path.strip():
@@ -142,13 +145,28 @@ class JsonMapOptions(BaseModel):
         return v
 
 
+_validated: dict[int, tuple[dict, JsonMapOptions]] = {}
+
+
 def validate_options(options: Mapping[str, Any]) -> JsonMapOptions:
-    """Check a json-map options block (e.g. at config load); raises DecodeError("bad-options")."""
+    """Check a json-map options block (e.g. at config load); raises DecodeError("bad-options").
+
+    The same options object comes with every message of a source: the last validations are kept
+    (checked for equality, so a mutated dict is validated again).
+    """
+    key = id(options)
+    hit = _validated.get(key)
+    if hit is not None and hit[0] == options:
+        return hit[1]
     try:
-        return JsonMapOptions.model_validate(dict(options))
+        result = JsonMapOptions.model_validate(dict(options))
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise DecodeError("bad-options", f"json-map options: {problems}") from None
+    if len(_validated) >= 64:
+        _validated.clear()
+    _validated[key] = (copy.deepcopy(dict(options)), result)
+    return result
 
 
 def _number(value: Any) -> float | int | None:

@@ -194,3 +194,14 @@ def test_fuzz_only_decode_errors(body, time_path, device_path, items_path):
         return
     for r in readings:
         assert r.values and r.device_id and r.observed_at.tzinfo is not None
+
+
+def test_options_changed_in_place_are_validated_again():
+    options = {"fields": {"x": {"path": "x"}}}
+    assert JSON_MAP_PROFILE.decode(_msg({"x": 1}), options)[0].values == {"x": 1}
+    options["fields"]["x"]["convert"] = "bogus"
+    with pytest.raises(DecodeError) as err:
+        JSON_MAP_PROFILE.decode(_msg({"x": 1}), options)
+    assert err.value.reason == "bad-options"
+    options["fields"]["x"]["convert"] = "mm_to_m"
+    assert JSON_MAP_PROFILE.decode(_msg({"x": 1500}), options)[0].values == {"x": 1.5}

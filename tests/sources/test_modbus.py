@@ -116,6 +116,7 @@ async def test_blocks_are_read_in_chunks_of_125():
         assert msg.attributes["options"] == {"a": 1, "b": 2} and msg.attributes["unit_id"] == 1
         # 1 read for the first block + 3 (125 + 125 + 50) for the second, per poll
         assert inv.reads == 4 * source.stats()["polls"]
+        assert source.stats()["connects"] == 1          # one connection, kept across polls
         assert source.ready
     finally:
         await inv.stop()
