@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from aiohttp import web  # noqa: E402
+from aiohttp import web
 
-from broker_client import NGSILDClient, RetryPolicy  # noqa: E402
+from broker_client import NGSILDClient, RetryPolicy
 
 CONTEXT = "https://raw.githubusercontent.com/smart-data-models/dataModel.Weather/master/context.jsonld"
 

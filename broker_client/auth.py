@@ -12,8 +12,9 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import aiohttp
 import orjson
@@ -150,7 +151,7 @@ class OAuth2ClientCredentials:
             ) as resp:
                 body = await resp.read()
                 status = resp.status
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise AuthenticationError(
                 title="Token endpoint unreachable", detail=f"{self.token_url}: {type(exc).__name__}"
             ) from None

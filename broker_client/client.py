@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal, Self
 from urllib.parse import quote
 
 import aiohttp
@@ -28,7 +29,6 @@ from .errors import (
     NGSILDError,
     OperationNotSupported,
     ProblemDetails,
-    ResourceNotFound,
     Unauthorized,
     error_from_response,
     is_retryable_status,
@@ -43,7 +43,7 @@ from .results import (
     parse_attribute_update,
     parse_batch_response,
 )
-from .retry import RetryPolicy
+from .retry import DEFAULT_RETRY, RetryPolicy
 
 log = logging.getLogger("broker_client")
 
@@ -118,15 +118,14 @@ class NGSILDClient:
         auth: Auth | None = None,
         timeout: float = 10.0,
         max_connections: int = 20,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = DEFAULT_RETRY,
         batch_size: int = 200,
         max_body_bytes: int = 900_000,
         upsert_mode: UpsertMode = "update",
         extra_headers: Mapping[str, str] | None = None,
     ) -> None:
         base = url.rstrip("/")
-        if base.endswith(API_PREFIX):
-            base = base[: -len(API_PREFIX)]
+        base = base.removesuffix(API_PREFIX)
         parsed = URL(base)
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ValueError(f"broker url must be http(s)://host[:port] (got {url!r})")
@@ -177,7 +176,7 @@ class NGSILDClient:
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    async def open(self) -> "NGSILDClient":
+    async def open(self) -> Self:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=self.max_connections)
             self._session = aiohttp.ClientSession(
@@ -192,7 +191,7 @@ class NGSILDClient:
             await self._session.close()
         self._session = None
 
-    async def __aenter__(self) -> "NGSILDClient":
+    async def __aenter__(self) -> Self:
         return await self.open()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -259,15 +258,15 @@ class NGSILDClient:
             except aiohttp.ClientConnectorError as exc:
                 # Nothing reached the broker: retrying is safe even for non-idempotent calls.
                 if attempt < max_attempts:
-                    await self._backoff(attempt, method, path, f"connect failed ({exc.os_error or exc})")
+                    await self._backoff(attempt, max_attempts, method, path, f"connect failed ({exc.os_error or exc})")
                     continue
                 raise BrokerUnavailable(
                     None, None, "Broker unreachable", f"{method} {path}: {exc.os_error or exc} after {attempt} attempt(s)"
                 ) from None
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 what = "timeout" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
                 if idempotent and attempt < max_attempts:
-                    await self._backoff(attempt, method, path, what)
+                    await self._backoff(attempt, max_attempts, method, path, what)
                     continue
                 raise BrokerUnavailable(
                     None, None, "No answer from broker", f"{method} {path}: {what} after {attempt} attempt(s)"
@@ -282,18 +281,22 @@ class NGSILDClient:
             if idempotent and attempt < max_attempts and (
                 response.status == 429 or (response.status >= 500 and response.status != 501)
             ):
-                await self._backoff(attempt, method, path, f"HTTP {response.status}", response.headers.get("Retry-After"))
+                await self._backoff(
+                    attempt, max_attempts, method, path, f"HTTP {response.status}", response.headers.get("Retry-After")
+                )
                 continue
             return response
 
-    async def _backoff(self, attempt: int, method: str, path: str, why: str, retry_after: str | None = None) -> None:
+    async def _backoff(
+        self, attempt: int, max_attempts: int, method: str, path: str, why: str, retry_after: str | None = None
+    ) -> None:
         delay = self.retry.delay(attempt)
         if retry_after:
             try:
                 delay = min(self.retry.max_delay, max(delay, float(retry_after)))
             except ValueError:
                 pass
-        log.warning("%s %s: %s, retry %d/%d in %.2f s", method, path, why, attempt, self.retry.attempts - 1, delay)
+        log.warning("%s %s: %s, retry %d/%d in %.2f s", method, path, why, attempt, max_attempts - 1, delay)
         await asyncio.sleep(delay)
 
     @staticmethod

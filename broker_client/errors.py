@@ -36,7 +36,7 @@ class ProblemDetails:
         return self.type
 
     @classmethod
-    def from_json(cls, data: Any, *, status: int | None = None) -> "ProblemDetails":
+    def from_json(cls, data: Any, *, status: int | None = None) -> ProblemDetails:
         """Build from a decoded JSON object; tolerant of missing or mistyped members.
 
         ``status`` from the body wins when it is an int; otherwise the HTTP status given is used.

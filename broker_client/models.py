@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -24,13 +24,13 @@ from pydantic import (
 
 __all__ = [
     "Entity",
+    "GeoJSONGeometry",
+    "GeoProperty",
     "Property",
     "Relationship",
-    "GeoProperty",
-    "GeoJSONGeometry",
-    "validate_entity",
-    "is_uri",
     "ValidationError",
+    "is_uri",
+    "validate_entity",
 ]
 
 _URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S+$")
@@ -74,7 +74,7 @@ def _check_observed_at(value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(f"observedAt must be an ISO 8601 date-time (got {value!r})") from None
     if parsed.tzinfo is None:
@@ -103,7 +103,7 @@ class _AttributeBase(BaseModel):
         return None if v is None else _check_uri(v, "datasetId")
 
     @model_validator(mode="after")
-    def _sub_attributes(self) -> "_AttributeBase":
+    def _sub_attributes(self) -> _AttributeBase:
         extras = self.__pydantic_extra__ or {}
         for name, raw in list(extras.items()):
             extras[name] = _parse_attribute(name, raw)
@@ -140,11 +140,10 @@ class Relationship(_AttributeBase):
     @model_validator(mode="before")
     @classmethod
     def _no_null(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            if data.get("object") is None:
-                raise ValueError(
-                    "a Relationship needs a non-null 'object' (the target entity id); null is rejected by NGSI-LD brokers"
-                )
+        if isinstance(data, dict) and data.get("object") is None:
+            raise ValueError(
+                "a Relationship needs a non-null 'object' (the target entity id); null is rejected by NGSI-LD brokers"
+            )
         return data
 
     @field_validator("object")
@@ -160,10 +159,12 @@ class Relationship(_AttributeBase):
 
 def _check_position(pos: Any, where: str) -> None:
     if not isinstance(pos, list) or len(pos) not in (2, 3):
-        raise ValueError(f"{where}: a position is [longitude, latitude] or [longitude, latitude, altitude] (got {pos!r})")
+        raise ValueError(
+            f"{where}: a position is [longitude, latitude] or [longitude, latitude, altitude] (got {pos!r})"
+        )
     for n in pos:
         if isinstance(n, bool) or not isinstance(n, (int, float)):
-            raise ValueError(f"{where}: position members must be numbers (got {pos!r})")
+            raise ValueError(f"{where}: position members must be numbers (got {pos!r})")  # noqa: TRY004
     lon, lat = pos[0], pos[1]
     if not -180.0 <= lon <= 180.0:
         raise ValueError(f"{where}: longitude {lon} outside -180..180 (GeoJSON order is [longitude, latitude])")
@@ -199,7 +200,7 @@ class GeoJSONGeometry(BaseModel):
     coordinates: Any
 
     @model_validator(mode="after")
-    def _coords(self) -> "GeoJSONGeometry":
+    def _coords(self) -> GeoJSONGeometry:
         if self.coordinates is None:
             raise ValueError("GeoJSON 'coordinates' is missing")
         _check_positions(self.coordinates, _GEOMETRY_DEPTH[self.type], f"{self.type}.coordinates")
@@ -224,7 +225,7 @@ class GeoProperty(_AttributeBase):
         return data
 
 
-Attribute = Annotated[Union[Property, Relationship, GeoProperty], Field(discriminator="type")]
+Attribute = Annotated[Property | Relationship | GeoProperty, Field(discriminator="type")]
 
 
 def _parse_attribute(name: str, raw: Any) -> Any:
@@ -239,7 +240,7 @@ def _parse_attribute(name: str, raw: Any) -> Any:
             raise ValueError(f"attribute {name!r}: empty list of instances")
         return [_parse_attribute(name, item) for item in raw]
     if not isinstance(raw, dict):
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004 - pydantic reports ValueError, not TypeError
             f"attribute {name!r} must be an object with 'type' Property/Relationship/GeoProperty "
             f"(normalized form), got {type(raw).__name__}"
         )
@@ -289,7 +290,7 @@ class Entity(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _attributes(self) -> "Entity":
+    def _attributes(self) -> Entity:
         extras = self.__pydantic_extra__ or {}
         for name, raw in list(extras.items()):
             extras[name] = _parse_attribute(name, raw)

@@ -4,8 +4,9 @@ gives in its legacy and experimental modes (summary: broker_client/README.md, "B
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import orjson
 
@@ -49,7 +50,7 @@ class BatchResult:
     def retryable_ids(self) -> list[str]:
         return [f.entity_id for f in self.failed if f.retryable]
 
-    def extend(self, other: "BatchResult") -> None:
+    def extend(self, other: BatchResult) -> None:
         self.succeeded.extend(other.succeeded)
         self.failed.extend(other.failed)
 

@@ -29,4 +29,5 @@ class RetryPolicy:
         return (rng or random).uniform(0.0, cap)
 
 
+DEFAULT_RETRY = RetryPolicy()
 NO_RETRY = RetryPolicy(attempts=1)

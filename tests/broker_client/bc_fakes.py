@@ -8,15 +8,15 @@ chunked``, the ``NGSILD-Tenant`` header. Violations fail the test at teardown.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Union
+from typing import Any
 
 import orjson
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from broker_client import NGSILDClient, RetryPolicy
+from broker_client import RetryPolicy
 
 CONTEXT = "https://smartdatamodels.org/context.jsonld"
 LINK = '<https://smartdatamodels.org/context.jsonld>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
@@ -58,7 +58,7 @@ class Canned:
         return web.Response(status=self.status, body=body or None, headers=headers)
 
 
-Handler = Union[Canned, Callable[[Recorded], Union[Canned, Awaitable[Canned]]]]
+Handler = Canned | Callable[[Recorded], Canned | Awaitable[Canned]]
 
 
 class FakeOrion:
@@ -123,12 +123,12 @@ class FakeOrion:
         if rec.body:
             if h.get("Content-Length") != str(len(rec.body)):
                 self.violations.append(f"{where}: Content-Length {h.get('Content-Length')!r} for {len(rec.body)} bytes")
-            if h.get("Content-Type") != "application/json":
-                if not (h.get("Content-Type") == "application/ld+json" and "Link" not in h):
-                    self.violations.append(f"{where}: Content-Type {h.get('Content-Type')!r}")
-        if rec.raw_path.startswith("/ngsi-ld/") and h.get("Content-Type") != "application/ld+json":
-            if h.get("Link") != self.expect_link:
-                self.violations.append(f"{where}: Link {h.get('Link')!r}")
+            ld_json_without_link = h.get("Content-Type") == "application/ld+json" and "Link" not in h
+            if h.get("Content-Type") != "application/json" and not ld_json_without_link:
+                self.violations.append(f"{where}: Content-Type {h.get('Content-Type')!r}")
+        link_expected = rec.raw_path.startswith("/ngsi-ld/") and h.get("Content-Type") != "application/ld+json"
+        if link_expected and h.get("Link") != self.expect_link:
+            self.violations.append(f"{where}: Link {h.get('Link')!r}")
         if h.get("NGSILD-Tenant") != self.expect_tenant:
             self.violations.append(f"{where}: NGSILD-Tenant {h.get('NGSILD-Tenant')!r}")
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
 from bc_fakes import CONTEXT, FAST_RETRY, FakeOrion
+
 from broker_client import NGSILDClient
+
 
 @pytest.fixture
 async def orion():

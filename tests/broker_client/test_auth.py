@@ -9,8 +9,8 @@ from urllib.parse import parse_qs
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-
 from bc_fakes import CONTEXT, FAST_RETRY, Canned, entity
+
 from broker_client import (
     AuthenticationError,
     NGSILDClient,

@@ -4,8 +4,8 @@ served over a real socket; the fake also checks the headers the client sent."""
 from __future__ import annotations
 
 import pytest
-
 from bc_fakes import ERR, Canned, entity, ids
+
 from broker_client import BatchResult, BrokerUnavailable, InternalError
 
 E1, E2, E3 = "urn:ngsi-ld:ParkingSpot:E1", "urn:ngsi-ld:ParkingSpot:E2", "urn:ngsi-ld:ParkingSpot:E3"

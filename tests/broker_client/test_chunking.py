@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bc_fakes import CONTEXT, ERR, FAST_RETRY, Canned, Recorded, entity, ids
+
 from broker_client import NGSILDClient
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from bc_fakes import CONTEXT, ERR, FAST_RETRY, LINK, Canned, FakeOrion, entity
+
 from broker_client import (
     AlreadyExists,
     BadRequestData,

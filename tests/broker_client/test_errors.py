@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from bc_fakes import ERR, Canned
+
 import broker_client as bc
 from broker_client import error_class_for, error_from_response
 

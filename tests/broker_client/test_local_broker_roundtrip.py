@@ -196,12 +196,14 @@ async def test_unknown_context_is_ld_context_not_available(broker_url, run):
 
 
 async def test_413_from_local_broker_splits_batches(run):
-    async with local_broker.running_broker(max_body=20_000) as url:
-        async with NGSILDClient(url, context=PARKING, retry=FAST, max_body_bytes=200_000) as c:
-            entities = [spot(run, i) for i in range(150)]  # ~60 kB in one chunk
-            result = await c.upsert(entities)
-            assert result.failed == [] and len(result.succeeded) == 150
-            assert await c.count_entities(type="ParkingSpot") == 150
+    async with (
+        local_broker.running_broker(max_body=20_000) as url,
+        NGSILDClient(url, context=PARKING, retry=FAST, max_body_bytes=200_000) as c,
+    ):
+        entities = [spot(run, i) for i in range(150)]  # ~60 kB in one chunk
+        result = await c.upsert(entities)
+        assert result.failed == [] and len(result.succeeded) == 150
+        assert await c.count_entities(type="ParkingSpot") == 150
 
 
 async def test_health_and_backend_write(client, broker_url, run):

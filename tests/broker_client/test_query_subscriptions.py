@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from bc_fakes import ERR, Canned, Recorded
+
 from broker_client import BadRequestData, InvalidResponse, ResourceNotFound
 
 TOTAL = 2345

@@ -9,9 +9,16 @@ import socket
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-
 from bc_fakes import CONTEXT, ERR, FAST_RETRY, Canned, entity
-from broker_client import BadRequestData, BrokerUnavailable, InternalError, NGSILDClient, OperationNotSupported, RetryPolicy
+
+from broker_client import (
+    BadRequestData,
+    BrokerUnavailable,
+    InternalError,
+    NGSILDClient,
+    OperationNotSupported,
+    RetryPolicy,
+)
 
 E1 = "urn:ngsi-ld:ParkingSpot:E1"
 
