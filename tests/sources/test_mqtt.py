@@ -298,8 +298,15 @@ def test_password_never_shown_and_client_id_default(monkeypatch):
     assert source.client_id.startswith("stadtlink-parking-")
     assert MqttSource(cfg, adapter_name="parking").client_id != source.client_id
     assert MqttSource(MqttSourceConfig(client_id="fixed"), adapter_name="p").client_id == "fixed"
-    settings = MqttSource(MqttSourceConfig(password_env="MQTT_PW_TEST"), adapter_name="p")._build_settings()
+    settings = MqttSource(MqttSourceConfig(password_env="MQTT_PW_TEST"), adapter_name="p")._settings
     assert settings.password == "s3cr3t-env" and "s3cr3t" not in repr(settings)
+    # config problems surface when the source is built, not later in its run loop
+    from adapters.core.errors import ConfigError
+    monkeypatch.delenv("MQTT_PW_TEST")
+    with pytest.raises(ConfigError, match="MQTT_PW_TEST"):
+        MqttSource(MqttSourceConfig(password_env="MQTT_PW_TEST"), adapter_name="p")
+    with pytest.raises(ConfigError, match="tls"):
+        MqttSource(MqttSourceConfig(tls={"ca": "/nonexistent/ca.pem"}), adapter_name="p")
 
 
 async def test_password_authentication_against_own_broker(tmp_path):

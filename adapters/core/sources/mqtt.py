@@ -40,11 +40,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets as _random
+import ssl
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from ..errors import ConfigError
 from ..reading import RawMessage
 from .backoff import Backoff
 from .base import Emit
@@ -137,13 +139,17 @@ class MqttSource:
         self._connected = False
         self._stats = {"connects": 0.0, "connect_failures": 0.0, "disconnects": 0.0, "messages": 0.0,
                        "acked": 0.0, "ack_failures": 0.0, "emit_refused": 0.0}
-        self._settings: MqttSettings | None = None
+        # Secrets and TLS files are read now, so a bad config fails at start-up with a ConfigError.
+        self._settings: MqttSettings = self._build_settings()
 
     def _build_settings(self) -> MqttSettings:
         c = self.config
         tls = None
         if c.tls is not None:
-            tls = make_tls_context(c.tls.ca, c.tls.cert, c.tls.key, c.tls.insecure)
+            try:
+                tls = make_tls_context(c.tls.ca, c.tls.cert, c.tls.key, c.tls.insecure)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"tls: cannot load the CA/certificate/key: {exc}") from None
         return MqttSettings(
             host=c.host, port=c.port, client_id=self.client_id, username=c.username,
             password=resolve_secret(c.password, c.password_env, c.password_file, what="password"),
@@ -160,8 +166,6 @@ class MqttSource:
         return {**self._stats, "connected": 1.0 if self._connected else 0.0}
 
     async def run(self, emit: Emit) -> None:
-        if self._settings is None:
-            self._settings = self._build_settings()
         settings = self._settings
         topics = self.config.subscription_topics()
         conn_backoff = Backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
@@ -188,7 +192,7 @@ class MqttSource:
                         except Exception as exc:
                             # Not acked: the broker keeps it in our session and redelivers it.
                             self._stats["emit_refused"] += 1
-                            raise _EmitRefused(str(exc) or type(exc).__name__) from None
+                            raise _EmitRefused(f"{type(exc).__name__}: {exc}") from None
                         refused_backoff.reset()
                         if conn.ack(msg):
                             self._stats["acked"] += 1
