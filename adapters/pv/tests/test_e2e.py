@@ -80,7 +80,7 @@ async def test_sunspec_inverters_over_modbus_tcp_become_entities_in_the_broker()
                 "outbox": {"kind": "memory"}, "check": "strict", "http": {"enabled": False},
                 "sources": [{
                     "kind": "modbus", "name": "inverters", "profile": "sunspec", "interval_s": 0.5,
-                    "timeout_s": 1.0, "concurrency": 2, "retry_min_s": 0.5,
+                    "timeout_s": 1.0, "concurrency": 2, "retry_min_s": 0.5, "ready_min_share": 0.6,
                     "targets": [
                         {"host": "127.0.0.1", "port": sample.port, "unit_id": 1, "device": "inv-sample"},
                         {"host": "127.0.0.1", "port": edge.port, "unit_id": 3, "device": "inv-edge"},
@@ -145,6 +145,7 @@ async def test_sunspec_inverters_over_modbus_tcp_become_entities_in_the_broker()
                 await asyncio.sleep(1.5)
                 stats = runner.sources[0].stats()
                 assert stats["targets_ok"] == 2 and stats["targets"] == 3
+                assert runner.sources[0].ready            # 2 of 3 inverters answer ≥ ready_min_share 0.6
                 assert stats["poll_failures"] >= 1
                 assert stats["emitted"] >= 4
                 assert runner.counters().get("dead_lettered", 0) == 0
@@ -260,3 +261,45 @@ async def test_fronius_day_night_and_gen24_answers_become_entities_in_the_broker
     finally:
         for server in (day, night, gen24, gen24_night):
             await server.stop()
+
+
+async def test_readiness_follows_the_share_of_answering_inverters():
+    from adapters.core.runner import Runner
+    from broker_client.local_broker import running_broker
+
+    ns = f"e2e-{uuid.uuid4().hex[:10]}"
+    sample = await serve_sunspec_inverter("127.0.0.1", 0, registers=sample_registers())
+    silent, silent_port, conns = await _silent_server()
+    try:
+        async with running_broker() as broker_url:
+            config = {
+                "adapter": "pv", "namespace": ns,
+                "broker": {"url": broker_url, "batch_size": 50, "flush_ms": 50},
+                "outbox": {"kind": "memory"}, "check": "strict", "http": {"enabled": False},
+                "sources": [{
+                    "kind": "modbus", "profile": "sunspec", "interval_s": 0.3, "timeout_s": 0.5,
+                    "retry_min_s": 0.3, "ready_min_share": 0.75,
+                    "targets": [
+                        {"host": "127.0.0.1", "port": sample.port, "unit_id": 1, "device": "inv-a"},
+                        {"host": "127.0.0.1", "port": silent_port, "unit_id": 1, "device": "inv-b"},
+                    ],
+                }],
+            }
+            runner = Runner.from_config(config, adapter=ADAPTER)
+            await runner.start()
+            try:
+                async def both_polled():
+                    st = runner.sources[0].stats()
+                    return st["emitted"] >= 2 and st["poll_failures"] >= 1
+                await _wait_for(both_polled, timeout=10)
+                assert runner.sources[0].stats()["targets_ok"] == 1
+                assert not runner.sources[0].ready          # 1 of 2 < 0.75
+                ready, checks = runner.readiness()
+                assert not ready
+            finally:
+                await runner.stop()
+    finally:
+        await sample.stop()
+        for w in conns:
+            w.close()
+        silent.close()
