@@ -286,6 +286,12 @@ def cmd_deadletter(args) -> int:
 
 # --- main ---------------------------------------------------------------------------------------------------
 
+def _startup_error():
+    from .runner import StartupError
+
+    return StartupError
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stadtlink", description="Device data → FIWARE Smart Data Models in an "
                                 "NGSI-LD broker.", epilog="Also: " + ", ".join(
@@ -352,6 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             _err(f"configuration error: {text}")
         return 2
+    except _startup_error() as exc:
+        _err(f"cannot start: {exc}")
+        return 1
     except DecodeError as exc:
         _err(f"cannot decode: {exc.reason}: {exc.detail}" if exc.detail else f"cannot decode: {exc.reason}")
         return 1

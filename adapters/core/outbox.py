@@ -179,6 +179,13 @@ class MemoryOutbox(_Limit):
     def pending(self) -> int:
         return len(self._queue)
 
+    def recover(self) -> None:
+        """Hand entries taken but never acknowledged out again (after a batcher restart), oldest first."""
+        if self._inflight:
+            self._queue.extendleft(reversed(list(self._inflight.values())))
+            self._inflight.clear()
+            self._changed.set()
+
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
     import redis.exceptions as rex
@@ -408,6 +415,11 @@ class RedisOutbox(_Limit):
             self._inflight.discard(i)
         self._depth = int(res[-1])
         self._maybe_clear_alarm()
+
+    def recover(self) -> None:
+        """After a batcher restart: re-read our own pending entries (taken, never acknowledged)."""
+        self._inflight.clear()
+        self._own_pending_cursor = "0"
 
     async def _ping(self) -> bool:
         try:

@@ -35,6 +35,10 @@ from .state import MemoryStateBackend, RedisStateBackend
 log = logging.getLogger("stadtlink.runner")
 
 
+class StartupError(Exception):
+    """The adapter cannot start (e.g. Redis unreachable); not a configuration mistake."""
+
+
 def _resolve_adapter(adapter: AdapterSpec | str | None, data_adapter: str | None) -> AdapterSpec:
     from . import plugins
 
@@ -130,7 +134,8 @@ class Runner:
         try:
             initial_state = await self.state_backend.load()
         except Exception as exc:  # noqa: BLE001
-            raise ConfigError(f"outbox.url: cannot load the adapter state from redis: {exc}") from None
+            await self.outbox.close()
+            raise StartupError(f"cannot load the adapter state from redis ({cfg.outbox.url}): {exc}") from None
         self.pipeline = Pipeline(self.adapter, namespace=cfg.namespace, registry=self.registry,
                                  settings=cfg.settings, state=StateStore(initial_state),
                                  state_backend=self.state_backend if cfg.outbox.kind == "redis" else None,
@@ -230,7 +235,20 @@ class Runner:
 
     async def _run_batcher(self) -> None:
         await self.batcher.probe()
-        await self.batcher.run()
+        delay = 1.0
+        while True:
+            try:
+                await self.batcher.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bug must not strand the outbox
+                self.metrics.counts["errors"] += 1
+                log.exception("batcher failed (%s); restarting in %.0f s", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                self.batcher._carry.clear()
+                self.outbox.recover()
 
     async def _heartbeat_loop(self) -> None:
         while True:

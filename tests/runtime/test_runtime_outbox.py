@@ -282,3 +282,62 @@ async def test_redis_restart_with_appendonly_keeps_the_outbox(own_redis):
             await fb.stop()
     finally:
         await runner.stop(grace=1)
+
+
+async def test_redis_restart_without_persistence_recovers_for_new_data(own_redis):
+    """Without AOF a Redis restart empties the stream (operators: configure `appendonly yes`);
+    the adapter recreates its consumer group and carries on with new data."""
+    srv = own_redis(appendonly=False)
+    srv.start()
+    fb = await FakeBroker().start()
+    src = QueueSource()
+    cfg = base_config(fb.url, outbox={"kind": "redis", "url": f"redis://127.0.0.1:{srv.port}/0", "key_prefix": "nr"})
+    runner = Runner.from_config(cfg, adapter=ADAPTER, sources=[(src, "toy-lora", None)])
+    await runner.start()
+    try:
+        topic, doc = up("dev-1", 100, 1)
+        await src.push(doc, topic=topic)
+        assert await wait_for(lambda: runner.counters()["upserted"] == 1, timeout=5)
+        srv.kill()
+        srv.start()
+        deadline = time.monotonic() + 10
+        f_cnt = 2
+        while True:                       # the first pushes may be refused while the client reconnects
+            topic, doc = up("dev-1", 200, f_cnt)
+            try:
+                await src.push(doc, topic=topic)
+                break
+            except Exception:             # noqa: BLE001
+                assert time.monotonic() < deadline
+                f_cnt += 1
+                await asyncio.sleep(0.2)
+        assert await wait_for(lambda: runner.counters()["upserted"] == 2, timeout=10)
+        assert fb.entities["urn:ngsi-ld:WeatherObserved:test:dev-1"]["temperature"]["value"] == 2.0
+    finally:
+        await runner.stop(grace=1)
+        await fb.stop()
+
+
+async def test_batcher_bug_is_survived_and_taken_entries_are_sent():
+    fb = await FakeBroker().start()
+    src = QueueSource()
+    runner = Runner.from_config(base_config(fb.url), adapter=ADAPTER, sources=[(src, "toy-lora", None)])
+    await runner.start()
+    try:
+        original = runner.batcher._write
+        calls = {"n": 0}
+
+        async def flaky(entries):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("batcher bug")
+            await original(entries)
+
+        runner.batcher._write = flaky
+        topic, doc = up("dev-1", 300, 1)
+        await src.push(doc, topic=topic)
+        assert await wait_for(lambda: runner.counters()["upserted"] == 1, timeout=6)
+        assert runner.counters()["errors"] == 1 and runner.liveness()[0]
+    finally:
+        await runner.stop(grace=1)
+        await fb.stop()
