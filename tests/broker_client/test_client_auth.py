@@ -195,3 +195,14 @@ async def test_missing_token_file_is_clear_error(orion, tmp_path):
     async with NGSILDClient(orion.url, context=CONTEXT, auth=StaticToken(file=tmp_path / "absent")) as c:
         with pytest.raises(AuthenticationError, match="absent"):
             await c.delete_entity(E1)
+
+
+async def test_concurrent_requests_share_one_token_fetch(orion, keycloak):
+    import asyncio
+
+    orion.always("DELETE", f"/entities/{E1}", Canned(204))
+    auth = OAuth2ClientCredentials(keycloak.url, "c", SECRET)
+    async with NGSILDClient(orion.url, context=CONTEXT, auth=auth, retry=FAST_RETRY) as c:
+        await asyncio.gather(*(c.delete_entity(E1) for _ in range(10)))
+    assert len(keycloak.forms) == 1
+    assert {bearer(r) for r in orion.calls()} == {"Bearer tok-1"}

@@ -180,3 +180,33 @@ async def test_health(orion, client):
     assert len(orion.calls()) == 3  # no retries for health
     async with NGSILDClient(f"http://127.0.0.1:{free_port()}", retry=FAST_RETRY) as c:
         assert await c.health() is False
+
+
+async def test_connection_dropped_mid_request_retried_only_when_idempotent():
+    """The broker dies mid-request: the connection closes without an answer."""
+    calls: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        calls.append(request.path)
+        if len([c for c in calls if c == request.path]) == 1:
+            request.transport.close()  # type: ignore[union-attr]
+            return web.Response(status=204)  # never reaches the client
+        if request.path.endswith("/entities"):
+            return web.Response(status=201, headers={"Location": f"/ngsi-ld/v1/entities/{E1}"})
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        async with NGSILDClient(str(server.make_url("")), retry=FAST_RETRY) as c:
+            result = await c.upsert([entity(E1)])
+            assert result.succeeded == [E1]
+            with pytest.raises(BrokerUnavailable):
+                await c.create_entity(entity(E1))
+        assert calls.count("/ngsi-ld/v1/entityOperations/upsert") == 2
+        assert calls.count("/ngsi-ld/v1/entities") == 1
+    finally:
+        await server.close()
