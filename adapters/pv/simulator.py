@@ -389,6 +389,40 @@ def sunrise_power_fn(*, peak_w: float = 10_000.0, day_s: float = 600.0, night_sh
     return power
 
 
+async def start_demo_simulators(host: str = "127.0.0.1", *, modbus_port: int = 5020, fronius_port: int = 8604,
+                                day_s: float = 600.0) -> list[Any]:
+    """The inverters ``examples/pv.yaml`` polls: a SunSpec inverter (unit 1) on ``modbus_port`` and a
+    Fronius data manager on ``fronius_port``, both with a sun that rises and sets every ``day_s``
+    seconds. Returns the servers; ``await s.stop()`` each when done."""
+    sunspec_server = await serve_sunspec_inverter(
+        host, modbus_port, values_fn=sunrise_values_fn(peak_w=29_700.0, day_s=day_s, start_phase=0.15,
+                                                       serial="RATHAUS-29K7", model="SimInverter 30"))
+    fronius_server = await serve_fronius(host, fronius_port,
+                                         values_fn=sunrise_power_fn(peak_w=10_000.0, day_s=day_s))
+    return [sunspec_server, fronius_server]
+
+
+async def _main() -> None:  # pragma: no cover - manual use: python -m adapters.pv.simulator
+    import asyncio
+
+    servers = await start_demo_simulators()
+    print("SunSpec inverter on 127.0.0.1:5020 (unit 1), Fronius Solar API on http://127.0.0.1:8604 — Ctrl-C stops")
+    try:
+        await asyncio.Event().wait()
+    finally:
+        for server in servers:
+            await server.stop()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import asyncio
+    import contextlib
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_main())
+
+
 __all__ = ["DEFAULT_SCALE_FACTORS", "FroniusServer", "SunSpecInverterServer", "build_register_map",
            "create_fronius_app", "encode_model", "fronius_documents", "free_port", "inverter_chain",
-           "serve_fronius", "serve_sunspec_inverter", "sunrise_power_fn", "sunrise_values_fn"]
+           "serve_fronius", "serve_sunspec_inverter", "start_demo_simulators", "sunrise_power_fn",
+           "sunrise_values_fn"]

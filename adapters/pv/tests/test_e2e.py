@@ -303,3 +303,49 @@ async def test_readiness_follows_the_share_of_answering_inverters():
         for w in conns:
             w.close()
         silent.close()
+
+
+async def test_example_config_against_the_demo_simulators():
+    """examples/pv.yaml (packaged copy) with the demo simulators on free ports: every entity type appears."""
+    import yaml
+
+    from adapters.core.runner import Runner
+    from adapters.pv.simulator import free_port, start_demo_simulators
+    from broker_client.local_broker import running_broker
+
+    modbus_port, fronius_port = free_port(), free_port()
+    servers = await start_demo_simulators(modbus_port=modbus_port, fronius_port=fronius_port, day_s=60.0)
+    ns = f"e2e-{uuid.uuid4().hex[:10]}"
+    try:
+        async with running_broker() as broker_url:
+            config = yaml.safe_load(ADAPTER.example_config.read_text(encoding="utf-8"))
+            config.update(namespace=ns, http={"enabled": False},
+                          broker={"url": broker_url, "batch_size": 50, "flush_ms": 50})
+            modbus, http = config["sources"]
+            modbus["interval_s"] = http["interval_s"] = 0.5
+            modbus["targets"][0]["port"] = modbus_port
+            for target in http["targets"]:
+                target["url"] = target["url"].replace("127.0.0.1:8604", f"127.0.0.1:{fronius_port}")
+            runner = Runner.from_config(config, adapter=ADAPTER, base_dir=ADAPTER.example_config.parent)
+            await runner.start()
+            try:
+                async with aiohttp.ClientSession() as session:
+                    acs = await _wait_for(lambda: _count(session, broker_url, "ThreePhaseAcMeasurement", ns, 5))
+                    assert {f"urn:ngsi-ld:ThreePhaseAcMeasurement:{ns}:{d}" for d in
+                            ("inv-rathaus", "inv-bauhof", "site-bauhof-grid", "site-bauhof-pv",
+                             "site-bauhof-load")} <= set(acs)
+                    rathaus = acs[f"urn:ngsi-ld:ThreePhaseAcMeasurement:{ns}:inv-rathaus"]
+                    assert 0 < rathaus["totalActivePower"]["value"] <= 29_700
+                    assert rathaus["name"]["value"] == "PV Rathaus Bitburg"
+                    pvs = await _wait_for(lambda: _count(session, broker_url, "PhotovoltaicMeasurement", ns, 1))
+                    pv = pvs[f"urn:ngsi-ld:PhotovoltaicMeasurement:{ns}:inv-rathaus"]
+                    assert pv["activePower"]["unitCode"] == "KWT" and pv["nominalPeakPowerGeneration"]["value"] == 29.7
+                    devices = await _wait_for(lambda: _count(session, broker_url, "Device", ns, 2))
+                    assert devices[f"urn:ngsi-ld:Device:{ns}:inv-rathaus"]["serialNumber"]["value"] == "RATHAUS-29K7"
+                    await _wait_for(lambda: _count(session, broker_url, "DeviceMeasurement", ns, 3))
+                assert runner.counters().get("dead_lettered", 0) == 0
+            finally:
+                await runner.stop()
+    finally:
+        for server in servers:
+            await server.stop()
