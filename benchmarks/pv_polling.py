@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -194,7 +195,7 @@ async def run(args) -> dict:
     per_inverter = []
     for key, ts in stamps.items():
         ts = sorted(ts)
-        gaps = [b - a for a, b in zip(ts, ts[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(ts)]
         per_inverter.append({"inverter": key, "polls": len(ts), "mean_interval_s": statistics.mean(gaps) if gaps else None,
                              "max_interval_s": max(gaps) if gaps else None})
     with_gaps = [p for p in per_inverter if p["mean_interval_s"] is not None]

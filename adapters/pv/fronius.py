@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from adapters.core.errors import DecodeError, ReadingDropped
 from adapters.core.timeutil import TimeFormatError, parse_time

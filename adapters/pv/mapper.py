@@ -14,12 +14,21 @@ from the grid, negative = feed-in), ``<device>-pv`` (site PV generation) and ``<
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from adapters.core.adapter import MapContext
-from adapters.core.entity import (Measure, datetime_prop, entity_id, geo_point, new_entity, prop, rel,
-                                  set_measurements)
+from adapters.core.entity import (
+    Measure,
+    datetime_prop,
+    entity_id,
+    geo_point,
+    new_entity,
+    prop,
+    rel,
+    set_measurements,
+)
 from adapters.core.errors import MappingError
 from adapters.core.reading import Reading
 from adapters.core.timeutil import TimeFormatError, parse_time

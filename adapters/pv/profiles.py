@@ -1,8 +1,9 @@
 """The two decoding profiles of the PV adapter: ``sunspec`` (Modbus TCP) and ``fronius-solarapi`` (HTTP)."""
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 from adapters.core.adapter import FunctionProfile
 from adapters.core.errors import DecodeError

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import functools
 import math
-from collections import deque
 import socket
 import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from aiohttp import web
 
@@ -218,17 +219,16 @@ class SunSpecInverterServer:
             offset = self.base_address - start_address
             if offset >= 0 and offset + len(new) <= len(registers):
                 registers[offset:offset + len(new)] = new
-        return None
 
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.shutdown()
             self.server = None
 
-    async def __aenter__(self) -> "SunSpecInverterServer":
+    async def __aenter__(self) -> SunSpecInverterServer:
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
 
@@ -357,10 +357,10 @@ class FroniusServer:
     async def stop(self) -> None:
         await self.runner.cleanup()
 
-    async def __aenter__(self) -> "FroniusServer":
+    async def __aenter__(self) -> FroniusServer:
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
 
@@ -422,7 +422,19 @@ if __name__ == "__main__":  # pragma: no cover
         asyncio.run(_main())
 
 
-__all__ = ["DEFAULT_SCALE_FACTORS", "FroniusServer", "SunSpecInverterServer", "build_register_map",
-           "create_fronius_app", "encode_model", "fronius_documents", "free_port", "inverter_chain",
-           "serve_fronius", "serve_sunspec_inverter", "start_demo_simulators", "sunrise_power_fn",
-           "sunrise_values_fn"]
+__all__ = [
+    "DEFAULT_SCALE_FACTORS",
+    "FroniusServer",
+    "SunSpecInverterServer",
+    "build_register_map",
+    "create_fronius_app",
+    "encode_model",
+    "free_port",
+    "fronius_documents",
+    "inverter_chain",
+    "serve_fronius",
+    "serve_sunspec_inverter",
+    "start_demo_simulators",
+    "sunrise_power_fn",
+    "sunrise_values_fn",
+]

@@ -17,9 +17,10 @@ import inspect
 import json
 import math
 import struct
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from adapters.core.errors import DecodeError
 
@@ -157,7 +158,7 @@ def decode_point(point: Point, regs: Sequence[int]) -> Any:
     return None  # pad, ipaddr, eui48 …: nothing this adapter maps
 
 
-def scale(raw: int | float, sf: int) -> int | float:
+def scale(raw: float, sf: int) -> int | float:
     """``raw · 10^sf``, rounded to the digits the scale factor gives (4.87, not 4.8700000000000001)."""
     if sf >= 0:
         return raw * 10 ** sf

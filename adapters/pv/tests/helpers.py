@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 TESTDATA = Path(__file__).resolve().parent.parent / "testdata"
@@ -38,5 +38,5 @@ def model_body(chain: list[list], model_id: int) -> list[int]:
     return next(entry[2] for entry in chain if entry[0] == model_id)
 
 
-NOW = datetime(2026, 6, 21, 11, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 21, 11, 30, tzinfo=UTC)
 

@@ -294,8 +294,7 @@ async def test_readiness_follows_the_share_of_answering_inverters():
                 await _wait_for(both_polled, timeout=10)
                 assert runner.sources[0].stats()["targets_ok"] == 1
                 assert not runner.sources[0].ready          # 1 of 2 < 0.75
-                ready, checks = runner.readiness()
-                assert not ready
+                assert not runner.readiness()[0]
             finally:
                 await runner.stop()
     finally:

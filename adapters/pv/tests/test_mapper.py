@@ -16,7 +16,14 @@ from adapters.pv.profiles import FRONIUS_PROFILE, SUNSPEC_PROFILE
 from adapters.pv.settings import PvSettings
 from schemas import check_entity
 
-from .helpers import NOW, join_chain, load_sample, model_body, sample_registers, split_chain
+from .helpers import (
+    NOW,
+    join_chain,
+    load_sample,
+    model_body,
+    sample_registers,
+    split_chain,
+)
 
 NS = "bitburg"
 OBS = "2026-06-21T11:30:00.000Z"
@@ -166,7 +173,9 @@ def test_settings_switch_entities_off():
 
 
 def test_settings_forbid_unknown_keys():
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
         PvSettings(photovoltaic_measurements=True)
 
 

@@ -8,7 +8,12 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from adapters.core.errors import DecodeError
 from adapters.pv import sunspec
-from adapters.pv.simulator import build_register_map, inverter_chain, serve_sunspec_inverter, sunrise_values_fn
+from adapters.pv.simulator import (
+    build_register_map,
+    inverter_chain,
+    serve_sunspec_inverter,
+    sunrise_values_fn,
+)
 
 from .helpers import join_chain, model_body, sample_registers, split_chain
 

@@ -14,7 +14,15 @@ from adapters.core.reading import RawMessage
 from adapters.pv import sunspec
 from adapters.pv.profiles import SUNSPEC_PROFILE
 
-from .helpers import NOW, SUNSPEC_SAMPLE, join_chain, load_sample, model_body, sample_registers, split_chain
+from .helpers import (
+    NOW,
+    SUNSPEC_SAMPLE,
+    join_chain,
+    load_sample,
+    model_body,
+    sample_registers,
+    split_chain,
+)
 
 
 def decode_flat(registers: list[int], start: int = 40000) -> dict:
