@@ -504,6 +504,9 @@ async def read_sunspec(client: Any, unit_id: int, options: Mapping[str, Any] | N
         model_id, length = header
         if model_id == END_MODEL_ID:
             break
+        if address + 2 + length > 0x10000:
+            raise DecodeError("sunspec-chain-invalid",
+                              f"model {model_id} at {address} declares {length} registers, past the address space")
         body: list[int] = []
         if model_id in known or read_unknown:
             start = address + 2

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapters.core.adapter import MapContext
 from adapters.core.errors import MappingError
@@ -301,3 +303,22 @@ def test_packaged_example_config_is_valid():
     for target in cfg.sources[0].targets:
         record = registry.lookup(target.device)
         assert record is not None and record.has_location and record.get("energy_metering_started")
+
+
+registers = st.integers(min_value=0, max_value=0xFFFF)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(common=st.lists(registers, min_size=66, max_size=66),
+       inverter=st.lists(registers, min_size=50, max_size=50),
+       inverter_id=st.sampled_from([101, 102, 103]),
+       mppt=st.lists(registers, min_size=48, max_size=48))
+def test_fuzz_any_register_values_give_valid_entities_or_none(common, inverter, inverter_id, mppt):
+    """Whatever a device puts in its registers, every entity written passes the SDM check."""
+    registers_ = join_chain([[1, 66, common], [inverter_id, 50, inverter], [160, 48, mppt]])
+    reading = sunspec_reading(registers_)
+    for entity in map_reading(reading, ctx(PvSettings(photovoltaic_measurement=True))):
+        assert check_entity(entity) == [], (entity, check_entity(entity))
+        for name, attr in entity.items():
+            if isinstance(attr, dict) and attr.get("type") == "Property":
+                assert attr["value"] is not None, name

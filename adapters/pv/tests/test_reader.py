@@ -125,3 +125,16 @@ def test_encoder_round_trips_through_the_decoder():
     assert values["ac_power_w"] == 4321 and values["energy_export_wh"] == 123456
     assert values["serial_number"] == "ABC-1" and values["power_factor"] == 1.0
     assert values["sunspec_models"] == [1, 103, 160]
+
+
+async def test_a_model_length_past_the_address_space_is_refused():
+    registers = [0x5375, 0x6E53, 103, 0xFFF0] + [0] * 10
+    sim = await serve_sunspec_inverter("127.0.0.1", 0, registers=registers)
+    client = await _client(sim.port)
+    try:
+        with pytest.raises(DecodeError) as err:
+            await sunspec.read_sunspec(client, 1, {})
+    finally:
+        client.close()
+        await sim.stop()
+    assert err.value.reason == "sunspec-chain-invalid"
