@@ -6,6 +6,7 @@ import copy
 import logging
 import re
 import uuid
+from urllib.parse import unquote, urlencode
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,8 @@ class BrokerApp:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         if path.endswith("/") and len(path) > 1:
+            if path in (BASE + "/entities/", BASE + "/subscriptions/") and request.method in ("PATCH", "PUT", "DELETE"):
+                raise bad_request("Invalid resource id", "the id in the URL path is empty")
             path = path[:-1]
             if path.endswith("/"):
                 raise invalid_request("Invalid URL PATH", "Double Slash")
@@ -182,7 +185,7 @@ class BrokerApp:
             raise NgsiError(404, E.RESOURCE_NOT_FOUND, "Service Not Found", path)
         route, args = self._route(path[len(BASE):])
         if any(not a for a in args):
-            raise NgsiError(404, E.RESOURCE_NOT_FOUND, "Service Not Found", path)
+            raise bad_request("Invalid resource id", "an id in the URL path is empty")
         entry = route.methods.get(request.method)
         if entry is None:
             return web.Response(status=405, headers={"Allow": ",".join(route.methods)})
@@ -194,6 +197,9 @@ class BrokerApp:
         self._check_params(request, req, supported)
         self._check_tenant(request, req)
         req.accept = self._accept(request)
+        if req.accept == GEOJSON and handler not in (self.query_entities, self.get_entity, self.post_query):
+            raise NgsiError(406, E.BAD_REQUEST_DATA, "Invalid Accept mime-type",
+                            "application/geo+json is only served for entities")
         await self._read_body(request, req)
         return await handler(req)
 
@@ -203,7 +209,7 @@ class BrokerApp:
     def _check_params(self, request: web.Request, req: Req, supported: set[str]) -> None:
         for name, value in request.query.items():
             if name not in KNOWN_PARAMS:
-                raise bad_request("Unknown URI parameter", name)
+                raise invalid_request("Unknown URI parameter", name)
             if name not in supported and name not in _COMMON:
                 raise bad_request("Unsupported URI parameter", name)
             if value == "":
@@ -310,9 +316,9 @@ class BrokerApp:
         except orjson.JSONDecodeError as exc:
             raise invalid_request("JSON Parse Error", str(exc)) from None
         if body == {}:
-            raise bad_request("Invalid Payload Body", "Empty Object")
+            raise invalid_request("Invalid Payload Body", "Empty Object")
         if body == []:
-            raise bad_request("Invalid Payload Body", "Empty Array")
+            raise invalid_request("Invalid Payload Body", "Empty Array")
         if not isinstance(body, (dict, list)):
             raise bad_request("Invalid Payload Body", "the payload must be a JSON object or array")
         req.body = body
@@ -361,9 +367,28 @@ class BrokerApp:
         """The @context of ld+json answers: the one the reader gave (the core URL when none)."""
         return CORE_CONTEXT_URL if ctx.value is None else ctx.value
 
+    @staticmethod
+    def _page_links(req: Req, limit: int, offset: int, total: int) -> list[str]:
+        """Pagination Link values (rel="prev"/"next") as NGSI-LD §6.3.x describes."""
+        if limit <= 0:
+            return []
+        links = []
+        query = [(k, v) for k, v in req.request.query.items() if k not in ("limit", "offset")]
+
+        def link(new_offset: int, rel: str) -> str:
+            params = urlencode(query + [("limit", str(limit)), ("offset", str(new_offset))], safe=":,;/")
+            return f'<{req.request.path}?{params}>; rel="{rel}"; type="application/ld+json"'
+        if offset > 0:
+            links.append(link(max(0, offset - limit), "prev"))
+        if offset + limit < total:
+            links.append(link(offset + limit, "next"))
+        return links
+
     def _json(self, req: Req, status: int, payload: Any, ctx: CompiledContext | None,
-              headers: dict[str, str] | None = None) -> web.Response:
+              headers: dict[str, str] | None = None,
+              pages: tuple[int, int, int] | None = None) -> web.Response:
         headers = dict(headers or {})
+        links = self._page_links(req, *pages) if pages else []
         content_type = JSON
         if ctx is not None:
             if req.accept == JSONLD:
@@ -376,7 +401,9 @@ class BrokerApp:
             else:
                 if req.accept == GEOJSON:
                     content_type = GEOJSON
-                headers["Link"] = f"<{ctx.link_url}>; {LINK_REL}"
+                links.insert(0, f"<{ctx.link_url}>; {LINK_REL}")
+        if links:
+            headers["Link"] = ", ".join(links)
         return web.Response(status=status, body=_dumps(payload), content_type=content_type,
                             headers=headers)
 
@@ -442,7 +469,12 @@ class BrokerApp:
         raw = req.params.get(param)
         if raw is None:
             return None
-        return {n if n in ("id", "type") else ctx.expand(n) for n in raw.split(",") if n}
+        names = [n.strip() for n in raw.split(",") if n.strip()]
+        if param == "attrs":
+            for n in names:
+                if n in ("id", "type", "@id", "@type") or n.startswith("@"):
+                    raise bad_request("Invalid attribute name", f"{n} is not an attribute")
+        return {n if n in ("id", "type") else ctx.expand(n) for n in names}
 
     def _render(self, req: Req, entity: Entity, ctx: CompiledContext, attrs: set[str] | None) -> dict:
         fmt, sys_attrs = self._format(req)
@@ -470,6 +502,8 @@ class BrokerApp:
             if not wanted.intersection(entity.types):
                 raise not_found("Entity Not Found", entity.id)
         attrs = self._name_set(req, "attrs", ctx)
+        if attrs and not any(a in entity.attrs for a in attrs):
+            raise not_found("Entity Not Found", f"{entity.id} has none of the attributes {req.params['attrs']}")
         return self._json(req, 200, self._render(req, entity, ctx, attrs), ctx)
 
     async def delete_entity(self, req: Req) -> web.Response:
@@ -555,6 +589,10 @@ class BrokerApp:
         fragment = {k: v for k, v in body.items() if k != "@context"}
         if not fragment:
             raise bad_request("Invalid Payload Body", "Empty Object")
+        existing_type = entity.attrs[iri][0].get("type")
+        if "type" in fragment and fragment["type"] != existing_type:
+            raise bad_request("Attribute type mismatch",
+                              f"{attr_name} is a {existing_type}, the fragment says {fragment['type']}")
         parsed = parse_attribute(attr_name, fragment, ctx, now, allow_delete=True, partial=True)
         if isinstance(parsed, DeleteMarker):
             del entity.attrs[iri]
@@ -784,13 +822,19 @@ class BrokerApp:
                     raise not_found("Entity not found", eid)
                 tenant.add_types(entity, types)
                 touched = set()
+                kept = []
                 for iri, instances in attrs.items():
                     if no_overwrite and iri in entity.attrs:
+                        kept.append(ctx.compact(iri))
                         continue
                     put_instances(entity, iri, instances, now)  # type: ignore[arg-type]
                     touched.add(iri)
-                entity.modified = now
-                self._merge_change(changes, entity, touched)
+                if touched:
+                    entity.modified = now
+                    self._merge_change(changes, entity, touched)
+                if kept:
+                    # noOverwrite left attributes as they were: not a full success (as ETSI expects)
+                    raise bad_request("attribute already exists: overwrite is not allowed", ", ".join(kept))
                 if eid not in success:
                     success.append(eid)
             except NgsiError as err:
@@ -1003,7 +1047,7 @@ class BrokerApp:
         if req.accept == GEOJSON:
             payload = {"type": "FeatureCollection", "features": payload}
         headers = {"NGSILD-Results-Count": str(len(matches))} if want_count else {}
-        return self._json(req, 200, payload, ctx, headers)
+        return self._json(req, 200, payload, ctx, headers, pages=(limit, offset, len(matches)))
 
     async def post_query(self, req: Req) -> web.Response:
         body = self._require_object(req)
@@ -1058,7 +1102,7 @@ class BrokerApp:
         if "q" in body:
             if not isinstance(body["q"], str):
                 raise bad_request("Invalid Query", "q must be a string")
-            filters.append(compile_q(body["q"], ctx))
+            filters.append(compile_q(unquote(body["q"]), ctx))
         if "geoQ" in body:
             geo = body["geoQ"]
             if not isinstance(geo, dict):
@@ -1126,7 +1170,7 @@ class BrokerApp:
         subs = list(tenant.subscriptions.values())
         payload = [s.render(ctx, sys_attrs="sysAttrs" in req.options) for s in subs[offset:offset + limit]]
         headers = {"NGSILD-Results-Count": str(len(subs))} if want_count else {}
-        return self._json(req, 200, payload, ctx, headers)
+        return self._json(req, 200, payload, ctx, headers, pages=(limit, offset, len(subs)))
 
     async def patch_subscription(self, req: Req) -> web.Response:
         body = self._require_object(req)

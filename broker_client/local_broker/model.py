@@ -90,14 +90,25 @@ def check_entity_id(value: Any) -> str:
     return value
 
 
+_RESERVED_TYPE_NAMES = {"id", "type", "value", "object", "Property", "Relationship", "GeoProperty"}
+_TYPE_NAME_RE = re.compile(r"^[^\s<>\"{}|\\^`@][^\s<>\"{}|\\^`]*$")
+
+
+def _check_type_name(name: str) -> None:
+    if name in _RESERVED_TYPE_NAMES or not _TYPE_NAME_RE.match(name):
+        raise bad_request("Invalid entity type name", name)
+
+
 def expand_entity_types(value: Any, ctx: CompiledContext) -> list[str]:
     if isinstance(value, str):
         if not value:
             raise bad_request("Empty String", "type")
+        _check_type_name(value)
         return [ctx.expand(value)]
     if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
         out: list[str] = []
         for v in value:
+            _check_type_name(v)
             iri = ctx.expand(v)
             if iri not in out:
                 out.append(iri)
@@ -226,11 +237,19 @@ def _parse_instance(name: str, raw: Any, ctx: CompiledContext, now: float, allow
         else:
             if atype is not None:
                 raise bad_request("Invalid value for attribute /type/", f"{name}: {atype}")
-            # a bare JSON object is the value of a Property (concise form)
-            return {"type": "Property", "value": raw, "createdAt": now, "modifiedAt": now}
+            if not partial:
+                # a bare JSON object is the value of a Property (concise form)
+                return {"type": "Property", "value": raw, "createdAt": now, "modifiedAt": now}
+            atype = None  # a fragment of a partial update: metadata and sub-attributes only
     inst: dict[str, Any] = {"type": atype}
-    value_key = ATTRIBUTE_TYPES[atype]
-    if value_key not in raw:
+    if atype is None:
+        del inst["type"]
+        value_key = "value"
+    else:
+        value_key = ATTRIBUTE_TYPES[atype]
+    if atype is None:
+        pass
+    elif value_key not in raw:
         if atype == "GeoProperty" and "value" not in raw and partial:
             pass
         elif not partial:

@@ -8,6 +8,8 @@ import re
 import uuid
 from typing import Any
 
+from urllib.parse import unquote
+
 import aiohttp
 import orjson
 from yarl import URL
@@ -135,7 +137,8 @@ class Subscription:
             f["notificationTrigger"] = list(triggers)
         if "q" in body:
             q = _string(body, "q")
-            self.q = compile_q(q, ctx)
+            # q has the syntax of the URL parameter, percent-encoding included
+            self.q = compile_q(unquote(q), ctx)
             f["q"] = q
         if "geoQ" in body:
             geo = body["geoQ"]
@@ -156,7 +159,7 @@ class Subscription:
                 epoch = parse_datetime(body[key])
                 if epoch is None:
                     raise bad_request("Invalid ISO8601 timestamp", key)
-                if creating and epoch <= now_ms():
+                if epoch <= now_ms():
                     raise bad_request("Invalid value for expiresAt", "expiresAt is in the past")
                 f["expiresAt"] = epoch
         for key in ("throttling", "timeInterval"):
@@ -380,7 +383,9 @@ class Notifier:
         accept = endpoint.get("accept", "application/json")
         headers = {"Accept": "application/json", "User-Agent": "stadtlink-local-broker"}
         if accept == "application/ld+json":
+            # Orion-LD puts @context on the notification, the specification on every entity
             body["@context"] = sub.ctx.link_url
+            body["data"] = [{"@context": sub.ctx.link_url, **entity} for entity in data]
             headers["Content-Type"] = "application/ld+json"
         else:
             headers["Content-Type"] = accept

@@ -122,9 +122,18 @@ async def test_batch_update(http, broker):
     assert body["errors"] == [{"entityId": "urn:ngsi-ld:ParkingSpot:b:9", "error": {
         "type": "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound", "title": "Entity not found",
         "detail": "urn:ngsi-ld:ParkingSpot:b:9", "status": 404}}]
-    status, _, _ = await post(http, broker, "update", [spot(2, "free")], params={"options": "noOverwrite"})
+    # noOverwrite: new attributes are added, existing ones kept, and the entity is reported (207)
+    status, _, body = await post(http, broker, "update", [spot(2, "free", width={"type": "Property", "value": 3})],
+                                 params={"options": "noOverwrite"})
+    assert status == 207
+    assert body["success"] == []
+    assert body["errors"][0]["entityId"] == "urn:ngsi-ld:ParkingSpot:b:2"
+    assert body["errors"][0]["error"]["detail"] == "status"
+    _, entity = await kv(http, broker, "urn:ngsi-ld:ParkingSpot:b:2")
+    assert entity["status"] == "occupied" and entity["width"] == 3
+    status, _, _ = await post(http, broker, "update", [{"id": "urn:ngsi-ld:ParkingSpot:b:2", "type": "ParkingSpot",
+                                                        "height": 1.9}], params={"options": "noOverwrite"})
     assert status == 204
-    assert (await kv(http, broker, "urn:ngsi-ld:ParkingSpot:b:2"))[1]["status"] == "occupied"
 
 
 async def test_batch_delete(http, broker):

@@ -325,3 +325,40 @@ async def test_entity_ids_with_slashes_in_path(http, broker):
         assert r.status == 204
     _, _, body = await get(http, broker, "http://a.b.c/entity/E1", headers={})
     assert body["a"]["value"] == 2
+
+
+async def test_partial_update_of_sub_attribute_and_type_mismatch(http, broker):
+    entity = {"id": "urn:ngsi-ld:T:p", "type": "T",
+              "isParked": {"type": "Relationship", "object": "urn:ngsi-ld:P:1",
+                           "providedBy": {"type": "Relationship", "object": "urn:ngsi-ld:Person:Bob"}}}
+    await create(http, broker, entity, headers=JSON)
+    url = f"{broker}/entities/urn:ngsi-ld:T:p/attrs/isParked"
+    async with http.patch(url, json={"providedBy": {"type": "Relationship", "object": "urn:ngsi-ld:Person:Ann"}}) as r:
+        assert r.status == 204
+    _, _, body = await get(http, broker, "urn:ngsi-ld:T:p", headers={})
+    assert body["isParked"] == {"type": "Relationship", "object": "urn:ngsi-ld:P:1",
+                                "providedBy": {"type": "Relationship", "object": "urn:ngsi-ld:Person:Ann"}}
+    async with http.patch(url, json={"type": "Property", "value": 3}) as r:
+        assert r.status == 400
+        assert problem(await r.json())[1] == "Attribute type mismatch"
+
+
+async def test_retrieve_with_unknown_attrs_is_404_and_id_type_are_not_attrs(http, broker):
+    await create(http, broker, spot())
+    status, _, body = await get(http, broker, "urn:ngsi-ld:ParkingSpot:test:1", params={"attrs": "nothere"})
+    assert status == 404
+    async with http.get(f"{broker}/entities", params={"attrs": "id,type"}) as r:
+        assert r.status == 400
+
+
+async def test_invalid_entity_type_names(http, broker):
+    for bad in ("type", "id", "with space", "@type"):
+        async with http.post(f"{broker}/entities", json={"id": "urn:ngsi-ld:T:bad", "type": bad}) as r:
+            assert r.status == 400, bad
+
+
+async def test_empty_entity_id_in_path_is_400(http, broker):
+    async with http.post(f"{broker}/entities//attrs", json={"a": 1}) as r:
+        assert r.status == 400
+    async with http.patch(f"{broker}/entities/", json={"a": 1}) as r:
+        assert r.status == 400

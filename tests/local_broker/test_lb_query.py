@@ -203,3 +203,13 @@ async def test_geojson_accept(http, populated):
         body = await r.json(content_type=None)
     assert body["type"] == "FeatureCollection"
     assert body["features"][0]["geometry"] == {"type": "Point", "coordinates": [8.68, 50.11]}
+
+
+async def test_pagination_link_headers(http, populated):
+    async with http.get(f"{populated}/entities", params={"type": "ParkingSpot", "limit": "1", "offset": "1"},
+                        headers={**PLINK, "Accept": "application/ld+json"}) as r:
+        links = [link.strip() for link in r.headers["Link"].split(",")]
+    assert '</ngsi-ld/v1/entities?type=ParkingSpot&limit=1&offset=0>; rel="prev"; type="application/ld+json"' in links
+    assert '</ngsi-ld/v1/entities?type=ParkingSpot&limit=1&offset=2>; rel="next"; type="application/ld+json"' in links
+    async with http.get(f"{populated}/entities", params={"type": "ParkingSpot", "limit": "10"}, headers=PLINK) as r:
+        assert r.headers["Link"] == PARKING_LINK  # one page: only the context

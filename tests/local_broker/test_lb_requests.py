@@ -68,8 +68,8 @@ async def test_body_rules(http, broker):
     url = f"{broker}/entities"
     cases = [
         (b"{bad json", "InvalidRequest", "JSON Parse Error"),
-        (b"{}", "BadRequestData", "Invalid Payload Body"),
-        (b"[]", "BadRequestData", "Invalid Payload Body"),
+        (b"{}", "InvalidRequest", "Invalid Payload Body"),
+        (b"[]", "InvalidRequest", "Invalid Payload Body"),
         (b"", "BadRequestData", "payload missing"),
         (b"42", "BadRequestData", "Invalid Payload Body"),
     ]

@@ -396,3 +396,25 @@ async def test_receiver_info_copies_request_header(http, broker, receiver):
     got = await receiver.next()
     assert got.headers["X-Correlation"] == "abc"
     assert json.loads(json.dumps(got.body))["data"][0]["id"] == "urn:ngsi-ld:ParkingSpot:s:1"
+
+
+async def test_percent_encoded_q_ld_json_data_context_and_expires_patch(http, broker, receiver):
+    sub_id = await subscribe(http, broker, subscription(receiver.url, q='name=="S%2D1"', notification={
+        "endpoint": {"uri": receiver.url, "accept": "application/ld+json"}}))
+    async with http.post(f"{broker}/entityOperations/upsert", json=[spot(1), spot(2)], headers=PLINK) as r:
+        assert r.status == 201
+    got = await receiver.next()
+    assert [e["id"] for e in got.body["data"]] == ["urn:ngsi-ld:ParkingSpot:s:1"]
+    assert got.body["data"][0]["@context"] == PARKING_CTX
+    async with http.patch(f"{broker}/subscriptions/{sub_id}", json={"expiresAt": "2001-01-01T00:00:00Z"}) as r:
+        assert r.status == 400
+    async with http.get(f"{broker}/subscriptions/{sub_id}", headers={"Accept": "application/geo+json"}) as r:
+        assert r.status == 406
+
+
+async def test_subscription_list_pagination_links(http, broker, receiver):
+    for _ in range(3):
+        await subscribe(http, broker, subscription(receiver.url))
+    async with http.get(f"{broker}/subscriptions", params={"limit": "1", "offset": "2"},
+                        headers={"Accept": "application/ld+json"}) as r:
+        assert r.headers["Link"] == '</ngsi-ld/v1/subscriptions?limit=1&offset=1>; rel="prev"; type="application/ld+json"'
