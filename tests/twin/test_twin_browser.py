@@ -68,7 +68,13 @@ async def test_upsert_reaches_the_browser_within_two_seconds():
                     elapsed = time.monotonic() - t0
                     assert elapsed < 2.0
 
+                    towns = await page.eval_on_selector("#town", "e => [...e.options].map(o => o.value)")
+                    assert towns == ["", "mannheim", "wolfsburg"], "the town list comes from the entity ids"
+                    await page.select_option("#town", "wolfsburg")
+                    await page.wait_for_function("twinMap.getZoom() >= 13", timeout=3000)
                     await page.click("#show-table")
+                    assert await page.locator("tr[data-entity-id]").count() == 1, "the table follows the town"
+                    await page.select_option("#town", "")
                     row = page.locator('tr[data-entity-id="urn:ngsi-ld:WeatherObserved:mannheim:s1"] td.value')
                     await row.wait_for(timeout=2000)
                     assert "31.2 °C" in await row.inner_text()

@@ -12,6 +12,7 @@
   let fitted = false;
 
   const map = L.map("map", { zoomControl: true, attributionControl: false, preferCanvas: false }).setView([51.1, 10.4], 6);
+  window.twinMap = map;   // for tests and the browser console
   fetch("/config.json").then(r => r.json()).then(cfg => {
     if (cfg.tileUrl) L.tileLayer(cfg.tileUrl, { maxZoom: 19 }).addTo(map);
   }).catch(() => {});
@@ -33,7 +34,7 @@
     let m = markers.get(item.id);
     if (!m) {
       m = L.circleMarker([lat, lon], style);
-      m.bindTooltip(label(item), { className: "twin-label", permanent: item.type !== "ParkingSpot", direction: "right" });
+      m.bindTooltip(label(item), { className: "twin-label", direction: "right" });
       markers.set(item.id, m);
     } else {
       m.setLatLng([lat, lon]);
@@ -43,7 +44,41 @@
       if (el) el.setAttribute("class", "leaflet-interactive " + style.className);
     }
     m.options.family = item.family;
+    m.options.town = townOf(item.id);
   }
+
+  // Entity ids are urn:ngsi-ld:<Type>:<town>:<local id>: the town is the adapter's namespace.
+  function townOf(id) {
+    const parts = id.split(":");
+    return parts.length > 4 ? parts[3] : "";
+  }
+
+  const townSelect = document.getElementById("town");
+  function refreshTowns() {
+    const towns = [...new Set([...markers.values()].map(m => m.options.town).filter(Boolean))].sort();
+    const have = [...townSelect.options].map(o => o.value).filter(Boolean);
+    if (towns.join() === have.join()) return;
+    const current = townSelect.value;
+    townSelect.replaceChildren(new Option("all towns", ""), ...towns.map(t => new Option(t, t)));
+    townSelect.value = towns.includes(current) ? current : "";
+  }
+  function zoomToTown() {
+    const town = townSelect.value;
+    const pts = [...markers.values()].filter(m => map.hasLayer(m) && (!town || m.options.town === town))
+      .map(m => m.getLatLng());
+    if (pts.length) map.fitBounds(L.latLngBounds(pts).pad(0.3), { maxZoom: 16 });
+  }
+  townSelect.addEventListener("change", () => { zoomToTown(); renderTable(); });
+
+  // Labels stay on screen once zoomed in far enough that they don't pile up.
+  function updateLabels() {
+    const show = map.getZoom() >= 13;
+    for (const m of markers.values()) {
+      if (!map.hasLayer(m)) continue;
+      if (show) m.openTooltip(); else m.closeTooltip();
+    }
+  }
+  map.on("zoomend", updateLabels);
 
   function applyFilters() {
     const show = visibleFamilies();
@@ -65,7 +100,8 @@
 
   function renderTable() {
     const show = visibleFamilies();
-    const rows = [...entities.values()].filter(e => show.has(e.family))
+    const town = document.getElementById("town").value;
+    const rows = [...entities.values()].filter(e => show.has(e.family) && (!town || townOf(e.id) === town))
       .sort((a, b) => (b.receivedAt || 0) - (a.receivedAt || 0));
     const frag = document.createDocumentFragment();
     for (const e of rows) {
@@ -95,11 +131,13 @@
       upsertMarker(item);
     }
     applyFilters();
+    refreshTowns();
     if (!fitted && markers.size) {
       const pts = [...markers.values()].map(m => m.getLatLng());
       map.fitBounds(L.latLngBounds(pts).pad(0.2));
       fitted = true;
     }
+    updateLabels();
     document.body.dataset.entities = String(entities.size);
   }
 
