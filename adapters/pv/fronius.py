@@ -97,7 +97,7 @@ def load_document(payload: Any) -> dict[str, Any]:
     if isinstance(payload, (bytes, bytearray, str)):
         try:
             payload = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise DecodeError("fronius-invalid-json", str(exc)[:200]) from None
     if not isinstance(payload, dict):
         raise DecodeError("fronius-not-solar-api", f"expected a JSON object, got {type(payload).__name__}")

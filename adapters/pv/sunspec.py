@@ -260,8 +260,8 @@ def payload_models(payload: Any) -> list[tuple[int, int, list[int]]]:
     if isinstance(payload, (bytes, bytearray, str)):
         try:
             payload = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise DecodeError("sunspec-bad-payload", f"not JSON: {exc}") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise DecodeError("sunspec-bad-payload", f"not JSON: {str(exc)[:200]}") from None
     if isinstance(payload, list):
         payload = {"registers": payload}               # a bare register dump starting at "SunS"
     if not isinstance(payload, Mapping):

@@ -140,6 +140,7 @@ def test_status_code_non_zero_is_a_counted_drop():
 
 @pytest.mark.parametrize("payload, reason", [
     (b"{not json", "fronius-invalid-json"),
+    (b"[" * 100_000, "fronius-invalid-json"),
     (b"[1, 2]", "fronius-not-solar-api"),
     (b'{"Body": {}}', "fronius-not-solar-api"),
     (b'{"Body": {"Data": {"PAC": {"Unit": "W", "Values": {"1": 5}}}}}', "fronius-unsupported-scope"),

@@ -286,6 +286,7 @@ def test_der_model_701_gives_per_phase_active_power():
     ("text", "sunspec-bad-payload"),
     (42, "sunspec-bad-payload"),
     (b"not json", "sunspec-bad-payload"),
+    (b"[" * 100_000, "sunspec-bad-payload"),
     ({"models": [[64001, 3, [1, 2, 3]]]}, "sunspec-no-known-model"),
     ({"registers": [0x5375, 0x6E53, 0xFFFF, 0]}, "sunspec-no-known-model"),
 ])
