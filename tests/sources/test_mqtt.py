@@ -122,7 +122,8 @@ async def test_message_is_not_acked_before_emit_returns():
         await _stop(task)
 
 
-async def test_emit_failure_means_no_ack_and_redelivery_after_reconnect():
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_emit_failure_means_no_ack_and_redelivery_after_reconnect(protocol):
     topic = f"stadtlink-test/{uuid.uuid4().hex}/up"
     attempts: list[bytes] = []
     delivered: list[bytes] = []
@@ -133,7 +134,7 @@ async def test_emit_failure_means_no_ack_and_redelivery_after_reconnect():
             raise RuntimeError("outbox full")
         delivered.append(message.payload)
 
-    source = MqttSource(_config(topic), adapter_name="test")
+    source = MqttSource(_config(topic, protocol=protocol), adapter_name="test")
     task = asyncio.create_task(source.run(flaky_emit))
     try:
         await _wait(lambda: source.ready, what="connect")
@@ -148,12 +149,13 @@ async def test_emit_failure_means_no_ack_and_redelivery_after_reconnect():
         await _stop(task)
 
 
-async def test_broker_restart_reconnects_resubscribes_and_loses_nothing():
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_broker_restart_reconnects_resubscribes_and_loses_nothing(protocol):
     broker = MosquittoProcess(persistence=True)
     await asyncio.to_thread(broker.start)
     topic = f"stadtlink-test/{uuid.uuid4().hex}/up"
     collector = Collector()
-    source = MqttSource(_config(topic, host=broker.host, port=broker.port), adapter_name="test")
+    source = MqttSource(_config(topic, host=broker.host, port=broker.port, protocol=protocol), adapter_name="test")
     task = asyncio.create_task(source.run(collector))
     sent: list[bytes] = []
 

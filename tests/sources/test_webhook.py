@@ -127,3 +127,15 @@ def test_config_and_build_errors(monkeypatch):
     with pytest.raises(ConfigError, match="NOT_SET_TOKEN_XYZ"):
         WebhookSource(WebhookSourceConfig(token_env="NOT_SET_TOKEN_XYZ"), http_app=web.Application())
     assert "secret" not in repr(WebhookSourceConfig(token="secret"))
+
+
+async def test_chirpstack_non_uplink_events_are_acknowledged_not_emitted():
+    collector = Collector()
+    async with serving(WebhookSourceConfig(path="/cs", token="t"), collector) as (source, http):
+        h = {"Authorization": "Bearer t"}
+        assert (await http.post("/cs?event=join", data=b'{"j":1}', headers=h)).status == 202
+        assert (await http.post("/cs?event=status", data=b'{"s":1}', headers=h)).status == 202
+        assert (await http.post("/cs?event=up", data=b'{"u":1}', headers=h)).status == 202
+        assert (await http.post("/cs?event=join", data=b"{}", headers={})).status == 401   # auth first
+    assert [m.payload for m in collector.messages] == [b'{"u":1}']
+    assert source.stats()["ignored"] == 2

@@ -5,6 +5,10 @@
 after ``emit`` returned, i.e. the message is in the outbox; ``503`` if the pipeline refused it
 (outbox full) or the source is not running yet, so the pushing server retries; ``413`` above
 ``max_body_bytes`` (1 MiB).
+
+ChirpStack's HTTP integration posts every event type to one URL with ``?event=up|join|status|…``:
+events other than ``up`` (and TTS-style ``?event=`` values listed in ``events``) are answered
+``202`` and counted as ``ignored``, not emitted — they are not uplinks and would only be dead letters.
 """
 from __future__ import annotations
 
@@ -48,6 +52,8 @@ class WebhookSourceConfig(BaseModel):
     profile: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)   # passed to profile.decode (e.g. json-map fields)
     max_body_bytes: int = Field(1024 * 1024, ge=1)
+    #: values of the ``event`` query parameter that are emitted (absent parameter: always emitted)
+    events: list[str] = Field(default_factory=lambda: ["up"])
 
     @field_validator("path")
     @classmethod
@@ -74,7 +80,7 @@ class WebhookSource:
                         config.path)
         self._emit: Emit | None = None
         self._stats = {"requests": 0.0, "accepted": 0.0, "unauthorized": 0.0, "too_large": 0.0,
-                       "emit_refused": 0.0}
+                       "emit_refused": 0.0, "ignored": 0.0}
         http_app.router.add_post(config.path, self._handle)
 
     @property
@@ -118,6 +124,10 @@ class WebhookSource:
         if body is None:
             self._stats["too_large"] += 1
             return web.json_response({"error": f"body larger than {limit} bytes"}, status=413)
+        event = request.query.get("event")
+        if event is not None and event not in self.config.events:
+            self._stats["ignored"] += 1
+            return web.json_response({"status": "ignored", "event": event}, status=202)
         emit = self._emit
         if emit is None:
             return web.json_response({"error": "not running"}, status=503, headers={"Retry-After": "5"})
