@@ -204,12 +204,14 @@ def decode_model(model: ModelDef, regs: Sequence[int], length: int) -> dict[str,
     fixed_raw_sf = values.get("_sf", {})
     if model.group is not None and limit > model.fixed_size:
         count = (limit - model.fixed_size) // model.group.size
-        if isinstance(model.group.count, str):
-            declared = values.get(model.group.count)
-            if isinstance(declared, int) and 0 <= declared < count:
-                count = declared
-        elif isinstance(model.group.count, int) and model.group.count > 0:
+        if isinstance(model.group.count, int) and model.group.count > 0:
             count = min(count, model.group.count)
+        # a count point (model 160: N) may say fewer instances than the length holds, never more
+        count_point = model.group.count if isinstance(model.group.count, str) else \
+            next((p.name for p in model.points if p.type == "count"), None)
+        declared = values.get(count_point) if count_point else None
+        if isinstance(declared, int) and 0 <= declared < count:
+            count = declared
         instances = []
         for i in range(count):
             start = model.fixed_size + i * model.group.size

@@ -166,6 +166,15 @@ def test_not_implemented_enum_leaves_out_the_status_name_too():
     assert "status" not in values and "status_code" not in values
 
 
+def test_mppt_count_point_may_lower_the_number_of_modules():
+    chain = split_chain(sample_registers())
+    model_body(chain, 160)[6] = 1                          # N = 1, but the length holds 2 modules
+    values = decode_flat(join_chain(chain))
+    assert [dc["name"] for dc in values["dc_inputs"]] == ["String 1"]
+    model_body(chain, 160)[6] = 5                          # N larger than the length: the length wins
+    assert len(decode_flat(join_chain(chain))["dc_inputs"]) == 2
+
+
 def test_bitfield32_and_uint32_sentinels():
     chain = split_chain(sample_registers())
     model_body(chain, 103)[38:40] = [0xFFFF, 0xFFFF]      # Evt1 bitfield32 not implemented
