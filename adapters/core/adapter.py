@@ -97,6 +97,9 @@ class FunctionProfile:
         return self.fn(message, options)
 
 
+_MISSING = object()
+
+
 class StateStore(MutableMapping):
     """Mapper state that must survive a restart (rain counters, alert hysteresis, spot states).
 
@@ -108,16 +111,21 @@ class StateStore(MutableMapping):
         self._data: dict[str, Any] = dict(initial or {})
         self._dirty: set[str] = set()
         self._deleted: set[str] = set()
+        self._journal: dict[str, Any] | None = None
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
+        if self._journal is not None and key not in self._journal:
+            self._journal[key] = self._data.get(key, _MISSING)
         self._data[key] = value
         self._dirty.add(key)
         self._deleted.discard(key)
 
     def __delitem__(self, key: str) -> None:
+        if self._journal is not None and key not in self._journal and key in self._data:
+            self._journal[key] = self._data[key]
         del self._data[key]
         self._dirty.discard(key)
         self._deleted.add(key)
@@ -127,6 +135,22 @@ class StateStore(MutableMapping):
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def begin(self) -> None:
+        """Start recording old values, so that :meth:`rollback` can undo a mapping whose entities
+        could not be queued (the source then redelivers the message; counters must not count it twice)."""
+        self._journal = {}
+
+    def commit(self) -> None:
+        self._journal = None
+
+    def rollback(self) -> None:
+        journal, self._journal = self._journal, None
+        for key, old in (journal or {}).items():
+            if old is _MISSING:
+                self._data.pop(key, None)
+            else:
+                self._data[key] = old
 
     def take_changes(self) -> tuple[dict[str, Any], set[str]]:
         """The keys written and deleted since the last call (for the runtime to persist)."""

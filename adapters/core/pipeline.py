@@ -114,6 +114,8 @@ class Pipeline:
         now = datetime.now(timezone.utc)
         ctx = self.ctx
         ctx.now = now
+        state = ctx.state
+        state.begin()
         entities: list[dict] = []
         seen = self.metrics.last_seen
         wall = time.time()
@@ -135,10 +137,16 @@ class Pipeline:
                 continue
             if produced:
                 entities.extend(produced)
+        try:
+            entities = await self._admit(entities, message, device_id, profile, options)
+            if entities:
+                await self.outbox.put(entities)
+        except BaseException:
+            state.rollback()       # the source redelivers: the mapping must not count twice
+            raise
+        state.commit()
         await self._persist_state()
-        entities = await self._admit(entities, message, device_id, profile, options)
         if entities:
-            await self.outbox.put(entities)
             self._remember(entities)
         if dedup_key is not None:
             self._dedup[dedup_key] = time.monotonic()
@@ -151,16 +159,25 @@ class Pipeline:
             return 0
         ctx = self.ctx
         ctx.now = now or datetime.now(timezone.utc)
+        state = ctx.state
+        state.begin()
         try:
             entities = list(tick(ctx) or ())
         except Exception as exc:  # noqa: BLE001
+            state.rollback()
             self._counts["errors"] += 1
             self._log(logging.ERROR, ("tick", type(exc).__name__), "tick failed: %s: %s", type(exc).__name__, exc)
             return 0
+        try:
+            entities = await self._admit(entities, None, None, None, None)
+            if entities:
+                await self.outbox.put(entities)
+        except BaseException:
+            state.rollback()
+            raise
+        state.commit()
         await self._persist_state()
-        entities = await self._admit(entities, None, None, None, None)
         if entities:
-            await self.outbox.put(entities)
             self._remember(entities)
         return len(entities)
 

@@ -57,12 +57,12 @@ class Rig:
 
 
 async def test_flush_at_batch_size(fake):
-    rig = Rig(fake.url, batch_size=5, flush_ms=2000)
+    rig = Rig(fake.url, batch_size=5, flush_ms=1000)
     await rig.outbox.put([ent(i) for i in range(12)])
     t0 = time.monotonic()
     async with rig:
-        assert await wait_for(lambda: len(fake.batches) >= 2, timeout=1.5)
-        assert time.monotonic() - t0 < 1.9          # the first two did not wait for flush_ms
+        assert await wait_for(lambda: len(fake.batches) >= 2, timeout=0.9)
+        assert time.monotonic() - t0 < 0.95         # the first two did not wait for flush_ms
         assert await rig.idle()
     assert [len(b) for b in fake.batches] == [5, 5, 2]
     assert rig.metrics.counts["upserted"] == 12

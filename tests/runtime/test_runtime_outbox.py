@@ -341,3 +341,22 @@ async def test_batcher_bug_is_survived_and_taken_entries_are_sent():
     finally:
         await runner.stop(grace=1)
         await fb.stop()
+
+
+async def test_refused_message_does_not_change_mapper_state():
+    """The outbox refused: the source redelivers, so the mapping's state changes are undone."""
+    fb = FakeBroker()                                           # unreachable: the outbox fills up
+    src = QueueSource()
+    cfg = base_config(fb.url, outbox={"kind": "memory", "max_length": 1, "backpressure_wait_s": 0.05})
+    runner = Runner.from_config(cfg, adapter=ADAPTER, sources=[(src, "toy-lora", None)])
+    await runner.start()
+    try:
+        topic, doc = up("dev-1", 1, 1)
+        await src.push(doc, topic=topic)
+        assert runner.pipeline.ctx.state["count:dev-1"] == 1
+        topic, doc = up("dev-1", 2, 2)
+        with pytest.raises(OutboxFull):
+            await src.push(doc, topic=topic)
+        assert runner.pipeline.ctx.state["count:dev-1"] == 1
+    finally:
+        await runner.stop(grace=0.2)
