@@ -145,6 +145,12 @@ def ac_measurement(reading: Reading, ctx: MapContext, record) -> dict | None:
     ent["dateObserved"] = datetime_prop(reading.observed_at)
     ent["refDevice"] = rel([entity_id("Device", ns, reading.device_id)])
     _common(ent, record)
+    started = record.get("energy_metering_started") if record is not None else None
+    if started is not None and "totalActiveEnergyExport" in ent:
+        try:   # the energy counters count since then (optional here: a bad value is left out)
+            ent["dateEnergyMeteringStarted"] = datetime_prop(parse_time(started))
+        except TimeFormatError:
+            pass
     return ent
 
 

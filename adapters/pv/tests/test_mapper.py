@@ -68,7 +68,8 @@ def test_sunspec_three_phase_ac_measurement():
     assert ac["type"] == "ThreePhaseAcMeasurement"
     assert attrs(ac) == {"totalActivePower", "totalApparentPower", "totalReactivePower", "totalPowerFactor",
                          "frequency", "totalActiveEnergyExport", "current", "phaseVoltage", "phaseToPhaseVoltage",
-                         "dateObserved", "refDevice", "name", "location"}
+                         "dateObserved", "refDevice", "name", "location", "dateEnergyMeteringStarted"}
+    assert ac["dateEnergyMeteringStarted"]["value"] == {"@type": "DateTime", "@value": "2019-04-01T00:00:00.000Z"}
     expect = {"totalActivePower": (5021, "WTT"), "totalApparentPower": (5030, "D46"),
               "totalReactivePower": (-120, "D44"), "totalPowerFactor": (0.998, "C62"),
               "frequency": (50.01, "HTZ"), "totalActiveEnergyExport": (30915.234, "KWH"),
@@ -230,7 +231,8 @@ def test_fronius_night_writes_energy_and_state_only():
     ents = by_id(map_reading(fronius_reading("fronius-solarapi-v1-inverter-realtime-symo-night-constructed.json"),
                              ctx(PvSettings(photovoltaic_measurement=True))))
     ac = ents[f"urn:ngsi-ld:ThreePhaseAcMeasurement:{NS}:inv-01"]
-    assert attrs(ac) == {"totalActiveEnergyExport", "dateObserved", "refDevice", "name", "location"}
+    assert attrs(ac) == {"totalActiveEnergyExport", "dateObserved", "refDevice", "name", "location",
+                         "dateEnergyMeteringStarted"}
     assert ac["totalActiveEnergyExport"]["value"] == 44186.9
     assert ents[f"urn:ngsi-ld:Device:{NS}:inv-01"]["deviceState"]["value"] == "STANDBY"
     assert not [e for e in ents.values() if e["type"] == "PhotovoltaicMeasurement"]
