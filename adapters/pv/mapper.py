@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime, timezone
 from typing import Any
 
 from adapters.core.adapter import MapContext
@@ -34,6 +35,13 @@ from adapters.core.reading import Reading
 from adapters.core.timeutil import TimeFormatError, parse_time
 
 from .settings import PvSettings
+
+
+def metering_start(value: Any) -> datetime:
+    """A registry ``energy_metering_started`` (ISO 8601 text, a YAML datetime or a YAML date) in UTC."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    return parse_time(value)
 
 
 def wh_to_kwh(v: float) -> float | None:
@@ -148,7 +156,7 @@ def ac_measurement(reading: Reading, ctx: MapContext, record) -> dict | None:
     started = record.get("energy_metering_started") if record is not None else None
     if started is not None and "totalActiveEnergyExport" in ent:
         try:   # the energy counters count since then (optional here: a bad value is left out)
-            ent["dateEnergyMeteringStarted"] = datetime_prop(parse_time(started))
+            ent["dateEnergyMeteringStarted"] = datetime_prop(metering_start(started))
         except TimeFormatError:
             pass
     return ent
@@ -213,7 +221,7 @@ def photovoltaic_measurement(reading: Reading, ctx: MapContext) -> dict | None:
     if location is None or started is None or temperature is None or temperature < 0:
         return None
     try:
-        started_at = parse_time(started)
+        started_at = metering_start(started)
     except TimeFormatError:
         raise MappingError("registry-field-invalid",
                            f"device {record.id!r}: energy_metering_started {started!r} is not an ISO 8601 time",

@@ -324,3 +324,25 @@ def test_fuzz_any_register_values_give_valid_entities_or_none(common, inverter, 
         for name, attr in entity.items():
             if isinstance(attr, dict) and attr.get("type") == "Property":
                 assert attr["value"] is not None, name
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("2019-04-01T00:00:00Z", "2019-04-01T00:00:00.000Z"),
+    ("2019-04-01T02:00:00+02:00", "2019-04-01T00:00:00.000Z"),
+    ("2019-04-01", "2019-04-01T00:00:00.000Z"),
+    (__import__("datetime").date(2019, 4, 1), "2019-04-01T00:00:00.000Z"),
+])
+def test_energy_metering_started_forms(value, expected):
+    record = {**RECORD, "energy_metering_started": value}
+    ents = by_id(map_reading(sunspec_reading(), ctx(PvSettings(photovoltaic_measurement=True), records=[record])))
+    pv = ents[f"urn:ngsi-ld:PhotovoltaicMeasurement:{NS}:inv-01"]
+    assert pv["dateEnergyMeteringStarted"]["value"]["@value"] == expected
+
+
+def test_energy_metering_started_unreadable_is_a_mapping_error_only_for_photovoltaic_measurement():
+    record = {**RECORD, "energy_metering_started": "since 2019"}
+    ents = by_id(map_reading(sunspec_reading(), ctx(records=[record])))
+    assert "dateEnergyMeteringStarted" not in ents[f"urn:ngsi-ld:ThreePhaseAcMeasurement:{NS}:inv-01"]
+    with pytest.raises(MappingError) as err:
+        map_reading(sunspec_reading(), ctx(PvSettings(photovoltaic_measurement=True), records=[record]))
+    assert err.value.reason == "registry-field-invalid"
