@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from adapters.core.adapter import MapContext
@@ -40,7 +40,7 @@ from .settings import PvSettings
 def metering_start(value: Any) -> datetime:
     """A registry ``energy_metering_started`` (ISO 8601 text, a YAML datetime or a YAML date) in UTC."""
     if isinstance(value, date) and not isinstance(value, datetime):
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
     return parse_time(value)
 
 
