@@ -346,3 +346,23 @@ def test_energy_metering_started_unreadable_is_a_mapping_error_only_for_photovol
     with pytest.raises(MappingError) as err:
         map_reading(sunspec_reading(), ctx(PvSettings(photovoltaic_measurement=True), records=[record]))
     assert err.value.reason == "registry-field-invalid"
+
+
+fronius_numbers = st.one_of(st.none(), st.integers(-10**7, 10**9), st.floats(-1e7, 1e9, allow_nan=False))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.dictionaries(st.sampled_from(["PAC", "SAC", "FAC", "IAC", "UAC", "TOTAL_ENERGY", "IDC", "UDC",
+                                                "IDC_2", "UDC_2", "IAC_L1", "IAC_L2", "UAC_L3", "T_AMBIENT"]),
+                              fronius_numbers),
+       site=st.dictionaries(st.sampled_from(["P_PV", "P_Grid", "P_Load", "P_Akku", "E_Total", "rel_Autonomy"]),
+                            fronius_numbers))
+def test_fuzz_fronius_values_give_valid_entities(values, site):
+    docs = [{"Body": {"Data": {k: {"Unit": "W", "Value": v} for k, v in values.items()}}},
+            {"Body": {"Data": {"Site": site}}}]
+    for doc in docs:
+        msg = RawMessage(source="http", payload=json.dumps(doc).encode(), received_at=NOW, device_hint="inv-01")
+        reading = FRONIUS_PROFILE.decode(msg, {})[0]
+        reading.values.setdefault("temperature_ambient_c", 5.0)
+        for entity in map_reading(reading, ctx(PvSettings(photovoltaic_measurement=True))):
+            assert check_entity(entity) == [], (entity, check_entity(entity))
