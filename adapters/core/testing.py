@@ -243,6 +243,8 @@ class _ServerProcess:
     host = "127.0.0.1"
 
     def __init__(self, port: int | None = None, data_dir: str | Path | None = None):
+        self._auto_port = port is None
+        self._ever_started = False
         self.port = port or free_port()
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix=f"stadtlink-{self.kind}-"))
@@ -262,6 +264,20 @@ class _ServerProcess:
     def start(self, timeout: float = 10.0) -> "_ServerProcess":
         if self.running:
             return self
+        for attempt in range(3):
+            try:
+                self._start_once(timeout)
+                self._ever_started = True
+                return self
+            except RuntimeError:
+                # a port picked by free_port() may be taken by someone else before we bind it:
+                # on the first start (never on a restart, which must keep the port) pick another
+                if self._ever_started or not self._auto_port or attempt == 2:
+                    raise
+                self.port = free_port()
+        return self
+
+    def _start_once(self, timeout: float) -> None:
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
@@ -275,7 +291,11 @@ class _ServerProcess:
                     raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}: {self.log_tail()}")
                 try:
                     with socket.create_connection((self.host, self.port), timeout=0.5):
+                        pass
+                    time.sleep(0.02)
+                    if self.proc.poll() is None:   # it is ours that answers, not someone else on the port
                         break
+                    continue
                 except OSError:
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"{self.kind} did not listen on {self.port}: {self.log_tail()}") from None
@@ -283,7 +303,6 @@ class _ServerProcess:
         except BaseException:
             self.kill()
             raise
-        return self
 
     def stop(self, timeout: float = 10.0) -> None:
         """Graceful stop (SIGTERM): a persistent server saves its data."""

@@ -182,3 +182,20 @@ def test_free_port_is_bindable():
     port = free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
+
+
+def test_first_start_moves_off_a_port_someone_took():
+    proc = MosquittoProcess()
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", proc.port))
+    blocker.listen()
+    taken = proc.port
+    try:
+        proc.start()
+        assert proc.port != taken and proc.running
+        port = proc.port
+        proc.restart()                      # a restart keeps its port
+        assert proc.port == port and _listening(port)
+    finally:
+        proc.cleanup()
+        blocker.close()
