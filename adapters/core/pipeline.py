@@ -61,7 +61,7 @@ class Pipeline:
         self.metrics = metrics
         self.check_mode = check
         if checker is None and check != "off":
-            from schemas import check_entity as checker  # compiled validators, cached per model
+            checker = _default_checker()
         self._checker = checker
         self.dedup_window_s = dedup_window_s
         self._dedup: OrderedDict[tuple, float] = OrderedDict()
@@ -261,6 +261,14 @@ class Pipeline:
         if not entities:
             return entities
         self._counts["mapped"] += len(entities)
+        for ent in entities:
+            if type(ent) is not dict or type(ent.get("id")) is not str or type(ent.get("type")) is not str:
+                # never let a malformed entity reach the batcher, whatever the check mode
+                entities = [e for e in entities if type(e) is dict and type(e.get("id")) is str
+                            and type(e.get("type")) is str]
+                self._counts["invalid"] += 1
+                await self._dead(message, "invalid-entity", "check", "entity without a string id and type",
+                                 device_id, profile, options, entity=_json_or_repr(ent))
         if self.latest_state:
             last = self._last_obs
             fresh = []
@@ -314,6 +322,36 @@ class Pipeline:
         await self.deadletters.add(record)
         self._log(logging.WARNING, (device_id, reason), "dead letter (%s, %s): %s", reason, stage, error,
                   device=device_id, reason=reason, stage=stage)
+
+
+def _default_checker() -> Callable[[dict], list]:
+    """``schemas.check_entity``; an entity type without a shipped Smart Data Model (an integrator's
+    own type) gets the structural NGSI-LD check only, noted once in the log."""
+    from schemas import check_entity, known_models
+
+    known = set(known_models())
+    told: set[str] = set()
+
+    def check(entity: dict) -> list:
+        etype = entity.get("type")
+        if etype in known:
+            return check_entity(entity)
+        problems = [p for p in check_entity(entity) if getattr(p, "stage", None) == "structure"]
+        if etype not in told and isinstance(etype, str):
+            told.add(etype)
+            log.warning("no Smart Data Model schema for type %s: structural NGSI-LD check only", etype)
+        return problems
+
+    return check
+
+
+def _json_or_repr(value: Any) -> Any:
+    try:
+        import orjson
+
+        return orjson.loads(orjson.dumps(value, default=str))
+    except Exception:  # noqa: BLE001
+        return repr(value)
 
 
 def _problem_json(problem: Any) -> dict:

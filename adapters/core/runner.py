@@ -181,6 +181,34 @@ class Runner:
         if self._started:
             return
         self._stop_event = asyncio.Event()
+        try:
+            await self._start(sources, http)
+        except BaseException:
+            await self._abort_start()
+            raise
+
+    async def _abort_start(self) -> None:
+        """Release what a failed start() opened (tasks, server, client sessions, Redis)."""
+        for t in self._source_tasks + self._tasks + ([self._batcher_task] if self._batcher_task else []):
+            t.cancel()
+        await asyncio.gather(*self._source_tasks, *self._tasks,
+                             *([self._batcher_task] if self._batcher_task else []), return_exceptions=True)
+        self._source_tasks, self._tasks, self._batcher_task = [], [], None
+        self.sources = []
+        for closer in (self.server.stop if self.server else None,
+                       getattr(self.backend, "close", None),
+                       self.outbox.close if self.outbox else None):
+            if closer is not None:
+                try:
+                    await closer()
+                except Exception:  # noqa: BLE001
+                    pass
+        self.server = None
+        if self._owns_redis and self._redis_client is not None:
+            await self._redis_client.aclose()
+            self._redis_client = None
+
+    async def _start(self, sources: bool, http: bool) -> None:
         await self._setup_core()
         cfg = self.config
         if http and cfg.http.enabled:

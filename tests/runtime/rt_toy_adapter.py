@@ -30,7 +30,7 @@ def decode_json(message, options) -> list[Reading]:
     except orjson.JSONDecodeError as exc:
         raise DecodeError("invalid-json", str(exc)) from None
     values = {"temperature": doc["t"]}
-    for flag in ("bad", "boom", "drop"):
+    for flag in ("bad", "boom", "drop", "custom", "noid"):
         if doc.get(flag):
             values[flag] = True
     if options.get("scale"):
@@ -52,7 +52,12 @@ def mapper(reading: Reading, ctx: MapContext) -> list[dict]:
         raise ValueError("toy mapper bug")
     if reading.values.get("drop"):
         raise ReadingDropped("implausible")
+    if reading.values.get("noid"):
+        return [{"type": "WeatherObserved"}]
     rec = ctx.require_device(reading)
+    if reading.values.get("custom"):
+        return [new_entity(entity_id("ToyThing", ctx.namespace, rec.id), "ToyThing",
+                           level=prop(reading.values["temperature"], observed_at=reading.observed_at))]
     lonlat = ctx.require(rec, "location")
     key = f"count:{rec.id}"
     ctx.state[key] = ctx.state.get(key, 0) + 1

@@ -227,3 +227,67 @@ async def test_replay_after_fixing_the_registry(broker):
         assert await runner.deadletters.list() == []
     finally:
         await runner.stop()
+
+
+async def test_integrator_type_gets_structural_check_and_malformed_entities_never_reach_the_broker(broker):
+    for mode in ("strict", "off"):
+        runner, src = await start(broker, profile="toy-json", check=mode)
+        try:
+            await src.push({"device": "dev-2", "t": 4, "time": TIME, "custom": True})
+            await src.push({"device": "dev-2", "t": 4, "time": TIME, "noid": True})
+            assert await runner.wait_idle()
+            assert runner.counters()["upserted"] == 1
+            assert "urn:ngsi-ld:ToyThing:test:dev-2" in await entities_in(broker, "ToyThing")
+            recs = [r for _, r in await runner.deadletters.list()]
+            assert [(r["reason"], r["entity"]) for r in recs] == [("invalid-entity", {"type": "WeatherObserved"})]
+        finally:
+            await runner.stop()
+
+
+async def test_extra_source_kind_from_config(broker):
+    from typing import Literal
+
+    from pydantic import BaseModel
+
+    from adapters.core import plugins
+    from rt_helpers import QueueSource
+
+    class QueueConfig(BaseModel):
+        kind: Literal["rt-queue"] = "rt-queue"
+        profile: str | None = None
+
+    made = []
+
+    def build(config, *, adapter, http_app=None):
+        made.append(QueueSource("rt-queue"))
+        return made[-1]
+
+    plugins.register_source(QueueConfig, build)
+    try:
+        runner = Runner.from_config(base_config(broker, sources=[{"kind": "rt-queue", "profile": "toy-lora"}]),
+                                    adapter=ADAPTER)
+        await runner.start()
+        try:
+            assert await wait_for(lambda: made and made[0].ready)
+            topic, up = uplink("dev-1", b"\x00\x05", 1)
+            await made[0].push(up, topic=topic)
+            assert await runner.wait_idle()
+            assert runner.counters()["upserted"] == 1
+        finally:
+            await runner.stop()
+    finally:
+        plugins._extra_sources.pop("rt-queue", None)
+        from adapters.core.config import _config_model
+
+        _config_model.cache_clear()
+
+
+async def test_failed_start_releases_everything(broker, monkeypatch):
+    monkeypatch.delenv("RT_NOT_SET", raising=False)
+    cfg = base_config(broker, sources=[{"kind": "mqtt", "topics": ["rt/x"], "password_env": "RT_NOT_SET"}])
+    runner = Runner.from_config(cfg, adapter=ADAPTER)
+    from adapters.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="password_env"):
+        await runner.start()
+    assert runner.server is None and runner._tasks == [] and runner.sources == []
