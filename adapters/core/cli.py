@@ -38,6 +38,7 @@ DELEGATES: dict[str, tuple[str, str, str]] = {
     "demo": ("adapters.core.demo", "main", "run the demo (broker, simulators, adapters, map)"),
     "twin": ("broker_client.twin", "main", "follow entity changes like a digital twin does"),
     "subscriptions": ("broker_client.subscriptions", "main", "apply, list or delete NGSI-LD subscriptions"),
+    "context-server": ("adapters.core.context_server", "main", "serve the @context files (offline clusters)"),
 }
 
 
@@ -62,7 +63,10 @@ def _delegate(name: str, argv: list[str]) -> int:
     if main is None:
         _err(f"'{name}' is not available ({module_name} has no {func}())")
         return 1
-    result = main(argv)
+    try:
+        result = main(argv)
+    except SystemExit as exc:      # argparse in the delegate: keep its exit code
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return int(result or 0)
 
 

@@ -119,10 +119,19 @@ def test_config_schema_includes_adapter_settings(cli_env):
     assert res.returncode == 0 and b"ToySettings" in res.stdout
 
 
-def test_missing_delegate_is_reported(cli_env):
-    res = cli(["twin"], cli_env)
-    # either the twin module exists (then it ran) or a clear "not installed" message, never a traceback
-    assert b"Traceback" not in res.stderr
+def test_missing_delegate_is_reported(monkeypatch, capsys):
+    from adapters.core import cli as cli_module
+
+    monkeypatch.setitem(cli_module.DELEGATES, "ghost", ("adapters.core.no_such_module", "main", "x"))
+    assert cli_module.main(["ghost", "--flag"]) == 1
+    assert "'ghost' is not installed" in capsys.readouterr().err
+
+
+def test_delegates_get_their_arguments(cli_env):
+    res = cli(["validate", "--help"], cli_env)
+    assert res.returncode == 0 and b"usage: stadtlink validate" in res.stdout
+    res = cli(["broker", "--help"], cli_env)
+    assert res.returncode == 0 and b"stadtlink broker" in res.stdout
 
 
 # --- stadtlink run ------------------------------------------------------------------------------------------
