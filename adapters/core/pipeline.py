@@ -35,6 +35,26 @@ log = logging.getLogger("stadtlink.pipeline")
 _EMPTY: Mapping[str, Any] = {}
 
 
+def runtime_profiles() -> dict[str, Any]:
+    """Profiles every adapter may use without listing them (the generic ``json-map``)."""
+    try:
+        from .jsonmap import JSON_MAP_PROFILE
+    except ImportError:  # pragma: no cover - the json-map module is optional
+        return {}
+    return {JSON_MAP_PROFILE.name: JSON_MAP_PROFILE}
+
+
+def resolve_profile(adapter: AdapterSpec, name: str):
+    """The adapter's profile of that name, else a runtime-wide one; DecodeError if neither exists."""
+    profile = adapter.profiles.get(name)
+    if profile is not None:
+        return profile
+    profile = runtime_profiles().get(name)
+    if profile is not None:
+        return profile
+    return adapter.profile(name)   # raises DecodeError("unknown-profile", …)
+
+
 def newest_observed_at(entity: dict) -> str | None:
     """The latest ``observedAt`` among an entity's attributes (ISO strings in UTC ``Z`` compare in order)."""
     newest = None
@@ -70,6 +90,7 @@ class Pipeline:
         self._log = RateLimitedLog(log, interval=300.0)
         self._counts = metrics.counts
         self._device: str | None = None    # the device of the message being decoded (for dead letters)
+        self._profiles: dict[str, Any] = {}
 
     # -- entry points ------------------------------------------------------------------------------
     def emitter(self, *, profile: str | None = None, options: Mapping[str, Any] | None = None):
@@ -194,7 +215,7 @@ class Pipeline:
                 replay: bool) -> tuple[list[Reading], str | None, tuple | None]:
         adapter = self.adapter
         payload = message.payload
-        default = adapter.profiles.get(profile_name) if profile_name else None
+        default = self._profile(profile_name) if profile_name else None
         lorawan = isinstance(payload, Uplink) or (default is not None and default.kind == "lorawan") or (
             default is None and profile_name is None and message.source in ("mqtt", "webhook"))
         if lorawan:
@@ -211,7 +232,7 @@ class Pipeline:
             name = (record.profile if record is not None and record.profile else None) or profile_name
             if name is None:
                 raise DecodeError("no-profile", f"device {uplink.device_id!r} has no profile (registry or source)")
-            profile = adapter.profile(name)
+            profile = self._profile(name) or adapter.profile(name)
             decode_uplink = getattr(profile, "decode_uplink", None)
             if decode_uplink is not None:
                 readings = decode_uplink(uplink)
@@ -225,8 +246,17 @@ class Pipeline:
         name = (record.profile if record is not None and record.profile else None) or profile_name
         if name is None:
             raise DecodeError("no-profile", f"no profile for {device or message.topic!r} (registry or source)")
-        readings = adapter.profile(name).decode(message, options)
+        readings = (self._profile(name) or adapter.profile(name)).decode(message, options)
         return list(readings or ()), device, None
+
+    def _profile(self, name: str):
+        cache = self._profiles
+        if name not in cache:
+            try:
+                cache[name] = resolve_profile(self.adapter, name)
+            except DecodeError:
+                return None
+        return cache[name]
 
     def _prune_dedup(self) -> None:
         d = self._dedup

@@ -167,6 +167,23 @@ class Runner:
             for s in self._sources_override:
                 out.append(s if isinstance(s, tuple) else (s, None, None))
             return out
+        from .pipeline import resolve_profile
+        from .errors import DecodeError
+
+        def check_profile(where: str, name: str | None) -> None:
+            if not name:
+                return
+            try:
+                resolve_profile(self.adapter, name)
+            except DecodeError as exc:
+                raise ConfigError(f"{where}: {exc.detail}") from None
+
+        for i, scfg in enumerate(self.config.sources):
+            check_profile(f"sources[{i}].profile", getattr(scfg, "profile", None))
+            for j, target in enumerate(getattr(scfg, "targets", None) or ()):
+                check_profile(f"sources[{i}].targets[{j}].profile", getattr(target, "profile", None))
+        for rec in self.registry or ():
+            check_profile(f"registry: device {rec.id!r} profile", rec.profile)
         built = []
         for i, scfg in enumerate(self.config.sources):
             try:

@@ -291,3 +291,33 @@ async def test_failed_start_releases_everything(broker, monkeypatch):
     with pytest.raises(ConfigError, match="password_env"):
         await runner.start()
     assert runner.server is None and runner._tasks == [] and runner.sources == []
+
+
+async def test_unknown_profile_names_are_config_errors(broker):
+    from adapters.core.errors import ConfigError
+
+    runner = Runner.from_config(base_config(broker, sources=[{"kind": "mqtt", "topics": ["rt/x"],
+                                                             "profile": "toy-lroa"}]), adapter=ADAPTER)
+    with pytest.raises(ConfigError, match=r"sources\[0\].profile: adapter 'toy' has no profile 'toy-lroa'"):
+        await runner.start()
+    cfg = base_config(broker)
+    cfg["devices"].append({"id": "typo", "lat": 1, "lon": 1, "profile": "nope"})
+    runner = Runner.from_config(cfg, adapter=ADAPTER)
+    with pytest.raises(ConfigError, match="device 'typo' profile: adapter 'toy' has no profile 'nope'"):
+        await runner.start()
+
+
+async def test_json_map_profile_is_available_to_every_adapter(broker):
+    runner, src = await start(broker, profile="json-map")
+    try:
+        options = {"device_path": "id", "time_path": "ts",
+                   "fields": {"temperature": {"path": "temp"}}}
+        from adapters.core.jsonmap import JSON_MAP_PROFILE  # noqa: F401 - the profile under test
+
+        await src.push({"id": "dev-2", "ts": TIME, "temp": 12.5}, attributes={"options": options})
+        assert await runner.wait_idle()
+        recs = await runner.deadletters.list()
+        assert recs == [], recs
+        assert (await entities_in(broker))["urn:ngsi-ld:WeatherObserved:test:dev-2"]["temperature"]["value"] == 12.5
+    finally:
+        await runner.stop()
