@@ -64,7 +64,7 @@ class Req:
     """What the handlers need about one request, after the common checks."""
 
     __slots__ = ("request", "params", "options", "tenant_name", "accept", "ctx", "body",
-                 "content_type", "link_url", "path_args", "headers")
+                 "content_type", "link_url", "path_args", "headers", "path")
 
     def __init__(self) -> None:
         self.params: dict[str, str] = {}
@@ -133,6 +133,8 @@ class BrokerApp:
             "PUT": (S.put_attr, {"options", "type", "local"}),
             "DELETE": (S.delete_attr, {"datasetId", "deleteAll", "type", "lang", "local"}),
         })
+        self._array_handlers = {S.batch_create, S.batch_upsert, S.batch_update, S.batch_delete,
+                                S.batch_merge}
         self.subscription_route = Route({
             "GET": (S.get_subscription, {"options"}),
             "PATCH": (S.patch_subscription, set()),
@@ -174,7 +176,7 @@ class BrokerApp:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         if path.endswith("/") and len(path) > 1:
-            if path in (BASE + "/entities/", BASE + "/subscriptions/") and request.method in ("PATCH", "PUT", "DELETE"):
+            if path == BASE + "/entities/" and request.method in ("PATCH", "PUT", "DELETE"):
                 raise bad_request("Invalid resource id", "the id in the URL path is empty")
             path = path[:-1]
             if path.endswith("/"):
@@ -201,6 +203,8 @@ class BrokerApp:
             raise NgsiError(406, E.BAD_REQUEST_DATA, "Invalid Accept mime-type",
                             "application/geo+json is only served for entities")
         await self._read_body(request, req)
+        self._check_body_kind(req, handler)
+        req.path = path
         return await handler(req)
 
     # ------------------------------------------------------------------------------------------
@@ -315,13 +319,23 @@ class BrokerApp:
             body = orjson.loads(bytes(buf))
         except orjson.JSONDecodeError as exc:
             raise invalid_request("JSON Parse Error", str(exc)) from None
-        if body == {}:
-            raise invalid_request("Invalid Payload Body", "Empty Object")
-        if body == []:
-            raise invalid_request("Invalid Payload Body", "Empty Array")
         if not isinstance(body, (dict, list)):
-            raise bad_request("Invalid Payload Body", "the payload must be a JSON object or array")
+            raise invalid_request("Invalid Payload Body", "the payload must be a JSON object or array")
         req.body = body
+
+    def _check_body_kind(self, req: Req, handler: Callable) -> None:
+        """Array where an object belongs (or the reverse) → InvalidRequest; {} / [] → BadRequestData."""
+        body = req.body
+        if body is None:
+            return
+        wants_array = handler in self._array_handlers
+        if isinstance(body, list) != wants_array:
+            kind = "array" if wants_array else "object"
+            raise invalid_request("Invalid Payload Body", f"the payload must be a JSON {kind}")
+        if body == {}:
+            raise bad_request("Invalid Payload Body", "Empty Object")
+        if body == []:
+            raise bad_request("Invalid Payload Body", "Empty Array")
 
     @staticmethod
     def _link_url(link: str) -> str:
@@ -377,7 +391,7 @@ class BrokerApp:
 
         def link(new_offset: int, rel: str) -> str:
             params = urlencode(query + [("limit", str(limit)), ("offset", str(new_offset))], safe=":,;/")
-            return f'<{req.request.path}?{params}>; rel="{rel}"; type="application/ld+json"'
+            return f'<{req.path}?{params}>; rel="{rel}"; type="application/ld+json"'
         if offset > 0:
             links.append(link(max(0, offset - limit), "prev"))
         if offset + limit < total:

@@ -68,10 +68,11 @@ async def test_body_rules(http, broker):
     url = f"{broker}/entities"
     cases = [
         (b"{bad json", "InvalidRequest", "JSON Parse Error"),
-        (b"{}", "InvalidRequest", "Invalid Payload Body"),
-        (b"[]", "InvalidRequest", "Invalid Payload Body"),
+        (b"{}", "BadRequestData", "Invalid Payload Body"),
+        (b"[]", "InvalidRequest", "Invalid Payload Body"),  # an array where an entity belongs
+        (b'[{"id": "urn:ngsi-ld:T:1", "type": "T"}]', "InvalidRequest", "Invalid Payload Body"),
         (b"", "BadRequestData", "payload missing"),
-        (b"42", "BadRequestData", "Invalid Payload Body"),
+        (b"42", "InvalidRequest", "Invalid Payload Body"),
     ]
     for data, kind, title in cases:
         status, headers, raw = await answer(http, "POST", url, data=data, headers={"Content-Type": "application/json"})
