@@ -1,0 +1,351 @@
+"""End-to-end throughput, latency and memory of the parking adapter (issue 11).
+
+What runs (all on 127.0.0.1, all started and stopped by this script):
+
+* an own Mosquitto on a free port (large session queue), an own Redis (no persistence), and
+  either the counting sink (``benchmarks/sink.py``, own process: answers 201/204, isolates the
+  adapter's cost) or the local NGSI-LD broker (``stadtlink broker``, own process);
+* the parking adapter as a real process: ``stadtlink run parking --config <generated>`` with a
+  generated registry of 10,000 Bosch TPS110 spots (100 sites of 100 spots; each uplink yields a
+  ParkingSpot, a Device and the site's OffStreetParking);
+* a paho-mqtt publisher process sending TTS v3 uplinks with TPS110 payloads.
+
+Measurements, each a ratio or a figure from this one run:
+
+* **full speed**: N uplinks are preloaded into the adapter's persistent MQTT session while it is
+  down, then the adapter starts and drains them. Rate = N / (first message → last entity at the
+  sink). The **bare aiomqtt receive loop** (subscribe QoS 1, count, nothing else) drains the same
+  kind of backlog from the same Mosquitto: measured before and after the adapter runs, averaged.
+* **fixed rate**: 1,000 msg/s for ``--rate-seconds`` against the running adapter; the sink takes
+  device→broker latency per ParkingSpot as arrival time − ``status.observedAt`` (= publish time).
+* adapter CPU seconds and peak RSS (``VmHWM``), HTTP requests per message, memory and Redis outbox.
+* **scaling**: one vs two adapter processes on one shared subscription (``$share/…``), full speed.
+
+Run: ``python benchmarks/pipeline.py`` (default: 20,000 messages per full-speed run, 10 s at
+1,000 msg/s; about three minutes). ``--messages``, ``--rate``, ``--rate-seconds``, ``--skip-local``,
+``--skip-scaling``, ``--batch-size``, ``--flush-ms``, ``--profile DIR`` (py-spy flame graph of the
+adapter during the memory/sink full-speed run). Prints one JSON document.
+
+Not a test: the machine is shared and noisy; compare the ratios of one run, not absolute figures.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from adapters.core.testing import MosquittoProcess, RedisProcess, free_port  # noqa: E402
+from benchmarks.harness import (STADTLINK, TOPIC_FILTER, AdapterProcess, Publisher, SinkProcess,  # noqa: E402
+                                http_get, metric_sum, prime_session, write_config, write_fleet)
+
+TARGETS = {
+    "memory_vs_bare": ">= 0.50",
+    "redis_vs_bare": ">= 0.35",
+    "p99_latency_ms_at_1000": "<= 50",
+    "peak_rss_mb": "<= 80",
+    "two_vs_one_replica": ">= 1.7",
+    "requests_per_message_full_speed": "< 0.02",
+}
+
+
+class LocalBrokerProcess:
+    """``stadtlink broker --port P`` (the in-memory NGSI-LD broker) in its own process."""
+
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, timeout: float = 30.0) -> "LocalBrokerProcess":
+        log = open(self.workdir / "local-broker.log", "ab")
+        self.proc = subprocess.Popen([STADTLINK, "broker", "--host", "127.0.0.1", "--port", str(self.port)],
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                status, _ = await http_get(f"{self.url}/ngsi-ld/v1/types", timeout=1)
+                if status < 500:
+                    return self
+            except Exception:  # noqa: BLE001
+                pass
+            await asyncio.sleep(0.1)
+        raise TimeoutError("local broker did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+async def bare_loop(mqtt_port: int, count: int, spots: int) -> dict:
+    client_id = f"bench-bare-{uuid.uuid4().hex[:8]}"
+    prime_session(mqtt_port, client_id, TOPIC_FILTER)
+    pub = await Publisher(port=mqtt_port, count=count, spots=spots).start().result()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "benchmarks" / "harness.py"), "bare", "--port", str(mqtt_port),
+        "--client-id", client_id, "--count", str(pub["acked"]), "--timeout", "300",
+        stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+async def wait_drained(adapters: list[AdapterProcess], expected_received: int, timeout: float) -> bool:
+    """Until the adapters together received ``expected_received`` messages and their outboxes are empty."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        received = depth = 0.0
+        try:
+            for a in adapters:
+                m = await a.metrics()
+                received += metric_sum(m, "received")
+                depth += metric_sum(m, "outbox_depth")
+        except Exception:  # noqa: BLE001
+            await asyncio.sleep(0.2)
+            continue
+        if received >= expected_received and depth == 0:
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+async def wait_started(adapters: list[AdapterProcess], timeout: float = 60.0) -> float:
+    """Poll /metrics until a message was received: returns the time (midpoint of the last two polls)."""
+    deadline = time.monotonic() + timeout
+    before = time.time()
+    while time.monotonic() < deadline:
+        for a in adapters:
+            try:
+                if await a.counter("received") > 0:
+                    return (before + time.time()) / 2
+            except Exception:  # noqa: BLE001
+                pass
+        before = time.time()
+        await asyncio.sleep(0.02)
+    raise TimeoutError("adapter received nothing")
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = Path(tempfile.mkdtemp(prefix="stadtlink-bench-"))
+        self.fleet = write_fleet(self.work, spots=args.spots, per_site=args.per_site)
+        self.mosquitto = MosquittoProcess(max_queued_messages=10_000_000, data_dir=self.work / "mosquitto")
+        self.redis = RedisProcess(data_dir=self.work / "redis")
+        self.sink = SinkProcess()
+        self.local: LocalBrokerProcess | None = None
+
+    async def start(self) -> None:
+        self.mosquitto.start()
+        self.redis.start()
+        self.sink.start()
+
+    def stop(self) -> None:
+        self.sink.stop()
+        if self.local is not None:
+            self.local.stop()
+        self.redis.cleanup()
+        self.mosquitto.cleanup()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def _adapter(self, name: str, broker_url: str, outbox: str, shared_group: str | None = None,
+                 client_id: str | None = None, key_prefix: str | None = None) -> AdapterProcess:
+        port = free_port()
+        cfg = write_config(self.work, broker_url=broker_url, mqtt_port=self.mosquitto.port, http_port=port,
+                           client_id=client_id or f"bench-{name}-{uuid.uuid4().hex[:6]}", outbox=outbox,
+                           redis_url=self.redis.url, key_prefix=key_prefix, shared_group=shared_group,
+                           batch_size=self.args.batch_size, flush_ms=self.args.flush_ms, name=f"{name}.yaml")
+        return AdapterProcess(cfg, port)
+
+    async def full_speed(self, name: str, broker_url: str, outbox: str, *, replicas: int = 1,
+                         shared: bool = False, then_rate: bool = True, profile: bool = False) -> dict:
+        """Preload N uplinks into the session(s), start the adapter(s), time the drain; then (one
+        replica) the fixed-rate latency run against the same running adapter."""
+        a = self.args
+        group = f"g{uuid.uuid4().hex[:6]}" if shared else None
+        prefix = f"bench-{uuid.uuid4().hex[:8]}"
+        adapters = [self._adapter(f"{name}-{i}", broker_url, outbox, shared_group=group,
+                                  key_prefix=prefix, client_id=f"bench-{name}-{i}-{uuid.uuid4().hex[:6]}")
+                    for i in range(replicas)]
+        topic = f"$share/{group}/{TOPIC_FILTER}" if group else TOPIC_FILTER
+        for ad in adapters:
+            prime_session(self.mosquitto.port, _client_id(ad), topic)
+        pub = await Publisher(port=self.mosquitto.port, count=a.messages, spots=a.spots).start().result()
+        n = pub["acked"]
+        if self.sink is not None:
+            await self.sink.reset()
+        for ad in adapters:
+            ad.start()
+        spy = None
+        try:
+            for ad in adapters:
+                await ad.wait_http(90)
+            cpu0 = [ad.stats().get("cpu_s", 0.0) for ad in adapters]
+            if profile and a.profile:
+                spy = _start_py_spy(adapters[0].pid, Path(a.profile) / f"{name}.svg", self.work)
+            t0 = await wait_started(adapters)
+            drained = await wait_drained(adapters, n, timeout=max(120.0, n / 200))
+            t_end_poll = time.time()
+            if spy is not None:
+                spy.send_signal(2)
+                spy.wait(30)
+                spy = None
+            cpu1 = [ad.stats().get("cpu_s", 0.0) for ad in adapters]
+            out: dict = {"messages": n, "drained": drained, "replicas": replicas}
+            if broker_url == self.sink.url:
+                st = await self.sink.stats()
+                t_last = st["last_request"] or t_end_poll
+                out["requests"] = st["requests"]
+                out["entities_written"] = st["entities"]
+                out["requests_per_message"] = round(st["requests"] / n, 4) if n else None
+                out["entities_per_request"] = round(st["entities"] / max(1, st["requests"]), 1)
+            else:
+                t_last = t_end_poll
+            elapsed = max(1e-6, t_last - t0)
+            out["seconds"] = round(elapsed, 3)
+            out["msg_per_s"] = round(n / elapsed, 1)
+            out["cpu_s"] = round(sum(c1 - c0 for c0, c1 in zip(cpu0, cpu1)), 2)
+            out["cpu_per_1000_msgs_s"] = round(1000 * out["cpu_s"] / n, 3) if n else None
+            if then_rate and replicas == 1:
+                out["rate"] = await self.rate_run(adapters[0], broker_url)
+            out["peak_rss_mb"] = [round(ad.stats().get("peak_rss_mb", 0.0), 1) for ad in adapters]
+            return out
+        finally:
+            if spy is not None:
+                spy.kill()
+            for ad in adapters:
+                ad.terminate(30)
+                ad.stats()
+
+    async def rate_run(self, adapter: AdapterProcess, broker_url: str) -> dict:
+        a = self.args
+        count = int(a.rate * a.rate_seconds)
+        if broker_url == self.sink.url:
+            await self.sink.reset()
+        before = await adapter.counter("received")
+        cpu0 = adapter.stats().get("cpu_s", 0.0)
+        t0 = time.time()
+        # start_seq far beyond the preload: new fCnt (no dedup), newer observedAt (no staleness)
+        pub = await Publisher(port=self.mosquitto.port, count=count, spots=a.spots, rate=a.rate, time_mode="wall",
+                              start_seq=10 * a.spots * (1 + a.messages // a.spots)).start().result()
+        drained = await wait_drained([adapter], int(before + pub["acked"]), timeout=60)
+        elapsed = time.time() - t0
+        cpu1 = adapter.stats().get("cpu_s", 0.0)
+        out = {"msg_per_s_target": a.rate, "published": pub["acked"], "publish_s": round(pub["publish_s"], 2),
+               "drained": drained, "cpu_percent": round(100 * (cpu1 - cpu0) / max(1e-6, elapsed), 1)}
+        if broker_url == self.sink.url:
+            st = await self.sink.stats()
+            out["latency_ms"] = st["latency_ms"]
+            out["latency_n"] = st["latency_n"]
+            out["requests_per_message"] = round(st["requests"] / max(1, pub["acked"]), 4)
+        else:
+            m = await adapter.metrics()
+            out["adapter_latency_histogram"] = {k.split("le=")[1].split(",")[0].strip('"}'): v for k, v in m.items()
+                                                if k.startswith("stadtlink_end_to_end_latency_seconds_bucket")}
+        return out
+
+
+def _client_id(ad: AdapterProcess) -> str:
+    cfg = json.loads(ad.config.read_text())
+    return cfg["sources"][0]["client_id"]
+
+
+def _start_py_spy(pid: int, out: Path, work: Path):
+    exe = Path(sys.executable).parent / "py-spy"
+    if not exe.exists():
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([str(exe), "record", "-p", str(pid), "-o", str(out), "-r", "50", "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=open(work / "py-spy.log", "ab"))
+
+
+def ratio(a, b):
+    return round(a / b, 3) if a and b else None
+
+
+async def run(args) -> dict:
+    bench = Bench(args)
+    result: dict = {"machine": {"note": "2 shared cores; other agents run concurrently: compare ratios of this run"},
+                    "config": {"messages": args.messages, "spots": args.spots, "per_site": args.per_site,
+                               "batch_size": args.batch_size, "flush_ms": args.flush_ms, "rate": args.rate,
+                               "rate_seconds": args.rate_seconds},
+                    "targets": TARGETS}
+    await bench.start()
+    try:
+        bare1 = await bare_loop(bench.mosquitto.port, args.messages, args.spots)
+        result["memory_sink"] = await bench.full_speed("mem-sink", bench.sink.url, "memory", profile=True)
+        result["redis_sink"] = await bench.full_speed("redis-sink", bench.sink.url, "redis")
+        if not args.skip_scaling:
+            result["scaling_1"] = await bench.full_speed("shared1", bench.sink.url, "memory", replicas=1,
+                                                         shared=True, then_rate=False)
+            result["scaling_2"] = await bench.full_speed("shared2", bench.sink.url, "memory", replicas=2,
+                                                         shared=True, then_rate=False)
+        if not args.skip_local:
+            bench.local = await LocalBrokerProcess(bench.work).start()
+            result["memory_local_broker"] = await bench.full_speed("mem-local", bench.local.url, "memory")
+            result["redis_local_broker"] = await bench.full_speed("redis-local", bench.local.url, "redis")
+        bare2 = await bare_loop(bench.mosquitto.port, args.messages, args.spots)
+    finally:
+        bench.stop()
+    bare_rate = (bare1["rate"] + bare2["rate"]) / 2
+    result["bare_loop"] = {"msg_per_s_before": round(bare1["rate"], 1), "msg_per_s_after": round(bare2["rate"], 1),
+                           "msg_per_s": round(bare_rate, 1)}
+    summary = {
+        "memory_vs_bare": ratio(result["memory_sink"]["msg_per_s"], bare_rate),
+        "redis_vs_bare": ratio(result["redis_sink"]["msg_per_s"], bare_rate),
+        "p99_latency_ms_at_1000": {"memory": result["memory_sink"]["rate"].get("latency_ms", {}).get("p99"),
+                                   "redis": result["redis_sink"]["rate"].get("latency_ms", {}).get("p99")},
+        "p50_latency_ms_at_1000": {"memory": result["memory_sink"]["rate"].get("latency_ms", {}).get("p50"),
+                                   "redis": result["redis_sink"]["rate"].get("latency_ms", {}).get("p50")},
+        "peak_rss_mb": {"memory": max(result["memory_sink"]["peak_rss_mb"]),
+                        "redis": max(result["redis_sink"]["peak_rss_mb"])},
+        "requests_per_message_full_speed": {"memory": result["memory_sink"].get("requests_per_message"),
+                                            "redis": result["redis_sink"].get("requests_per_message")},
+    }
+    if "scaling_2" in result:
+        summary["two_vs_one_replica"] = ratio(result["scaling_2"]["msg_per_s"], result["scaling_1"]["msg_per_s"])
+    if "memory_local_broker" in result:
+        summary["memory_local_broker_vs_bare"] = ratio(result["memory_local_broker"]["msg_per_s"], bare_rate)
+        summary["redis_local_broker_vs_bare"] = ratio(result["redis_local_broker"]["msg_per_s"], bare_rate)
+    result["summary"] = summary
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="end-to-end benchmark of the parking adapter")
+    p.add_argument("--messages", type=int, default=20_000, help="uplinks per full-speed run")
+    p.add_argument("--spots", type=int, default=10_000)
+    p.add_argument("--per-site", type=int, default=100)
+    p.add_argument("--rate", type=float, default=1000.0, help="msg/s of the latency run")
+    p.add_argument("--rate-seconds", type=float, default=10.0)
+    p.add_argument("--batch-size", type=int, default=200)
+    p.add_argument("--flush-ms", type=int, default=500)
+    p.add_argument("--skip-local", action="store_true", help="skip the runs into the local broker")
+    p.add_argument("--skip-scaling", action="store_true")
+    p.add_argument("--profile", default=None, help="directory for a py-spy flame graph of the memory/sink run")
+    args = p.parse_args()
+    result = asyncio.run(run(args))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
