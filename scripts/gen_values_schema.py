@@ -219,6 +219,9 @@ def adapter_entry(config_ref: str, name: str) -> dict[str, Any]:
             "secretName": {"type": "string", "minLength": 1},
             "mountPath": {"type": "string", "pattern": "^/"},
             "items": ARR}, required=["secretName", "mountPath"])},
+        "extraVolumes": {"type": "array", "items": {"type": "object", "required": ["name"]},
+                         "description": "Kubernetes Volumes, e.g. a large registry from an existing ConfigMap or PVC"},
+        "extraVolumeMounts": {"type": "array", "items": {"type": "object", "required": ["name", "mountPath"]}},
         **POD_KNOBS,
     }
     return {"type": "object", "additionalProperties": False, "title": f"adapter {name}",

@@ -375,3 +375,35 @@ def test_plugin_adapters_via_extra_adapters():
     assert hk.named(docs, "Deployment", "rel-stadtlink-tram-stops")
     clash = hk.with_base({"extraAdapters": {"pv": {"enabled": False}}})
     assert "built-in adapter" in _render_error(clash)
+
+
+def test_extra_volumes_for_a_large_registry():
+    values = hk.with_base({"adapters": {"climate": {"enabled": True, "config": {
+        "sources": [{"kind": "mqtt"}], "registry_files": ["/var/lib/stadtlink/registry/stations.geojson"]},
+        "extraVolumes": [{"name": "registry", "configMap": {"name": "climate-stations-big"}}],
+        "extraVolumeMounts": [{"name": "registry", "mountPath": "/var/lib/stadtlink/registry", "readOnly": True}]}}})
+    docs = hk.manifests(values)
+    spec = hk.named(docs, "Deployment", hk.adapter_name("climate"))["spec"]["template"]["spec"]
+    assert {"name": "registry", "configMap": {"name": "climate-stations-big"}} in spec["volumes"]
+    assert {"name": "registry", "mountPath": "/var/lib/stadtlink/registry", "readOnly": True} \
+        in spec["containers"][0]["volumeMounts"]
+    assert hk.adapter_config(docs, "climate")["registry_files"] == ["/var/lib/stadtlink/registry/stations.geojson"]
+    for doc in docs:
+        if doc["kind"] not in hk.CRD_KINDS:
+            kubernetes_validate.validate(doc, kubernetes_validate.utils.latest_version(), strict=True)
+
+
+def test_packaged_chart_renders_like_the_directory(tmp_path):
+    """`helm package` keeps everything the templates read (files/, the schema)."""
+    h = hk.helm()
+    archive = h.package(str(hk.CHART_DIR), destination=str(tmp_path))
+    assert archive.endswith("stadtlink-0.1.0.tgz")
+    values = hk.ci_values("all-adapters")
+    with h.Chart.load(archive) as packaged:
+        assert packaged.schema == hk.chart().schema
+        from_archive = packaged.render(values=values, name=hk.RELEASE, namespace=hk.NAMESPACE, is_install=True)
+    from_dir = hk.render(values)
+    volatile = "stadtlink/templates/redis.yaml"          # a freshly generated password each time
+    assert {k: v for k, v in from_archive.items() if k != volatile} == {k: v for k, v in from_dir.items() if k != volatile}
+    names = {f["name"] for f in h.Chart.load(archive).files}
+    assert "files/stadtlink-context.jsonld" in names and "icon.svg" not in names
