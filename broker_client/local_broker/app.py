@@ -15,12 +15,11 @@ import orjson
 from aiohttp import web
 
 from . import errors as E
-from .contexts import CORE_CONTEXT_URL, CompiledContext, ContextResolver, is_core_context_url, load_context_dir
+from .contexts import CORE_CONTEXT_URL, CompiledContext, ContextResolver, load_context_dir
 from .errors import NgsiError, bad_request, invalid_request, not_found
-from .model import (DELETE, DeleteMarker, Entity, check_entity_id, expand_entity_types,
-                    parse_attribute, parse_entity_body)
+from .model import (DeleteMarker, Entity, check_entity_id, parse_attribute, parse_entity_body)
 from .query import compile_geo, compile_q
-from .render import CONCISE, NORMALIZED, SIMPLIFIED, render_entity, render_instance
+from .render import CONCISE, NORMALIZED, SIMPLIFIED, render_entity
 from .store import (Change, Store, Tenant, check_tenant_name, delete_attribute, merge_attrs,
                     merge_instance, put_instances)
 from .subscriptions import LINK_REL, Notifier, Subscription
@@ -253,7 +252,7 @@ class BrokerApp:
         if not header:
             return JSON
         best, best_q = None, -1.0
-        for position, item in enumerate(header.split(",")):
+        for item in header.split(","):
             parts = [p.strip() for p in item.split(";")]
             mime = parts[0].lower()
             weight = 1.0

@@ -33,6 +33,7 @@ _TRIGGERS = {"entityCreated", "entityUpdated", "entityDeleted", "attributeCreate
              "attributeUpdated", "attributeDeleted"}
 _DEFAULT_TRIGGERS = ["entityCreated", "entityUpdated", "attributeCreated", "attributeUpdated"]
 _MQTT_NOTIFIER_KEYS = {"MQTT-Version": {"mqtt5.0", "mqtt3.1.1"}, "MQTT-QoS": {"0", "1", "2"}}
+MAX_PENDING = 1000  # per subscription
 LINK_REL = 'rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 
 
@@ -81,6 +82,7 @@ class Subscription:
         self.last_error: str | None = None
         self.status = "ok"
         self.lock = asyncio.Lock()
+        self.pending = 0  # notifications waiting for delivery
 
     # -- building ------------------------------------------------------------------------------
     def apply(self, body: dict, ctx: CompiledContext, *, creating: bool) -> None:
@@ -406,14 +408,23 @@ class Notifier:
         sub.times_sent += 1
         sub.last_notification = now
         uri = endpoint["uri"]
+        if sub.pending >= MAX_PENDING:
+            # the receiver cannot keep up: drop instead of queueing without bound
+            self._record(sub, uri, "too many notifications waiting for delivery")
+            return
         if uri.lower().startswith("mqtt"):
             coro = self._deliver_mqtt(sub, uri, body, headers, endpoint.get("notifierInfo", []))
         else:
             target = uri + ("&" if "?" in uri else "?") + "subscriptionId=" + sub.id
             coro = self._deliver_http(sub, target, orjson.dumps(body), headers)
+        sub.pending += 1
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def done(t: asyncio.Task) -> None:
+            sub.pending -= 1
+            self._tasks.discard(t)
+        task.add_done_callback(done)
 
     async def _deliver_http(self, sub: Subscription, target: str, payload: bytes, headers: dict) -> None:
         async with sub.lock:
