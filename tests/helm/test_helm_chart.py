@@ -407,3 +407,10 @@ def test_packaged_chart_renders_like_the_directory(tmp_path):
     assert {k: v for k, v in from_archive.items() if k != volatile} == {k: v for k, v in from_dir.items() if k != volatile}
     names = {f["name"] for f in h.Chart.load(archive).files}
     assert "files/stadtlink-context.jsonld" in names and "icon.svg" not in names
+
+
+def test_autoscaling_needs_a_cpu_request():
+    values = hk.with_base({"adapters": {"climate": {"enabled": True, "autoscaling": {"enabled": True},
+                                                    "resources": {"limits": {"memory": "256Mi"}},
+                                                    "config": {"sources": [{"kind": "mqtt", "shared_group": "g"}]}}}})
+    assert "resources.requests.cpu" in _render_error(values)

@@ -177,6 +177,12 @@ app.kubernetes.io/part-of: stadtlink
 {{- if and $pull $auto.enabled -}}
 {{- fail (printf "adapters.%s.autoscaling: a HorizontalPodAutoscaler is for MQTT/webhook adapters only; adapters with pull sources (http-poll/modbus) scale with shards" $name) -}}
 {{- end -}}
+{{- if $auto.enabled -}}
+{{- $res := (fromJson (include "stadtlink.adapterValue" (dict "root" $root "a" $a "key" "resources"))).v | default dict -}}
+{{- if not (($res.requests | default dict).cpu) -}}
+{{- fail (printf "adapters.%s.autoscaling: the HorizontalPodAutoscaler scales on CPU utilisation, which needs resources.requests.cpu" $name) -}}
+{{- end -}}
+{{- end -}}
 {{- if or (gt $replicas 1) (gt $shards 1) $auto.enabled -}}
 {{- range $i, $s := $sources -}}
 {{- if eq ($s.kind | toString) "mqtt" -}}
