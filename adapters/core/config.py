@@ -29,6 +29,13 @@ ENV_PREFIX = "STADTLINK_"
 _NOT_OVERRIDES = {"STADTLINK_CONFIG", "STADTLINK_ADAPTER", "STADTLINK_EXTRA_ADAPTERS", "STADTLINK_LOG_FORMAT"}
 
 
+def redact_url(url: str) -> str:
+    """``redis://:secret@host:6379/0`` → ``redis://:***@host:6379/0`` (for messages and logs)."""
+    import re as _re
+
+    return _re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", _re.sub(r"//([^/@:]+)@", "//***@", url))
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -138,6 +145,7 @@ class OutboxConfig(_Strict):
     group: str = "stadtlink"
     claim_min_idle_ms: int = Field(30_000, ge=0, description="pending entries idle this long are reclaimed")
     deadletter_max_length: int = Field(100_000, ge=1)
+    startup_wait_s: float = Field(30.0, ge=0, description="how long start-up waits for Redis before giving up")
 
 
 class HttpConfig(_Strict):

@@ -132,10 +132,13 @@ class Runner:
             self.state_backend = MemoryStateBackend()
         await self.outbox.start()
         try:
-            initial_state = await self.state_backend.load()
+            initial_state = await self._load_state()
         except Exception as exc:  # noqa: BLE001
             await self.outbox.close()
-            raise StartupError(f"cannot load the adapter state from redis ({cfg.outbox.url}): {exc}") from None
+            from .config import redact_url
+
+            raise StartupError(f"cannot load the adapter state from redis ({redact_url(cfg.outbox.url)}): "
+                               f"{redact_url(str(exc))}") from None
         self.pipeline = Pipeline(self.adapter, namespace=cfg.namespace, registry=self.registry,
                                  settings=cfg.settings, state=StateStore(initial_state),
                                  state_backend=self.state_backend if cfg.outbox.kind == "redis" else None,
@@ -158,6 +161,21 @@ class Runner:
             "broker_up": lambda: 1.0 if self.batcher.broker_ok else 0.0,
             "ready": lambda: 1.0 if self.readiness()[0] else 0.0,
         })
+
+    async def _load_state(self) -> dict:
+        """The persisted mapper state; waits up to ``outbox.startup_wait_s`` for Redis (it may be
+        starting next to us)."""
+        deadline = time.monotonic() + (self.config.outbox.startup_wait_s if self.config.outbox.kind == "redis" else 0)
+        delay = 0.25
+        while True:
+            try:
+                return await self.state_backend.load()
+            except Exception as exc:  # noqa: BLE001
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("redis not reachable yet (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _build_sources(self) -> list[tuple[Any, str | None, dict | None]]:
         from . import plugins

@@ -157,3 +157,17 @@ def test_env_override_reaches_stadtlink_run(tmp_path, cli_env):
 
 def test_source_without_kind():
     assert error_of(good(sources=[{"port": 1}])).startswith("sources[0].kind: required key is missing (one of 'mqtt'")
+
+
+async def test_redis_password_not_shown_when_redis_is_unreachable(cli_env, tmp_path):
+    from rt_helpers import free_port
+
+    port = free_port()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"namespace: t\nbroker: {{url: 'http://127.0.0.1:1'}}\n"
+                   f"outbox: {{kind: redis, url: 'redis://:hunter2@127.0.0.1:{port}/0', startup_wait_s: 0.5}}\n"
+                   f"http: {{enabled: false}}\n")
+    res = run_cli(["run", "toy", "--config", str(cfg)], cli_env)
+    assert res.returncode == 1
+    assert "cannot start" in res.stderr and "redis://:***@127.0.0.1" in res.stderr
+    assert "hunter2" not in res.stderr + res.stdout

@@ -360,3 +360,23 @@ async def test_refused_message_does_not_change_mapper_state():
         assert runner.pipeline.ctx.state["count:dev-1"] == 1
     finally:
         await runner.stop(grace=0.2)
+
+
+async def test_start_waits_for_a_redis_that_comes_up_late(own_redis):
+    srv = own_redis(appendonly=False)
+    fb = await FakeBroker().start()
+    cfg = base_config(fb.url, outbox={"kind": "redis", "url": f"redis://127.0.0.1:{srv.port}/0", "key_prefix": "late",
+                                      "startup_wait_s": 10})
+    runner = Runner.from_config(cfg, adapter=ADAPTER, sources=[])
+    starting = asyncio.create_task(runner.start())
+    try:
+        await asyncio.sleep(0.6)
+        assert not starting.done()
+        srv.start()
+        await asyncio.wait_for(starting, 10)
+        assert await wait_for(lambda: runner.readiness()[0], timeout=5)
+    finally:
+        if not starting.done():
+            starting.cancel()
+        await runner.stop(grace=0.5)
+        await fb.stop()
