@@ -273,6 +273,7 @@ def build_schema() -> dict[str, Any]:
             "image": IMAGE,
             "persistence": _obj({"enabled": BOOL, "size": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?([KMGTPE]i?)?$"},
                                  "storageClass": STR, "accessModes": {"type": "array", "items": STR}}),
+            "maxmemory": {"type": "string", "pattern": "^[0-9]+([kmg]b?)?$"},
             "runAsUser": _int(1), "runAsGroup": _int(1),
             "resources": OBJ, "nodeSelector": OBJ, "tolerations": ARR, "affinity": OBJ,
         }),
