@@ -9,3 +9,5 @@ if str(ROOT) not in sys.path:
 
 ARTIFACTS = ROOT / "artifacts"
 os.environ.setdefault("STADTLINK_TEST_ARTIFACTS", str(ARTIFACTS))
+
+pytest_plugins = ["adapters.core.pytest_plugin"]

@@ -40,7 +40,10 @@ def parse_time(value: str | datetime, *, naive_is: timezone | None = UTC) -> dat
         if naive_is is None:
             raise TimeFormatError(f"timestamp without UTC offset: {value!r}")
         dt = dt.replace(tzinfo=naive_is)
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:   # e.g. 0001-01-01T00:00:00+01:00 lies before datetime.min in UTC
+        raise TimeFormatError(f"timestamp out of range: {value!r}") from None
 
 
 def iso_ms(dt: datetime) -> str:
