@@ -3,9 +3,9 @@
 
 Stage "pipeline" (always): envelope parse → profile decode → mapper → SDM check of every entity, in
 process. Prints readings/s, entities/s and the process RSS.
-Stage "e2e" (--e2e): the real runtime (Runner, MQTT source on the shared Mosquitto, memory outbox,
-batcher, NGSI-LD client) into the in-process local broker. Prints readings/s until the broker
-confirmed every entity, and RSS.
+Stage "e2e" (--e2e): the real adapter process (`stadtlink run climate`: MQTT source on the shared
+Mosquitto, memory outbox, batcher, NGSI-LD client) into the local broker (in this process). Prints
+readings/s until every entity is confirmed and the adapter process's own RSS (idle, after, peak).
 
 Run: python benchmarks/climate.py [--stations 500] [--reports 6] [--e2e] [--mqtt-port 1883]
 Not a test: figures depend on the machine and its load. A town's 500 stations every 10 minutes
@@ -107,45 +107,115 @@ def bench_pipeline(records, msgs) -> None:
           f"mapper state {len(ctx.state)} keys")
 
 
+WINDOW = 250
+
+
+def proc_status(pid: int) -> dict[str, float]:
+    """VmRSS / VmHWM (peak) of a process in MiB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(rest.split()[0]) / 1024.0
+    return out
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith((name + "{", name + " ")):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 async def bench_e2e(records, msgs, n_readings: int, mqtt_port: int) -> None:
-    from adapters.core.runner import Runner
+    """The adapter as its own process (`stadtlink run climate`), so its RSS is measured alone."""
+    import csv
+    import io
+    import os
+    import socket
+    import tempfile
+
+    import aiohttp
+    import yaml
+
     from adapters.core.testing import publish_uplinks
     from broker_client.local_broker import running_broker
 
     run = uuid.uuid4().hex[:8]
     tts_app, cs_app = msgs[0][0].split("/")[1].split("@")[0], msgs[1][0].split("/")[1]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        http_port = sock.getsockname()[1]
     async with running_broker() as broker_url:
-        config = {
-            "namespace": f"bench-{run}",
-            "broker": {"url": broker_url, "batch_size": 200, "flush_ms": 200},
-            "outbox": {"kind": "memory"}, "http": {"enabled": False},
-            "sources": [{"kind": "mqtt", "host": "127.0.0.1", "port": mqtt_port, "session_expiry_s": 0,
-                         "client_id": f"climate-bench-{run}",
-                         "topics": [f"v3/{tts_app}@ttn/devices/+/up", f"application/{cs_app}/device/+/event/up"]}],
-            "devices": records,
-        }
-        runner = Runner.from_config(config, adapter=ADAPTER)
-        await runner.start()
-        try:
-            while not all(getattr(s, "ready", False) for s in runner.sources):
-                await asyncio.sleep(0.05)
-            rss0 = rss_mb()
-            t0 = time.perf_counter()
-            await publish_uplinks("127.0.0.1", mqtt_port, msgs)
-            t_pub = time.perf_counter() - t0
-            deadline = time.monotonic() + 600
-            while runner.counters()["decoded"] < n_readings and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            await runner.wait_idle(timeout=300)
-            dt = time.perf_counter() - t0
-            c = runner.counters()
-            print(f"e2e: {c['decoded']} readings → {c['upserted']} entities confirmed by the broker in {dt:.2f} s "
-                  f"→ {c['decoded'] / dt:,.0f} readings/s (publishing took {t_pub:.2f} s); "
-                  f"dead letters {c['dead_lettered']}, invalid {c['invalid']}, errors {c['errors']}")
-            print(f"e2e: RSS {rss_mb():.1f} MiB (adapter + local broker + publisher in one process; "
-                  f"{rss0:.1f} MiB before publishing)")
-        finally:
-            await runner.stop(grace=5)
+        with tempfile.TemporaryDirectory() as tmp:
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=list(records[0]))
+            writer.writeheader()
+            writer.writerows(records)
+            (Path(tmp) / "stations.csv").write_text(buf.getvalue(), encoding="utf-8")
+            config = {
+                "adapter": "climate", "namespace": f"bench-{run}", "log_level": "WARNING",
+                "broker": {"url": broker_url, "batch_size": 200, "flush_ms": 200},
+                "outbox": {"kind": "memory"}, "http": {"host": "127.0.0.1", "port": http_port},
+                "sources": [{"kind": "mqtt", "host": "127.0.0.1", "port": mqtt_port, "session_expiry_s": 0,
+                             "client_id": f"climate-bench-{run}",
+                             "topics": [f"v3/{tts_app}@ttn/devices/+/up", f"application/{cs_app}/device/+/event/up"]}],
+                "registry_files": ["stations.csv"],
+            }
+            (Path(tmp) / "climate.yaml").write_text(yaml.safe_dump(config))
+            exe = Path(sys.executable).with_name("stadtlink")
+            cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "adapters.core.cli"]
+            proc = await asyncio.create_subprocess_exec(*cmd, "run", "climate", "--config", str(Path(tmp) / "climate.yaml"),
+                                                        env=os.environ.copy(), stdout=asyncio.subprocess.DEVNULL)
+            try:
+                async with aiohttp.ClientSession() as session:
+                    async def get(path: str) -> tuple[int, str]:
+                        try:
+                            async with session.get(f"http://127.0.0.1:{http_port}{path}") as resp:
+                                return resp.status, await resp.text()
+                        except aiohttp.ClientError:
+                            return 0, ""
+
+                    while (await get("/readyz"))[0] != 200:
+                        if proc.returncode is not None:
+                            raise SystemExit("the adapter process exited")
+                        await asyncio.sleep(0.1)
+                    idle = proc_status(proc.pid)
+                    peak_rss = 0.0
+                    t0 = time.perf_counter()
+                    # Publish in windows: Mosquitto queues at most max_queued_messages (default 1000) for a
+                    # subscriber and drops the rest of a faster burst, so keep ≤ WINDOW messages in flight.
+                    for i in range(0, len(msgs), WINDOW):
+                        while True:
+                            _, text = await get("/metrics")
+                            if _metric(text, "stadtlink_received_total") >= i - WINDOW:
+                                break
+                            await asyncio.sleep(0.02)
+                        await publish_uplinks("127.0.0.1", mqtt_port, msgs[i:i + WINDOW])
+                        peak_rss = max(peak_rss, proc_status(proc.pid)["VmRSS"])
+                    t_pub = time.perf_counter() - t0
+                    deadline = time.monotonic() + float(os.environ.get("CLIMATE_BENCH_TIMEOUT_S", "300"))
+                    while time.monotonic() < deadline:
+                        _, text = await get("/metrics")
+                        peak_rss = max(peak_rss, proc_status(proc.pid)["VmRSS"])
+                        if (_metric(text, "stadtlink_decoded_total") >= n_readings
+                                and _metric(text, "stadtlink_outbox_depth") == 0):
+                            break
+                        await asyncio.sleep(0.1)
+                    else:
+                        print("e2e: timed out waiting for the adapter to finish (figures below are partial)")
+                    dt = time.perf_counter() - t0
+                    decoded = _metric(text, "stadtlink_decoded_total")
+                    upserted = _metric(text, "stadtlink_upserted_total")
+                    after = proc_status(proc.pid)
+                    print(f"e2e: {decoded:.0f} readings → {upserted:.0f} entities confirmed by the broker in "
+                          f"{dt:.2f} s → {decoded / dt:,.0f} readings/s (publishing in windows of {WINDOW} took {t_pub:.2f} s); dead letters "
+                          f"{_metric(text, 'stadtlink_dead_lettered_total'):.0f}, invalid {_metric(text, 'stadtlink_invalid_total'):.0f}")
+                    print(f"e2e: adapter process RSS idle {idle['VmRSS']:.1f} MiB, after the run {after['VmRSS']:.1f} MiB, "
+                          f"peak {max(peak_rss, after['VmHWM']):.1f} MiB ({len(records)} stations)")
+            finally:
+                proc.terminate()
+                await proc.wait()
 
 
 def main() -> None:
