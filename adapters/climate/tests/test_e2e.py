@@ -362,7 +362,13 @@ async def test_500_stations_from_a_geojson_registry_end_to_end(tmp_path):
                                                      "lon": f["geometry"]["coordinates"][0]} for f in features],
                                  network="mixed", tts_application_id=tts_app, chirpstack_application_id=cs_app)
             for slot in range(2):
+                # one round at a time: Mosquitto queues at most 1000 messages for a subscriber
                 await publish_uplinks(MQTT_HOST, MQTT_PORT, fleet.uplinks(t0 + timedelta(minutes=10 * slot)))
+
+                async def round_received(n=500 * (slot + 1)):
+                    return runner.counters()["received"] >= n
+
+                await _wait_for(round_received, timeout=45)
             second = (t0 + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S")
 
             async with aiohttp.ClientSession() as session:
