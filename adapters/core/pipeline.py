@@ -16,6 +16,7 @@ logged once per device and reason (rate-limited).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from hashlib import blake2b as _blake2b
@@ -95,6 +96,7 @@ class Pipeline:
         self._counts = metrics.counts
         self._device: str | None = None    # the device of the message being decoded (for dead letters)
         self._profiles: dict[str, Any] = {}
+        self._lock = asyncio.Lock()
 
     # -- entry points ------------------------------------------------------------------------------
     def emitter(self, *, profile: str | None = None, options: Mapping[str, Any] | None = None):
@@ -108,7 +110,16 @@ class Pipeline:
 
     async def process(self, message: RawMessage, profile: str | None = None,
                       options: Mapping[str, Any] | None = None, *, replay: bool = False) -> int:
-        """Run one message through; returns the number of entities put into the outbox."""
+        """Run one message through; returns the number of entities put into the outbox.
+
+        Messages of concurrent sources are processed one at a time: the mapper state, its undo
+        journal and the dedup/stale bookkeeping are shared.
+        """
+        async with self._lock:
+            return await self._process(message, profile, options, replay)
+
+    async def _process(self, message: RawMessage, profile: str | None, options: Mapping[str, Any] | None,
+                       replay: bool) -> int:
         counts = self._counts
         counts["received"] += 1
         attrs = message.attributes
@@ -179,9 +190,13 @@ class Pipeline:
 
     async def run_tick(self, now: datetime | None = None) -> int:
         """Timer-driven entities (``AdapterSpec.tick``) through check → outbox."""
-        tick = self.adapter.tick
-        if tick is None:
+        if self.adapter.tick is None:
             return 0
+        async with self._lock:
+            return await self._run_tick(now)
+
+    async def _run_tick(self, now: datetime | None) -> int:
+        tick = self.adapter.tick
         ctx = self.ctx
         ctx.now = now or datetime.now(timezone.utc)
         state = ctx.state
@@ -208,6 +223,10 @@ class Pipeline:
 
     async def admit_entities(self, entities: list[dict]) -> int:
         """Check and enqueue ready-made entities (dead-letter replay of broker rejections)."""
+        async with self._lock:
+            return await self._admit_entities(entities)
+
+    async def _admit_entities(self, entities: list[dict]) -> int:
         entities = await self._admit(entities, None, None, None, None)
         if entities:
             await self.outbox.put(entities)

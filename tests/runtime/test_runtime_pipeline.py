@@ -321,3 +321,25 @@ async def test_json_map_profile_is_available_to_every_adapter(broker):
         assert (await entities_in(broker))["urn:ngsi-ld:WeatherObserved:test:dev-2"]["temperature"]["value"] == 12.5
     finally:
         await runner.stop()
+
+
+async def test_concurrent_sources_share_state_consistently(broker, redis_prefix):
+    a, b = QueueSource("a"), QueueSource("b")
+    cfg = base_config(broker, outbox={"kind": "redis", "url": "redis://127.0.0.1:6379/0", "key_prefix": redis_prefix})
+    runner = Runner.from_config(cfg, adapter=ADAPTER,
+                                sources=[(a, "toy-lora", None), (b, "toy-lora", None)])
+    await runner.start()
+    try:
+        assert await wait_for(lambda: a.ready and b.ready)
+        import asyncio
+
+        async def feed(src, start):
+            for i in range(start, start + 40):
+                topic, up = uplink("dev-1", b"\x00\x10", i)
+                await src.push(up, topic=topic)
+
+        await asyncio.gather(feed(a, 1), feed(b, 1001))
+        assert runner.pipeline.ctx.state["count:dev-1"] == 80
+        assert runner.pipeline.ctx.state._journal is None
+    finally:
+        await runner.stop()
