@@ -127,7 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also serve the *.json/*.jsonld files of this directory at /<name> (repeatable)")
     parser.add_argument("--no-packaged", action="store_true", help="serve only the --dir files")
     parser.add_argument("--list", action="store_true", help="print the served paths and exit")
-    args = parser.parse_args(list(argv) if argv is not None else None)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:          # as `stadtlink contexts serve ...`
+        argv = argv[1:]
+    args = parser.parse_args(argv)
     try:
         files = collect(args.dir, packaged=not args.no_packaged)
     except ContextFileError as exc:

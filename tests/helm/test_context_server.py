@@ -105,6 +105,7 @@ def test_broken_file_stops_the_start_with_a_clear_message(tmp_path):
     with pytest.raises(cs.ContextFileError, match="no top-level @context"):
         cs.collect([tmp_path])
     assert cs.main(["--dir", str(tmp_path), "--list"]) == 2
+    assert cs.main(["serve", "--dir", str(tmp_path), "--list"]) == 2    # the CLI's `stadtlink contexts serve`
     assert cs.main(["--dir", str(tmp_path / "missing"), "--list"]) == 2
 
 
