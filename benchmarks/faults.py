@@ -170,7 +170,7 @@ def scenarios(long: bool = False) -> list[Scenario]:
         Scenario("broker-slow-3s", "broker answers after 3 s, for 10 s", "memory", broker_slow, 10),
         Scenario("broker-blackhole-20s", "connections silently dropped for 20 s (client timeout 5 s)", "memory",
                  broker_blackhole, 20, {"timeout_s": 5.0}),
-        Scenario("mosquitto-restart", "Mosquitto stopped (SIGTERM) and started again after 3 s", "memory",
+        Scenario("mosquitto-restart", "Mosquitto stopped (SIGTERM, persistence on) and started again after 3 s", "memory",
                  mosquitto_restart, 3),
         Scenario("redis-restart", "Redis stopped and started again after 3 s (AOF, fsync always)", "redis",
                  redis_restart, 3),

@@ -41,7 +41,10 @@ import orjson  # noqa: E402
 APP = "bench-parking"
 TOPIC_FILTER = f"v3/{APP}@ttn/devices/+/up"
 NAMESPACE = "bench"
-STADTLINK = str(Path(sys.executable).parent / "stadtlink")
+_SCRIPT = Path(sys.executable).parent / "stadtlink"
+#: how to run the CLI: the console script next to this interpreter, else ``python -m adapters.core.cli``
+STADTLINK: list[str] = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "adapters.core.cli"]
+CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
 
 
 # ------------------------------------------------------------------------------------------- fleet
@@ -251,8 +254,8 @@ class AdapterProcess:
     def start(self) -> "AdapterProcess":
         log = open(self.log_path, "ab")
         try:
-            self.proc = subprocess.Popen([STADTLINK, "run", "parking", "--config", str(self.config)], stdout=log,
-                                         stderr=subprocess.STDOUT, cwd=str(self.config.parent),
+            self.proc = subprocess.Popen([*STADTLINK, "run", "parking", "--config", str(self.config)], stdout=log,
+                                         stderr=subprocess.STDOUT, cwd=str(self.config.parent), env=CHILD_ENV,
                                          start_new_session=True)
         finally:
             log.close()

@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from adapters.core.testing import MosquittoProcess, RedisProcess, free_port  # noqa: E402
-from benchmarks.harness import (STADTLINK, TOPIC_FILTER, AdapterProcess, Publisher, SinkProcess,  # noqa: E402
+from benchmarks.harness import (CHILD_ENV, STADTLINK, TOPIC_FILTER, AdapterProcess, Publisher, SinkProcess,  # noqa: E402
                                 http_get, metric_sum, prime_session, write_config, write_fleet)
 
 TARGETS = {
@@ -73,8 +73,8 @@ class LocalBrokerProcess:
 
     async def start(self, timeout: float = 30.0) -> "LocalBrokerProcess":
         log = open(self.workdir / "local-broker.log", "ab")
-        self.proc = subprocess.Popen([STADTLINK, "broker", "--host", "127.0.0.1", "--port", str(self.port)],
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen([*STADTLINK, "broker", "--host", "127.0.0.1", "--port", str(self.port)],
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=CHILD_ENV)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
