@@ -384,3 +384,48 @@ async def test_500_stations_from_a_geojson_registry_end_to_end(tmp_path):
             assert counters["decoded"] == 1000 and counters["dead_lettered"] == 0 and counters["invalid"] == 0
         finally:
             await runner.stop(grace=5)
+
+
+@pytest.mark.skipif(not _mosquitto_up(), reason="shared Mosquitto on 127.0.0.1:1883 is not running")
+async def test_generic_decoded_station_with_the_json_map_example_config():
+    """examples/climate-jsonmap.yaml as shipped (overrides: broker URL, namespace, topic, client id):
+    a TTS uplink whose payload formatter already decoded the values becomes a WeatherObserved."""
+    pytest.importorskip("adapters.core.jsonmap")
+    from adapters.climate import PACKAGE_DIR
+    from adapters.core.runner import Runner
+    from adapters.core.testing import publish_uplinks
+    from broker_client.local_broker import running_broker
+
+    run = uuid.uuid4().hex[:10]
+    ns, app = f"e2e-{run}", f"klima-generic-{run}"
+    t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=3)
+    async with running_broker() as broker_url:
+        env = {"STADTLINK_BROKER__URL": broker_url, "STADTLINK_NAMESPACE": ns, "STADTLINK_HTTP__ENABLED": "false",
+               "STADTLINK_SOURCES__0__TOPICS": f'["v3/{app}@ttn/devices/+/up"]',
+               "STADTLINK_SOURCES__0__CLIENT_ID": f"climate-jm-{run}", "STADTLINK_SOURCES__0__SESSION_EXPIRY_S": "0"}
+        runner = Runner.from_config(PACKAGE_DIR / "example-jsonmap.yaml", adapter=ADAPTER, env=env)
+        await runner.start()
+        try:
+            await _wait_for(lambda: _ready(runner))
+            topic, up = tts_uplink("mhm-generic-01", b"\x00", f_port=3, f_cnt=12, received_at=_iso(t0),
+                                   application_id=app)
+            up["uplink_message"]["decoded_payload"] = {
+                "temperature": 23.1, "humidity": 48.0, "pressure": 1011.4, "wind_speed_kmh": 9.0,
+                "wind_direction": 250, "gust_kmh": 21.6, "rain_mm": 0.0, "illuminance": 41000, "battery_pct": 64}
+            await publish_uplinks(MQTT_HOST, MQTT_PORT, [(topic, up)])
+            async with aiohttp.ClientSession() as session:
+                async def weather():
+                    return (await _entities(session, broker_url, "WeatherObserved", ns)).get(
+                        f"urn:ngsi-ld:WeatherObserved:{ns}:mhm-generic-01")
+
+                wo = await _wait_for(weather)
+                device = (await _entities(session, broker_url, "Device", ns))[f"urn:ngsi-ld:Device:{ns}:mhm-generic-01"]
+            assert wo["temperature"]["value"] == 23.1
+            assert wo["relativeHumidity"]["value"] == pytest.approx(0.48)
+            assert wo["atmosphericPressure"]["value"] == pytest.approx(1011.4)
+            assert wo["windSpeed"]["value"] == pytest.approx(2.5) and wo["gustSpeed"]["value"] == pytest.approx(6.0)
+            assert wo["precipitation"]["value"] == 0.0 and wo["illuminance"]["value"] == 41000
+            assert wo["name"]["value"] == "Herzogenriedpark (generic station)"
+            assert device["batteryLevel"]["value"] == pytest.approx(0.64)
+        finally:
+            await runner.stop(grace=2)
