@@ -38,6 +38,7 @@ DELEGATES: dict[str, tuple[str, str, str]] = {
     "demo": ("adapters.core.demo", "main", "run the demo (broker, simulators, adapters, map)"),
     "twin": ("broker_client.twin", "main", "follow entity changes like a digital twin does"),
     "subscriptions": ("broker_client.subscriptions", "main", "apply, list or delete NGSI-LD subscriptions"),
+    "contexts": ("adapters.core.context_server", "main", "serve the JSON-LD @context files (the chart's context server)"),
     "context-server": ("adapters.core.context_server", "main", "serve the @context files (offline clusters)"),
 }
 
