@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_ARGS ?=
 
-.PHONY: demo test venv install install-test services clean lint
+.PHONY: demo test venv install install-test services clean chart-schema
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ services:
 
 test: install-test services
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# Regenerate helm/stadtlink/values.schema.json (and the chart README's values table) after a change
+# to a config or settings model; tests/helm fails while it is stale.
+chart-schema: install
+	$(BIN)/python scripts/gen_values_schema.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache
