@@ -220,7 +220,7 @@ class BrokerApp:
             if name == "options":
                 for opt in value.split(","):
                     if opt not in KNOWN_OPTIONS:
-                        raise bad_request("Invalid value for URI param /options/", opt)
+                        raise invalid_request("Invalid value for URI param /options/", opt)
                     req.options.add(opt)
             elif name in req.params:
                 req.params[name] += "," + value
@@ -474,7 +474,7 @@ class BrokerApp:
             mapping = {"keyValues": SIMPLIFIED, "simplified": SIMPLIFIED, "concise": CONCISE,
                        "normalized": NORMALIZED}
             if explicit not in mapping:
-                raise bad_request("Invalid value for URI param /format/", explicit)
+                raise invalid_request("Invalid value for URI param /format/", explicit)
             fmt = mapping[explicit]
         return fmt, "sysAttrs" in opts
 
@@ -488,6 +488,21 @@ class BrokerApp:
                 if n in ("id", "type", "@id", "@type") or n.startswith("@"):
                     raise bad_request("Invalid attribute name", f"{n} is not an attribute")
         return {n if n in ("id", "type") else ctx.expand(n) for n in names}
+
+    _MEMBER_RE = re.compile(r"^[A-Za-z0-9_@:/.#\-]+$")
+
+    def _check_projection(self, req: Req) -> None:
+        """pick / omit hold plain comma-separated names (nested projections are not supported)."""
+        p = req.params
+        for param in ("pick", "omit"):
+            if param in p:
+                names = p[param].split(",")
+                if not all(self._MEMBER_RE.match(n) for n in names):
+                    raise bad_request(f"Invalid value for URI parameter /{param}/", p[param])
+                if "attrs" in p:
+                    raise bad_request("Incompatible URI parameters", f"{param} and attrs")
+        if "pick" in p and "omit" in p and set(p["pick"].split(",")) & set(p["omit"].split(",")):
+            raise bad_request("Incompatible URI parameters", "the same member in pick and omit")
 
     def _render(self, req: Req, entity: Entity, ctx: CompiledContext, attrs: set[str] | None) -> dict:
         fmt, sys_attrs = self._format(req)
@@ -508,6 +523,8 @@ class BrokerApp:
 
     async def get_entity(self, req: Req) -> web.Response:
         ctx = await self._link_ctx(req)
+        self._format(req)
+        self._check_projection(req)
         tenant = self._tenant(req)
         entity = self._entity(tenant, req.path_args[0])
         if "type" in req.params:
@@ -572,7 +589,9 @@ class BrokerApp:
                 missing.append(name)
                 continue
             if isinstance(instances, DeleteMarker):
-                del entity.attrs[iri]
+                if not delete_attribute(entity, iri, instances.dataset_id, False):
+                    missing.append(name)
+                    continue
             else:
                 existing_ds = {i.get("datasetId") for i in entity.attrs[iri]}
                 if any(i.get("datasetId") not in existing_ds for i in instances):
@@ -608,7 +627,8 @@ class BrokerApp:
                               f"{attr_name} is a {existing_type}, the fragment says {fragment['type']}")
         parsed = parse_attribute(attr_name, fragment, ctx, now, allow_delete=True, partial=True)
         if isinstance(parsed, DeleteMarker):
-            del entity.attrs[iri]
+            if not delete_attribute(entity, iri, parsed.dataset_id, False):
+                raise not_found("Attribute Not Found", f"{attr_name} (datasetId {parsed.dataset_id})")
         else:
             for patch in parsed:
                 ds = patch.get("datasetId")
@@ -1021,8 +1041,8 @@ class BrokerApp:
             raise bad_request("Too broad query",
                               "Need at least one of: entity-id, entity-type, geo-location, attribute-list, Q-filter")
         limit, offset, want_count = self._paging(req)
-        fmt_check = self._format(req)  # validate early
-        del fmt_check
+        self._format(req)  # validate early
+        self._check_projection(req)
         filters: list[Callable[[Entity], bool]] = []
         ids = [i for i in p["id"].split(",") if i] if "id" in p else None
         if ids is not None:

@@ -58,7 +58,12 @@ def is_uri(value: Any) -> bool:
 
 
 class DeleteMarker:
-    """Returned by parsing when an attribute is set to NGSI-LD Null (delete it)."""
+    """Returned by parsing when an attribute is set to NGSI-LD Null: delete that instance."""
+
+    __slots__ = ("dataset_id",)
+
+    def __init__(self, dataset_id: str | None = None) -> None:
+        self.dataset_id = dataset_id
 
 
 DELETE = DeleteMarker()
@@ -260,7 +265,8 @@ def _parse_instance(name: str, raw: Any, ctx: CompiledContext, now: float, allow
         value = raw[value_key]
         if value is None or value == NGSI_NULL or (atype == "LanguageProperty" and value == {"@none": NGSI_NULL}):
             if allow_delete:
-                return DELETE
+                ds = raw.get("datasetId")
+                return DeleteMarker(ds if isinstance(ds, str) else None)
             raise bad_request(NULL_TITLE, name)
         inst[value_key] = _parse_value(atype, value, name, ctx)
     if atype == "Relationship" and "objectType" in raw:

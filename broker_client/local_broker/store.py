@@ -136,8 +136,7 @@ def merge_attrs(entity: Entity, attrs: dict[str, list[dict] | DeleteMarker], now
     touched: set[str] = set()
     for iri, new in attrs.items():
         if isinstance(new, DeleteMarker):
-            if iri in entity.attrs:
-                del entity.attrs[iri]
+            if delete_attribute(entity, iri, new.dataset_id, False):
                 touched.add(iri)
             continue
         old = entity.attrs.get(iri)

@@ -362,3 +362,33 @@ async def test_empty_entity_id_in_path_is_400(http, broker):
         assert r.status == 400
     async with http.patch(f"{broker}/entities/", json={"a": 1}) as r:
         assert r.status == 400
+
+
+async def test_ngsi_null_with_dataset_id_deletes_one_instance(http, broker):
+    entity = {"id": "urn:ngsi-ld:T:n", "type": "T", "name": [
+        {"type": "Property", "value": "Eiffel Tower", "datasetId": "urn:ngsi-ld:Dataset:01"},
+        {"type": "Property", "value": "The iron lady", "datasetId": "urn:ngsi-ld:Dataset:02"}]}
+    await create(http, broker, entity, headers=JSON)
+    async with http.patch(f"{broker}/entities/urn:ngsi-ld:T:n/attrs", json={"name": {
+            "type": "Property", "value": "urn:ngsi-ld:null", "datasetId": "urn:ngsi-ld:Dataset:01"}}) as r:
+        assert r.status == 204
+    _, _, body = await get(http, broker, "urn:ngsi-ld:T:n", headers={})
+    assert body["name"] == {"type": "Property", "value": "The iron lady", "datasetId": "urn:ngsi-ld:Dataset:02"}
+    async with http.patch(f"{broker}/entities/urn:ngsi-ld:T:n", json={"name": {
+            "type": "Property", "value": "urn:ngsi-ld:null", "datasetId": "urn:ngsi-ld:Dataset:02"}}) as r:
+        assert r.status == 204
+    _, _, body = await get(http, broker, "urn:ngsi-ld:T:n", headers={})
+    assert "name" not in body
+
+
+async def test_pick_and_omit(http, broker):
+    await create(http, broker, spot())
+    eid = "urn:ngsi-ld:ParkingSpot:test:1"
+    _, _, body = await get(http, broker, eid, params={"pick": "id,name"})
+    assert body == {"id": eid, "name": {"type": "Property", "value": "P-1"}}
+    _, _, body = await get(http, broker, eid, params={"omit": "type,location,status,refParkingSite"})
+    assert body == {"id": eid, "name": {"type": "Property", "value": "P-1"}}
+    for params in ({"pick": "name", "omit": "name"}, {"pick": "name", "attrs": "name"}, {"pick": "id,,name"},
+                   {"pick": "id,locatedAt{name}"}):
+        status, _, _ = await get(http, broker, eid, params=params)
+        assert status == 400, params
