@@ -580,8 +580,9 @@ class BrokerApp:
         tenant = self._tenant(req)
         entity = self._entity(tenant, req.path_args[0], "Entity does not exist")
         now = now_ms()
-        _, _, attrs, _ = parse_entity_body(body, ctx, now, need_id=False, need_type=False,
-                                           allow_delete=True)
+        _, types, attrs, _ = parse_entity_body(body, ctx, now, need_id=False, need_type=False,
+                                               allow_delete=True)
+        tenant.add_types(entity, types)  # NGSI-LD 1.8: types in the fragment are added
         updated, missing, touched = [], [], set()
         for iri, instances in attrs.items():
             name = ctx.compact(iri)

@@ -613,9 +613,10 @@ def _intersects(g1: dict, g2: dict) -> bool:
 
 def _within(inner: dict, outer: dict) -> bool:
     polys = _polygons(outer)
-    if not polys:
-        return False
     points = _points(inner)
+    if not polys:
+        # a point or line contains what lies on it (a Point contains an equal Point)
+        return bool(points) and all(_point_in_geometry(p, outer) for p in points)
     if not points or not all(any(_point_in_polygon(p, poly) for poly in polys) for p in points):
         return False
     # an edge of the inner geometry must not leave the outer polygon through a concave part

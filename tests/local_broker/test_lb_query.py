@@ -167,6 +167,8 @@ async def test_geo_near_within_intersects(http, populated):
     assert await ids(http, populated, {"type": "ParkingSpot", "geometry": "Point", "coordinates": "[9.0,51.0]",
                                        "georel": "equals"}) == ["4"]
     assert await ids(http, populated, {"geometry": "Point", "coordinates": "[9.0,51.0]", "georel": "near;maxDistance==10"}) == ["4"]
+    assert await ids(http, populated, {"type": "ParkingSpot", "geometry": "Point", "coordinates": "[9.0,51.0]",
+                                       "georel": "contains"}) == ["4"]
 
 
 async def test_geo_errors(http, populated):
@@ -213,3 +215,30 @@ async def test_pagination_link_headers(http, populated):
     assert '</ngsi-ld/v1/entities?type=ParkingSpot&limit=1&offset=2>; rel="next"; type="application/ld+json"' in links
     async with http.get(f"{populated}/entities", params={"type": "ParkingSpot", "limit": "10"}, headers=PLINK) as r:
         assert r.headers["Link"] == PARKING_LINK  # one page: only the context
+
+
+async def test_geo_with_polygon_and_line_entities(http, broker):
+    square = {"type": "Polygon", "coordinates": [[[8.0, 50.0], [8.1, 50.0], [8.1, 50.1], [8.0, 50.1], [8.0, 50.0]]]}
+    road = {"type": "LineString", "coordinates": [[7.9, 50.05], [8.2, 50.05]]}
+    entities = [{"id": "urn:ngsi-ld:Area:1", "type": "Area", "location": {"type": "GeoProperty", "value": square}},
+                {"id": "urn:ngsi-ld:Area:2", "type": "Area", "location": {"type": "GeoProperty", "value": road}}]
+    async with http.post(f"{broker}/entityOperations/create", json=entities) as r:
+        assert r.status == 201
+
+    async def area_ids(params):
+        async with http.get(f"{broker}/entities", params={"type": "Area", **params}) as r:
+            assert r.status == 200, await r.text()
+            return [e["id"][-1] for e in await r.json()]
+    assert await area_ids({"georel": "contains", "geometry": "Point", "coordinates": "[8.05,50.02]"}) == ["1"]
+    assert await area_ids({"georel": "near;maxDistance==1", "geometry": "Point", "coordinates": "[8.05,50.02]"}) == ["1"]
+    # 0.01° north of the road: about 1.1 km
+    assert await area_ids({"georel": "near;maxDistance==1200", "geometry": "Point", "coordinates": "[7.95,50.06]"}) == ["2"]
+    assert await area_ids({"georel": "near;maxDistance==1000", "geometry": "Point", "coordinates": "[7.95,50.06]"}) == []
+    crossing = "[[8.05,49.9],[8.05,50.2]]"
+    assert await area_ids({"georel": "intersects", "geometry": "LineString", "coordinates": crossing}) == ["1", "2"]
+    big = "[[[7.0,49.0],[9.0,49.0],[9.0,51.0],[7.0,51.0],[7.0,49.0]]]"
+    assert await area_ids({"georel": "within", "geometry": "Polygon", "coordinates": big}) == ["1", "2"]
+    small = "[[[8.01,50.01],[8.02,50.01],[8.02,50.02],[8.01,50.02],[8.01,50.01]]]"
+    assert await area_ids({"georel": "within", "geometry": "Polygon", "coordinates": small}) == []
+    assert await area_ids({"georel": "overlaps", "geometry": "Polygon", "coordinates": small}) == []
+    assert await area_ids({"georel": "contains", "geometry": "Polygon", "coordinates": small}) == ["1"]
