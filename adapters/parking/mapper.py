@@ -24,6 +24,7 @@ from typing import Any, Iterable
 from weakref import WeakKeyDictionary
 
 from adapters.core.adapter import MapContext
+from adapters.core.device import device_entity
 from adapters.core.entity import datetime_prop, entity_id, geo_point, new_entity, prop, rel
 from adapters.core.errors import MappingError, ReadingDropped
 from adapters.core.reading import Reading
@@ -198,27 +199,19 @@ def _spot_entity(ctx: MapContext, rec: DeviceRecord, settings: ParkingSettings, 
 def _device_entity(ctx: MapContext, rec: DeviceRecord, reading: Reading, settings: ParkingSettings,
                    lonlat: tuple[float, float] | None) -> dict:
     observed = reading.observed_at
-    attrs: dict[str, Any] = {
-        "controlledProperty": prop(["occupancy"]),
-        "category": prop(["sensor"]),
-        "supportedProtocol": prop(["lora"]),
-        "location": geo_point(*lonlat) if lonlat else None,
-        "name": prop(str(rec.name)) if rec.name else None,
-        "dateLastValueReported": datetime_prop(observed),
-    }
-    rssi = reading.meta.get("rssi")
-    if isinstance(rssi, (int, float)) and not isinstance(rssi, bool):
-        attrs["rssi"] = prop(float(rssi), unit="DBM", observed_at=observed)
     volts = reading.values.get("battery_voltage")
     curve = settings.battery_curves.get(reading.profile)
-    if isinstance(volts, (int, float)) and curve:
-        attrs["batteryLevel"] = prop(battery_level(float(volts), curve), unit="C62", observed_at=observed)
+    battery = battery_level(float(volts), curve) if isinstance(volts, (int, float)) and curve else None
+    rssi = reading.meta.get("rssi")
     firmware = reading.values.get("firmwareVersion") or reading.values.get("firmware_version")
-    if isinstance(firmware, str):
-        attrs["firmwareVersion"] = prop(firmware, observed_at=observed)
-    if reading.meta.get("dev_eui"):
-        attrs["serialNumber"] = prop(str(reading.meta["dev_eui"]))
-    return new_entity(entity_id("Device", ctx.namespace, rec.id), "Device", **attrs)
+    extra = {
+        "firmwareVersion": prop(firmware, observed_at=observed) if isinstance(firmware, str) else None,
+        "serialNumber": prop(str(reading.meta["dev_eui"])) if reading.meta.get("dev_eui") else None,
+    }
+    return device_entity(ctx.namespace, rec.id, controlled_property=["occupancy"], observed_at=observed,
+                         battery_level=battery,
+                         rssi=float(rssi) if isinstance(rssi, (int, float)) and not isinstance(rssi, bool) else None,
+                         name=str(rec.name) if rec.name else None, lonlat=lonlat, extra=extra)
 
 
 # --------------------------------------------------------------------------------------------- aggregation
