@@ -7,7 +7,8 @@ through a bounded queue. When the queue is full it answers 503: the broker then 
 subscription's notification status ``failed`` — visible to operators — instead of the receiver
 silently falling behind.
 
-Both Orion-LD notifiers are accepted (legacy: ``Ngsiv2-Attrsformat``, ``Fiware-Servicepath``,
+NGSI-v2 notifications from classic Orion (``{"subscriptionId", "data"}``) are accepted too, their
+entities converted to NGSI-LD normalized. Both Orion-LD notifiers are accepted (legacy: ``Ngsiv2-Attrsformat``, ``Fiware-Servicepath``,
 ``charset``; native: ``Ngsild-Attribute-Format``), the subscription id is taken from the body or
 the ``?subscriptionId=`` query parameter, JSON and JSON-LD bodies alike. The same handlers take MQTT
 notifications (``{"metadata": {...}, "body": {...}}``) through :meth:`NotificationReceiver.handle_mqtt`.
@@ -18,8 +19,9 @@ import asyncio
 import hmac
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -40,6 +42,8 @@ class Notification:
     context: Any = None                       # body @context (ld+json) or the Link header URL
     headers: dict[str, str] = field(default_factory=dict)
     transport: str = "http"
+    ngsi_version: str = "ld"                  # "v2": an NGSI-v2 notification, ``data`` converted to NGSI-LD
+    raw_data: list[dict[str, Any]] | None = None  # v2 only: the entities as Orion sent them
 
 
 Handler = Callable[[Notification], Awaitable[None]]
@@ -51,10 +55,20 @@ class BadNotification(ValueError):
 
 def parse_notification(body: Any, *, subscription_id: str | None = None, headers: Mapping[str, str] | None = None,
                        transport: str = "http") -> Notification:
-    """Validate a notification body (already JSON-decoded) and return it typed."""
+    """Validate a notification body (already JSON-decoded) and return it typed.
+
+    NGSI-LD (``{"id", "type": "Notification", "subscriptionId", "data"}``) and NGSI-v2 (Orion:
+    ``{"subscriptionId", "data"}``, no ``id`` nor ``type``) are both accepted. A v2 notification's
+    normalized entities are converted to NGSI-LD normalized (``geo:json`` → GeoProperty,
+    ``timestamp`` metadata → observedAt, ...; see broker_client/backends/ngsi_v2_convert.py) so
+    handlers see one shape; ``raw_data`` keeps them as sent. v2 notifications carry no id: each
+    gets a fresh one (no duplicate detection).
+    """
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     if not isinstance(body, dict):
         raise BadNotification("the body is not a JSON object")
+    if "type" not in body and "id" not in body and "subscriptionId" in body and "data" in body:
+        return _parse_v2_notification(body, headers, transport)
     if body.get("type") != "Notification":
         raise BadNotification("type is not 'Notification'")
     nid = body.get("id")
@@ -75,6 +89,26 @@ def parse_notification(body: Any, *, subscription_id: str | None = None, headers
         attribute_format=headers.get("ngsild-attribute-format") or headers.get("ngsiv2-attrsformat"),
         tenant=headers.get("ngsild-tenant") or headers.get("fiware-service"),
         context=context, headers=dict(headers), transport=transport,
+    )
+
+
+def _parse_v2_notification(body: dict[str, Any], headers: dict[str, str], transport: str) -> Notification:
+    import uuid
+
+    from .backends.ngsi_v2_convert import from_ngsi_v2
+
+    data = body.get("data")
+    if not isinstance(data, list) or not all(isinstance(e, dict) and isinstance(e.get("id"), str) for e in data):
+        raise BadNotification("data is not a list of entities")
+    sub = body.get("subscriptionId")
+    if not isinstance(sub, str) or not sub:
+        raise BadNotification("no subscriptionId in the NGSI-v2 notification")
+    attrs_format = headers.get("ngsiv2-attrsformat") or "normalized"
+    converted = [from_ngsi_v2(e) for e in data] if attrs_format == "normalized" else [dict(e) for e in data]
+    return Notification(
+        id=f"urn:stadtlink:notification:v2:{uuid.uuid4()}", subscription_id=sub, notified_at=None, data=converted,
+        attribute_format=attrs_format, tenant=headers.get("fiware-service"), context=None, headers=dict(headers),
+        transport=transport, ngsi_version="v2", raw_data=data,
     )
 
 
@@ -112,7 +146,7 @@ class NotificationReceiver:
         if self._tasks:
             try:
                 await asyncio.wait_for(self._queue.join(), drain_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("notification queue not drained within %.1fs", drain_timeout)
         for task in self._tasks:
             task.cancel()
@@ -217,4 +251,4 @@ class NotificationReceiver:
         return app
 
 
-__all__ = ["Notification", "NotificationReceiver", "BadNotification", "parse_notification", "Handler"]
+__all__ = ["BadNotification", "Handler", "Notification", "NotificationReceiver", "parse_notification"]

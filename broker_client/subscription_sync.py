@@ -8,9 +8,10 @@ file no longer lists. Subscriptions made by others (other id prefixes) are never
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -164,5 +165,125 @@ async def apply(client: NGSILDClient, desired: list[dict[str, Any]], *, prune: b
     return report
 
 
-__all__ = ["ID_PREFIX", "ApplyReport", "SubscriptionFileError", "apply", "desired_from_document", "load_file",
-           "subscription_id"]
+# --- NGSI-v2 (classic Orion) -----------------------------------------------------------------------
+#
+# The same file drives a v2 broker. Orion makes up subscription ids itself (24 hex digits), so the
+# name travels in ``description`` (``stadtlink:<name>``) and is what apply/prune match on.
+
+V2_DESCRIPTION_PREFIX = "stadtlink:"
+_V2_COMPARED = ("description", "subject", "notification", "throttling", "expires", "status")
+_V2_NOTIFICATION_COMPARED = ("http", "httpCustom", "attrs", "attrsFormat")
+
+
+def to_ngsi_v2_subscription(body: Mapping[str, Any]) -> dict[str, Any]:
+    """An NGSI-LD subscription (as ``desired_from_document`` builds it) → the NGSI-v2 request body.
+
+    entities → ``subject.entities`` (``idPattern: ".*"`` when neither id nor idPattern is given);
+    watchedAttributes → ``subject.condition.attrs``; ``q`` → ``condition.expression.q`` (the
+    simple-query syntax is shared for comparisons and ``;``); notification attributes → ``attrs``;
+    format keyValues/normalized → ``attrsFormat``; endpoint uri → ``http.url``, or
+    ``httpCustom`` with ``headers`` when ``receiverInfo`` is given; throttling; expiresAt →
+    ``expires``; isActive false → ``status: inactive``.
+    """
+    name = body.get("subscriptionName") or str(body.get("id", "")).removeprefix(ID_PREFIX)
+    entities = []
+    for ent in body.get("entities") or [{}]:
+        item: dict[str, Any] = {}
+        if ent.get("id"):
+            item["id"] = ent["id"]
+        else:
+            item["idPattern"] = ent.get("idPattern") or ".*"
+        if ent.get("type"):
+            item["type"] = ent["type"]
+        entities.append(item)
+    subject: dict[str, Any] = {"entities": entities}
+    condition: dict[str, Any] = {}
+    if body.get("watchedAttributes"):
+        condition["attrs"] = list(body["watchedAttributes"])
+    if body.get("q"):
+        condition["expression"] = {"q": body["q"]}
+    if condition:
+        subject["condition"] = condition
+    notification_in = body.get("notification") or {}
+    endpoint = notification_in.get("endpoint") or {}
+    if not endpoint.get("uri"):
+        raise SubscriptionFileError(f"{name}: notification.endpoint.uri is required")
+    headers = {str(p["key"]): str(p["value"]) for p in endpoint.get("receiverInfo") or [] if "key" in p}
+    notification: dict[str, Any] = {}
+    if headers:
+        notification["httpCustom"] = {"url": endpoint["uri"], "headers": headers}
+    else:
+        notification["http"] = {"url": endpoint["uri"]}
+    if notification_in.get("attributes"):
+        notification["attrs"] = list(notification_in["attributes"])
+    fmt = notification_in.get("format", "normalized")
+    if fmt not in ("normalized", "keyValues"):
+        raise SubscriptionFileError(f"{name}: notification.format {fmt!r} has no NGSI-v2 equivalent")
+    notification["attrsFormat"] = fmt
+    out: dict[str, Any] = {"description": V2_DESCRIPTION_PREFIX + name, "subject": subject,
+                           "notification": notification}
+    if body.get("throttling") is not None:
+        out["throttling"] = int(body["throttling"])
+    expires = body.get("expiresAt", body.get("expires"))
+    if expires:
+        out["expires"] = _ms(expires)
+    out["status"] = "active" if body.get("isActive", True) else "inactive"
+    return out
+
+
+def _v2_comparable(sub: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: sub[k] for k in _V2_COMPARED if k in sub}
+    notification = sub.get("notification") or {}
+    out["notification"] = {k: notification[k] for k in _V2_NOTIFICATION_COMPARED if k in notification}
+    out["notification"].setdefault("attrsFormat", "normalized")
+    out.setdefault("status", "active")
+    if out["status"] == "failed":   # active, but its last notification failed
+        out["status"] = "active"
+    if isinstance(out.get("expires"), str):
+        out["expires"] = _ms(out["expires"])
+    return out
+
+
+async def apply_v2(backend: Any, desired: list[dict[str, Any]], *, prune: bool = False) -> ApplyReport:
+    """Make an NGSI-v2 broker's stadtlink subscriptions match ``desired`` (``desired_from_document``
+    output). ``backend``: :class:`broker_client.backends.NGSIv2Backend`. Report entries read
+    ``<name> (<orion id>)``."""
+    report = ApplyReport()
+    existing: dict[str, dict[str, Any]] = {}
+    async for sub in backend.list_subscriptions():
+        desc = sub.get("description")
+        if isinstance(desc, str) and desc.startswith(V2_DESCRIPTION_PREFIX):
+            existing[desc] = sub
+    wanted: set[str] = set()
+    for body in desired:
+        v2 = to_ngsi_v2_subscription(body)
+        desc = v2["description"]
+        wanted.add(desc)
+        name = desc.removeprefix(V2_DESCRIPTION_PREFIX)
+        current = existing.get(desc)
+        if current is None:
+            sid = await backend.create_subscription(v2)
+            report.created.append(f"{name} ({sid})")
+            continue
+        sid = current["id"]
+        want, have = _v2_comparable(v2), _v2_comparable(current)
+        if want == have:
+            report.unchanged.append(f"{name} ({sid})")
+            continue
+        if set(have) - set(want) or set(have["notification"]) - set(want["notification"]):
+            await backend.delete_subscription(sid)
+            sid = await backend.create_subscription(v2)
+            report.recreated.append(f"{name} ({sid})")
+            continue
+        await backend.update_subscription(sid, {k: v for k, v in v2.items() if k != "description"})
+        report.patched.append(f"{name} ({sid})")
+    if prune:
+        for desc, sub in existing.items():
+            if desc not in wanted:
+                await backend.delete_subscription(sub["id"])
+                report.deleted.append(f"{desc.removeprefix(V2_DESCRIPTION_PREFIX)} ({sub['id']})")
+    return report
+
+
+__all__ = ["ID_PREFIX", "V2_DESCRIPTION_PREFIX", "ApplyReport", "SubscriptionFileError", "apply", "apply_v2",
+           "desired_from_document", "load_file", "subscription_id", "to_ngsi_v2_subscription"]

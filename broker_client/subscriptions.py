@@ -1,13 +1,23 @@
-"""``stadtlink subscriptions apply|list|delete``: declarative NGSI-LD subscriptions."""
+"""``stadtlink subscriptions apply|list|delete``: declarative subscriptions.
+
+NGSI-LD brokers by default; ``--kind ngsi-v2`` (with ``--service`` / ``--service-path``) makes the
+same file's subscriptions on a classic Orion (see ``subscription_sync.apply_v2``)."""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
 
-from .client import NGSILDClient
-from .errors import NGSILDError, BrokerUnavailable, ResourceNotFound
-from .subscription_sync import ID_PREFIX, SubscriptionFileError, apply, load_file, subscription_id
+from .errors import BrokerUnavailable, NGSILDError, ResourceNotFound
+from .subscription_sync import (
+    ID_PREFIX,
+    V2_DESCRIPTION_PREFIX,
+    SubscriptionFileError,
+    apply,
+    apply_v2,
+    load_file,
+    subscription_id,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--broker", required=True, help="broker base URL, e.g. http://127.0.0.1:1026")
         sp.add_argument("--tenant")
         sp.add_argument("--context", help="@context URL for attribute names in the subscriptions")
+        sp.add_argument("--kind", default="orion-ld", choices=["orion-ld", "scorpio", "stellio", "ngsi-v2"],
+                        help="broker kind (default orion-ld); ngsi-v2 = classic Orion")
+        sp.add_argument("--service", help="NGSI-v2: Fiware-Service (default: --tenant)")
+        sp.add_argument("--service-path", default="/", help="NGSI-v2: Fiware-ServicePath (default /)")
 
     a = sub.add_parser("apply", help="make the broker's subscriptions match FILE")
     a.add_argument("file")
@@ -32,8 +46,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+async def _run_v2(args) -> int:
+    from .backends import make_backend
+
+    backend = make_backend({"kind": "ngsi-v2", "url": args.broker, "service": args.service or args.tenant,
+                            "service_path": args.service_path}, key="--broker")
+    async with backend:
+        if args.command == "apply":
+            report = await apply_v2(backend, load_file(args.file), prune=args.prune)
+            for line in report.lines():
+                print(line)
+            return 0
+        subs = [s async for s in backend.list_subscriptions()]
+        if args.command == "list":
+            for s in subs:
+                desc = s.get("description") or ""
+                if args.all or desc.startswith(V2_DESCRIPTION_PREFIX):
+                    types = ",".join(e.get("type", "?") for e in s.get("subject", {}).get("entities", []))
+                    n = s.get("notification", {})
+                    url = (n.get("http") or n.get("httpCustom") or {}).get("url", "")
+                    print(f"{s['id']}\t{desc}\t{types}\t{url}")
+            return 0
+        status = 0
+        for name in args.names:
+            found = [s for s in subs if s.get("id") == name or s.get("description") == V2_DESCRIPTION_PREFIX + name]
+            if not found:
+                print(f"not found {name}", file=sys.stderr)
+                status = 1
+            for s in found:
+                await backend.delete_subscription(s["id"])
+                print(f"deleted   {name} ({s['id']})")
+        return status
+
+
 async def _run(args) -> int:
-    async with NGSILDClient(args.broker, tenant=args.tenant, context=args.context) as client:
+    if args.kind == "ngsi-v2":
+        return await _run_v2(args)
+    from .backends import make_backend
+
+    client = make_backend({"kind": args.kind, "url": args.broker, "tenant": args.tenant, "context": args.context},
+                          key="--broker")
+    async with client:
         if args.command == "apply":
             report = await apply(client, load_file(args.file), prune=args.prune)
             for line in report.lines():
@@ -63,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return asyncio.run(_run(args))
     except SubscriptionFileError as exc:
+        print(f"stadtlink subscriptions: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:   # BackendConfigError: a bad --broker / --service / --service-path
         print(f"stadtlink subscriptions: {exc}", file=sys.stderr)
         return 2
     except (BrokerUnavailable, NGSILDError) as exc:
