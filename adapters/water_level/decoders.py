@@ -160,7 +160,10 @@ def decode_ldds75(payload: bytes, f_port: int | None) -> dict[str, Any]:
 # --- PEGELONLINE REST API v2 -------------------------------------------------------------------
 
 def _series(station: Mapping[str, Any], shortname: str) -> Mapping[str, Any] | None:
-    for ts in station.get("timeseries") or ():
+    series = station.get("timeseries")
+    if not isinstance(series, (list, tuple)):   # fuzzing found numbers/booleans here: not a series list
+        return None
+    for ts in series:
         if isinstance(ts, Mapping) and ts.get("shortname") == shortname:
             return ts
     return None

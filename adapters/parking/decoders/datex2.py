@@ -163,7 +163,7 @@ def parse_document(data: bytes | str) -> ET.Element:
         root = _safe_fromstring(bytes(data), forbid_dtd=True)
     except DefusedXmlException as exc:
         raise DecodeError("unsafe-xml", f"{type(exc).__name__}: DTDs and entities are refused") from None
-    except (ET.ParseError, ValueError, UnicodeError, RecursionError) as exc:
+    except (ET.ParseError, ValueError, UnicodeError, LookupError, RecursionError) as exc:  # LookupError: unknown encoding=
         raise DecodeError("invalid-xml", str(exc)[:200]) from None
     foreign_namespace = isinstance(root.tag, str) and root.tag.startswith("{") \
         and not root.tag.startswith("{" + DATEX_NS_PREFIX)
