@@ -1,0 +1,143 @@
+"""Which attributes of each Smart Data Model become Datastreams — one table for every model the
+adapters emit (and the measured attributes of the models' own examples).
+
+An attribute listed here is *measured*: each value becomes an Observation of a Datastream of the
+entity's Thing. Every other attribute is *static* and goes to ``Thing.properties`` (key-values).
+
+Kinds (→ SensorThings ``observationType``, OGC 18-088 Table 12):
+
+``measurement``  a number with a unit                       → OM_Measurement
+``count``        an integer count                           → OM_CountObservation
+``category``     a code or a list of codes ("free", ["open"]) → OM_CategoryObservation
+``phases``       an object of numbers per phase (``{"L1": 230.1, "L2": …}``): one Datastream
+                 per member, named ``<attribute>/<member>``, each an OM_Measurement
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal, NamedTuple
+
+from schemas.contexts import STADTLINK_CONTEXT_URL, context_url, load_context
+from schemas.problems import UnknownModel
+
+Kind = Literal["measurement", "count", "category", "phases"]
+
+OM = "http://www.opengis.net/def/observationType/OGC-OM/2.0/"
+OBSERVATION_TYPE: dict[str, str] = {
+    "measurement": OM + "OM_Measurement",
+    "count": OM + "OM_CountObservation",
+    "category": OM + "OM_CategoryObservation",
+    "phases": OM + "OM_Measurement",
+}
+
+
+class Measured(NamedTuple):
+    kind: Kind
+    unit: str | None = None  # UN/CEFACT default when the Property carries no unitCode
+
+
+M = Measured
+
+
+def _m(unit: str | None = None) -> Measured:
+    return Measured("measurement", unit)
+
+
+COUNT = Measured("count")
+CATEGORY = Measured("category")
+
+
+def _phases(unit: str) -> Measured:
+    return Measured("phases", unit)
+
+
+_DEVICE_HEALTH = {"batteryLevel": _m("C62"), "rssi": _m("DBM")}
+
+#: SDM type → measured attribute → how it is observed
+MEASURED: dict[str, dict[str, Measured]] = {
+    "ParkingSpot": {"status": CATEGORY},
+    "OffStreetParking": {
+        "availableSpotNumber": COUNT, "occupiedSpotNumber": COUNT, "totalSpotNumber": COUNT,
+        "occupancy": _m("C62"), "status": CATEGORY,
+        "vehicleEntranceCount": COUNT, "vehicleExitCount": COUNT,
+    },
+    "ParkingGroup": {
+        "availableSpotNumber": COUNT, "occupiedSpotNumber": COUNT, "totalSpotNumber": COUNT,
+        "occupancy": _m("C62"),
+    },
+    "WeatherObserved": {
+        "temperature": _m("CEL"), "relativeHumidity": _m("C62"), "atmosphericPressure": _m("A97"),
+        "solarRadiation": _m("D54"), "illuminance": _m("LUX"), "windSpeed": _m("MTS"),
+        "gustSpeed": _m("MTS"), "windDirection": _m("DD"), "precipitation": _m("MMT"),
+        "dewPoint": _m("CEL"), "snowHeight": _m("MMT"), "pressureTendency": _m("A97"),
+        "streamGauge": _m("MTR"), "uVIndexMax": _m("C62"), "visibility": _m("MTR"),
+    },
+    # one quantity per entity: the Datastream is named after controlledProperty (mapping.py)
+    "DeviceMeasurement": {"numValue": _m(), "voltage": _m("VLT"), "current": _m("AMP"), "power": _m("WTT")},
+    "FloodMonitoring": {
+        "currentLevel": _m("MTR"), "measuredDistance": _m("MTR"), "referenceLevel": _m("MTR"),
+        "alertLevel": _m("MTR"), "dangerLevel": _m("MTR"), "floodLevelStatus": CATEGORY,
+    },
+    "WaterObserved": {
+        "waterLevel": _m("MTR"), "waterLevelAboveSeaLevel": _m("MTR"), "waterLevelRelativeToGaugeZero": _m("MTR"),
+        "flow": _m("MQS"), "height": _m("MTR"), "stateMnwMhw": CATEGORY, "stateNswHsw": CATEGORY,
+        "temperature": _m("CEL"),
+    },
+    "ThreePhaseAcMeasurement": {
+        "totalActivePower": _m("WTT"), "totalApparentPower": _m("D46"), "totalReactivePower": _m("D44"),
+        "totalPowerFactor": _m("C62"), "frequency": _m("HTZ"),
+        "totalActiveEnergyExport": _m("KWH"), "totalActiveEnergyImport": _m("KWH"),
+        "totalReactiveEnergyExport": _m("KWH"), "totalReactiveEnergyImport": _m("KWH"),
+        "activePower": _phases("WTT"), "apparentPower": _phases("D46"), "reactivePower": _phases("D44"),
+        "current": _phases("AMP"), "phaseVoltage": _phases("VLT"), "phaseToPhaseVoltage": _phases("VLT"),
+        "powerFactor": _phases("C62"), "displacementPowerFactor": _phases("C62"),
+        "thdCurrent": _phases("C62"), "thdVoltage": _phases("C62"),
+    },
+    "PhotovoltaicMeasurement": {"activePower": _m("KWT"), "current": _m("AMP"), "temperature": _m("CEL")},
+    "Device": {**_DEVICE_HEALTH, "deviceState": CATEGORY},
+    # an Alert is an event, not a measurement: Thing with properties only
+    "Alert": {},
+}
+
+#: Attributes that never become Thing properties (they are the Thing itself, its Location or the
+#: observation times).
+STRUCTURAL = frozenset({"id", "type", "@context", "location"})
+TIME_ATTRIBUTES = ("dateObserved", "observationDateTime")
+
+
+def measured(entity_type: str) -> dict[str, Measured]:
+    """The measured attributes of a model; an unknown model has none (a Thing with properties)."""
+    return MEASURED.get(entity_type, {})
+
+
+@functools.cache
+def _terms(url: str) -> dict[str, str]:
+    """term → IRI of a local @context document; a list of contexts: later ones win (JSON-LD)."""
+    out: dict[str, str] = {}
+    ctx = load_context(url)["@context"]
+    for part in ctx if isinstance(ctx, list) else [ctx]:
+        if isinstance(part, str):
+            try:
+                out.update(_terms(part))
+            except UnknownModel:  # the core context: brokers add it implicitly
+                continue
+            continue
+        for term, value in part.items():
+            if isinstance(value, str):
+                out[term] = value
+            elif isinstance(value, dict) and isinstance(value.get("@id"), str):
+                out[term] = value["@id"]
+    return out
+
+
+def attribute_iri(entity_type: str, attribute: str) -> str:
+    """The attribute's Smart Data Models IRI: from the model's own @context, else stadtlink's
+    compound one, else the NGSI-LD default vocabulary (what a broker would expand it to)."""
+    try:
+        iri = _terms(context_url(entity_type)).get(attribute)
+    except UnknownModel:
+        iri = None
+    if iri is None:
+        iri = _terms(STADTLINK_CONTEXT_URL).get(attribute)
+    return iri or f"https://uri.etsi.org/ngsi-ld/default-context/{attribute}"
