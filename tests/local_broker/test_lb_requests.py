@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 
 import aiohttp
@@ -86,7 +87,7 @@ async def test_body_rules(http, broker):
 
 async def test_413_above_max_body_and_broker_keeps_working(http, broker):
     big = b'{"id": "urn:ngsi-ld:T:big", "type": "T", "a": "' + b"x" * (2 * 1024 * 1024) + b'"}'
-    status, headers, raw = await answer(http, "POST", f"{broker}/entities", data=big,
+    status, headers, raw = await answer(http, "POST", f"{broker}/entities", data=io.BytesIO(big),
                                         headers={"Content-Type": "application/json"})
     assert status == 413
     body = json.loads(raw)
