@@ -148,19 +148,50 @@ def make_backend(config: Any, *, key: str = "broker", retry: RetryPolicy = DEFAU
         raise BackendConfigError(f"{key}.{field}", text) from None
 
 
+class BrokerDown(Exception):
+    """The sink's host resolves but nothing answered at start (refused, timeout): not necessarily a
+    configuration mistake -- the broker may come up later and the outbox waits for it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+async def _resolves(url: str) -> str | None:
+    """None when the URL's host resolves, else the resolver's complaint."""
+    import asyncio
+    import socket
+
+    from yarl import URL
+
+    parsed = URL(url)
+    try:
+        await asyncio.get_running_loop().getaddrinfo(parsed.host, parsed.port or 80, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
 async def check_backend(backend: Any, *, key: str = "broker") -> None:
-    """One request to the sink at start-up; a mistake in the configuration becomes a
-    :class:`BackendConfigError` naming the key: ``url`` (nothing answers, or not this kind of
-    broker), ``auth`` (token endpoint refused or broker answered 401/403), ``tenant``.
-    A 5xx is not a configuration mistake and passes (the outbox waits for the broker).
+    """One request to the sink at start-up. A mistake in the configuration becomes a
+    :class:`BackendConfigError` naming the key: ``url`` (the host does not resolve, or something
+    answers that is not this kind of broker), ``auth`` (token endpoint refused, or the broker
+    answered 401/403), ``tenant`` (unknown to the broker).
+
+    A broker that is merely down (connection refused, timeout) raises :class:`BrokerDown`: the
+    caller decides (the runtime logs it and starts -- the outbox waits -- unless
+    ``check_at_start: strict``). A 5xx passes.
     """
     label = getattr(getattr(backend, "quirks", None), "label", None) or getattr(backend, "kind", "broker")
+    complaint = await _resolves(backend.base_url)
+    if complaint is not None:
+        raise BackendConfigError(f"{key}.url", f"the host of {backend.base_url} does not resolve ({complaint})")
     try:
         response = await backend.probe()
     except AuthenticationError as exc:
         raise BackendConfigError(f"{key}.auth", f"the token endpoint refused or failed: {exc}") from None
     except BrokerUnavailable as exc:
-        raise BackendConfigError(f"{key}.url", f"cannot reach {backend.base_url}: {exc.detail or exc}") from None
+        raise BrokerDown(f"{key}.url", f"cannot reach {backend.base_url}: {exc.detail or exc}") from None
     except NGSILDError as exc:
         raise BackendConfigError(f"{key}.url", f"{backend.base_url}: {exc}") from None
     status = response.status
@@ -181,6 +212,7 @@ __all__ = [
     "KINDS",
     "QUIRKS",
     "BackendConfigError",
+    "BrokerDown",
     "BrokerQuirks",
     "NGSILDBackend",
     "NGSIv2Backend",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from broker_client import RetryPolicy
-from broker_client.backends import BackendConfigError, check_backend, make_backend
+from broker_client.backends import BackendConfigError, BrokerDown, check_backend, make_backend
 from broker_client.backends.ngsi_v2 import ids_in_description
 from broker_client.errors import BrokerUnavailable, NGSILDError
 
@@ -177,11 +177,22 @@ async def test_timeout_and_refused_connection_raise():
     try:
         with pytest.raises(BrokerUnavailable):
             await backend.write([spot(1)])
-        with pytest.raises(BackendConfigError) as info:
+        with pytest.raises(BrokerDown) as info:
             await check_backend(backend, key="brokers[1]")
-        assert info.value.key == "brokers[1].url"
+        assert info.value.key == "brokers[1].url" and "cannot reach" in str(info.value)
     finally:
         await backend.close()
+
+
+async def test_host_that_does_not_resolve_is_a_config_error():
+    backend = make_backend({"kind": "ngsi-v2", "url": "http://no-such-host.invalid:1026"}, key="brokers[1]")
+    await backend.open()
+    try:
+        with pytest.raises(BackendConfigError) as info:
+            await check_backend(backend, key="brokers[1]")
+    finally:
+        await backend.close()
+    assert info.value.key == "brokers[1].url" and "does not resolve" in str(info.value)
 
 
 async def test_oauth2_behind_a_pep_proxy_for_v2():
