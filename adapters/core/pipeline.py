@@ -181,9 +181,7 @@ class Pipeline:
             state.rollback()       # the source redelivers: the mapping must not count twice
             raise
         state.commit()
-        await self._persist_state()
-        if entities:
-            self._remember(entities)
+        await self._persist_state(self._remember(entities) if entities else None)
         if dedup_key is not None:
             self._dedup[dedup_key] = time.monotonic()
         return len(entities)
@@ -216,9 +214,7 @@ class Pipeline:
             state.rollback()
             raise
         state.commit()
-        await self._persist_state()
-        if entities:
-            self._remember(entities)
+        await self._persist_state(self._remember(entities) if entities else None)
         return len(entities)
 
     async def admit_entities(self, entities: list[dict]) -> int:
@@ -230,7 +226,7 @@ class Pipeline:
         entities = await self._admit(entities, None, None, None, None)
         if entities:
             await self.outbox.put(entities)
-            self._remember(entities)
+            await self._persist_state(self._remember(entities))
         return len(entities)
 
     # -- steps --------------------------------------------------------------------------------------
@@ -292,22 +288,29 @@ class Pipeline:
                 break
             d.popitem(last=False)
 
-    async def _persist_state(self) -> None:
+    async def _persist_state(self, observed: dict[str, str] | None = None) -> None:
         state = self.ctx.state
-        if not state._dirty and not state._deleted:
+        if not state._dirty and not state._deleted and not observed:
             return
         changed, deleted = state.take_changes()
         if self.state_backend is None:
             return
         try:
-            await self.state_backend.save(changed, deleted)
+            await self.state_backend.save(changed, deleted, observed)
         except Exception as exc:  # noqa: BLE001 - state stays in memory; the adapter keeps going
             self._counts["errors"] += 1
-            # put them back so the next save retries
+            # mark them dirty again so the next save retries
             for k, v in changed.items():
                 if k in state:
                     state[k] = v
             self._log(logging.ERROR, ("state", type(exc).__name__), "state not persisted: %s", exc)
+
+    async def load_observed(self) -> None:
+        """Restore the newest ``observedAt`` per entity (latest-state; Redis outbox)."""
+        if self.state_backend is not None and self.latest_state:
+            loader = getattr(self.state_backend, "load_observed", None)
+            if loader is not None:
+                self._last_obs.update(await loader())
 
     async def _admit(self, entities: list[dict], message: RawMessage | None, device_id: str | None,
                      profile: str | None, options: Mapping[str, Any] | None) -> list[dict]:
@@ -354,10 +357,12 @@ class Pipeline:
                 out.append(ent)
         return out
 
-    def _remember(self, entities: list[dict]) -> None:
+    def _remember(self, entities: list[dict]) -> dict[str, str] | None:
+        """Note each entity's newest observedAt (latest-state); returns the ones that advanced."""
         if not self.latest_state:
-            return
+            return None
         last = self._last_obs
+        advanced: dict[str, str] = {}
         for ent in entities:
             newest = newest_observed_at(ent)
             if newest is not None:
@@ -365,6 +370,8 @@ class Pipeline:
                 prev = last.get(eid)
                 if prev is None or newest > prev:
                     last[eid] = newest
+                    advanced[eid] = newest
+        return advanced or None
 
     async def _dead(self, message: RawMessage | None, reason: str, stage: str, error: str,
                     device_id: str | None, profile: str | None, options: Mapping[str, Any] | None,

@@ -144,6 +144,10 @@ class Runner:
                                  state_backend=self.state_backend if cfg.outbox.kind == "redis" else None,
                                  outbox=self.outbox, deadletters=self.deadletters, metrics=self.metrics,
                                  check=cfg.check, dedup_window_s=cfg.dedup_window_s)
+        try:
+            await self.pipeline.load_observed()
+        except Exception as exc:  # noqa: BLE001 - only the restart-time stale check is weaker
+            log.error("newest observedAt per entity not loaded from redis: %s", exc)
         self.backend = self._build_backend()
         if hasattr(self.backend, "open"):
             await self.backend.open()

@@ -17,18 +17,29 @@ class MemoryStateBackend:
     async def load(self) -> dict[str, Any]:
         return {}
 
-    async def save(self, changed: dict[str, Any], deleted: set[str]) -> None:
+    async def save(self, changed: dict[str, Any], deleted: set[str],
+                   observed: dict[str, str] | None = None) -> None:
         return None
+
+    async def load_observed(self) -> dict[str, str]:
+        return {}
 
 
 class RedisStateBackend:
-    """Mapper state in the hash ``<prefix>:<adapter>:state`` (one orjson value per key)."""
+    """Mapper state in the hash ``<prefix>:<adapter>:state`` (one orjson value per key), and the
+    newest ``observedAt`` written per entity in ``<prefix>:<adapter>:observed`` (so that an older
+    reading cannot overwrite a newer one after a restart either)."""
 
     kind = "redis"
 
-    def __init__(self, client_factory, key: str):
+    def __init__(self, client_factory, key: str, observed_key: str | None = None):
         self._client_factory = client_factory
         self.key = key
+        self.observed_key = observed_key or (key.rsplit(":", 1)[0] + ":observed")
+
+    async def load_observed(self) -> dict[str, str]:
+        raw = await self._client_factory().hgetall(self.observed_key)
+        return {k.decode(): v.decode() for k, v in raw.items()}
 
     async def load(self) -> dict[str, Any]:
         raw = await self._client_factory().hgetall(self.key)
@@ -40,10 +51,15 @@ class RedisStateBackend:
                 log.error("state key %s is not JSON; ignored", k)
         return out
 
-    async def save(self, changed: dict[str, Any], deleted: set[str]) -> None:
+    async def save(self, changed: dict[str, Any], deleted: set[str],
+                   observed: dict[str, str] | None = None) -> None:
+        if not (changed or deleted or observed):
+            return
         pipe = self._client_factory().pipeline(transaction=True)
         if changed:
             pipe.hset(self.key, mapping={k: orjson.dumps(v, default=str) for k, v in changed.items()})
         if deleted:
             pipe.hdel(self.key, *deleted)
+        if observed:
+            pipe.hset(self.observed_key, mapping=observed)
         await pipe.execute()

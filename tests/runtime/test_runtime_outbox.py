@@ -380,3 +380,25 @@ async def test_start_waits_for_a_redis_that_comes_up_late(own_redis):
             starting.cancel()
         await runner.stop(grace=0.5)
         await fb.stop()
+
+
+async def test_older_reading_after_a_restart_is_still_stale(redis_prefix):
+    fb = await FakeBroker().start()
+    cfg = base_config(fb.url, outbox={"kind": "redis", "url": REDIS, "key_prefix": redis_prefix})
+    try:
+        for f_cnt, minute in ((1, 10), (2, 5)):           # the second run gets an older reading
+            src = QueueSource()
+            runner = Runner.from_config(cfg, adapter=ADAPTER, sources=[(src, "toy-lora", None)])
+            await runner.start()
+            try:
+                topic, doc = tts_uplink("dev-1", (1000 + minute).to_bytes(2, "big"), f_port=1, f_cnt=f_cnt,
+                                        received_at=f"2024-05-01T12:{minute:02d}:00Z", application_id="rt")
+                await src.push(doc, topic=topic)
+                assert await runner.wait_idle()
+                dropped = runner.counters()["dropped"]
+            finally:
+                await runner.stop()
+        assert dropped == {"stale": 1}
+        assert fb.entities["urn:ngsi-ld:WeatherObserved:test:dev-1"]["temperature"]["value"] == 10.1
+    finally:
+        await fb.stop()
