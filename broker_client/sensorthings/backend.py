@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import orjson
@@ -41,7 +41,14 @@ from ..client import NGSILDClient, Response
 from ..errors import BrokerUnavailable, InvalidResponse, ProblemDetails
 from ..results import BatchResult, EntityFailure
 from ..retry import DEFAULT_RETRY, RetryPolicy
-from .mapping import EntityNotMappable, Row, SensorSpec, StreamSpec, ThingPlan, plan_entity
+from .mapping import (
+    EntityNotMappable,
+    Row,
+    SensorSpec,
+    StreamSpec,
+    ThingPlan,
+    plan_entity,
+)
 
 log = logging.getLogger("broker_client.sensorthings")
 
@@ -211,14 +218,14 @@ class SensorThingsBackend:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    async def open(self) -> SensorThingsBackend:
+    async def open(self) -> Self:
         await self.http.open()
         return self
 
     async def close(self) -> None:
         await self.http.close()
 
-    async def __aenter__(self) -> SensorThingsBackend:
+    async def __aenter__(self) -> Self:
         return await self.open()
 
     async def __aexit__(self, *exc: object) -> None:

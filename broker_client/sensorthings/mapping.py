@@ -17,13 +17,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from adapters.core.timeutil import iso_ms, parse_time
 from schemas.ngsi_ld import to_key_values
 
-from .models import OBSERVATION_TYPE, STRUCTURAL, TIME_ATTRIBUTES, Measured, attribute_iri, measured
+from .models import (
+    OBSERVATION_TYPE,
+    STRUCTURAL,
+    TIME_ATTRIBUTES,
+    Measured,
+    attribute_iri,
+    measured,
+)
 from .units import COUNT_UNIT, NO_UNIT, UnknownUnit, unit_of_measurement
 
 SENSOR_ENCODING = "text/html"  # one of the three encodings every server accepts (OGC 18-088 Table 8)
@@ -166,7 +173,7 @@ def plan_entity(entity: dict[str, Any], *, now: datetime | None = None) -> Thing
                 break
             except ValueError:
                 continue
-    write_time = iso_ms(now or datetime.now(timezone.utc))
+    write_time = iso_ms(now or datetime.now(UTC))
 
     static = to_key_values(entity, skip=set(table) | STRUCTURAL | VOLATILE)
     for meta in ("id", "type", "@context", "scope"):

@@ -20,7 +20,9 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("STA_DB", ":memory:"),
-        "OPTIONS": {"timeout": 20},
+        # IMMEDIATE: concurrent writers wait for the lock instead of failing with "database is locked"
+        "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE",
+                    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
