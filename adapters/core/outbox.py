@@ -135,7 +135,7 @@ class MemoryOutbox(_Limit):
     async def refresh(self) -> None:
         self._maybe_clear_alarm()
 
-    async def put(self, entities: list[dict]) -> None:
+    async def put(self, entities: list[dict], *, extra=None) -> None:
         if not entities:
             return
         if self.depth and self.depth + len(entities) > self.max_length:
@@ -294,7 +294,9 @@ class RedisOutbox(_Limit):
         self._maybe_clear_alarm()
 
     # -- operations ------------------------------------------------------------------------------
-    async def put(self, entities: list[dict]) -> None:
+    async def put(self, entities: list[dict], *, extra=None) -> None:
+        """Add entities (one stream entry each). ``extra(pipe)`` may add commands (the mapper state)
+        to the same MULTI/EXEC, so entities and state are stored together or not at all."""
         if not entities:
             return
         n = len(entities)
@@ -311,16 +313,18 @@ class RedisOutbox(_Limit):
                 await asyncio.sleep(min(remaining, 0.2))
         dumps = orjson.dumps
         try:
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self.redis.pipeline(transaction=extra is not None)
             for ent in entities:
                 pipe.xadd(self.stream, {"e": dumps(ent)})
             pipe.xlen(self.stream)
+            if extra is not None:
+                extra(pipe)
             res = await pipe.execute()
         except _redis_errors() as exc:
             self._failed(exc)
             raise OutboxUnavailable(f"redis outbox unreachable: {exc}") from exc
         self._ok()
-        self._depth = int(res[-1])
+        self._depth = int(res[n])
         if self._oldest_ms is None:
             self._oldest_ms = int(res[0].split(b"-")[0])
 

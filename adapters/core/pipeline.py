@@ -175,13 +175,10 @@ class Pipeline:
                 entities.extend(produced)
         try:
             entities = await self._admit(entities, message, device_id, profile, options)
-            if entities:
-                await self.outbox.put(entities)
         except BaseException:
-            state.rollback()       # the source redelivers: the mapping must not count twice
+            state.rollback()
             raise
-        state.commit()
-        await self._persist_state(self._remember(entities) if entities else None)
+        await self._enqueue(entities)
         if dedup_key is not None:
             self._dedup[dedup_key] = time.monotonic()
         return len(entities)
@@ -208,13 +205,10 @@ class Pipeline:
             return 0
         try:
             entities = await self._admit(entities, None, None, None, None)
-            if entities:
-                await self.outbox.put(entities)
         except BaseException:
             state.rollback()
             raise
-        state.commit()
-        await self._persist_state(self._remember(entities) if entities else None)
+        await self._enqueue(entities)
         return len(entities)
 
     async def admit_entities(self, entities: list[dict]) -> int:
@@ -224,10 +218,39 @@ class Pipeline:
 
     async def _admit_entities(self, entities: list[dict]) -> int:
         entities = await self._admit(entities, None, None, None, None)
-        if entities:
-            await self.outbox.put(entities)
-            await self._persist_state(self._remember(entities))
+        self.ctx.state.begin()
+        await self._enqueue(entities)
         return len(entities)
+
+    async def _enqueue(self, entities: list[dict]) -> None:
+        """Put the entities into the outbox with the mapper state changes they came with.
+
+        With the Redis outbox both go into one MULTI/EXEC (one round trip, stored together or not
+        at all). If the outbox refuses, the state changes are undone: the source redelivers the
+        message and the mapping must not count twice.
+        """
+        state = self.ctx.state
+        observed = self._advanced(entities) if entities else None
+        add_to = getattr(self.state_backend, "add_to", None) if self.state_backend is not None else None
+        combined = bool(entities) and add_to is not None and getattr(self.outbox, "kind", None) == "redis"
+        changed: dict[str, Any] = {}
+        deleted: set[str] = set()
+        try:
+            if combined:
+                changed, deleted = state.take_changes()
+                await self.outbox.put(entities, extra=lambda pipe: add_to(pipe, changed, deleted, observed))
+            elif entities:
+                await self.outbox.put(entities)
+        except BaseException:
+            state._dirty.update(k for k in changed if k in state._data)   # not stored: keep them pending
+            state._deleted.update(deleted)
+            state.rollback()
+            raise
+        state.commit()
+        if observed:
+            self._last_obs.update(observed)
+        if not combined:
+            await self._persist_state(observed)
 
     # -- steps --------------------------------------------------------------------------------------
     def _decode(self, message: RawMessage, profile_name: str | None, options: Mapping[str, Any],
@@ -357,8 +380,8 @@ class Pipeline:
                 out.append(ent)
         return out
 
-    def _remember(self, entities: list[dict]) -> dict[str, str] | None:
-        """Note each entity's newest observedAt (latest-state); returns the ones that advanced."""
+    def _advanced(self, entities: list[dict]) -> dict[str, str] | None:
+        """Entities whose newest observedAt is later than the last one queued (latest-state)."""
         if not self.latest_state:
             return None
         last = self._last_obs
@@ -367,9 +390,8 @@ class Pipeline:
             newest = newest_observed_at(ent)
             if newest is not None:
                 eid = ent.get("id")
-                prev = last.get(eid)
+                prev = advanced.get(eid) or last.get(eid)
                 if prev is None or newest > prev:
-                    last[eid] = newest
                     advanced[eid] = newest
         return advanced or None
 

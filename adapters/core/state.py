@@ -51,15 +51,19 @@ class RedisStateBackend:
                 log.error("state key %s is not JSON; ignored", k)
         return out
 
-    async def save(self, changed: dict[str, Any], deleted: set[str],
-                   observed: dict[str, str] | None = None) -> None:
-        if not (changed or deleted or observed):
-            return
-        pipe = self._client_factory().pipeline(transaction=True)
+    def add_to(self, pipe, changed: dict[str, Any], deleted: set[str], observed: dict[str, str] | None) -> None:
+        """Queue the writes on a Redis pipeline (the outbox's, so both land in one MULTI/EXEC)."""
         if changed:
             pipe.hset(self.key, mapping={k: orjson.dumps(v, default=str) for k, v in changed.items()})
         if deleted:
             pipe.hdel(self.key, *deleted)
         if observed:
             pipe.hset(self.observed_key, mapping=observed)
+
+    async def save(self, changed: dict[str, Any], deleted: set[str],
+                   observed: dict[str, str] | None = None) -> None:
+        if not (changed or deleted or observed):
+            return
+        pipe = self._client_factory().pipeline(transaction=True)
+        self.add_to(pipe, changed, deleted, observed)
         await pipe.execute()

@@ -402,3 +402,25 @@ async def test_older_reading_after_a_restart_is_still_stale(redis_prefix):
         assert fb.entities["urn:ngsi-ld:WeatherObserved:test:dev-1"]["temperature"]["value"] == 10.1
     finally:
         await fb.stop()
+
+
+async def test_redis_outbox_refusal_stores_neither_entities_nor_state(redis_prefix):
+    src = QueueSource()
+    cfg = base_config(f"http://127.0.0.1:{free_port()}", outbox={
+        "kind": "redis", "url": REDIS, "key_prefix": redis_prefix, "max_length": 1, "backpressure_wait_s": 0.1})
+    runner = Runner.from_config(cfg, adapter=ADAPTER, sources=[(src, "toy-lora", None)])
+    await runner.start()
+    r = aioredis.from_url(REDIS)
+    try:
+        topic, doc = up("dev-1", 1, 1)
+        await src.push(doc, topic=topic)
+        assert await r.hget(f"{redis_prefix}:toy:state", "count:dev-1") == b"1"   # stored with the entity
+        topic, doc = up("dev-1", 2, 2)
+        with pytest.raises(OutboxFull):
+            await src.push(doc, topic=topic)
+        assert await r.hget(f"{redis_prefix}:toy:state", "count:dev-1") == b"1"
+        assert runner.pipeline.ctx.state["count:dev-1"] == 1
+        assert await r.xlen(f"{redis_prefix}:toy:outbox") == 1
+    finally:
+        await r.aclose()
+        await runner.stop(grace=0.2)
