@@ -52,6 +52,11 @@ _RETRIEVE_PARAMS = {"attrs", "options", "format", "lang", "pick", "omit", "geome
                     "local", "datasetId", "join", "joinLevel", "containedBy", "entityMap"}
 
 
+# NGSI-LD resources this stand-in does not serve: 501 rather than 404
+_NOT_IMPLEMENTED = {"csourceRegistrations", "csourceSubscriptions", "jsonldContexts", "attributes",
+                    "entityMap", "snapshots", "info"}
+
+
 class Route:
     __slots__ = ("methods",)
 
@@ -170,6 +175,13 @@ class BrokerApp:
             return self.entity_route, (rest,)
         if path.startswith("/subscriptions/"):
             return self.subscription_route, (path[len("/subscriptions/"):],)
+        if path.startswith("/temporal/") or path == "/temporal":
+            raise NgsiError(501, E.OPERATION_NOT_SUPPORTED,
+                            "Not Implemented in Orion-LD, please use Mintaka for this operation",
+                            BASE + path)
+        if path.split("/")[1] in _NOT_IMPLEMENTED:
+            raise NgsiError(501, E.OPERATION_NOT_SUPPORTED, "Not implemented in the local broker",
+                            BASE + path)
         raise NgsiError(404, E.RESOURCE_NOT_FOUND, "Service Not Found", BASE + path)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:

@@ -267,3 +267,10 @@ async def test_bad_input_never_breaks_the_broker(http, broker):
                                             json={"id": f"urn:ngsi-ld:T:p{i}", "type": "T", "a": i})
                                      for i in range(20)])
     assert all(r[0] == 201 for r in results)
+
+
+async def test_unimplemented_ngsi_ld_resources_are_501(http, broker):
+    for path in ("/temporal/entities?type=T", "/csourceRegistrations?type=T", "/attributes"):
+        status, _, raw = await answer(http, "GET", f"{broker}{path}")
+        assert status == 501, path
+        assert problem(json.loads(raw))[0] == "OperationNotSupported"
