@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import logging
 import re
@@ -106,6 +108,7 @@ class BrokerApp:
         self.notifier = Notifier(timeout=notification_timeout)
         self.max_body = max_body
         self.page_size = page_size
+        self.periodic_task: asyncio.Task | None = None
         S = self
         self.static_routes: dict[str, Route] = {
             "/entities": Route({"GET": (S.query_entities, _QUERY_PARAMS),
@@ -1272,8 +1275,17 @@ def create_app(*, context_dir: str | Path | None = None, max_body: int = 1024 * 
     app[BROKER_KEY] = broker
     app.router.add_route("*", "/{tail:.*}", broker.handle)
 
+    async def start_periodic(_app: web.Application) -> None:
+        broker.periodic_task = asyncio.get_running_loop().create_task(
+            broker.notifier.run_periodic(lambda: list(broker.store.tenants.values())))
+
     async def close_notifier(_app: web.Application) -> None:
+        if broker.periodic_task is not None:
+            broker.periodic_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await broker.periodic_task
         await broker.notifier.close()
 
+    app.on_startup.append(start_periodic)
     app.on_cleanup.append(close_notifier)
     return app

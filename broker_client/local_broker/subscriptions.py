@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from urllib.parse import unquote
@@ -296,17 +297,8 @@ class Subscription:
                                                "attributeDeleted")):
             return False
         entity = change.entity
-        if self.entity_selectors:
-            for eid, pattern, types in self.entity_selectors:
-                if not any(t in types for t in entity.types):
-                    continue
-                if eid is not None and eid != entity.id:
-                    continue
-                if pattern is not None and not pattern.search(entity.id):
-                    continue
-                break
-            else:
-                return False
+        if not self.selects(entity):
+            return False
         watched = f.get("watchedAttributes")
         if watched:
             touched = change.attrs if change.attrs is not None else entity.attrs.keys()
@@ -318,6 +310,28 @@ class Subscription:
             if self.geo is not None and not self.geo(entity):
                 return False
         return True
+
+    def selects(self, entity: Entity) -> bool:
+        """Whether the entity is one of the subscription's ``entities`` (any entity when none)."""
+        if not self.entity_selectors:
+            return True
+        for eid, pattern, types in self.entity_selectors:
+            if not any(t in types for t in entity.types):
+                continue
+            if eid is not None and eid != entity.id:
+                continue
+            if pattern is not None and not pattern.search(entity.id):
+                continue
+            return True
+        return False
+
+    def periodic_matches(self, entity: Entity) -> bool:
+        """Entity filter of a timeInterval subscription (no change involved)."""
+        if not self.selects(entity):
+            return False
+        if self.q is not None and not self.q(entity):
+            return False
+        return self.geo is None or self.geo(entity)
 
     def render_data(self, entity: Entity) -> dict:
         notification = self.fields["notification"]
@@ -350,6 +364,25 @@ class Notifier:
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 connector=aiohttp.TCPConnector(limit=100, force_close=True))
         return self._session
+
+    async def run_periodic(self, tenants: Callable[[], list], tick: float = 0.5) -> None:
+        """Send timeInterval subscriptions their matching entities every timeInterval seconds."""
+        while True:
+            await asyncio.sleep(tick)
+            now = now_ms()
+            for tenant in tenants():
+                for sub in list(tenant.subscriptions.values()):
+                    interval = sub.fields.get("timeInterval")
+                    if not interval or sub.state(now) != "active":
+                        continue
+                    if sub.last_fired is not None and now - sub.last_fired < interval:
+                        continue
+                    if sub.last_fired is None and now - sub.created < interval:
+                        continue
+                    sub.last_fired = now
+                    data = [sub.render_data(e) for e in tenant.entities.values() if sub.periodic_matches(e)]
+                    if data:
+                        self.schedule(sub, data, {}, now)
 
     def process(self, subscriptions: list[Subscription], changes: list[Change],
                 request_headers: dict[str, str]) -> None:

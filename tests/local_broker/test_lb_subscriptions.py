@@ -418,3 +418,24 @@ async def test_subscription_list_pagination_links(http, broker, receiver):
     async with http.get(f"{broker}/subscriptions", params={"limit": "1", "offset": "2"},
                         headers={"Accept": "application/ld+json"}) as r:
         assert r.headers["Link"] == '</ngsi-ld/v1/subscriptions?limit=1&offset=1>; rel="prev"; type="application/ld+json"'
+
+
+async def test_time_interval_sends_periodically(http, broker, receiver):
+    async with http.post(f"{broker}/entities", json=spot(1), headers=PLINK) as r:
+        assert r.status == 201
+    sub_id = await subscribe(http, broker, subscription(receiver.url, timeInterval=1, q='status=="free"'))
+    first = await receiver.next(timeout=3)
+    second = await receiver.next(timeout=3)
+    for got in (first, second):
+        assert got.body["subscriptionId"] == sub_id
+        assert [e["id"] for e in got.body["data"]] == ["urn:ngsi-ld:ParkingSpot:s:1"]
+    gap = (time.mktime(time.strptime(second.body["notifiedAt"][:19], "%Y-%m-%dT%H:%M:%S"))
+           - time.mktime(time.strptime(first.body["notifiedAt"][:19], "%Y-%m-%dT%H:%M:%S")))
+    assert 0 < gap <= 2
+    # changes do not trigger a timeInterval subscription; entities no longer matching q are left out
+    async with http.patch(f"{broker}/subscriptions/{sub_id}", json={"isActive": False}) as r:
+        assert r.status == 204
+    await asyncio.sleep(0.1)
+    while not receiver.queue.empty():
+        receiver.queue.get_nowait()
+    assert await receiver.nothing(1.5)
