@@ -1192,11 +1192,20 @@ class BrokerApp:
                 raise NgsiError(409, E.ALREADY_EXISTS, "A subscription with that ID already exists", sub_id)
         else:
             sub_id = f"urn:ngsi-ld:subscription:{uuid.uuid4()}"
-        sub = Subscription(sub_id, req.tenant_name, ctx, now_ms())
+        sub = Subscription(sub_id, req.tenant_name, await self._notification_ctx(body, ctx), now_ms())
         sub.apply(body, ctx, creating=True)
         tenant.subscriptions[sub_id] = sub
         headers = {"Location": f"{BASE}/subscriptions/{sub_id}", **self._tenant_headers(req)}
         return self._empty(201, headers)
+
+    async def _notification_ctx(self, body: dict, ctx: CompiledContext) -> CompiledContext:
+        """Notifications are compacted with ``jsonldContext`` when given, else the request's context."""
+        url = body.get("jsonldContext")
+        if url is None:
+            return ctx
+        if not isinstance(url, str) or ":" not in url:
+            raise bad_request("Invalid jsonldContext", "jsonldContext must be a URI")
+        return await self.resolver.compile(url)
 
     def _subscription(self, tenant: Tenant, sub_id: str, title: str) -> Subscription:
         sub = tenant.subscriptions.get(sub_id)
@@ -1232,6 +1241,8 @@ class BrokerApp:
         clone = copy.copy(sub)
         clone.fields = copy.deepcopy(sub.fields)
         clone.apply(fragment, ctx, creating=False)
+        if "jsonldContext" in fragment:
+            sub.ctx = await self._notification_ctx(fragment, ctx)
         sub.fields, sub.q, sub.geo, sub.entity_selectors = clone.fields, clone.q, clone.geo, clone.entity_selectors
         sub.modified = now_ms()
         return self._empty(204)

@@ -439,3 +439,19 @@ async def test_time_interval_sends_periodically(http, broker, receiver):
     while not receiver.queue.empty():
         receiver.queue.get_nowait()
     assert await receiver.nothing(1.5)
+
+
+async def test_json_ld_context_member_compacts_notifications(http, broker, receiver):
+    # created without a Link (core context), notified with the Parking context named in jsonldContext
+    sub = {"type": "Subscription", "entities": [{"type": "https://smartdatamodels.org/dataModel.Parking/ParkingSpot"}],
+           "jsonldContext": PARKING_CTX, "notification": {"endpoint": {"uri": receiver.url}}}
+    async with http.post(f"{broker}/subscriptions", json=sub) as r:
+        assert r.status == 201
+    async with http.post(f"{broker}/entities", json=spot(1), headers=PLINK) as r:
+        assert r.status == 201
+    got = await receiver.next()
+    assert got.body["data"][0]["type"] == "ParkingSpot" and "name" in got.body["data"][0]
+    assert got.headers["Link"] == PARKING_LINK
+    sub["jsonldContext"] = "http://127.0.0.1:9/unknown.jsonld"
+    async with http.post(f"{broker}/subscriptions", json=sub) as r:
+        assert r.status == 503
