@@ -178,6 +178,13 @@ def plan_entity(entity: dict[str, Any], *, now: datetime | None = None) -> Thing
     static = to_key_values(entity, skip=set(table) | STRUCTURAL | VOLATILE)
     for meta in ("id", "type", "@context", "scope"):
         static.pop(meta, None)
+    for name, attribute in entity.items():  # off-spec attributes (a Relationship with "value") kept as given
+        inst = _default_instance(attribute)
+        if name not in static and name not in table and name not in STRUCTURAL | VOLATILE and inst is not None:
+            for member in ("value", "object"):
+                if member in inst:
+                    static[name] = inst[member]
+                    break
     properties = {"ngsiLdId": entity_id, "sdmType": entity_type, **static}
     label = static.get("name") if isinstance(static.get("name"), str) else None
     described = static.get("description") if isinstance(static.get("description"), str) else None

@@ -95,6 +95,14 @@ MEASURED: dict[str, dict[str, Measured]] = {
         "thdCurrent": _phases("C62"), "thdVoltage": _phases("C62"),
     },
     "PhotovoltaicMeasurement": {"activePower": _m("KWT"), "current": _m("AMP"), "temperature": _m("CEL")},
+    # not written by the adapters; its example carries measurements (units from its schema text)
+    "SolarEnergy": {
+        "totalActivePower": _m("WTT"), "totalReactivePower": _m("D44"), "voltage": _m("VLT"),
+        "frequency": _m("HTZ"), "energyGenerated": _m(), "totalEnergyGenerated": _m(),
+        "maxSolarPowerMeasure": _m(),
+        "activePower": _phases("WTT"), "reactivePower": _phases("D44"), "phaseVoltage": _phases("VLT"),
+        "phaseCurrent": _phases("AMP"), "current": _phases("AMP"), "powerFactor": _phases("C62"),
+    },
     "Device": {**_DEVICE_HEALTH, "deviceState": CATEGORY},
     # an Alert is an event, not a measurement: Thing with properties only
     "Alert": {},
