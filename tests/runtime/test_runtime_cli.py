@@ -324,3 +324,22 @@ def test_profile_in_two_adapters_needs_adapter(cli_env):
     assert res.returncode == 2 and b"name one with --adapter" in res.stderr
     res = cli(["decode", "toy-lora", "-", "--fport", "1", "--adapter", "toy-ts"], env, stdin=b"0866")
     assert res.returncode == 0 and orjson.loads(res.stdout)[0]["values"] == {"temperature": 21.5}
+
+
+async def test_run_takes_config_and_adapter_from_the_environment(cli_env, tmp_path):
+    port = free_port()
+    config = write_config(tmp_path / "c.yaml", broker_port=port, app="rtenv", n_devices=1)
+    env = {**cli_env, "STADTLINK_CONFIG": str(config), "STADTLINK_ADAPTER": "toy"}
+    proc = subprocess.Popen([sys.executable, "-m", "adapters.core.cli", "run"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 15
+        while (doc := await readyz(config)) is None:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+            await asyncio.sleep(0.1)
+        assert doc["failing"] == ["broker"]                  # nothing listens on the broker port
+        assert await asyncio.to_thread(stop, proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
