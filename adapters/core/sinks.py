@@ -151,6 +151,11 @@ class FanoutOutbox:
         await self.primary.ack(items)
 
 
+def _setting(config: Any, name: str, default: Any) -> Any:
+    value = config.get(name) if isinstance(config, dict) else getattr(config, name, None)
+    return default if value is None else value
+
+
 def sink_outbox(outbox_cfg, adapter_name: str, index: int, sink_name: str, *, redis_client=None):
     """The outbox of sink ``index``: the adapter's own for the first, a named one for the others."""
     if index == 0:
@@ -175,13 +180,13 @@ class SinkSet:
         self.semantics = semantics
         self.outbox = sinks[0].outbox if len(sinks) == 1 else FanoutOutbox(sinks, deadletters)
         for s in sinks:
-            c = s.config
-            get = (lambda k, d: c.get(k, d)) if isinstance(c, dict) else (lambda k, d: getattr(c, k, d))
             dl = deadletters if len(sinks) == 1 else _SinkDeadLetters(deadletters, s.name)
             s.batcher = Batcher(s.outbox, s.backend, dl, s.metrics, semantics=semantics,
-                                batch_size=get("batch_size", 200), flush_ms=get("flush_ms", 500),
-                                retry_base_s=get("retry_base_s", 0.5), retry_max_s=get("retry_max_s", 30.0),
-                                health_interval_s=get("health_interval_s", 10.0))
+                                batch_size=_setting(s.config, "batch_size", 200),
+                                flush_ms=_setting(s.config, "flush_ms", 500),
+                                retry_base_s=_setting(s.config, "retry_base_s", 0.5),
+                                retry_max_s=_setting(s.config, "retry_max_s", 30.0),
+                                health_interval_s=_setting(s.config, "health_interval_s", 10.0))
 
     @property
     def primary(self) -> Sink:
@@ -204,7 +209,7 @@ class SinkSet:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a bug must not strand the outbox
+            except Exception as exc:
                 sink.metrics.counts["errors"] += 1
                 log.exception("batcher of sink %s failed (%s); restarting in %.0f s", sink.name,
                               type(exc).__name__, delay)
@@ -227,7 +232,7 @@ class SinkSet:
                 s.batcher.close()
         tasks = [s.task for s in self.sinks if s.task is not None]
         if tasks:
-            done, pending = await asyncio.wait(tasks, timeout=grace)
+            _, pending = await asyncio.wait(tasks, timeout=grace)
             for t in pending:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -236,8 +241,8 @@ class SinkSet:
             if close is not None:
                 try:
                     await close()
-                except Exception:  # noqa: BLE001
-                    pass
+                except Exception as exc:  # noqa: BLE001 - closing must not stop the others
+                    log.debug("closing the backend of sink %s: %s", s.name, exc)
 
     async def wait_idle(self, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout

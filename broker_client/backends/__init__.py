@@ -17,7 +17,12 @@ from typing import Any
 
 from ..auth import Auth, OAuth2ClientCredentials, StaticToken
 from ..client import NGSILDClient
-from ..errors import AuthenticationError, BrokerUnavailable, NGSILDError, NonExistingTenant
+from ..errors import (
+    AuthenticationError,
+    BrokerUnavailable,
+    NGSILDError,
+    NonExistingTenant,
+)
 from ..retry import DEFAULT_RETRY, RetryPolicy
 from .ngsi_v2 import NGSIv2Backend
 from .quirks import NGSI_LD_KINDS, QUIRKS, BrokerQuirks, quirks_for
@@ -79,7 +84,7 @@ def build_auth(auth: Any, *, key: str = "broker.auth") -> Auth | None:
     if hasattr(auth, "build"):
         return auth.build()
     kind = _get(auth, "kind")
-    secret = lambda v: v.get_secret_value() if hasattr(v, "get_secret_value") else v  # noqa: E731
+    secret = lambda v: v.get_secret_value() if hasattr(v, "get_secret_value") else v
     try:
         if kind == "token":
             given = {k: _get(auth, k) for k in ("value", "env", "file") if _get(auth, k) is not None}

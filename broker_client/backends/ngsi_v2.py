@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 import orjson
 
@@ -181,15 +181,16 @@ class NGSIv2Backend:
     def __repr__(self) -> str:
         return f"NGSIv2Backend(url={self.base_url!r}, service={self.service!r}, service_path={self.service_path!r})"
 
-    async def open(self) -> NGSIv2Backend:
+    async def open(self) -> Self:
         await self.http.open()
         return self
 
     async def close(self) -> None:
         await self.http.close()
 
-    async def __aenter__(self) -> NGSIv2Backend:
-        return await self.open()
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
@@ -340,9 +341,9 @@ def _safe_id(subscription_id: str) -> str:
 
 
 __all__ = [
-    "NGSIv2Backend",
     "BrokerUnavailable",
     "Forbidden",
+    "NGSIv2Backend",
     "ResourceNotFound",
     "Unauthorized",
     "ids_in_description",

@@ -435,7 +435,7 @@ class OrionV2Server(_Server):
         refused: list[tuple[str, str, int]] = []
         for ent in entities:
             if ent["id"] in self.refuse:
-                error, status = self.refuse[ent["id"]]
+                _, status = self.refuse[ent["id"]]
                 refused.append((ent["id"], ent["type"], status))
                 continue
             current = store.setdefault(ent["id"], {"id": ent["id"], "type": ent["type"]})

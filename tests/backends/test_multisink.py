@@ -96,7 +96,7 @@ async def test_one_sink_stopped_nothing_lost_healthy_one_does_not_wait(outbox_ki
             sinks.start()
             try:
                 # phase 1: both up
-                for i in range(0, 10):
+                for i in range(10):
                     await sinks.outbox.put([reading(i)])
                 assert await sinks.wait_idle(10)
                 assert v2_seq_order(orion) == list(range(10))

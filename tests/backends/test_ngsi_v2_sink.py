@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 
 from broker_client import RetryPolicy
-from broker_client.backends import BackendConfigError, BrokerDown, check_backend, make_backend
+from broker_client.backends import (
+    BackendConfigError,
+    BrokerDown,
+    check_backend,
+    make_backend,
+)
 from broker_client.backends.ngsi_v2 import ids_in_description
 from broker_client.errors import BrokerUnavailable, NGSILDError
 
@@ -43,7 +48,7 @@ async def test_append_with_service_headers_and_v2_body(orion):
     finally:
         await backend.close()
     assert result.ok and len(result.succeeded) == 2
-    method, path, headers, body = orion.writes("/v2/op/update")[0]
+    _, _, headers, body = orion.writes("/v2/op/update")[0]
     assert headers["Fiware-Service"] == "wolfsburg" and headers["Fiware-ServicePath"] == "/parking"
     assert "Link" not in headers and "NGSILD-Tenant" not in headers
     assert headers["Content-Type"] == "application/json" and int(headers["Content-Length"]) == len(body)
