@@ -266,6 +266,22 @@ class StellioServer(_Server):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/ngsi-ld/v1/entityOperations/upsert", self.upsert)
         app.router.add_get("/ngsi-ld/v1/types", self.types)
+        app.router.add_get("/ngsi-ld/v1/entities", self.query)
+
+    async def query(self, request: web.Request) -> web.Response:
+        """PaginationQuery.kt: limit above application.pagination.limit-max (100) → 403 TooManyResults."""
+        refused, tenant = self._gate(request, 0)
+        if refused is not None:
+            return refused
+        limit = int(request.query.get("limit", 30))
+        offset = int(request.query.get("offset", 0))
+        if limit > 100:
+            return web.json_response({"type": ERR + "TooManyResults", "status": 403,
+                                      "title": f"You asked for {limit} results, but the supported maximum limit is 100"},
+                                     status=403)
+        wanted = request.query.get("type")
+        found = [e for e in self.store(tenant).values() if wanted is None or e["type"] == wanted]
+        return web.json_response(found[offset:offset + limit])
 
     def _gate(self, request: web.Request, body_len: int) -> tuple[web.Response | None, str]:
         tenant = request.headers.get("NGSILD-Tenant") or "urn:ngsi-ld:tenant:default"

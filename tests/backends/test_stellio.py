@@ -98,6 +98,20 @@ async def test_request_over_2_mib_is_split():
     assert len(server.writes("upsert")) >= 3     # first one refused with 413, then halves
 
 
+async def test_queries_page_at_most_100():
+    async with StellioServer() as server:
+        for i in range(250):
+            server.store()[spot(i)["id"]] = spot(i)
+        backend = await open_backend({"url": server.url})
+        try:
+            found = [e["id"] async for e in backend.query_entities(type="ParkingSpot")]
+        finally:
+            await backend.close()
+    assert len(set(found)) == 250
+    limits = {r[1].split("limit=")[1].split("&")[0] for r in server.requests if r[0] == "GET"}
+    assert limits == {"100"}
+
+
 @pytest.fixture
 async def keycloak():
     async with KeycloakServer(expires_in=300) as kc:
