@@ -523,8 +523,9 @@ class BrokerApp:
         fmt, sys_attrs = self._format(req)
         pick = self._name_set(req, "pick", ctx)
         omit = self._name_set(req, "omit", ctx)
+        datasets = set(req.params["datasetId"].split(",")) if "datasetId" in req.params else None
         out = render_entity(entity, ctx, fmt=fmt, sys_attrs=sys_attrs, attrs=attrs,
-                            lang=req.params.get("lang"), pick=pick, omit=omit)
+                            lang=req.params.get("lang"), pick=pick, omit=omit, datasets=datasets)
         if req.accept == GEOJSON:
             return self._feature(entity, out, ctx, req)
         return out
@@ -534,7 +535,8 @@ class BrokerApp:
         instances = entity.attrs.get(prop)
         geometry = instances[0].get("value") if instances else None
         props = {k: v for k, v in rendered.items() if k != "id"}
-        return {"id": entity.id, "type": "Feature", "geometry": geometry, "properties": props}
+        return {"id": entity.id, "type": "Feature", "geometry": geometry, "properties": props,
+                "@context": self._context_value(ctx)}
 
     async def get_entity(self, req: Req) -> web.Response:
         ctx = await self._link_ctx(req)

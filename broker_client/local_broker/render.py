@@ -109,8 +109,9 @@ def render_instance(inst: dict, ctx: CompiledContext, fmt: str, sys_attrs: bool,
 def render_entity(entity: Entity, ctx: CompiledContext, *, fmt: str = NORMALIZED,
                   sys_attrs: bool = False, attrs: set[str] | None = None,
                   lang: str | None = None, omit: set[str] | None = None,
-                  pick: set[str] | None = None) -> dict:
-    """The entity compacted with ``ctx``. ``attrs``/``pick``/``omit`` hold expanded names."""
+                  pick: set[str] | None = None, datasets: set[str] | None = None) -> dict:
+    """The entity compacted with ``ctx``. ``attrs``/``pick``/``omit`` hold expanded names;
+    ``datasets`` keeps only attribute instances with those datasetIds (``@none`` = default)."""
     types = [ctx.compact(t) for t in entity.types]
     out: dict[str, Any] = {}
     if pick is None or "id" in pick:
@@ -128,6 +129,10 @@ def render_entity(entity: Entity, ctx: CompiledContext, *, fmt: str = NORMALIZED
             continue
         if omit is not None and iri in omit:
             continue
+        if datasets is not None:
+            instances = [i for i in instances if i.get("datasetId", "@none") in datasets]
+            if not instances:
+                continue
         name = ctx.compact(iri)
         if len(instances) == 1:
             out[name] = render_instance(instances[0], ctx, fmt, sys_attrs, lang)

@@ -242,3 +242,24 @@ async def test_geo_with_polygon_and_line_entities(http, broker):
     assert await area_ids({"georel": "within", "geometry": "Polygon", "coordinates": small}) == []
     assert await area_ids({"georel": "overlaps", "geometry": "Polygon", "coordinates": small}) == []
     assert await area_ids({"georel": "contains", "geometry": "Polygon", "coordinates": small}) == ["1"]
+
+
+async def test_dataset_id_filter_on_rendering(http, broker):
+    entity = {"id": "urn:ngsi-ld:Building:d", "type": "Building", "name": [
+        {"type": "Property", "value": "Eiffel Tower"},
+        {"type": "Property", "value": "Tour Eiffel", "datasetId": "urn:ngsi-ld:Dataset:fr"},
+        {"type": "Property", "value": "Eiffelturm", "datasetId": "urn:ngsi-ld:Dataset:de"}],
+        "height": {"type": "Property", "value": 330}}
+    async with http.post(f"{broker}/entities", json=entity) as r:
+        assert r.status == 201
+
+    async def first(params):
+        async with http.get(f"{broker}/entities", params={"type": "Building", **params}) as r:
+            return (await r.json())[0]
+    body = await first({"datasetId": "urn:ngsi-ld:Dataset:fr"})
+    assert body["name"] == {"type": "Property", "value": "Tour Eiffel", "datasetId": "urn:ngsi-ld:Dataset:fr"}
+    assert "height" not in body
+    body = await first({"datasetId": "@none"})
+    assert body["name"] == {"type": "Property", "value": "Eiffel Tower"} and body["height"]["value"] == 330
+    body = await first({"datasetId": "urn:ngsi-ld:Dataset:es", "attrs": "name"})
+    assert body == {"id": "urn:ngsi-ld:Building:d", "type": "Building"}
