@@ -290,12 +290,17 @@ class SensorThingsBackend:
         use_data_array = await self.data_array()
 
         async def resolve(plan: ThingPlan) -> tuple[ThingPlan, _ThingState | None]:
-            try:
-                return plan, await self._resolve(plan)
-            except StaRejected as exc:
-                failures.setdefault(plan.entity_id, EntityFailure(plan.entity_id, exc.problem, False))
-            except StaTransient as exc:
-                failures.setdefault(plan.entity_id, EntityFailure(plan.entity_id, exc.problem, True))
+            for attempt in (1, 2):
+                try:
+                    return plan, await self._resolve(plan)
+                except StaRejected as exc:
+                    if attempt == 1:  # maybe a cached id went stale (deleted on the server): look again
+                        self._forget(plan)
+                        continue
+                    failures.setdefault(plan.entity_id, EntityFailure(plan.entity_id, exc.problem, False))
+                except StaTransient as exc:
+                    failures.setdefault(plan.entity_id, EntityFailure(plan.entity_id, exc.problem, True))
+                    break
             return plan, None
 
         resolved = await asyncio.gather(*(resolve(p) for p in plans))
@@ -322,6 +327,14 @@ class SensorThingsBackend:
         return result
 
     # --- graph ----------------------------------------------------------------------------------
+
+    def _forget(self, plan: ThingPlan) -> None:
+        """Drop every cached id the plan's graph uses; the next resolve reads the server again."""
+        self._things.pop(plan.entity_id, None)
+        self._features.pop(plan.entity_id, None)
+        for stream in plan.streams.values():
+            self._sensors.pop(stream.sensor.name, None)
+            self._properties.pop(stream.observed_property.definition, None)
 
     def _lock(self, kind: str, key: str) -> asyncio.Lock:
         lock = self._locks.get((kind, key))
@@ -636,15 +649,19 @@ class SensorThingsBackend:
     async def _row_failure(self, p: _Pending, problem: ProblemDetails) -> EntityFailure:
         """A refused row: permanent, unless its Datastream is gone (server reset) — then the
         cached graph is forgotten and the entity is sent again."""
-        try:
-            await self._call("GET", entity_path("Datastreams", p.ds_id), params={"$select": "id"}, what="Datastream")
-        except StaRejected:
-            log.warning("Datastream %r of %s is gone from the server; finding the graph again", p.ds_id, p.entity_id)
-            self._things.pop(p.entity_id, None)
-            self._seen.pop(p.ds_id, None)
-            return EntityFailure(p.entity_id, problem, True)
-        except StaTransient:
-            return EntityFailure(p.entity_id, problem, True)
+        checks = [("Datastreams", p.ds_id)] + ([("FeaturesOfInterest", p.feature)] if p.feature is not None else [])
+        for collection, iot_id in checks:
+            try:
+                await self._call("GET", entity_path(collection, iot_id), params={"$select": "id"}, what=collection)
+            except StaRejected:
+                log.warning("%s %r of %s is gone from the server; finding the graph again", collection, iot_id,
+                            p.entity_id)
+                self._things.pop(p.entity_id, None)
+                self._features.pop(p.entity_id, None)
+                self._seen.pop(p.ds_id, None)
+                return EntityFailure(p.entity_id, problem, True)
+            except StaTransient:
+                return EntityFailure(p.entity_id, problem, True)
         detail = f"{p.row.key} at {p.row.time} = {p.row.result!r:.80}: {problem.detail or problem.title}"
         return EntityFailure(p.entity_id, ProblemDetails(type=problem.type, title=problem.title, detail=detail,
                                                          status=problem.status), False)
