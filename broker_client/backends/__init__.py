@@ -27,7 +27,7 @@ from ..retry import DEFAULT_RETRY, RetryPolicy
 from .ngsi_v2 import NGSIv2Backend
 from .quirks import NGSI_LD_KINDS, QUIRKS, BrokerQuirks, quirks_for
 
-KINDS: tuple[str, ...] = (*NGSI_LD_KINDS, "ngsi-v2")
+KINDS: tuple[str, ...] = (*NGSI_LD_KINDS, "ngsi-v2", "sensorthings")
 DEFAULT_KIND = "orion-ld"
 
 
@@ -127,6 +127,12 @@ def make_backend(config: Any, *, key: str = "broker", retry: RetryPolicy = DEFAU
     batch_size = int(_get(config, "batch_size", 200) or 200)
     max_body = _get(config, "max_body_bytes")
     tenant = _get(config, "tenant")
+    if kind == "sensorthings":  # OGC SensorThings API v1.1 (FROST-Server, …): docs/backends/sensorthings.md
+        from ..sensorthings import SensorThingsBackend
+
+        return SensorThingsBackend(url, auth=auth, timeout=timeout, retry=retry,
+                                   batch_size=int(_get(config, "batch_size", 500) or 500),
+                                   data_array=_get(config, "data_array"))
     if kind == "ngsi-v2":
         service = _get(config, "service") or tenant
         try:

@@ -1,0 +1,58 @@
+"""``broker: {kind: sensorthings, url, auth}`` through the backend factory and its start-up check."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker_client.backends import (
+    KINDS,
+    BackendConfigError,
+    BrokerDown,
+    check_backend,
+    make_backend,
+)
+from broker_client.retry import RetryPolicy
+from broker_client.sensorthings import SensorThingsBackend
+
+from .frost_fake import start_fake_frost
+from .helpers import weather
+
+
+async def test_kind_sensorthings_writes_to_a_real_server(sta_server, ns):
+    assert "sensorthings" in KINDS
+    backend = make_backend({"kind": "sensorthings", "url": sta_server.url, "batch_size": 50})
+    assert isinstance(backend, SensorThingsBackend) and backend.batch_size == 50
+    async with backend:
+        await check_backend(backend)
+        assert await backend.health() is True
+        assert (await backend.write([weather(ns)])).ok
+
+
+async def test_start_up_check_names_the_key_at_fault(sta_server):
+    wrong_path = make_backend({"kind": "sensorthings", "url": sta_server.url.replace("/v1.1", "/v9")})
+    async with wrong_path:
+        with pytest.raises(BackendConfigError, match=r"^broker\.url: .*404"):
+            await check_backend(wrong_path)
+    nowhere = make_backend({"kind": "sensorthings", "url": "http://127.0.0.1:9/FROST-Server/v1.1"},
+                           retry=RetryPolicy(attempts=1))
+    async with nowhere:  # down, not misconfigured: the runtime starts and the outbox waits
+        with pytest.raises(BrokerDown, match=r"^broker\.url: cannot reach"):
+            await check_backend(nowhere)
+    with pytest.raises(BackendConfigError, match=r"^broker\.url"):
+        make_backend({"kind": "sensorthings", "url": "frost:8080"})
+
+
+async def test_token_auth_reaches_the_server():
+    fake, runner = await start_fake_frost(token="s3cret")
+    try:
+        good = make_backend({"kind": "sensorthings", "url": fake.url, "auth": {"kind": "token", "value": "s3cret"}})
+        async with good:
+            await check_backend(good)
+            assert (await good.write([weather("town")])).ok
+        bad = make_backend({"kind": "sensorthings", "url": fake.url, "auth": {"kind": "token", "value": "nope"}})
+        async with bad:
+            with pytest.raises(BackendConfigError, match=r"^broker\.auth: .*refused the credentials \(HTTP 401\)"):
+                await check_backend(bad)
+        assert len(fake.store["Observations"]) == 3
+    finally:
+        await runner.cleanup()
