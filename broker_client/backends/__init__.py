@@ -100,11 +100,16 @@ def build_auth(auth: Any, *, key: str = "broker.auth") -> Auth | None:
                 _get(auth, "token_url"), _get(auth, "client_id"), secret(_get(auth, "client_secret")),
                 scope=_get(auth, "scope"), audience=_get(auth, "audience"),
             )
+        if kind == "basic":  # FROST-Server's BasicAuthProvider
+            from ..sensorthings.basic_auth import BasicAuth
+
+            given = {k: _get(auth, k) for k in ("password", "password_env", "password_file") if _get(auth, k) is not None}
+            return BasicAuth(_get(auth, "username") or "", **{k: secret(v) for k, v in given.items()})
     except ValueError as exc:
         if isinstance(exc, BackendConfigError):
             raise
         raise BackendConfigError(key, str(exc)) from None
-    raise BackendConfigError(f"{key}.kind", f"unknown auth kind {kind!r}; one of 'token', 'oauth2'")
+    raise BackendConfigError(f"{key}.kind", f"unknown auth kind {kind!r}; one of 'token', 'oauth2', 'basic'")
 
 
 def make_backend(config: Any, *, key: str = "broker", retry: RetryPolicy = DEFAULT_RETRY,

@@ -60,9 +60,11 @@ def no_such(collection: str, iot_id: Any) -> FrostError:
 
 
 class FakeFrost:
-    def __init__(self, *, data_array: bool = True, token: str | None = None) -> None:
+    def __init__(self, *, data_array: bool = True, authorization: str | None = None) -> None:
         self.data_array = data_array
-        self.token = token  # a bearer token checked by a proxy in front (FROST: docs/settings/auth.md)
+        # the Authorization header FROST's auth provider (Basic, Keycloak) or a proxy in front expects
+        # (FROST: docs/settings/auth.md); 401 otherwise
+        self.authorization = authorization
         self.ids = itertools.count(1)
         self.store: dict[str, dict[int, dict[str, Any]]] = {c: {} for c in COLLECTIONS}
         self.thing_locations: set[tuple[int, int]] = set()
@@ -222,7 +224,7 @@ class FakeFrost:
         shape = NUMBERED.sub("(n)", tail) or "/"
         self.requests[f"{request.method} {shape}"] += 1
         try:
-            if self.token is not None and request.headers.get("Authorization") != f"Bearer {self.token}":
+            if self.authorization is not None and request.headers.get("Authorization") != self.authorization:
                 raise FrostError(401, "Unauthorized")
             if tail in ("", "/"):
                 conformance = [CORE + c for c in ("datamodel", "resource-path/resource-path-to-entities",

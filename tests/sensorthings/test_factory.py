@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from broker_client.backends import (
@@ -43,7 +45,7 @@ async def test_start_up_check_names_the_key_at_fault(sta_server):
 
 
 async def test_token_auth_reaches_the_server():
-    fake, runner = await start_fake_frost(token="s3cret")
+    fake, runner = await start_fake_frost(authorization="Bearer s3cret")
     try:
         good = make_backend({"kind": "sensorthings", "url": fake.url, "auth": {"kind": "token", "value": "s3cret"}})
         async with good:
@@ -56,3 +58,24 @@ async def test_token_auth_reaches_the_server():
         assert len(fake.store["Observations"]) == 3
     finally:
         await runner.cleanup()
+
+
+async def test_basic_auth_as_frosts_basic_auth_provider_wants_it(monkeypatch):
+    # FROST's BasicAuthProvider creates a user "write" (password "write") with create/update roles
+    fake, runner = await start_fake_frost(authorization="Basic " + base64.b64encode(b"write:write").decode())
+    monkeypatch.setenv("FROST_PASSWORD", "write")
+    try:
+        backend = make_backend({"kind": "sensorthings", "url": fake.url,
+                                "auth": {"kind": "basic", "username": "write", "password_env": "FROST_PASSWORD"}})
+        assert "write" in repr(backend.http.auth) and "FROST_PASSWORD" not in repr(backend.http.auth)
+        async with backend:
+            await check_backend(backend)
+            assert (await backend.write([weather("town")])).ok
+        monkeypatch.setenv("FROST_PASSWORD", "wrong")
+        async with backend:
+            with pytest.raises(BackendConfigError, match=r"^broker\.auth: .*HTTP 401"):
+                await check_backend(backend)
+    finally:
+        await runner.cleanup()
+    with pytest.raises(BackendConfigError, match=r"^broker\.auth: basic auth needs exactly one"):
+        make_backend({"kind": "sensorthings", "url": fake.url, "auth": {"kind": "basic", "username": "write"}})
