@@ -38,7 +38,12 @@ from adapters.core.timeutil import iso_ms, parse_time
 
 from ..auth import Auth
 from ..client import NGSILDClient, Response
-from ..errors import BrokerUnavailable, InvalidResponse, ProblemDetails
+from ..errors import (
+    BrokerUnavailable,
+    InvalidResponse,
+    ProblemDetails,
+    error_from_response,
+)
 from ..results import BatchResult, EntityFailure
 from ..retry import DEFAULT_RETRY, RetryPolicy
 from .mapping import (
@@ -269,6 +274,8 @@ class SensorThingsBackend:
         cannot be reached (the caller keeps the entities; rows already written are not written
         twice when they come again)."""
         result = BatchResult()
+        if not entities:
+            return result
         failures: dict[str, EntityFailure] = {}
         order: list[str] = []
         plans: list[ThingPlan] = []
@@ -349,6 +356,8 @@ class SensorThingsBackend:
                                                idempotent=method in ("GET", "DELETE", "PATCH"))
         if response.status in ok:
             return response
+        if response.status in (401, 403):  # credentials, not the entity: the runtime keeps and retries
+            raise error_from_response(response.status, response.body)
         problem = problem_from(response, what)
         if response.status >= 500 or response.status in (408, 429):
             raise StaTransient(problem)
@@ -583,6 +592,15 @@ class SensorThingsBackend:
 
     async def _drop_written(self, pending: list[_Pending]) -> list[_Pending]:
         """Leave out rows the Datastream already holds (same phenomenonTime)."""
+        unknown = {p.ds_id for p in pending if p.ds_id not in self._seen}
+
+        async def load(ds_id: Any) -> None:
+            try:
+                await self._seen_for(ds_id)
+            except StaTransient:
+                pass
+
+        await asyncio.gather(*(load(ds_id) for ds_id in unknown))  # once per Datastream per process
         out: list[_Pending] = []
         batch_keys: set[tuple[Any, datetime]] = set()
         for p in pending:
@@ -647,8 +665,8 @@ class SensorThingsBackend:
         return failures
 
     async def _row_failure(self, p: _Pending, problem: ProblemDetails) -> EntityFailure:
-        """A refused row: permanent, unless its Datastream is gone (server reset) — then the
-        cached graph is forgotten and the entity is sent again."""
+        """A refused row: permanent, unless its Datastream or FeatureOfInterest is gone (deleted,
+        server reset) — then the cached graph is forgotten and the entity is sent again."""
         checks = [("Datastreams", p.ds_id)] + ([("FeaturesOfInterest", p.feature)] if p.feature is not None else [])
         for collection, iot_id in checks:
             try:

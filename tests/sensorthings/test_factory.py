@@ -13,6 +13,7 @@ from broker_client.backends import (
     check_backend,
     make_backend,
 )
+from broker_client.errors import Unauthorized
 from broker_client.retry import RetryPolicy
 from broker_client.sensorthings import SensorThingsBackend
 
@@ -55,6 +56,9 @@ async def test_token_auth_reaches_the_server():
         async with bad:
             with pytest.raises(BackendConfigError, match=r"^broker\.auth: .*refused the credentials \(HTTP 401\)"):
                 await check_backend(bad)
+            bad.conformance = []                          # as if the root had been readable
+            with pytest.raises(Unauthorized):             # raised: the runtime keeps the batch, no dead letters
+                await bad.write([weather("town", "other")])
         assert len(fake.store["Observations"]) == 3
     finally:
         await runner.cleanup()
