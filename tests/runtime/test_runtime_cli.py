@@ -333,10 +333,8 @@ async def test_run_takes_config_and_adapter_from_the_environment(cli_env, tmp_pa
     proc = subprocess.Popen([sys.executable, "-m", "adapters.core.cli", "run"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 15
-        while (doc := await readyz(config)) is None:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
-            await asyncio.sleep(0.1)
+        assert await wait_source_connected(config)
+        doc = await readyz(config)
         assert doc["failing"] == ["broker"]                  # nothing listens on the broker port
         assert await asyncio.to_thread(stop, proc) == 0
     finally:

@@ -216,7 +216,7 @@ class OwnRedis:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--dir", self.dir, "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20
         import socket
 
         while time.monotonic() < deadline:
@@ -268,7 +268,7 @@ async def test_redis_restart_with_appendonly_keeps_the_outbox(own_redis):
             topic, doc = up(f"d{i}", i, 1)
             await src.push(doc, topic=topic)
         srv.kill()                                            # Redis crashes while the broker is down
-        assert await wait_for(lambda: not runner.outbox.healthy, timeout=5)
+        assert await wait_for(lambda: not runner.outbox.healthy, timeout=15), "outage not noticed"
         assert not runner.readiness()[0]
         topic, doc = up("d0", 99, 2)
         with pytest.raises(Exception):
@@ -276,8 +276,8 @@ async def test_redis_restart_with_appendonly_keeps_the_outbox(own_redis):
         srv.start()                                           # same port, same AOF directory
         fb = await FakeBroker(port).start()
         try:
-            assert await wait_for(lambda: len(fb.entities) == 10, timeout=15)
-            assert await runner.wait_idle(timeout=10)
+            assert await wait_for(lambda: len(fb.entities) == 10, timeout=40), f"{len(fb.entities)} of 10 arrived"
+            assert await runner.wait_idle(timeout=20)
         finally:
             await fb.stop()
     finally:
