@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -127,24 +127,36 @@ def _second(when: datetime) -> datetime:
     return when.replace(microsecond=0)
 
 
+def _result_key(result: Any) -> bytes:
+    """A result as the server gives it back: numbers as floats (a float column returns 3.0 for 3)."""
+    if isinstance(result, (int, float)) and not isinstance(result, bool):
+        result = float(result)
+    return orjson.dumps(result, option=orjson.OPT_SORT_KEYS)
+
+
 @dataclass(slots=True)
 class _Seen:
-    """What a Datastream already holds: the newest phenomenonTime and the recent ones (seconds)."""
+    """What a Datastream already holds: the newest phenomenonTime, and for recent seconds the
+    results written (a different value at the same time is another Observation, not a repeat)."""
 
     latest: datetime | None = None
-    recent: deque[datetime] = field(default_factory=lambda: deque(maxlen=RECENT_TIMES))
+    recent: OrderedDict[datetime, set[bytes]] = field(default_factory=OrderedDict)
 
-    def add(self, when: datetime) -> None:
+    def add(self, when: datetime, result: Any) -> None:
         when = _second(when)
-        self.recent.append(when)
+        self.recent.setdefault(when, set()).add(_result_key(result))
+        self.recent.move_to_end(when)
+        while len(self.recent) > RECENT_TIMES:
+            self.recent.popitem(last=False)
         if self.latest is None or when > self.latest:
             self.latest = when
 
-    def holds(self, when: datetime) -> bool:
-        return _second(when) in self.recent or _second(when) == self.latest
+    def holds(self, when: datetime, result: Any) -> bool:
+        return _result_key(result) in self.recent.get(_second(when), ())
 
-    def older(self, when: datetime) -> bool:
-        return self.latest is not None and _second(when) < self.latest
+    def maybe_on_server(self, when: datetime) -> bool:
+        """Not after the newest known one: the server may hold it (ask)."""
+        return self.latest is not None and _second(when) <= self.latest
 
 
 @dataclass(slots=True)
@@ -577,21 +589,21 @@ class SensorThingsBackend:
         seen = self._seen.get(ds_id)
         if seen is None:
             newest = await self._list(entity_path("Datastreams", ds_id, "/Observations"),
-                                      {"$orderby": "resultTime desc", "$top": 1, "$select": "id,resultTime,phenomenonTime"},
-                                      "Observations")
+                                      {"$orderby": "resultTime desc", "$top": 1,
+                                       "$select": "id,resultTime,phenomenonTime,result"}, "Observations")
             seen = _Seen()
             for obs in newest[:1]:
                 text = obs.get("resultTime") or obs.get("phenomenonTime")
                 if isinstance(text, str):
                     try:
-                        seen.add(parse_time(text.split("/")[-1]))
+                        seen.add(parse_time(text.split("/")[-1]), obs.get("result"))
                     except ValueError:
                         pass
             self._seen[ds_id] = seen
         return seen
 
     async def _drop_written(self, pending: list[_Pending]) -> list[_Pending]:
-        """Leave out rows the Datastream already holds (same phenomenonTime)."""
+        """Leave out rows the Datastream already holds (same phenomenonTime, same result)."""
         unknown = {p.ds_id for p in pending if p.ds_id not in self._seen}
 
         async def load(ds_id: Any) -> None:
@@ -602,23 +614,24 @@ class SensorThingsBackend:
 
         await asyncio.gather(*(load(ds_id) for ds_id in unknown))  # once per Datastream per process
         out: list[_Pending] = []
-        batch_keys: set[tuple[Any, datetime]] = set()
+        batch_keys: set[tuple[Any, datetime, bytes]] = set()
         for p in pending:
-            if (p.ds_id, _second(p.when)) in batch_keys:
+            key = (p.ds_id, _second(p.when), _result_key(p.row.result))
+            if key in batch_keys:
                 self.stats["observations_skipped"] += 1
                 continue
             try:
                 seen = await self._seen_for(p.ds_id)
             except StaTransient:
                 seen = _Seen()  # cannot tell: write it (at-least-once)
-            if seen.holds(p.when):
+            if seen.holds(p.when, p.row.result):
                 self.stats["observations_skipped"] += 1
                 continue
-            if seen.older(p.when) and await self._exists(p):
-                seen.add(p.when)
+            if seen.maybe_on_server(p.when) and await self._exists(p):
+                seen.add(p.when, p.row.result)
                 self.stats["observations_skipped"] += 1
                 continue
-            batch_keys.add((p.ds_id, _second(p.when)))
+            batch_keys.add(key)
             out.append(p)
         return out
 
@@ -627,10 +640,11 @@ class SensorThingsBackend:
         window = f"resultTime ge {iso_ms(start)} and resultTime lt {iso_ms(start + timedelta(seconds=1))}"
         try:
             found = await self._list(entity_path("Datastreams", p.ds_id, "/Observations"),
-                                     {"$filter": window, "$top": 1, "$select": "id"}, "Observations")
+                                     {"$filter": window, "$top": 100, "$select": "id,result"}, "Observations")
         except (StaTransient, StaRejected):
             return False
-        return bool(found)
+        wanted = _result_key(p.row.result)
+        return any(_result_key(o.get("result")) == wanted for o in found)
 
     def _observation(self, p: _Pending) -> dict[str, Any]:
         body = {"phenomenonTime": p.row.time, "resultTime": p.row.time, "result": p.row.result,
@@ -640,7 +654,7 @@ class SensorThingsBackend:
         return body
 
     def _written(self, p: _Pending) -> None:
-        self._seen.setdefault(p.ds_id, _Seen()).add(p.when)
+        self._seen.setdefault(p.ds_id, _Seen()).add(p.when, p.row.result)
         self.stats["observations_written"] += 1
 
     async def _write_one_by_one(self, pending: Sequence[_Pending]) -> list[tuple[str, EntityFailure]]:

@@ -234,3 +234,16 @@ async def test_the_later_creator_yields_to_the_earlier_one(sta_server, ns):
     streams = await sta.datastreams(thing["@iot.id"])
     assert sorted(o["result"] for o in await sta.observations(streams["temperature"]["@iot.id"])) == [3.5, 9.0]
     assert len(await sta.values(f"/Things('{thing['@iot.id']}')/HistoricalLocations")) == 1
+
+
+async def test_a_different_value_at_the_same_time_is_kept_a_repeat_is_not(sta_server, ns):
+    first, corrected = weather(ns, "c", temperature=3.5), weather(ns, "c", temperature=3.7)
+    async with SensorThingsBackend(sta_server.url) as backend:
+        assert (await backend.write([first, corrected])).ok
+    async with SensorThingsBackend(sta_server.url) as fresh:      # after a restart: asks the server
+        assert (await fresh.write([first, corrected])).ok
+        assert fresh.stats["observations_written"] == 0
+    sta = Sta(sta_server.url)
+    streams = await sta.datastreams((await sta.thing(first["id"]))["@iot.id"])
+    assert sorted(o["result"] for o in await sta.observations(streams["temperature"]["@iot.id"])) == [3.5, 3.7]
+    assert len(await sta.observations(streams["relativeHumidity"]["@iot.id"])) == 1
