@@ -260,6 +260,9 @@ class RedisOutbox(_Limit):
         if self._healthy:
             log.error("outbox redis error: %s", exc, extra={"outbox": self.name})
         self._healthy = False
+        # A read whose answer was lost leaves entries pending for us that we never saw: re-read our
+        # own pending entries after reconnecting (the ones we hold are skipped).
+        self._own_pending_cursor = "0"
 
     # -- state ---------------------------------------------------------------------------------
     @property
