@@ -424,3 +424,24 @@ async def test_redis_outbox_refusal_stores_neither_entities_nor_state(redis_pref
     finally:
         await r.aclose()
         await runner.stop(grace=0.2)
+
+
+async def test_entries_delivered_in_a_lost_answer_are_read_again_after_reconnect(redis_prefix):
+    stream = f"{redis_prefix}:a:outbox"
+    ob = RedisOutbox(url=REDIS, stream=stream, consumer="c1", max_length=100)
+    await ob.start()
+    r = aioredis.from_url(REDIS)
+    try:
+        assert await ob.take(10, 0.05) == []                           # start-up pending phase done
+        await ob.put([ent(1), ent(2)])
+        # Redis delivered them to c1 but the answer never reached us (connection dropped)
+        await r.xreadgroup("stadtlink", "c1", {stream: ">"}, count=10)
+        assert await ob.take(10, 0.05) == []
+        import redis.exceptions
+
+        ob._failed(redis.exceptions.ConnectionError("connection lost"))
+        got = await ob.take(10, 0.05)
+        assert [i.entity["id"] for i in got] == [ent(1)["id"], ent(2)["id"]]
+    finally:
+        await r.aclose()
+        await ob.close()
