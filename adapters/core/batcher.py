@@ -19,7 +19,6 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from .deadletter import message_record
 from .logging import RateLimitedLog

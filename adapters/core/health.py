@@ -9,7 +9,6 @@ One aiohttp application per runner; the webhook source mounts its route on the s
 """
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 import orjson
@@ -79,6 +78,3 @@ class HttpServer:
             await self._runner.cleanup()
             self._runner = None
 
-
-def heartbeat_age(last: float) -> float:
-    return time.monotonic() - last

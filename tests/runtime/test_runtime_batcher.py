@@ -3,7 +3,6 @@ permanent 4xx → dead letter, broker outage → outbox holds everything and dra
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 

@@ -312,8 +312,6 @@ async def test_json_map_profile_is_available_to_every_adapter(broker):
     try:
         options = {"device_path": "id", "time_path": "ts",
                    "fields": {"temperature": {"path": "temp"}}}
-        from adapters.core.jsonmap import JSON_MAP_PROFILE  # noqa: F401 - the profile under test
-
         await src.push({"id": "dev-2", "ts": TIME, "temp": 12.5}, attributes={"options": options})
         assert await runner.wait_idle()
         recs = await runner.deadletters.list()
