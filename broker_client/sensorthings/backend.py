@@ -268,7 +268,9 @@ class SensorThingsBackend:
             return self.data_array_forced
         if self.conformance is None:
             response = await self.probe()
-            if response.status >= 400:
+            if response.status in (401, 403):
+                raise error_from_response(response.status, response.body)
+            if response.status >= 400:  # not for one entity to pay for: the runtime keeps and retries
                 raise StaTransient(problem_from(response, "service root"))
             try:
                 root = response.json()
@@ -298,7 +300,7 @@ class SensorThingsBackend:
                 order.append(eid)
             try:
                 plan = plan_entity(entity)
-            except EntityNotMappable as exc:
+            except (EntityNotMappable, ValueError, TypeError) as exc:
                 failures.setdefault(eid, EntityFailure(eid, _local("Not a SensorThings entity", str(exc)), False))
                 continue
             if plan.problems:
