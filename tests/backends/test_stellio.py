@@ -231,3 +231,29 @@ async def test_same_auth_block_works_for_orion_ld_behind_a_pep_proxy(keycloak):
         await runner.cleanup()
     assert len(keycloak.writes("/token")) == 2
     await asyncio.sleep(0)
+
+
+async def test_5xx_retried_then_raised_and_timeouts():
+    from broker_client.errors import BrokerUnavailable, NGSILDError
+
+    async with StellioServer() as server:
+        backend = await open_backend({"url": server.url})
+        try:
+            server.fail_next = [500]                        # one 500, then the retry succeeds
+            assert (await backend.write([spot(1)])).ok
+            server.fail_next = [503] * 5
+            with pytest.raises(NGSILDError) as info:
+                await backend.write([spot(2)])
+            assert info.value.status == 503 and info.value.retryable
+        finally:
+            await backend.close()
+        assert spot(2)["id"] not in server.store()
+        server.fail_next = []
+        server.delay_s = 0.5
+        slow = make_backend({"kind": "stellio", "url": server.url, "timeout_s": 0.1}, retry=FAST)
+        await slow.open()
+        try:
+            with pytest.raises(BrokerUnavailable):
+                await slow.write([spot(3)])
+        finally:
+            await slow.close()
