@@ -135,6 +135,9 @@ def make_backend(config: Any, *, key: str = "broker", retry: RetryPolicy = DEFAU
     if kind == "sensorthings":  # OGC SensorThings API v1.1 (FROST-Server, …): docs/backends/sensorthings.md
         from ..sensorthings import SensorThingsBackend
 
+        if tenant:
+            raise BackendConfigError(f"{key}.tenant", "SensorThings has no tenants: give each its own service root url")
+
         return SensorThingsBackend(url, auth=auth, timeout=timeout, retry=retry,
                                    batch_size=int(_get(config, "batch_size", 500) or 500),
                                    data_array=_get(config, "data_array"))

@@ -83,3 +83,8 @@ async def test_basic_auth_as_frosts_basic_auth_provider_wants_it(monkeypatch):
         await runner.cleanup()
     with pytest.raises(BackendConfigError, match=r"^broker\.auth: basic auth needs exactly one"):
         make_backend({"kind": "sensorthings", "url": fake.url, "auth": {"kind": "basic", "username": "write"}})
+
+
+def test_a_tenant_is_refused_for_sensorthings():
+    with pytest.raises(BackendConfigError, match=r"^broker\.tenant: SensorThings has no tenants"):
+        make_backend({"kind": "sensorthings", "url": "http://frost:8080/FROST-Server/v1.1", "tenant": "town"})
