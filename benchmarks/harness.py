@@ -375,6 +375,10 @@ class SinkProcess:
         _, body = await http_get(f"http://127.0.0.1:{self.control_port}/written", timeout=60)
         return orjson.loads(body)
 
+    async def last(self) -> dict[str, dict]:
+        _, body = await http_get(f"http://127.0.0.1:{self.control_port}/last", timeout=30)
+        return orjson.loads(body)
+
     async def mode(self, mode: str, delay_s: float | None = None) -> None:
         doc: dict[str, Any] = {"mode": mode}
         if delay_s is not None:

@@ -47,7 +47,7 @@ if str(ROOT) not in sys.path:
 
 from adapters.core.testing import MosquittoProcess, RedisProcess, free_port  # noqa: E402
 from benchmarks.harness import (CHILD_ENV, STADTLINK, TOPIC_FILTER, AdapterProcess, Publisher, SinkProcess,  # noqa: E402
-                                http_get, metric_sum, prime_session, write_config, write_fleet)
+                                http_get, iso_ms, metric_sum, prime_session, seq_observed, write_config, write_fleet)
 
 TARGETS = {
     "memory_vs_bare": ">= 0.50",
@@ -87,6 +87,19 @@ class LocalBrokerProcess:
             await asyncio.sleep(0.1)
         raise TimeoutError("local broker did not start")
 
+    async def has_reading(self, seq: int, spots: int, observed: str) -> bool:
+        """Whether the ParkingSpot of reading ``seq`` carries that reading (observedAt ``observed``) or a later one."""
+        from benchmarks.harness import spot_entity_id
+
+        try:
+            status, body = await http_get(f"{self.url}/ngsi-ld/v1/entities/{spot_entity_id(seq % spots)}", timeout=2)
+        except Exception:  # noqa: BLE001
+            return False
+        if status != 200:
+            return False
+        attr = json.loads(body).get("status")
+        return isinstance(attr, dict) and str(attr.get("observedAt", "")) >= observed
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -110,7 +123,9 @@ async def bare_loop(mqtt_port: int, count: int, spots: int) -> dict:
 
 
 async def wait_drained(adapters: list[AdapterProcess], expected_received: int, timeout: float) -> bool:
-    """Until the adapters together received ``expected_received`` messages and their outboxes are empty."""
+    """Until the adapters together received ``expected_received`` messages and their outboxes are empty.
+    Polls /metrics once a second only: a scrape renders one series per device (10,000 here) and
+    costs the adapter tens of milliseconds, so it is kept out of the measured phases."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         received = depth = 0.0
@@ -120,28 +135,59 @@ async def wait_drained(adapters: list[AdapterProcess], expected_received: int, t
                 received += metric_sum(m, "received")
                 depth += metric_sum(m, "outbox_depth")
         except Exception:  # noqa: BLE001
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(1.0)
             continue
         if received >= expected_received and depth == 0:
             return True
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)
     return False
 
 
-async def wait_started(adapters: list[AdapterProcess], timeout: float = 60.0) -> float:
-    """Poll /metrics until a message was received: returns the time (midpoint of the last two polls)."""
+async def wait_connected(adapters: list[AdapterProcess], timeout: float = 90.0) -> float:
+    """Poll /readyz (cheap) until every adapter's MQTT source is connected; returns that moment
+    (midpoint of the last two polls): the preloaded backlog starts flowing then."""
     deadline = time.monotonic() + timeout
     before = time.time()
     while time.monotonic() < deadline:
+        ok = True
         for a in adapters:
             try:
-                if await a.counter("received") > 0:
-                    return (before + time.time()) / 2
+                _status, body = await a.readyz()
+                ok = ok and bool(body.get("checks", {}).get("source:spots", {}).get("ok"))
             except Exception:  # noqa: BLE001
-                pass
+                ok = False
+        if ok:
+            return (before + time.time()) / 2
         before = time.time()
-        await asyncio.sleep(0.02)
-    raise TimeoutError("adapter received nothing")
+        await asyncio.sleep(0.01)
+    raise TimeoutError("adapter did not connect to MQTT")
+
+
+async def wait_written(sink: SinkProcess | None, broker: "LocalBrokerProcess | None", n_spots: int,
+                       last_seq: int, spots: int, observed: str, timeout: float,
+                       watch: list[AdapterProcess] | None = None, seen: dict | None = None) -> float | None:
+    """When the last reading reached the broker: sink — ``n_spots`` ParkingSpot entities arrived (its
+    last request time); local broker — the spot of ``last_seq`` carries that reading (poll time).
+    Neither polls the adapter."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sink is not None:
+            st = await sink.stats()
+            if st["by_type"].get("ParkingSpot", 0) >= n_spots:
+                return st["last_request"]
+        else:
+            if await broker.has_reading(last_seq, spots, observed):
+                return time.time()
+        if watch and seen is not None:   # /readyz is cheap: it carries the outbox depth
+            for ad in watch:
+                try:
+                    _status, body = await ad.readyz()
+                    depth = body.get("checks", {}).get("outbox", {}).get("depth", 0)
+                    seen["max_outbox_depth"] = max(seen.get("max_outbox_depth", 0), depth)
+                except Exception:  # noqa: BLE001
+                    pass
+        await asyncio.sleep(0.05)
+    return None
 
 
 class Bench:
@@ -201,25 +247,36 @@ class Bench:
                 await ad.wait_http(90)
             cpu0 = [ad.stats().get("cpu_s", 0.0) for ad in adapters]
             if profile and a.profile:
-                spy = _start_py_spy(adapters[0].pid, Path(a.profile) / f"{name}.svg", self.work)
-            t0 = await wait_started(adapters)
-            drained = await wait_drained(adapters, n, timeout=max(120.0, n / 200))
-            t_end_poll = time.time()
+                spy_out = Path(a.profile) / f"{name}.txt"
+                spy = _start_py_spy(adapters[0].pid, spy_out, self.work)
+            idle = [ad.stats().get("rss_mb", 0.0) for ad in adapters]
+            seen: dict = {}
+            t0 = await wait_connected(adapters)
+            on_sink = broker_url == self.sink.url
+            last_obs = iso_ms(seq_observed(pub["base_ts"], a.messages - 1))
+            t_last = await wait_written(self.sink if on_sink else None, None if on_sink else self.local, n,
+                                        a.messages - 1, a.spots, last_obs, timeout=max(120.0, n / 100),
+                                        watch=adapters, seen=seen)
             if spy is not None:
                 spy.send_signal(2)
                 spy.wait(30)
                 spy = None
+                out_profile = summarize_profile(spy_out)
             cpu1 = [ad.stats().get("cpu_s", 0.0) for ad in adapters]
-            out: dict = {"messages": n, "drained": drained, "replicas": replicas}
-            if broker_url == self.sink.url:
+            drained = await wait_drained(adapters, n, timeout=60)
+            out: dict = {"messages": n, "written": t_last is not None, "drained": drained, "replicas": replicas,
+                         "rss_at_start_mb": [round(x, 1) for x in idle], **seen}
+            if profile and a.profile:
+                out["profile"] = out_profile
+            if t_last is None:
+                raise RuntimeError(f"{name}: not every reading reached the broker in time: {adapters[0].log_tail()}")
+            if on_sink:
+                out["site_aggregates"] = await self.site_aggregate_check(n)
                 st = await self.sink.stats()
-                t_last = st["last_request"] or t_end_poll
                 out["requests"] = st["requests"]
                 out["entities_written"] = st["entities"]
                 out["requests_per_message"] = round(st["requests"] / n, 4) if n else None
                 out["entities_per_request"] = round(st["entities"] / max(1, st["requests"]), 1)
-            else:
-                t_last = t_end_poll
             elapsed = max(1e-6, t_last - t0)
             out["seconds"] = round(elapsed, 3)
             out["msg_per_s"] = round(n / elapsed, 1)
@@ -236,6 +293,28 @@ class Bench:
                 ad.terminate(30)
                 ad.stats()
 
+    async def site_aggregate_check(self, n: int) -> dict:
+        """Do the last OffStreetParking written per site count every spot that reported? (free + occupied
+        must equal the number of distinct spots of the site among the ``n`` readings.)"""
+        a = self.args
+        reported: dict[str, int] = {}
+        for index in range(min(n, a.spots)):
+            site = f"urn:ngsi-ld:OffStreetParking:bench:site-{index // a.per_site:03d}"
+            reported[site] = reported.get(site, 0) + 1
+        last = await self.sink.last()
+        good = bad = 0
+        examples = []
+        for site, want in reported.items():
+            ent = last.get(site) or {}
+            got = sum(int((ent.get(k) or {}).get("value", 0)) for k in ("availableSpotNumber", "occupiedSpotNumber"))
+            if got == want:
+                good += 1
+            else:
+                bad += 1
+                if len(examples) < 3:
+                    examples.append({"site": site, "spots_reported": want, "free_plus_occupied": got})
+        return {"sites_consistent": good, "sites_inconsistent": bad, "examples": examples}
+
     async def rate_run(self, adapter: AdapterProcess, broker_url: str) -> dict:
         a = self.args
         count = int(a.rate * a.rate_seconds)
@@ -247,7 +326,10 @@ class Bench:
         # start_seq far beyond the preload: new fCnt (no dedup), newer observedAt (no staleness)
         pub = await Publisher(port=self.mosquitto.port, count=count, spots=a.spots, rate=a.rate, time_mode="wall",
                               start_seq=10 * a.spots * (1 + a.messages // a.spots)).start().result()
-        drained = await wait_drained([adapter], int(before + pub["acked"]), timeout=60)
+        if broker_url == self.sink.url:
+            drained = await wait_written(self.sink, None, pub["acked"], 0, a.spots, "", timeout=60) is not None
+        else:
+            drained = await wait_drained([adapter], int(before + pub["acked"]), timeout=60)
         elapsed = time.time() - t0
         cpu1 = adapter.stats().get("cpu_s", 0.0)
         out = {"msg_per_s_target": a.rate, "published": pub["acked"], "publish_s": round(pub["publish_s"], 2),
@@ -274,8 +356,36 @@ def _start_py_spy(pid: int, out: Path, work: Path):
     if not exe.exists():
         return None
     out.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen([str(exe), "record", "-p", str(pid), "-o", str(out), "-r", "50", "--nonblocking"],
-                            stdout=subprocess.DEVNULL, stderr=open(work / "py-spy.log", "ab"))
+    return subprocess.Popen([str(exe), "record", "-p", str(pid), "-o", str(out), "-r", "100", "--nonblocking",
+                             "-f", "raw"], stdout=subprocess.DEVNULL, stderr=open(work / "py-spy.log", "ab"))
+
+
+def summarize_profile(path: Path, top: int = 25) -> dict:
+    """Inclusive share of the samples per function (collapsed stacks from ``py-spy -f raw``)."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return {}
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        try:
+            n = int(count)
+        except ValueError:
+            continue
+        total += n
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")"
+                  if " (" in f else f for f in stack.split(";")]
+        for f in set(frames):
+            inclusive[f] = inclusive.get(f, 0) + n
+        if frames:
+            own[frames[-1]] = own.get(frames[-1], 0) + n
+    if not total:
+        return {}
+    pick = lambda d: {k: round(100 * v / total, 1) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]}
+    return {"samples": total, "inclusive_percent": pick(inclusive), "self_percent": pick(own)}
 
 
 def ratio(a, b):
@@ -341,7 +451,8 @@ def main() -> None:
     p.add_argument("--flush-ms", type=int, default=500)
     p.add_argument("--skip-local", action="store_true", help="skip the runs into the local broker")
     p.add_argument("--skip-scaling", action="store_true")
-    p.add_argument("--profile", default=None, help="directory for a py-spy flame graph of the memory/sink run")
+    p.add_argument("--profile", default=None, help="directory for py-spy samples (collapsed stacks) of the memory/sink run; "
+                                                     "the summary goes into the JSON")
     args = p.parse_args()
     result = asyncio.run(run(args))
     print(json.dumps(result, indent=1))

@@ -17,6 +17,7 @@ The data port serves ``POST /ngsi-ld/v1/entityOperations/upsert`` and ``GET /ngs
 
     GET  /stats            counters, first/last request time, latency percentiles (ms)
     GET  /written          {entity id: [status observedAt, …]} (with --record)
+    GET  /last             the last OffStreetParking entity written per id (site aggregates)
     POST /mode             {"mode": "refuse"|…, "delay_s": 3}
     POST /reset            clear counters, records and latencies
 
@@ -67,6 +68,7 @@ class CountingSink:
         self.control_port = control_port
         self.record = record
         self.latency_type = latency_type
+        self.keep_last_types = frozenset({"OffStreetParking"})
         self.mode = "ok"
         self.delay_s = 3.0
         self._data_server: asyncio.base_events.Server | None = None
@@ -87,6 +89,7 @@ class CountingSink:
         self.last_request: float | None = None
         self.latencies: list[float] = []   # seconds, arrival − status.observedAt of `latency_type` entities
         self.written: dict[str, list[str]] = defaultdict(list)
+        self.last: dict[str, dict] = {}
         self._known = set()
 
     def stats(self) -> dict:
@@ -226,6 +229,8 @@ class CountingSink:
             if eid not in known:
                 known.add(eid)
                 created.append(eid)
+            if etype in self.keep_last_types:
+                self.last[eid] = ent
             status = ent.get("status")
             obs = status.get("observedAt") if type(status) is dict else None
             if obs is None:
@@ -256,6 +261,8 @@ class CountingSink:
                     out = orjson.dumps(self.stats())
                 elif method == "GET" and path == "/written":
                     out = orjson.dumps(self.written)
+                elif method == "GET" and path == "/last":
+                    out = orjson.dumps(self.last)
                 elif method == "POST" and path == "/mode":
                     try:
                         doc = orjson.loads(body or b"{}")
