@@ -368,7 +368,7 @@ async def test_500_stations_from_a_geojson_registry_end_to_end(tmp_path):
                 async def round_received(n=500 * (slot + 1)):
                     return runner.counters()["received"] >= n
 
-                await _wait_for(round_received, timeout=45)
+                await _wait_for(round_received, timeout=120)
             second = (t0 + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S")
 
             async with aiohttp.ClientSession() as session:
@@ -377,7 +377,7 @@ async def test_500_stations_from_a_geojson_registry_end_to_end(tmp_path):
                     fresh = [e for e in found.values() if e["temperature"]["observedAt"].startswith(second)]
                     return fresh if len(fresh) == 500 else None
 
-                fresh = await _wait_for(all_second_round, timeout=45)
+                fresh = await _wait_for(all_second_round, timeout=120)
             helix = [e for e in fresh if int(e["id"].rsplit("-", 1)[1]) % 2]
             assert len(helix) == 250 and all("precipitation" in e for e in helix)   # delta of the 2 rounds
             counters = runner.counters()
