@@ -17,7 +17,8 @@ import orjson
 from aiohttp import web
 
 from . import errors as E
-from .contexts import CORE_CONTEXT_URL, CompiledContext, ContextResolver, load_context_dir
+from .contexts import (CORE_CONTEXT_URL, CompiledContext, ContextResolver, HttpContextFetcher,
+                       load_context_dir)
 from .errors import NgsiError, bad_request, invalid_request, not_found
 from .model import (DeleteMarker, Entity, check_entity_id, parse_attribute, parse_entity_body)
 from .query import compile_geo, compile_q
@@ -101,9 +102,11 @@ def error_response(err: NgsiError) -> web.Response:
 
 class BrokerApp:
     def __init__(self, *, context_dir: str | Path | None = None, max_body: int = 1024 * 1024,
-                 page_size: int = 20, notification_timeout: float = 5.0) -> None:
+                 page_size: int = 20, notification_timeout: float = 5.0,
+                 context_timeout: float = 5.0, context_attempts: int = 3) -> None:
         documents = load_context_dir(Path(context_dir)) if context_dir else None
-        self.resolver = ContextResolver(documents)
+        self.resolver = ContextResolver(
+            documents, fetcher=HttpContextFetcher(timeout=context_timeout, attempts=context_attempts))
         self.store = Store()
         self.notifier = Notifier(timeout=notification_timeout)
         self.max_body = max_body
@@ -1054,10 +1057,12 @@ class BrokerApp:
     async def query_entities(self, req: Req) -> web.Response:
         ctx = await self._link_ctx(req)
         p = req.params
-        if not any(k in p for k in ("id", "type", "idPattern", "attrs", "q", "georel", "geometry")) \
+        # NGSI-LD §5.7.2: type, attrs, q, a geo-query or local=true; ids alone are not enough (unlike
+        # Orion-LD, which also takes id/idPattern; ETSI test 019_03_05)
+        if not any(k in p for k in ("type", "attrs", "q", "georel", "geometry", "scopeQ")) \
                 and p.get("local") != "true":
             raise bad_request("Too broad query",
-                              "Need at least one of: entity-id, entity-type, geo-location, attribute-list, Q-filter")
+                              "Need at least one of: entity-type, geo-location, attribute-list, Q-filter")
         limit, offset, want_count = self._paging(req)
         self._format(req)  # validate early
         self._check_projection(req)
@@ -1277,11 +1282,17 @@ BROKER_KEY = web.AppKey("broker", BrokerApp)
 
 
 def create_app(*, context_dir: str | Path | None = None, max_body: int = 1024 * 1024,
-               page_size: int = 20) -> web.Application:
-    """The local NGSI-LD broker as an aiohttp application (all state in memory)."""
+               page_size: int = 20, context_timeout: float = 5.0,
+               context_attempts: int = 3) -> web.Application:
+    """The local NGSI-LD broker as an aiohttp application (all state in memory).
+
+    ``context_timeout`` (seconds per attempt) and ``context_attempts`` govern the download of
+    @context URLs the broker does not hold.
+    """
     if not 1 <= page_size <= 1000:
         raise ValueError("page_size must be within 1..1000")
-    broker = BrokerApp(context_dir=context_dir, max_body=max_body, page_size=page_size)
+    broker = BrokerApp(context_dir=context_dir, max_body=max_body, page_size=page_size,
+                       context_timeout=context_timeout, context_attempts=context_attempts)
     # the body is read by the broker itself (with its own 413), so aiohttp's limit only needs to be
     # above it
     app = web.Application(client_max_size=max_body * 2 + 1024)
@@ -1298,6 +1309,7 @@ def create_app(*, context_dir: str | Path | None = None, max_body: int = 1024 * 
             with contextlib.suppress(asyncio.CancelledError):
                 await broker.periodic_task
         await broker.notifier.close()
+        await broker.resolver.close()
 
     app.on_startup.append(start_periodic)
     app.on_cleanup.append(close_notifier)

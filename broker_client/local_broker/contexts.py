@@ -5,13 +5,18 @@ Only the part of JSON-LD an NGSI-LD broker needs is implemented: term definition
 The NGSI-LD core context is always applied last, so its terms cannot be redefined (as the
 specification's ``@protected`` core context demands).
 
-Context documents come from a :class:`ContextResolver`: the built-in core context, the Smart Data
-Models files shipped in ``contexts/`` and any directory given with ``--context-dir``. A URL it does
-not hold is answered with 503 LdContextNotAvailable unless a ``fetcher`` is plugged in.
+Context documents come from a :class:`ContextResolver`: the built-in core context (every
+``ngsi-ld-core-context-v1.3`` … ``v1.9`` URL and the unversioned one), the Smart Data Models files
+shipped in ``contexts/`` and any directory given with ``--context-dir`` are held and never fetched.
+Any other URL is downloaded by :class:`HttpContextFetcher` (5 s timeout, 3 attempts, as Orion-LD
+does) and kept in a bounded in-memory cache; only a failed download is answered with 503
+LdContextNotAvailable. Failures are not cached, so a context server that comes back is used again
+without a restart.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -19,6 +24,9 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
+
+import aiohttp
 
 from .errors import LD_CONTEXT_NOT_AVAILABLE, NgsiError, bad_request
 
@@ -26,11 +34,13 @@ log = logging.getLogger(__name__)
 
 CONTEXTS_DIR = Path(__file__).parent / "contexts"
 CORE_CONTEXT_URL = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.6.jsonld"
-_CORE_URL_RE = re.compile(r"^https?://uri\.etsi\.org/ngsi-ld/v1/ngsi-ld-core-context(-v1\.\d+)?\.jsonld$")
+_CORE_URL_RE = re.compile(r"^https://uri\.etsi\.org/ngsi-ld/v1/ngsi-ld-core-context(-v1\.[3-9])?\.jsonld$")
 NGSI_LD = "https://uri.etsi.org/ngsi-ld/"
 DEFAULT_VOCAB = "https://uri.etsi.org/ngsi-ld/default-context/"
 
 Fetcher = Callable[[str], Awaitable[Any]]
+MAX_CONTEXT_URLS = 32  # context URLs one @context may pull in, nesting included
+_ABSOLUTE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 def is_core_context_url(url: str) -> bool:
@@ -79,7 +89,70 @@ def load_context_dir(directory: Path) -> dict[str, Any]:
 
 
 class ContextNotAvailable(Exception):
-    pass
+    """A context URL could not be resolved; ``args[0]`` is the URL, ``args[1]`` (if any) why."""
+
+
+class HttpContextFetcher:
+    """Downloads remote @context documents (``async fetcher(url) -> {"@context": ...}``).
+
+    ``timeout`` seconds per attempt, ``attempts`` tries for connection errors, timeouts and 5xx
+    answers (a 4xx or a document that is not a JSON-LD context fails at once). Documents above
+    ``max_bytes`` are refused. Only http(s) URLs are fetched.
+    """
+
+    def __init__(self, *, timeout: float = 5.0, attempts: int = 3, retry_delay: float = 0.2,
+                 max_bytes: int = 2 * 1024 * 1024) -> None:
+        self.timeout = timeout
+        self.attempts = max(1, attempts)
+        self.retry_delay = retry_delay
+        self.max_bytes = max_bytes
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                headers={"Accept": "application/ld+json, application/json;q=0.9, */*;q=0.1"})
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __call__(self, url: str) -> Any:
+        if not url.startswith(("http://", "https://")):
+            raise ContextNotAvailable(url, "only http(s) context URLs can be downloaded")
+        reason = "no attempt made"
+        for attempt in range(self.attempts):
+            if attempt:
+                await asyncio.sleep(self.retry_delay)
+            try:
+                async with self._client().get(url, allow_redirects=True) as resp:
+                    if resp.status >= 500:
+                        reason = f"HTTP {resp.status}"
+                        continue
+                    if resp.status != 200:
+                        raise ContextNotAvailable(url, f"HTTP {resp.status}")
+                    if resp.content_length is not None and resp.content_length > self.max_bytes:
+                        raise ContextNotAvailable(url, "context document too large")
+                    raw = await resp.content.read(self.max_bytes + 1)
+                    if len(raw) > self.max_bytes:
+                        raise ContextNotAvailable(url, "context document too large")
+            except TimeoutError:
+                reason = f"no answer within {self.timeout:g} s"
+                continue
+            except aiohttp.ClientError as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                continue
+            try:
+                doc = json.loads(raw)
+            except ValueError:
+                raise ContextNotAvailable(url, "the document is not JSON") from None
+            if not isinstance(doc, dict) or "@context" not in doc:
+                raise ContextNotAvailable(url, "the document has no @context member")
+            return doc
+        raise ContextNotAvailable(url, reason)
 
 
 class CompiledContext:
@@ -207,18 +280,26 @@ def _link_url_for(value: Any) -> str:
 class ContextResolver:
     """Holds context documents by URL and compiles (and caches) active contexts.
 
-    ``fetcher`` is an optional ``async (url) -> document`` used for URLs that are not held; the
-    document it returns may be ``{"@context": ...}`` or the bare context value.
+    ``documents`` (URL → ``@context`` value) are held for good, as are the packaged ones.
+    ``fetcher`` is an ``async (url) -> document`` for URLs that are not held (default: an
+    :class:`HttpContextFetcher`; ``fetcher=False`` downloads nothing); the document it returns may
+    be ``{"@context": ...}`` or the bare context value. Downloaded documents are kept in an LRU of
+    ``fetched_cache_size`` entries; concurrent requests for one URL share one download.
     """
 
-    def __init__(self, documents: dict[str, Any] | None = None, fetcher: Fetcher | None = None,
-                 cache_size: int = 512) -> None:
+    def __init__(self, documents: dict[str, Any] | None = None, fetcher: Fetcher | None | bool = None,
+                 cache_size: int = 512, fetched_cache_size: int = 256) -> None:
         self.core = load_core_context()
         self.documents: dict[str, Any] = {}
         self.documents.update(load_context_dir(CONTEXTS_DIR))
         if documents:
             self.documents.update(documents)
-        self.fetcher = fetcher
+        if fetcher is None:
+            fetcher = HttpContextFetcher()
+        self.fetcher: Fetcher | None = fetcher or None
+        self.fetched: OrderedDict[str, Any] = OrderedDict()
+        self._fetched_cache_size = fetched_cache_size
+        self._in_flight: dict[str, asyncio.Future] = {}
         self._cache: OrderedDict[str, CompiledContext] = OrderedDict()
         self._cache_size = cache_size
         self.core_context = self._build([], CORE_CONTEXT_URL, CORE_CONTEXT_URL)
@@ -227,20 +308,54 @@ class ContextResolver:
         self.documents[url] = context_value
         self._cache.clear()
 
+    async def close(self) -> None:
+        """Abandon pending downloads and close the fetcher's HTTP session."""
+        for task in list(self._in_flight.values()):
+            task.cancel()
+        close = getattr(self.fetcher, "close", None)
+        if close is not None:
+            await close()
+
     async def document(self, url: str) -> Any:
         if is_core_context_url(url):
             return None  # the core context is applied last anyway
-        if url in self.documents:
-            return self.documents[url]
-        if self.fetcher is not None:
-            try:
-                doc = await self.fetcher(url)
-            except Exception as exc:  # a fetcher failure is an unavailable context
-                raise ContextNotAvailable(url) from exc
-            value = doc["@context"] if isinstance(doc, dict) and "@context" in doc else doc
-            self.documents[url] = value
+        held = self.documents.get(url)
+        if held is not None:
+            return held
+        value = self.fetched.get(url)
+        if value is not None:
+            self.fetched.move_to_end(url)
             return value
-        raise ContextNotAvailable(url)
+        if self.fetcher is None:
+            raise ContextNotAvailable(url, "not held and downloading is off")
+        # one download per URL, in its own task: a request that goes away does not cancel it
+        task = self._in_flight.get(url)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._download(url))
+            self._in_flight[url] = task
+            task.add_done_callback(lambda t, u=url: self._download_done(u, t))
+        return await asyncio.shield(task)
+
+    def _download_done(self, url: str, task: asyncio.Task) -> None:
+        self._in_flight.pop(url, None)
+        if task.cancelled() or task.exception() is not None:
+            return  # failures are not cached: the next request tries again
+        self.fetched[url] = task.result()
+        if len(self.fetched) > self._fetched_cache_size:
+            self.fetched.popitem(last=False)
+
+    async def _download(self, url: str) -> Any:
+        try:
+            doc = await self.fetcher(url)
+        except ContextNotAvailable:
+            raise
+        except Exception as exc:  # a fetcher failure is an unavailable context
+            raise ContextNotAvailable(url, str(exc) or type(exc).__name__) from exc
+        value = doc["@context"] if isinstance(doc, dict) and "@context" in doc else doc
+        if value is None or not isinstance(value, (str, list, dict)):
+            raise ContextNotAvailable(url, "the document holds no usable @context")
+        log.info("downloaded @context %s", url)
+        return value
 
     async def compile(self, value: Any, *, link_url: str | None = None) -> CompiledContext:
         """The active context for a Link URL or a body ``@context`` value (None = core only).
@@ -259,8 +374,10 @@ class ContextResolver:
         try:
             await self._collect(value, definitions, set())
         except ContextNotAvailable as exc:
+            detail = exc.args[0] if len(exc.args) < 2 else f"{exc.args[0]} ({exc.args[1]})"
+            log.warning("@context not available: %s", detail)
             raise NgsiError(503, LD_CONTEXT_NOT_AVAILABLE, "Unable to download context",
-                            str(exc.args[0])) from None
+                            detail) from None
         if link_url is None:
             link_url = _link_url_for(value)
         compiled = self._build(definitions, value, link_url)
@@ -269,22 +386,31 @@ class ContextResolver:
             self._cache.popitem(last=False)
         return compiled
 
-    async def _collect(self, value: Any, out: list[dict], seen: set[str]) -> None:
+    async def _collect(self, value: Any, out: list[dict], seen: set[str], base: str | None = None) -> None:
         if value is None:
             out.clear()
         elif isinstance(value, str):
+            if base is not None and not _ABSOLUTE_RE.match(value):
+                value = urljoin(base, value)
             if value in seen or is_core_context_url(value):
                 return  # the core context is applied last anyway
+            if len(seen) >= MAX_CONTEXT_URLS:
+                raise bad_request("Invalid @context",
+                                  f"more than {MAX_CONTEXT_URLS} context URLs in one @context")
             seen.add(value)
-            await self._collect(await self.document(value), out, seen)
+            await self._collect(await self.document(value), out, seen, value)
         elif isinstance(value, list):
             for item in value:
-                await self._collect(item, out, seen)
+                await self._collect(item, out, seen, base)
         elif isinstance(value, dict):
             if "@context" in value and len(value) == 1:
-                await self._collect(value["@context"], out, seen)
-            else:
-                out.append(value)
+                await self._collect(value["@context"], out, seen, base)
+                return
+            imported = value.get("@import")  # JSON-LD 1.1: a context naming a further URL
+            if isinstance(imported, str):
+                await self._collect(imported, out, seen, base)
+                value = {k: v for k, v in value.items() if k != "@import"}
+            out.append(value)
         else:
             raise bad_request("Invalid @context", "an @context must be a string, an object or an array")
 

@@ -81,7 +81,7 @@ class Subscription:
         self.last_failure: float | None = None
         self.last_fired: float | None = None
         self.last_error: str | None = None
-        self.status = "ok"
+        self.status: str | None = None  # of the last delivery attempt: "ok" / "failed"
         self.lock = asyncio.Lock()
         self.pending = 0  # notifications waiting for delivery
 
@@ -255,7 +255,8 @@ class Subscription:
         for key in ("notificationTrigger", "q", "geoQ", "csf", "scopeQ", "lang", "timeInterval"):
             if key in f:
                 out[key] = f[key]
-        out["isActive"] = f.get("isActive", True)
+        if "isActive" in f:  # a client member (default true); the broker's view is "status"
+            out["isActive"] = f["isActive"]
         out["status"] = self.state(now)
         if "throttling" in f:
             out["throttling"] = f["throttling"]
@@ -265,7 +266,8 @@ class Subscription:
         if "attributes" in notification:
             notification["attributes"] = [ctx.compact(n) for n in notification["attributes"]]
         notification["endpoint"] = dict(notification["endpoint"])
-        notification["status"] = self.status
+        if self.status is not None:  # "ok"/"failed" describe the last attempt: none yet, none shown
+            notification["status"] = self.status
         if self.times_sent or sys_attrs:
             notification["timesSent"] = self.times_sent
         if self.times_failed or sys_attrs:

@@ -65,7 +65,7 @@ async def test_mqtt_delivery_failure_marks_subscription_failed(http, broker):
     while time.monotonic() < deadline:
         async with http.get(f"{broker}/subscriptions/{sub_id}") as r:
             notification = (await r.json())["notification"]
-        if notification["status"] == "failed":
+        if notification.get("status") == "failed":
             break
         await asyncio.sleep(0.1)
     assert notification["status"] == "failed" and notification["timesFailed"] == 1

@@ -47,8 +47,10 @@ async def ids(http, url, params, headers=PLINK):
 async def test_type_id_idpattern_attrs(http, populated):
     assert await ids(http, populated, {"type": "ParkingSpot"}) == ["1", "2", "3", "4"]
     assert await ids(http, populated, {"type": "ParkingSpot,OffStreetParking"}) == ["1", "2", "3", "4", "1"]
-    assert await ids(http, populated, {"id": "urn:ngsi-ld:ParkingSpot:q:3,urn:ngsi-ld:ParkingSpot:q:1"}) == ["1", "3"]
-    assert await ids(http, populated, {"idPattern": "^urn:ngsi-ld:ParkingSpot:q:[23]$"}) == ["2", "3"]
+    assert await ids(http, populated, {"type": "ParkingSpot",
+                                       "id": "urn:ngsi-ld:ParkingSpot:q:3,urn:ngsi-ld:ParkingSpot:q:1"}) == ["1", "3"]
+    assert await ids(http, populated, {"type": "ParkingSpot",
+                                       "idPattern": "^urn:ngsi-ld:ParkingSpot:q:[23]$"}) == ["2", "3"]
     assert await ids(http, populated, {"attrs": "availableSpotNumber"}) == ["1"]
     assert await ids(http, populated, {"type": "ParkingSpot", "id": "urn:ngsi-ld:OffStreetParking:q:1"}) == []
     # without the context the short type is another type
@@ -133,22 +135,26 @@ async def test_default_page_size_and_creation_order(http, broker):
         assert len(await r.json()) == 30
 
 
-async def test_too_broad_query(http, broker):
-    async with http.get(f"{broker}/entities") as r:
-        assert r.status == 400
-        assert problem(await r.json()) == ("BadRequestData", "Too broad query")
+async def test_too_broad_query(http, populated):
+    # NGSI-LD §5.7.2 (ETSI 019_03_05): type, attrs, q, a geo-query or local=true is required;
+    # ids or an id pattern alone are not enough
+    for params in ({}, {"id": "urn:ngsi-ld:ParkingSpot:q:1"}, {"idPattern": ".*"}, {"limit": "5"}):
+        async with http.get(f"{populated}/entities", params=params) as r:
+            assert r.status == 400, params
+            assert problem(await r.json()) == ("BadRequestData", "Too broad query")
+    assert await ids(http, populated, {"id": "urn:ngsi-ld:ParkingSpot:q:1", "local": "true"}) == ["1"]
 
 
 async def test_formats_in_query(http, populated):
-    async with http.get(f"{populated}/entities", params={"id": "urn:ngsi-ld:ParkingSpot:q:1", "format": "concise"},
+    async with http.get(f"{populated}/entities", params={"type": "ParkingSpot", "id": "urn:ngsi-ld:ParkingSpot:q:1", "format": "concise"},
                         headers=PLINK) as r:
         body = await r.json()
     assert body[0]["name"] == "Alpha"
     assert body[0]["width"] == {"value": 2.0, "unitCode": "MTR", "accuracy": 1}
-    async with http.get(f"{populated}/entities", params={"id": "urn:ngsi-ld:ParkingSpot:q:1", "options": "keyValues,sysAttrs"},
+    async with http.get(f"{populated}/entities", params={"type": "ParkingSpot", "id": "urn:ngsi-ld:ParkingSpot:q:1", "options": "keyValues,sysAttrs"},
                         headers=PLINK) as r:
         assert r.status == 400
-    async with http.get(f"{populated}/entities", params={"id": "urn:ngsi-ld:ParkingSpot:q:1", "options": "bogus"},
+    async with http.get(f"{populated}/entities", params={"type": "ParkingSpot", "id": "urn:ngsi-ld:ParkingSpot:q:1", "options": "bogus"},
                         headers=PLINK) as r:
         assert r.status == 400
         assert problem(await r.json())[1] == "Invalid value for URI param /options/"
@@ -199,7 +205,7 @@ async def test_post_query(http, populated):
 
 
 async def test_geojson_accept(http, populated):
-    async with http.get(f"{populated}/entities", params={"id": "urn:ngsi-ld:ParkingSpot:q:1"},
+    async with http.get(f"{populated}/entities", params={"type": "ParkingSpot", "id": "urn:ngsi-ld:ParkingSpot:q:1"},
                         headers={**PLINK, "Accept": "application/geo+json"}) as r:
         assert r.headers["Content-Type"] == "application/geo+json"
         body = await r.json(content_type=None)
