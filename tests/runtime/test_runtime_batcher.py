@@ -177,3 +177,16 @@ async def test_whole_request_5xx_keeps_entities(fake):
         assert await rig.idle(timeout=5)
     assert set(fake.entities) == {ent(1)["id"], ent(2)["id"]}
     assert rig.metrics.counts["retried"] >= 2
+
+
+async def test_unauthorized_keeps_everything_and_marks_the_broker_down(fake):
+    fake.status_override = 401                          # a token problem: no entity is at fault
+    rig = Rig(fake.url, batch_size=10, flush_ms=20)
+    async with rig:
+        await rig.outbox.put([ent(1)])
+        assert await wait_for(lambda: rig.batcher.broker_ok is False, timeout=3)
+        assert "Unauthorized" in rig.batcher.broker_error
+        assert rig.outbox.depth == 1 and await rig.dead.list() == []
+        fake.status_override = None
+        assert await rig.idle(timeout=5)
+    assert ent(1)["id"] in fake.entities

@@ -339,3 +339,9 @@ async def test_run_takes_config_and_adapter_from_the_environment(cli_env, tmp_pa
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def test_deadletter_commands_need_the_redis_outbox(cli_env, tmp_path):
+    (tmp_path / "c.yaml").write_text("namespace: t\nbroker: {url: 'http://127.0.0.1:1'}\n")
+    res = cli(["deadletter", "list", "toy", "--config", str(tmp_path / "c.yaml")], cli_env)
+    assert res.returncode == 1 and b"outbox: {kind: redis}" in res.stderr
