@@ -98,7 +98,10 @@ class Runner:
             data_adapter = read_config_file(config).get("adapter")
         spec = _resolve_adapter(adapter, data_adapter if isinstance(data_adapter, str) else None)
         cfg, base = load_config(config, adapter=spec, env=env, base_dir=base_dir)
-        return cls(spec, cfg, base, backend=backend, sources=sources, redis_client=redis_client)
+        runner = cls(spec, cfg, base, backend=backend, sources=sources, redis_client=redis_client)
+        # the registry is part of the configuration: its errors surface here, not at start()
+        runner.registry = DeviceRegistry.load(inline=cfg.devices, files=cfg.registry_files, base_dir=base)
+        return runner
 
     def _redis(self):
         if self._redis_client is None:
@@ -120,7 +123,8 @@ class Runner:
 
     async def _setup_core(self) -> None:
         cfg = self.config
-        self.registry = DeviceRegistry.load(inline=cfg.devices, files=cfg.registry_files, base_dir=self.base_dir)
+        if self.registry is None:
+            self.registry = DeviceRegistry.load(inline=cfg.devices, files=cfg.registry_files, base_dir=self.base_dir)
         prefix = f"{cfg.outbox.key_prefix}:{self.adapter.name}"
         if cfg.outbox.kind == "redis":
             self.outbox = build_outbox(cfg.outbox, self.adapter.name, redis_client=self._redis())

@@ -171,3 +171,13 @@ async def test_redis_password_not_shown_when_redis_is_unreachable(cli_env, tmp_p
     assert res.returncode == 1
     assert "cannot start" in res.stderr and "redis://:***@127.0.0.1" in res.stderr
     assert "hunter2" not in res.stderr + res.stdout
+
+
+def test_registry_errors_are_config_errors(tmp_path, cli_env):
+    with pytest.raises(ConfigError, match="registry file not found"):
+        Runner.from_config(good(registry_files=["nope.csv"]), adapter=ADAPTER, base_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"devices\[0\]: record x: lat 95 out of range"):
+        Runner.from_config(good(devices=[{"id": "x", "lat": 95, "lon": 8}]), adapter=ADAPTER)
+    (tmp_path / "c.yaml").write_text("namespace: t\nbroker: {url: 'http://127.0.0.1:1'}\nregistry_files: [gone.csv]\n")
+    res = run_cli(["run", "toy", "--config", str(tmp_path / "c.yaml")], cli_env)
+    assert res.returncode == 2 and "registry file not found" in res.stderr and "Traceback" not in res.stderr
