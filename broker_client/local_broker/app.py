@@ -21,7 +21,7 @@ from .contexts import (CORE_CONTEXT_URL, CompiledContext, ContextResolver, HttpC
                        load_context_dir)
 from .errors import NgsiError, bad_request, invalid_request, not_found
 from .model import (DeleteMarker, Entity, check_entity_id, parse_attribute, parse_entity_body)
-from .query import compile_geo, compile_q
+from .query import compile_geo, compile_order_by, compile_q
 from .render import CONCISE, NORMALIZED, SIMPLIFIED, render_entity
 from .store import (Change, Store, Tenant, check_tenant_name, delete_attribute, merge_attrs,
                     merge_instance, put_instances)
@@ -50,7 +50,7 @@ _COMMON = {"prettyPrint", "spaces"}
 _QUERY_PARAMS = {"id", "type", "idPattern", "attrs", "q", "geometry", "georel", "coordinates",
                  "geoproperty", "geometryProperty", "csf", "limit", "offset", "count", "options",
                  "format", "lang", "pick", "omit", "local", "scopeQ", "datasetId", "join",
-                 "joinLevel", "containedBy", "entityMap"}
+                 "joinLevel", "containedBy", "entityMap", "orderBy"}
 _RETRIEVE_PARAMS = {"attrs", "options", "format", "lang", "pick", "omit", "geometryProperty", "type",
                     "local", "datasetId", "join", "joinLevel", "containedBy", "entityMap"}
 
@@ -123,7 +123,8 @@ class BrokerApp:
             "/entityOperations/merge": Route({"POST": (S.batch_merge, {"options", "local"})}),
             "/entityOperations/query": Route({"POST": (S.post_query, {"limit", "offset", "count",
                                                                       "options", "format", "lang",
-                                                                      "local", "pick", "omit"})}),
+                                                                      "local", "pick", "omit",
+                                                                      "orderBy"})}),
             "/subscriptions": Route({"GET": (S.list_subscriptions, {"limit", "offset", "count", "options"}),
                                      "POST": (S.create_subscription, set())}),
             "/types": Route({"GET": (S.list_types, {"details", "type", "local"})}),
@@ -554,7 +555,10 @@ class BrokerApp:
         attrs = self._name_set(req, "attrs", ctx)
         if attrs and not any(a in entity.attrs for a in attrs):
             raise not_found("Entity Not Found", f"{entity.id} has none of the attributes {req.params['attrs']}")
-        return self._json(req, 200, self._render(req, entity, ctx, attrs), ctx)
+        rendered = self._render(req, entity, ctx, attrs)
+        if not rendered:
+            raise not_found("Entity Not Found", f"{entity.id}: pick/omit leave no member")
+        return self._json(req, 200, rendered, ctx)
 
     async def delete_entity(self, req: Req) -> web.Response:
         tenant = self._tenant(req)
@@ -1098,12 +1102,20 @@ class BrokerApp:
 
     def _page_answer(self, req: Req, matches: list[Entity], limit: int, offset: int, want_count: bool,
                      ctx: CompiledContext, attrs: set[str] | None) -> web.Response:
-        page = matches[offset:offset + limit]
-        payload: Any = [self._render(req, e, ctx, attrs) for e in page]
+        if "orderBy" in req.params:
+            matches = compile_order_by(req.params["orderBy"], ctx)(matches)
+        if "pick" in req.params or "omit" in req.params:
+            # entities with no member left are not part of the result (NGSI-LD §4.21)
+            rendered = [r for r in (self._render(req, e, ctx, attrs) for e in matches) if r]
+            total = len(rendered)
+            payload: Any = rendered[offset:offset + limit]
+        else:
+            total = len(matches)
+            payload = [self._render(req, e, ctx, attrs) for e in matches[offset:offset + limit]]
         if req.accept == GEOJSON:
             payload = {"type": "FeatureCollection", "features": payload}
-        headers = {"NGSILD-Results-Count": str(len(matches))} if want_count else {}
-        return self._json(req, 200, payload, ctx, headers, pages=(limit, offset, len(matches)))
+        headers = {"NGSILD-Results-Count": str(total)} if want_count else {}
+        return self._json(req, 200, payload, ctx, headers, pages=(limit, offset, total))
 
     async def post_query(self, req: Req) -> web.Response:
         body = self._require_object(req)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .contexts import CompiledContext
-from .errors import bad_request
+from .errors import NgsiError, bad_request
 from .model import Entity, _check_geometry
 from .timeutil import format_datetime, parse_datetime
 
@@ -680,3 +680,58 @@ def _same_coords(a: Any, b: Any) -> bool:
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same_coords(x, y) for x, y in zip(a, b))
     return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) < 1e-9
+
+
+# ---------------------------------------------------------------------------------------------
+# orderBy (NGSI-LD 1.9 §4.23): "member[.sub][;asc|;desc]" comma-separated, first key first
+
+_ORDER_RE = re.compile(r"^([^;]+?)(?:;(asc|desc))?$")
+
+
+def _sort_key(values: list) -> tuple:
+    """Missing values last, then numbers, strings, booleans and anything else (as JSON)."""
+    flat = _flatten(values)
+    if not flat:
+        return (1, 0, 0)
+    v = flat[0]
+    if isinstance(v, bool):
+        return (0, 2, v)
+    if isinstance(v, (int, float)):
+        return (0, 0, v)
+    if isinstance(v, str):
+        return (0, 1, v)
+    return (0, 3, json.dumps(v, sort_keys=True))
+
+
+def compile_order_by(text: str, ctx: CompiledContext) -> Callable[[list[Entity]], list[Entity]]:
+    """A function sorting entities as ``orderBy`` says (stable; missing members sort last)."""
+    keys: list[tuple[Callable[[Entity], list], bool]] = []
+    for part in text.split(","):
+        m = _ORDER_RE.match(part.strip())
+        if not m:
+            raise bad_request("Invalid value for URI parameter /orderBy/", text)
+        member, direction = m.group(1), m.group(2) or "asc"
+        if member == "id":
+            getter: Callable[[Entity], list] = lambda e: [e.id]
+        elif member == "type":
+            getter = lambda e: [ctx.compact(e.types[0])] if e.types else []
+        elif member in ("createdAt", "modifiedAt"):
+            getter = (lambda e: [e.created]) if member == "createdAt" else (lambda e: [e.modified])
+        else:
+            try:
+                getter = _compile_path(member, ctx)
+            except NgsiError:
+                raise bad_request("Invalid value for URI parameter /orderBy/", text) from None
+        keys.append((getter, direction == "desc"))
+
+    def order(entities: list[Entity]) -> list[Entity]:
+        out = list(entities)
+        for getter, descending in reversed(keys):
+            decorated = [(_sort_key(getter(e)), e) for e in out]
+            present = [d for d in decorated if d[0][0] == 0]
+            missing = [d[1] for d in decorated if d[0][0] != 0]
+            present.sort(key=lambda d: d[0][1:], reverse=descending)
+            out = [d[1] for d in present] + missing
+        return out
+
+    return order

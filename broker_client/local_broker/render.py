@@ -106,6 +106,9 @@ def render_instance(inst: dict, ctx: CompiledContext, fmt: str, sys_attrs: bool,
     return out
 
 
+_SCOPE = "https://uri.etsi.org/ngsi-ld/scope"
+
+
 def render_entity(entity: Entity, ctx: CompiledContext, *, fmt: str = NORMALIZED,
                   sys_attrs: bool = False, attrs: set[str] | None = None,
                   lang: str | None = None, omit: set[str] | None = None,
@@ -120,7 +123,8 @@ def render_entity(entity: Entity, ctx: CompiledContext, *, fmt: str = NORMALIZED
     if pick is None or "type" in pick:
         if omit is None or "type" not in omit:
             out["type"] = types[0] if len(types) == 1 else types
-    if entity.scope is not None:
+    if entity.scope is not None and (pick is None or "scope" in pick or _SCOPE in pick) \
+            and (omit is None or ("scope" not in omit and _SCOPE not in omit)):
         out["scope"] = entity.scope
     for iri, instances in entity.attrs.items():
         if attrs is not None and iri not in attrs:

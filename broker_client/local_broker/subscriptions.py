@@ -196,6 +196,18 @@ class Subscription:
                 raise bad_request("Not a JSON Array of Strings", "notification::attributes")
             if names:
                 out["attributes"] = [ctx.expand(n) for n in names]
+        for key in ("pick", "omit"):  # NGSI-LD 1.8 §4.21 projection of notified entities
+            if key in raw:
+                names = raw[key]
+                if isinstance(names, str):
+                    names = [n for n in names.split(",") if n]
+                if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+                    raise bad_request("Not a JSON Array of Strings", f"notification::{key}")
+                if "attributes" in raw:
+                    raise bad_request("Invalid Subscription", f"notification::{key} and ::attributes together")
+                out[key] = [n if n in ("id", "type") else ctx.expand(n) for n in names]
+        if "pick" in out and "omit" in out and set(out["pick"]) & set(out["omit"]):
+            raise bad_request("Invalid Subscription", "the same member in notification::pick and ::omit")
         fmt = raw.get("format", "normalized")
         if fmt not in _FORMATS:
             raise bad_request("Invalid value for notification::format", str(fmt))
@@ -263,8 +275,9 @@ class Subscription:
         if "expiresAt" in f:
             out["expiresAt"] = format_datetime(f["expiresAt"])
         notification = dict(f["notification"])
-        if "attributes" in notification:
-            notification["attributes"] = [ctx.compact(n) for n in notification["attributes"]]
+        for key in ("attributes", "pick", "omit"):
+            if key in notification:
+                notification[key] = [n if n in ("id", "type") else ctx.compact(n) for n in notification[key]]
         notification["endpoint"] = dict(notification["endpoint"])
         if self.status is not None:  # "ok"/"failed" describe the last attempt: none yet, none shown
             notification["status"] = self.status
@@ -339,8 +352,10 @@ class Subscription:
         notification = self.fields["notification"]
         attrs = notification.get("attributes")
         fmt = _FORMATS[notification.get("format", "normalized")]
+        pick, omit = notification.get("pick"), notification.get("omit")
         return render_entity(entity, self.ctx, fmt=fmt, sys_attrs=notification.get("sysAttrs", False),
-                             attrs=set(attrs) if attrs else None, lang=self.fields.get("lang"))
+                             attrs=set(attrs) if attrs else None, lang=self.fields.get("lang"),
+                             pick=set(pick) if pick else None, omit=set(omit) if omit else None)
 
 
 class Notifier:

@@ -392,3 +392,7 @@ async def test_pick_and_omit(http, broker):
                    {"pick": "id,locatedAt{name}"}):
         status, _, _ = await get(http, broker, eid, params=params)
         assert status == 400, params
+    # nothing left after pick/omit: 404 (NGSI-LD §4.21, ETSI 018_19)
+    for params in ({"pick": "unknown"}, {"omit": "id,type,name,location,status,refParkingSite"}):
+        status, _, body = await get(http, broker, eid, params=params)
+        assert status == 404 and problem(body)[0] == "ResourceNotFound", params

@@ -269,3 +269,52 @@ async def test_dataset_id_filter_on_rendering(http, broker):
     assert body["name"] == {"type": "Property", "value": "Eiffel Tower"} and body["height"]["value"] == 330
     body = await first({"datasetId": "urn:ngsi-ld:Dataset:es", "attrs": "name"})
     assert body == {"id": "urn:ngsi-ld:Building:d", "type": "Building"}
+
+
+async def test_pick_and_omit_in_queries_drop_empty_entities(http, populated):
+    async with http.get(f"{populated}/entities", params={"type": "ParkingSpot,OffStreetParking", "pick": "name",
+                                                         "count": "true"}, headers=PLINK) as r:
+        body = await r.json()
+        assert r.headers["NGSILD-Results-Count"] == "3"
+    # spot 4 and the OffStreetParking have no name: no member left, not in the result
+    assert [e["name"]["value"] for e in body] == ["Alpha", "Beta", "alphabet"]
+    assert all(set(e) == {"name"} for e in body)
+    async with http.get(f"{populated}/entities", params={"type": "ParkingSpot", "omit": "id,location,width,status",
+                                                         "options": "keyValues"}, headers=PLINK) as r:
+        body = await r.json()
+    assert body[0] == {"type": "ParkingSpot", "name": "Alpha", "refParkingSite": "urn:ngsi-ld:ParkingSite:q:1"}
+    async with http.post(f"{populated}/entityOperations/query", params={"pick": "id", "limit": "2"},
+                         json={"type": "Query", "entities": [{"type": "ParkingSpot"}]}, headers=PLINK) as r:
+        assert await r.json() == [{"id": "urn:ngsi-ld:ParkingSpot:q:1"}, {"id": "urn:ngsi-ld:ParkingSpot:q:2"}]
+
+
+@pytest.mark.parametrize("order_by, expected", [
+    ("name", ["1", "2", "3", "4"]),              # "Alpha" < "Beta" < "alphabet"; no name: last
+    ("name;desc", ["3", "2", "1", "4"]),         # missing values stay last
+    ("width", ["1", "4", "2", "3"]),
+    ("width;desc", ["3", "2", "4", "1"]),
+    ("id;desc", ["4", "3", "2", "1"]),
+    ("status,width;desc", ["4", "3", "1", "2"]),  # closed < free < occupied, then width descending
+    ("width.accuracy;desc", ["4", "3", "2", "1"]),  # a sub-attribute's value
+    ("status.observedAt;desc", ["4", "3", "2", "1"]),  # observedAt 05-02 … 05-05
+    ("type;asc,name;desc", ["3", "2", "1", "4"]),
+])
+async def test_order_by(http, populated, order_by, expected):
+    assert await ids(http, populated, {"type": "ParkingSpot", "orderBy": order_by}) == expected
+
+
+async def test_order_by_pages_after_sorting_and_rejects_bad_values(http, populated):
+    assert await ids(http, populated, {"type": "ParkingSpot", "orderBy": "width;desc", "limit": "2",
+                                       "offset": "1"}) == ["2", "4"]
+    async with http.post(f"{populated}/entityOperations/query", params={"orderBy": "id;desc"},
+                         json={"type": "Query", "entities": [{"type": "ParkingSpot"}]}, headers=PLINK) as r:
+        assert [e["id"][-1] for e in await r.json()] == ["4", "3", "2", "1"]
+    # modifiedAt of the entity itself; ties keep creation order
+    async with http.patch(f"{populated}/entities/urn:ngsi-ld:ParkingSpot:q:2/attrs/status", headers=PLINK,
+                          json={"type": "Property", "value": "free"}) as r:
+        assert r.status == 204
+    assert await ids(http, populated, {"type": "ParkingSpot", "orderBy": "modifiedAt;desc"}) == ["2", "1", "3", "4"]
+    assert (await ids(http, populated, {"type": "ParkingSpot", "orderBy": "status.modifiedAt;desc"}))[0] == "2"
+    for bad in ("name;up", ";asc", "name,,id"):
+        async with http.get(f"{populated}/entities", params={"type": "ParkingSpot", "orderBy": bad}) as r:
+            assert r.status == 400, bad

@@ -458,3 +458,32 @@ async def test_json_ld_context_member_compacts_notifications(http, broker, recei
     sub["jsonldContext"] = "http://127.0.0.1:9/unknown.jsonld"
     async with http.post(f"{broker}/subscriptions", json=sub) as r:
         assert r.status == 503
+
+
+async def test_notification_pick_and_omit(http, broker, receiver):
+    sub_id = await subscribe(http, broker, subscription(
+        receiver.url, notification={"endpoint": {"uri": receiver.url}, "pick": ["id", "name"]}))
+    _, body = await get_sub(http, broker, sub_id)
+    assert body["notification"]["pick"] == ["id", "name"]
+    async with http.post(f"{broker}/entities", json=spot(1), headers=PLINK) as r:
+        assert r.status == 201
+    got = await receiver.next()
+    assert got.body["data"] == [{"id": "urn:ngsi-ld:ParkingSpot:s:1", "name": {"type": "Property", "value": "S-1"}}]
+    await subscribe(http, broker, subscription(
+        receiver.url + "/omit", notification={"endpoint": {"uri": receiver.url + "/omit"}, "omit": ["type", "status"],
+                                              "format": "keyValues"}))
+    async with http.patch(f"{broker}/entities/urn:ngsi-ld:ParkingSpot:s:1/attrs/name", headers=PLINK,
+                          json={"type": "Property", "value": "renamed"}) as r:
+        assert r.status == 204
+    by_path = {}
+    for _ in range(2):
+        n = await receiver.next()
+        by_path[n.path] = n.body["data"]
+    assert by_path["/omit"] == [{"id": "urn:ngsi-ld:ParkingSpot:s:1", "name": "renamed"}]
+    assert by_path["/"] == [{"id": "urn:ngsi-ld:ParkingSpot:s:1", "name": {"type": "Property", "value": "renamed"}}]
+    # invalid combinations (ETSI 028_08)
+    for notification in ({"pick": ["id"], "omit": ["id"]}, {"pick": ["id"], "attributes": ["name"]},
+                         {"omit": ["name"], "attributes": ["name"]}, {"pick": []}, {"pick": [3]}):
+        async with http.post(f"{broker}/subscriptions", headers=PLINK, json=subscription(
+                receiver.url, notification={"endpoint": {"uri": receiver.url}, **notification})) as r:
+            assert r.status == 400, notification
