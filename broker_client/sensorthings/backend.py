@@ -167,6 +167,7 @@ class _ThingState:
     properties: dict[str, Any] | None = None
     description: str | None = None
     feature: Any = None  # our FeatureOfInterest, for a Thing without a Location
+    verify: bool = False  # created by this process: look for a twin once more on the next write
 
 
 @dataclass(slots=True)
@@ -227,7 +228,7 @@ class SensorThingsBackend:
         self._features: dict[str, Any] = {}
         self._seen: dict[Any, _Seen] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self.stats = {"things_created": 0, "datastreams_created": 0, "duplicates_removed": 0,
+        self.stats = {"things_created": 0, "datastreams_created": 0, "duplicates_removed": 0, "duplicates_merged": 0,
                       "observations_written": 0, "observations_skipped": 0, "locations_moved": 0}
 
     def __repr__(self) -> str:
@@ -475,6 +476,12 @@ class SensorThingsBackend:
     async def _resolve(self, plan: ThingPlan) -> _ThingState:
         async with self._lock("Things", plan.entity_id):
             state = self._things.get(plan.entity_id)
+            if state is not None and state.verify:
+                state.verify = False
+                twins = await self._list("/Things", {"$filter": f"name eq {odata_literal(plan.entity_id)}",
+                                                     "$select": "id"}, "Things")
+                if len(twins) > 1:  # a copy committed after our check: merge into the smallest id
+                    state = await self._load_thing(plan)
             if state is None:
                 state = await self._load_thing(plan) or await self._create_thing(plan)
                 self._things[plan.entity_id] = state
@@ -504,13 +511,47 @@ class SensorThingsBackend:
         found = await self._list("/Things", {"$filter": flt, "$expand": "Datastreams($select=id,name)"}, "Things")
         if not found:
             return None
-        thing = min(found, key=lambda t: id_order(t.get("@iot.id")))
+        found.sort(key=lambda t: id_order(t.get("@iot.id")))
+        thing = found[0]
         state = _ThingState(thing["@iot.id"], properties=thing.get("properties"), description=thing.get("description"))
         for ds in sorted(thing.get("Datastreams") or [], key=lambda d: id_order(d.get("@iot.id")), reverse=True):
             if isinstance(ds.get("name"), str):
                 state.streams[ds["name"]] = ds["@iot.id"]  # the smallest id wins (sorted last)
+        for twin in found[1:]:
+            await self._merge(twin["@iot.id"], state)
         state.location = await self._current_location(state.iot_id)
         return state
+
+    async def _merge(self, twin_id: Any, into: _ThingState) -> None:
+        """Fold a duplicate Thing (two writers created the same entity) into the kept one: its
+        Datastreams move over, or their Observations do where the kept Thing has the Datastream
+        (an Observation the kept one already holds is deleted instead); then the twin is deleted."""
+        log.warning("Thing %r duplicates %r (same NGSI-LD id): merging it", twin_id, into.iot_id)
+        streams = await self._list(entity_path("Things", twin_id, "/Datastreams"), {"$select": "id,name"}, "Datastreams")
+        for ds in streams:
+            name, ds_id = ds.get("name"), ds["@iot.id"]
+            target = into.streams.get(name) if isinstance(name, str) else None
+            if target is None:
+                await self._call("PATCH", entity_path("Datastreams", ds_id), what="move Datastream",
+                                 json={"Thing": {"@iot.id": into.iot_id}})
+                if isinstance(name, str):
+                    into.streams[name] = ds_id
+                continue
+            observations = await self._list(entity_path("Datastreams", ds_id, "/Observations"),
+                                            {"$select": "id,phenomenonTime,resultTime,result"}, "Observations")
+            for obs in observations:
+                text = obs.get("resultTime") or obs.get("phenomenonTime")
+                when = parse_time(str(text).split("/")[-1])
+                probe = _Pending("", target, Row(name, iso_ms(when), obs.get("result")), when)
+                if await self._exists(probe):
+                    await self._call("DELETE", entity_path("Observations", obs["@iot.id"]), what="delete duplicate",
+                                     ok=(200, 204, 404))
+                else:
+                    await self._call("PATCH", entity_path("Observations", obs["@iot.id"]), what="move Observation",
+                                     json={"Datastream": {"@iot.id": target}})
+            self._seen.pop(target, None)
+        await self._call("DELETE", entity_path("Things", twin_id), what="delete merged Thing", ok=(200, 204, 404))
+        self.stats["duplicates_merged"] += 1
 
     async def _current_location(self, thing_id: Any) -> dict[str, Any] | None:
         """The geometry of the newest HistoricalLocation, else of the Thing's Location."""
@@ -537,7 +578,7 @@ class SensorThingsBackend:
             state = await self._load_thing(plan)
             if state is not None:
                 return state
-        state = _ThingState(keep, properties=plan.properties, description=plan.description)
+        state = _ThingState(keep, properties=plan.properties, description=plan.description, verify=True)
         for ds in await self._list(entity_path("Things", keep, "/Datastreams"), {"$select": "id,name"}, "Datastreams"):
             if isinstance(ds.get("name"), str) and ds["name"] not in state.streams:
                 state.streams[ds["name"]] = ds["@iot.id"]

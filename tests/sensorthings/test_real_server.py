@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
 from adapters.core.timeutil import parse_time
@@ -247,3 +248,41 @@ async def test_a_different_value_at_the_same_time_is_kept_a_repeat_is_not(sta_se
     streams = await sta.datastreams((await sta.thing(first["id"]))["@iot.id"])
     assert sorted(o["result"] for o in await sta.observations(streams["temperature"]["@iot.id"])) == [3.5, 3.7]
     assert len(await sta.observations(streams["relativeHumidity"]["@iot.id"])) == 1
+
+
+async def test_a_twin_committed_late_is_merged(sta_server, ns):
+    """Two writers created the same entity and both kept theirs (the twin committed after the
+    other's check). The next write finds both, keeps the smaller id and folds the twin into it:
+    Datastreams it lacks move over, Observations move, repeats are dropped, the twin is deleted."""
+    entity = weather(ns, "dup")
+    async with SensorThingsBackend(sta_server.url) as backend:
+        assert (await backend.write([entity])).ok
+        sensor = {"name": "s", "description": "s", "encodingType": "text/html", "metadata": "s"}
+
+        def stream(name: str) -> dict:
+            return {"name": name, "description": name, "unitOfMeasurement": {"name": "x", "symbol": "x", "definition": "x"},
+                    "observationType": "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement",
+                    "Sensor": sensor, "ObservedProperty": {"name": name, "definition": f"urn:test:{name}",
+                                                           "description": name}}
+        twin = {"name": entity["id"], "description": "twin",
+                "Locations": [{"name": "l", "description": "l", "encodingType": "application/geo+json",
+                               "location": {"type": "Point", "coordinates": [10.78, 52.42]}}],
+                "Datastreams": [stream("temperature"), stream("windSpeed")]}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(sta_server.url + "/Things", json=twin) as answer:
+                assert answer.status == 201
+            sta = Sta(sta_server.url)
+            twin_id = max(t["@iot.id"] for t in await sta.things(entity["id"]))
+            twin_streams = await sta.datastreams(twin_id)
+            for name, when, value in (("temperature", later(1), 7.0), ("temperature", T0, 3.5), ("windSpeed", T0, 2.0)):
+                body = {"phenomenonTime": when.isoformat(), "resultTime": when.isoformat(), "result": value,
+                        "Datastream": {"@iot.id": twin_streams[name]["@iot.id"]}}
+                async with http.post(sta_server.url + "/Observations", json=body) as answer:
+                    assert answer.status == 201, await answer.text()
+        assert (await backend.write([weather(ns, "dup", at=later(2), temperature=4.0)])).ok
+        assert backend.stats["duplicates_merged"] == 1
+    thing = await sta.thing(entity["id"])                  # one left: the first
+    assert thing["@iot.id"] != twin_id
+    streams = await sta.datastreams(thing["@iot.id"])
+    assert sorted(o["result"] for o in await sta.observations(streams["temperature"]["@iot.id"])) == [3.5, 4.0, 7.0]
+    assert [o["result"] for o in await sta.observations(streams["windSpeed"]["@iot.id"])] == [2.0]
