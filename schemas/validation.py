@@ -131,6 +131,27 @@ def validator_for(model: str) -> Draft202012Validator:
     )
 
 
+@functools.cache
+def fast_validator_for(model: str):
+    """A compiled Rust validator (jsonschema-rs) of the same inlined schema, or None.
+
+    It only ever short-cuts the common case — a valid entity — in :func:`schema_problems`; any
+    entity it does not accept goes to the Python validator, which stays the authority and writes
+    the messages. (The two disagree only where jsonschema-rs is stricter, e.g. ``\\w`` in patterns
+    matching ASCII only; tests/schemas/test_schemas_fast_path.py checks that it never accepts what
+    the Python validator refuses.)
+    """
+    try:
+        import jsonschema_rs
+    except ImportError:  # pragma: no cover - an optional speed-up
+        return None
+    schema = _load_json(schema_path(model))
+    try:
+        return jsonschema_rs.Draft202012Validator(inline_refs(schema), validate_formats=True)
+    except Exception:  # noqa: BLE001 - unsupported construct: fall back to the Python validator
+        return None
+
+
 # -- turning ValidationErrors into Problems -------------------------------------------------
 
 _FORMAT_HINTS = {
@@ -191,6 +212,9 @@ def schema_problems(key_values: object, model: str) -> list[Problem]:
         validator = validator_for(model)
     except UnknownModel:
         return [Problem("$.type", f"unknown model {model!r}; known models: {', '.join(known_models())}", "schema")]
+    fast = fast_validator_for(model)
+    if fast is not None and fast.is_valid(key_values):
+        return []
     errors: Iterable[ValidationError] = validator.iter_errors(key_values)
     problems = [_problem(e) for e in errors]
     # allOf branches can report the same fact twice
