@@ -204,3 +204,27 @@ async def test_pegelonline_feed_with_304_500_and_timeouts():
 
 async def _hits(server, key, n):
     return server.hits[key] >= n
+
+
+async def test_invalid_distance_is_counted_and_the_battery_still_written():
+    app = f"e2e-{uuid.uuid4().hex[:8]}"
+    async with running_broker() as url:
+        runner = Runner.from_config(config(url, app))
+        await runner.start()
+        try:
+            await asyncio.sleep(0.3)
+            no_echo = bytes.fromhex("02012F000304D200000BB1")     # 0 valid samples: no echo
+            await publish_uplinks("127.0.0.1", 1883, [
+                tts_uplink("pruem", no_echo, f_port=1, f_cnt=1, received_at=T0.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                           application_id=app)])
+            assert await wait_until(lambda: _dropped(runner, "value-no-echo"))
+            async with NGSILDClient(url, context=STADTLINK_CONTEXT_URL) as client:
+                assert await wait_until(lambda: _has(client, "Device"))
+                assert not await entities(client, "FloodMonitoring"), "no distance, no FloodMonitoring"
+            assert runner.counters()["dead_lettered"] == 0
+        finally:
+            await runner.stop()
+
+
+async def _dropped(runner, reason):
+    return runner.counters()["dropped"].get(reason, 0) >= 1
