@@ -564,7 +564,7 @@ class BrokerApp:
         tenant = self._tenant(req)
         entity = self._entity(tenant, req.path_args[0], "Entity not found")
         tenant.delete(entity)
-        self._notify(tenant, [Change(entity, None, "entityDeleted")], req)
+        self._notify(tenant, [Change(entity, None, "entityDeleted", when=now_ms())], req)
         return self._empty(204)
 
     def _not_updated(self, names: list[str], status: int, title: str) -> dict:
@@ -608,15 +608,18 @@ class BrokerApp:
                                                allow_delete=True)
         tenant.add_types(entity, types)  # NGSI-LD 1.8: types in the fragment are added
         updated, missing, touched = [], [], set()
+        deleted: dict[str, list[dict]] = {}
         for iri, instances in attrs.items():
             name = ctx.compact(iri)
             if iri not in entity.attrs:
                 missing.append(name)
                 continue
             if isinstance(instances, DeleteMarker):
-                if not delete_attribute(entity, iri, instances.dataset_id, False):
+                removed = delete_attribute(entity, iri, instances.dataset_id, False)
+                if not removed:
                     missing.append(name)
                     continue
+                deleted[iri] = removed
             else:
                 existing_ds = {i.get("datasetId") for i in entity.attrs[iri]}
                 if any(i.get("datasetId") not in existing_ds for i in instances):
@@ -627,7 +630,7 @@ class BrokerApp:
             touched.add(iri)
         if touched:
             entity.modified = now
-            self._notify(tenant, [Change(entity, touched, "entityUpdated")], req)
+            self._notify(tenant, [Change(entity, touched, "entityUpdated", deleted, now)], req)
         if missing:
             return self._json(req, 207, {"updated": updated, "notUpdated": [
                 self._not_updated([m], 404, "Attribute Not Found") for m in missing]}, ctx)
@@ -651,8 +654,10 @@ class BrokerApp:
             raise bad_request("Attribute type mismatch",
                               f"{attr_name} is a {existing_type}, the fragment says {fragment['type']}")
         parsed = parse_attribute(attr_name, fragment, ctx, now, allow_delete=True, partial=True)
+        deleted: dict[str, list[dict]] = {}
         if isinstance(parsed, DeleteMarker):
-            if not delete_attribute(entity, iri, parsed.dataset_id, False):
+            deleted[iri] = delete_attribute(entity, iri, parsed.dataset_id, False)
+            if not deleted[iri]:
                 raise not_found("Attribute Not Found", f"{attr_name} (datasetId {parsed.dataset_id})")
         else:
             for patch in parsed:
@@ -667,7 +672,7 @@ class BrokerApp:
                 else:
                     raise not_found("Attribute Not Found", f"{attr_name} (datasetId {ds})")
         entity.modified = now
-        self._notify(tenant, [Change(entity, {iri}, "entityUpdated")], req)
+        self._notify(tenant, [Change(entity, {iri}, "entityUpdated", deleted, now)], req)
         return self._empty(204)
 
     async def put_attr(self, req: Req) -> web.Response:
@@ -696,10 +701,11 @@ class BrokerApp:
         delete_all = req.params.get("deleteAll", "false")
         if delete_all not in ("true", "false"):
             raise bad_request("Invalid value for URI parameter /deleteAll/", delete_all)
-        if not delete_attribute(entity, iri, req.params.get("datasetId"), delete_all == "true"):
+        removed = delete_attribute(entity, iri, req.params.get("datasetId"), delete_all == "true")
+        if not removed:
             raise not_found("Attribute not found", attr_name)
         entity.modified = now_ms()
-        self._notify(tenant, [Change(entity, {iri}, "entityUpdated")], req)
+        self._notify(tenant, [Change(entity, {iri}, "entityUpdated", {iri: removed}, entity.modified)], req)
         return self._empty(204)
 
     async def merge_entity(self, req: Req) -> web.Response:
@@ -716,9 +722,10 @@ class BrokerApp:
         tenant.add_types(entity, types)
         if scope is not None:
             entity.scope = scope
-        touched = merge_attrs(entity, attrs, now)
+        deleted: dict[str, list[dict]] = {}
+        touched = merge_attrs(entity, attrs, now, deleted)
         entity.modified = now
-        self._notify(tenant, [Change(entity, touched, "entityUpdated")], req)
+        self._notify(tenant, [Change(entity, touched, "entityUpdated", deleted, now)], req)
         return self._empty(204)
 
     async def replace_entity(self, req: Req) -> web.Response:
@@ -855,12 +862,17 @@ class BrokerApp:
         return self._empty(204)
 
     @staticmethod
-    def _merge_change(changes: dict[str, Change], entity: Entity, attrs: set[str]) -> None:
+    def _merge_change(changes: dict[str, Change], entity: Entity, attrs: set[str],
+                      deleted: dict[str, list[dict]] | None = None, now: float | None = None) -> None:
         known = changes.get(entity.id)
         if known is None:
-            changes[entity.id] = Change(entity, attrs, "entityUpdated")
-        elif known.attrs is not None:
+            changes[entity.id] = Change(entity, attrs, "entityUpdated", deleted, now)
+            return
+        if known.attrs is not None:
             known.attrs |= attrs
+        if deleted:
+            known.deleted = {**(known.deleted or {}), **deleted}
+            known.when = now
 
     async def batch_update(self, req: Req) -> web.Response:
         items = await self._batch_items(req)
@@ -920,9 +932,10 @@ class BrokerApp:
                 if entity is None:
                     raise not_found("Entity not found", eid)
                 tenant.add_types(entity, types)
-                touched = merge_attrs(entity, attrs, now)
+                deleted: dict[str, list[dict]] = {}
+                touched = merge_attrs(entity, attrs, now, deleted)
                 entity.modified = now
-                self._merge_change(changes, entity, touched)
+                self._merge_change(changes, entity, touched, deleted, now)
                 if eid not in success:
                     success.append(eid)
             except NgsiError as err:
@@ -948,7 +961,7 @@ class BrokerApp:
                 continue
             tenant.delete(entity)
             success.append(item)
-            changes.append(Change(entity, None, "entityDeleted"))
+            changes.append(Change(entity, None, "entityDeleted", when=now_ms()))
         self._notify(tenant, changes, req)
         if errors:
             return web.Response(status=207, body=_dumps({"success": success, "errors": errors}),

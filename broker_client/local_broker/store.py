@@ -23,12 +23,15 @@ def check_tenant_name(name: str) -> str:
 class Change:
     """One entity change of a request, for the notifier."""
 
-    __slots__ = ("entity", "attrs", "kind")
+    __slots__ = ("entity", "attrs", "kind", "deleted", "when")
 
-    def __init__(self, entity: Entity, attrs: set[str] | None, kind: str) -> None:
+    def __init__(self, entity: Entity, attrs: set[str] | None, kind: str,
+                 deleted: dict[str, list[dict]] | None = None, when: float | None = None) -> None:
         self.entity = entity
         self.attrs = attrs  # expanded names touched; None = the whole entity
         self.kind = kind  # "entityCreated", "entityUpdated", "entityDeleted"
+        self.deleted = deleted or None  # expanded name → attribute instances removed
+        self.when = when  # of a deletion (deletedAt)
 
 
 class Tenant:
@@ -131,13 +134,18 @@ def merge_instance(existing: dict, patch: dict, now: float) -> dict:
     return merged
 
 
-def merge_attrs(entity: Entity, attrs: dict[str, list[dict] | DeleteMarker], now: float) -> set[str]:
-    """Merge-patch semantics: NGSI-LD Null deletes, existing attributes merge, new ones are added."""
+def merge_attrs(entity: Entity, attrs: dict[str, list[dict] | DeleteMarker], now: float,
+                deleted: dict[str, list[dict]] | None = None) -> set[str]:
+    """Merge-patch semantics: NGSI-LD Null deletes, existing attributes merge, new ones are added.
+    Removed instances are recorded in ``deleted`` when given."""
     touched: set[str] = set()
     for iri, new in attrs.items():
         if isinstance(new, DeleteMarker):
-            if delete_attribute(entity, iri, new.dataset_id, False):
+            removed = delete_attribute(entity, iri, new.dataset_id, False)
+            if removed:
                 touched.add(iri)
+                if deleted is not None:
+                    deleted.setdefault(iri, []).extend(removed)
             continue
         old = entity.attrs.get(iri)
         if not old:
@@ -157,21 +165,22 @@ def merge_attrs(entity: Entity, attrs: dict[str, list[dict] | DeleteMarker], now
     return touched
 
 
-def delete_attribute(entity: Entity, iri: str, dataset_id: str | None, delete_all: bool) -> bool:
+def delete_attribute(entity: Entity, iri: str, dataset_id: str | None, delete_all: bool) -> list[dict]:
+    """Remove the instance with ``dataset_id`` (or all of them); returns what was removed."""
     instances = entity.attrs.get(iri)
     if not instances:
-        return False
+        return []
     if delete_all:
         del entity.attrs[iri]
-        return True
+        return instances
     keep = [i for i in instances if i.get("datasetId") != dataset_id]
     if len(keep) == len(instances):
-        return False
+        return []
     if keep:
         entity.attrs[iri] = keep
     else:
         del entity.attrs[iri]
-    return True
+    return [i for i in instances if i.get("datasetId") == dataset_id]
 
 
 class Store:

@@ -308,9 +308,14 @@ class Subscription:
         elif change.kind == "entityCreated":
             if "entityCreated" not in triggers and "attributeCreated" not in triggers:
                 return False
-        elif not any(t in triggers for t in ("entityUpdated", "attributeUpdated", "attributeCreated",
-                                               "attributeDeleted")):
-            return False
+        elif "entityUpdated" not in triggers:
+            # attribute-level triggers: deletions only count for attributeDeleted, the rest for
+            # attributeCreated / attributeUpdated
+            deleted = change.deleted.keys() if change.deleted else ()
+            other = change.attrs is None or any(a not in deleted for a in change.attrs)
+            if not ((deleted and "attributeDeleted" in triggers)
+                    or (other and ("attributeCreated" in triggers or "attributeUpdated" in triggers))):
+                return False
         entity = change.entity
         if not self.selects(entity):
             return False
@@ -348,6 +353,35 @@ class Subscription:
             return False
         return self.geo is None or self.geo(entity)
 
+    def render_change(self, change: Change) -> dict:
+        """The notified form of one change: a deleted entity is ``{id, type, deletedAt}``; with the
+        attributeDeleted trigger, deleted attributes appear as NGSI-LD Null (§4.5.x, 5.8.6)."""
+        entity = change.entity
+        when = format_datetime(change.when if change.when is not None else now_ms())
+        if change.kind == "entityDeleted":
+            types = [self.ctx.compact(t) for t in entity.types]
+            return {"id": entity.id, "type": types[0] if len(types) == 1 else types, "deletedAt": when}
+        out = self.render_data(entity)
+        triggers = self.fields.get("notificationTrigger", _DEFAULT_TRIGGERS)
+        if not change.deleted or "attributeDeleted" not in triggers:
+            return out
+        notification = self.fields["notification"]
+        wanted = notification.get("attributes") or notification.get("pick")
+        omit = notification.get("omit") or ()
+        simplified = _FORMATS[notification.get("format", "normalized")] == SIMPLIFIED
+        for iri, removed in change.deleted.items():
+            if (wanted and iri not in wanted) or iri in omit:
+                continue
+            nulls = [_null_instance(inst, simplified, notification.get("sysAttrs", False), when)
+                     for inst in removed]
+            name = self.ctx.compact(iri)
+            present = out.get(name)
+            if present is None:
+                out[name] = nulls[0] if len(nulls) == 1 else nulls
+            else:
+                out[name] = (present if isinstance(present, list) else [present]) + nulls
+        return out
+
     def render_data(self, entity: Entity) -> dict:
         notification = self.fields["notification"]
         attrs = notification.get("attributes")
@@ -356,6 +390,28 @@ class Subscription:
         return render_entity(entity, self.ctx, fmt=fmt, sys_attrs=notification.get("sysAttrs", False),
                              attrs=set(attrs) if attrs else None, lang=self.fields.get("lang"),
                              pick=set(pick) if pick else None, omit=set(omit) if omit else None)
+
+
+NGSI_LD_NULL = "urn:ngsi-ld:null"
+_NULL_MEMBERS = {"Relationship": ("object", NGSI_LD_NULL),
+                 "LanguageProperty": ("languageMap", {"@none": NGSI_LD_NULL}),
+                 "VocabProperty": ("vocab", NGSI_LD_NULL), "JsonProperty": ("json", NGSI_LD_NULL),
+                 "ListProperty": ("valueList", [NGSI_LD_NULL]),
+                 "ListRelationship": ("objectList", [{"object": NGSI_LD_NULL}])}
+
+
+def _null_instance(inst: dict, simplified: bool, sys_attrs: bool, when: str) -> Any:
+    """A deleted attribute instance as NGSI-LD Null, in the representation of its type."""
+    if simplified:
+        return NGSI_LD_NULL
+    atype = inst.get("type", "Property")
+    member, null = _NULL_MEMBERS.get(atype, ("value", NGSI_LD_NULL))
+    out: dict[str, Any] = {"type": atype, member: null}
+    if "datasetId" in inst:
+        out["datasetId"] = inst["datasetId"]
+    if sys_attrs:
+        out["deletedAt"] = when
+    return out
 
 
 class Notifier:
@@ -408,17 +464,17 @@ class Notifier:
             return
         now = now_ms()
         for sub in subscriptions:
-            matched: dict[str, Entity] = {}
+            matched: dict[str, Change] = {}
             for change in changes:
                 if sub.matches(change, now):
-                    matched[change.entity.id] = change.entity
+                    matched[change.entity.id] = change
             if not matched:
                 continue
             throttling = sub.fields.get("throttling")
             if throttling and sub.last_fired is not None and now - sub.last_fired < throttling:
                 continue
             sub.last_fired = now
-            data = [sub.render_data(e) for e in matched.values()]
+            data = [sub.render_change(c) for c in matched.values()]
             self.schedule(sub, data, request_headers, now)
 
     def schedule(self, sub: Subscription, data: list[dict], request_headers: dict[str, str],

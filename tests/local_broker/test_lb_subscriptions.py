@@ -388,7 +388,57 @@ async def test_entity_deleted_trigger(http, broker, receiver):
     async with http.delete(f"{broker}/entities/urn:ngsi-ld:ParkingSpot:s:1") as r:
         assert r.status == 204
     got = await receiver.next()
-    assert got.body["data"][0]["id"] == "urn:ngsi-ld:ParkingSpot:s:1"
+    data = got.body["data"]
+    assert len(data) == 1 and set(data[0]) == {"id", "type", "deletedAt"}
+    assert data[0]["id"] == "urn:ngsi-ld:ParkingSpot:s:1" and data[0]["type"] == "ParkingSpot"
+    assert data[0]["deletedAt"].endswith("Z")
+
+
+async def test_attribute_deleted_trigger_notifies_ngsi_ld_null(http, broker, receiver):
+    await subscribe(http, broker, subscription(receiver.url, notificationTrigger=["attributeDeleted"]))
+    await subscribe(http, broker, subscription(receiver.url + "/kv", notificationTrigger=["attributeDeleted"],
+                                               notification={"endpoint": {"uri": receiver.url + "/kv"},
+                                                             "format": "keyValues", "sysAttrs": False}))
+    entity = {**spot(1), "ref": {"type": "Relationship", "object": "urn:ngsi-ld:X:1"},
+              "street": {"type": "LanguageProperty", "languageMap": {"fr": "Grand Place", "nl": "Grote Markt"}},
+              "kind": {"type": "VocabProperty", "vocab": "big"},
+              "doc": {"type": "JsonProperty", "json": {"a": 1}},
+              "speed": [{"type": "Property", "value": 1}, {"type": "Property", "value": 2, "datasetId": "urn:ds:2"}]}
+    url = f"{broker}/entities/urn:ngsi-ld:ParkingSpot:s:1"
+    async with http.post(f"{broker}/entities", json=entity, headers=PLINK) as r:
+        assert r.status == 201
+    async with http.patch(f"{url}/attrs/status", json={"type": "Property", "value": "occupied"}, headers=PLINK) as r:
+        assert r.status == 204
+    assert await receiver.nothing(0.3)  # created / updated attributes do not count
+
+    async def deletion(method, path, **kw):
+        async with http.request(method, url + path, headers=PLINK, **kw) as r:
+            assert r.status == 204, await r.text()
+        got = {}
+        for _ in range(2):
+            n = await receiver.next()
+            got[n.path] = n.body["data"][0]
+        return got["/"], got["/kv"]
+
+    normalized, kv = await deletion("DELETE", "/attrs/name")
+    assert normalized["name"] == {"type": "Property", "value": "urn:ngsi-ld:null"} and kv["name"] == "urn:ngsi-ld:null"
+    assert normalized["status"]["value"] == "occupied"  # the rest of the entity as usual
+    normalized, _ = await deletion("PATCH", "", json={"ref": "urn:ngsi-ld:null"})  # merge-patch
+    assert normalized["ref"] == {"type": "Relationship", "object": "urn:ngsi-ld:null"}
+    normalized, _ = await deletion("PATCH", "/attrs", json={"street": {"type": "LanguageProperty",
+                                                                       "languageMap": {"@none": "urn:ngsi-ld:null"}}})
+    assert normalized["street"] == {"type": "LanguageProperty", "languageMap": {"@none": "urn:ngsi-ld:null"}}
+    normalized, _ = await deletion("PATCH", "/attrs/kind", json={"type": "VocabProperty", "vocab": "urn:ngsi-ld:null"})
+    assert normalized["kind"] == {"type": "VocabProperty", "vocab": "urn:ngsi-ld:null"}
+    normalized, _ = await deletion("PATCH", "", json={"doc": {"type": "JsonProperty", "json": "urn:ngsi-ld:null"}})
+    assert normalized["doc"] == {"type": "JsonProperty", "json": "urn:ngsi-ld:null"}
+    # one instance of a multi-attribute: the others stay, the deleted one is null
+    normalized, _ = await deletion("DELETE", "/attrs/speed", params={"datasetId": "urn:ds:2"})
+    assert normalized["speed"] == [{"type": "Property", "value": 1},
+                                   {"type": "Property", "value": "urn:ngsi-ld:null", "datasetId": "urn:ds:2"}]
+    async with http.get(url, headers=PLINK) as r:
+        stored = await r.json()
+    assert {"name", "ref", "street", "kind", "doc"}.isdisjoint(stored) and stored["speed"]["value"] == 1
 
 
 async def test_receiver_info_copies_request_header(http, broker, receiver):
