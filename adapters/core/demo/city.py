@@ -82,8 +82,8 @@ class DemoCity:
     def __init__(self, *, host: str = "127.0.0.1", broker_port: int = 1026, twin_port: int = 8080,
                  families: tuple[str, ...] = FAMILIES):
         self.host = host
-        self.broker_port = broker_port if port_free(host, broker_port) else free_port(host)
-        self.twin_port = twin_port if port_free(host, twin_port) else free_port(host)
+        self.broker_port = broker_port if broker_port and port_free(host, broker_port) else free_port(host)
+        self.twin_port = twin_port if twin_port and port_free(host, twin_port) else free_port(host)
         self.families = families
         self.runners: dict[str, Runner] = {}
         self.failed: dict[str, str] = {}
