@@ -45,7 +45,7 @@ async def main(entities: int, batch: int) -> None:
                 ("type + q, count", {"type": "ParkingSpot", "q": 'status=="occupied"', "count": "true", "limit": "100"}),
                 ("geo near 200 m", {"type": "ParkingSpot", "georel": "near;maxDistance==200", "geometry": "Point",
                                     "coordinates": "[8.6,50.1]", "limit": "100"}),
-                ("id", {"id": f"urn:ngsi-ld:ParkingSpot:bench:{entities // 2}"})):
+                ("type + id", {"type": "ParkingSpot", "id": f"urn:ngsi-ld:ParkingSpot:bench:{entities // 2}"})):
             started = time.perf_counter()
             n = 20
             for _ in range(n):
