@@ -586,8 +586,12 @@ class BrokerApp:
         for iri, instances in attrs.items():
             name = ctx.compact(iri)
             if no_overwrite and iri in entity.attrs:
-                not_updated.append(self._not_updated([name], 409, "Attribute already exists"))
-                continue
+                # only instances with a datasetId the attribute does not have yet are added
+                existing_ds = {i.get("datasetId") for i in entity.attrs[iri]}
+                instances = [i for i in instances if i.get("datasetId") not in existing_ds]
+                if not instances:
+                    not_updated.append(self._not_updated([name], 409, "Attribute already exists"))
+                    continue
             put_instances(entity, iri, instances, now)  # type: ignore[arg-type]
             updated.append(name)
             touched.add(iri)

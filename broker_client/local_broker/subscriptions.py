@@ -32,7 +32,7 @@ _FORMATS = {"normalized": NORMALIZED, "keyValues": SIMPLIFIED, "simplified": SIM
 _ACCEPTS = {"application/json", "application/ld+json", "application/geo+json"}
 _TRIGGERS = {"entityCreated", "entityUpdated", "entityDeleted", "attributeCreated",
              "attributeUpdated", "attributeDeleted"}
-_DEFAULT_TRIGGERS = ["entityCreated", "entityUpdated", "attributeCreated", "attributeUpdated"]
+_DEFAULT_TRIGGERS = ["attributeCreated", "attributeUpdated"]  # NGSI-LD 1.8 §5.2.12 default
 _MQTT_NOTIFIER_KEYS = {"MQTT-Version": {"mqtt5.0", "mqtt3.1.1"}, "MQTT-QoS": {"0", "1", "2"}}
 MAX_PENDING = 1000  # per subscription
 LINK_REL = 'rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
@@ -153,6 +153,13 @@ class Subscription:
         for key in ("csf", "scopeQ", "lang"):
             if key in body:
                 f[key] = _string(body, key)
+        if "datasetId" in body:  # only these attribute instances are notified (@none = default)
+            ids = body["datasetId"]
+            if isinstance(ids, str):
+                ids = [ids]
+            if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+                raise bad_request("Not a JSON Array of Strings", "datasetId")
+            f["datasetId"] = list(ids)
         if "isActive" in body:
             if not isinstance(body["isActive"], bool):
                 raise bad_request("Not a JSON Boolean", "isActive")
@@ -264,7 +271,8 @@ class Subscription:
             out["entities"] = [{**e, "type": ctx.compact(e["type"])} for e in f["entities"]]
         if "watchedAttributes" in f:
             out["watchedAttributes"] = [ctx.compact(n) for n in f["watchedAttributes"]]
-        for key in ("notificationTrigger", "q", "geoQ", "csf", "scopeQ", "lang", "timeInterval"):
+        out["notificationTrigger"] = list(f.get("notificationTrigger", _DEFAULT_TRIGGERS))
+        for key in ("q", "geoQ", "csf", "scopeQ", "lang", "timeInterval", "datasetId"):
             if key in f:
                 out[key] = f[key]
         if "isActive" in f:  # a client member (default true); the broker's view is "status"
@@ -303,7 +311,7 @@ class Subscription:
             return False
         triggers = f.get("notificationTrigger", _DEFAULT_TRIGGERS)
         if change.kind == "entityDeleted":
-            if "entityDeleted" not in triggers:
+            if "entityDeleted" not in triggers and "attributeDeleted" not in triggers:
                 return False
         elif change.kind == "entityCreated":
             if "entityCreated" not in triggers and "attributeCreated" not in triggers:
@@ -358,18 +366,29 @@ class Subscription:
         attributeDeleted trigger, deleted attributes appear as NGSI-LD Null (§4.5.x, 5.8.6)."""
         entity = change.entity
         when = format_datetime(change.when if change.when is not None else now_ms())
+        triggers = self.fields.get("notificationTrigger", _DEFAULT_TRIGGERS)
+        notification = self.fields["notification"]
+        deleted = change.deleted
         if change.kind == "entityDeleted":
             types = [self.ctx.compact(t) for t in entity.types]
-            return {"id": entity.id, "type": types[0] if len(types) == 1 else types, "deletedAt": when}
-        out = self.render_data(entity)
-        triggers = self.fields.get("notificationTrigger", _DEFAULT_TRIGGERS)
-        if not change.deleted or "attributeDeleted" not in triggers:
-            return out
-        notification = self.fields["notification"]
+            out = {"id": entity.id, "type": types[0] if len(types) == 1 else types}
+            if notification.get("sysAttrs"):
+                out["createdAt"] = format_datetime(entity.created)
+                out["modifiedAt"] = format_datetime(entity.modified)
+            out["deletedAt"] = when
+            if "entityDeleted" in triggers:
+                return out
+            # attributeDeleted only: the (watched) attributes went with the entity
+            watched = self.fields.get("watchedAttributes")
+            deleted = {iri: inst for iri, inst in entity.attrs.items() if not watched or iri in watched}
+        else:
+            out = self.render_data(entity)
+            if not deleted or "attributeDeleted" not in triggers:
+                return out
         wanted = notification.get("attributes") or notification.get("pick")
         omit = notification.get("omit") or ()
         simplified = _FORMATS[notification.get("format", "normalized")] == SIMPLIFIED
-        for iri, removed in change.deleted.items():
+        for iri, removed in deleted.items():
             if (wanted and iri not in wanted) or iri in omit:
                 continue
             nulls = [_null_instance(inst, simplified, notification.get("sysAttrs", False), when)
@@ -389,7 +408,8 @@ class Subscription:
         pick, omit = notification.get("pick"), notification.get("omit")
         return render_entity(entity, self.ctx, fmt=fmt, sys_attrs=notification.get("sysAttrs", False),
                              attrs=set(attrs) if attrs else None, lang=self.fields.get("lang"),
-                             pick=set(pick) if pick else None, omit=set(omit) if omit else None)
+                             pick=set(pick) if pick else None, omit=set(omit) if omit else None,
+                             datasets=set(self.fields["datasetId"]) if "datasetId" in self.fields else None)
 
 
 NGSI_LD_NULL = "urn:ngsi-ld:null"
@@ -410,6 +430,9 @@ def _null_instance(inst: dict, simplified: bool, sys_attrs: bool, when: str) -> 
     if "datasetId" in inst:
         out["datasetId"] = inst["datasetId"]
     if sys_attrs:
+        for key in ("createdAt", "modifiedAt"):
+            if key in inst:
+                out[key] = format_datetime(inst[key])
         out["deletedAt"] = when
     return out
 

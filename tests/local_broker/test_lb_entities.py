@@ -206,6 +206,13 @@ async def test_append_and_no_overwrite(http, broker):
         assert body["notUpdated"][0]["attributes"] == ["name"]
     _, _, entity = await get(http, broker, "urn:ngsi-ld:ParkingSpot:test:1", params={"options": "keyValues"})
     assert entity["name"] == "renamed" and entity["category"] == ["onStreet"] and entity["width"] == 2.5
+    # noOverwrite still adds an instance with a new datasetId (ETSI 010_04_02)
+    async with http.post(url, params={"options": "noOverwrite"}, headers=PLINK,
+                         json={"name": [{"type": "Property", "value": "again"},
+                                        {"type": "Property", "value": "fr", "datasetId": "urn:ds:fr"}]}) as r:
+        assert r.status == 204
+    _, _, entity = await get(http, broker, "urn:ngsi-ld:ParkingSpot:test:1")
+    assert [(i["value"], i.get("datasetId")) for i in entity["name"]] == [("renamed", None), ("fr", "urn:ds:fr")]
     async with http.post(f"{broker}/entities/urn:ngsi-ld:ParkingSpot:none/attrs", json={"a": 1}) as r:
         assert r.status == 404
         assert problem(await r.json()) == ("ResourceNotFound", "Entity does not exist")

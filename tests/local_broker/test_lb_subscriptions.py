@@ -374,10 +374,17 @@ async def test_notification_from_merge_replace_and_delete_attr(http, broker, rec
     async with http.put(entity_url, json={"type": "ParkingSpot", "name": "replaced"}, headers=PLINK) as r:
         assert r.status == 204
     assert (await receiver.next()).body["data"][0]["name"]["value"] == "replaced"
+    # the default triggers (attributeCreated, attributeUpdated) leave deletions out
+    _, sub = await get_sub(http, broker, (await subscribe(http, broker, subscription(receiver.url + "/x"))))
+    assert sub["notificationTrigger"] == ["attributeCreated", "attributeUpdated"]
     async with http.delete(f"{entity_url}/attrs/name", headers=PLINK) as r:
         assert r.status == 204
+    assert await receiver.nothing(0.3)
+    await subscribe(http, broker, subscription(receiver.url, notificationTrigger=["entityUpdated"]))
+    async with http.patch(entity_url, json={"status": "urn:ngsi-ld:null"}, headers=PLINK) as r:
+        assert r.status == 204
     got = await receiver.next()
-    assert "name" not in got.body["data"][0]
+    assert "status" not in got.body["data"][0]  # entityUpdated: the entity as it is now
 
 
 async def test_entity_deleted_trigger(http, broker, receiver):
@@ -439,6 +446,34 @@ async def test_attribute_deleted_trigger_notifies_ngsi_ld_null(http, broker, rec
     async with http.get(url, headers=PLINK) as r:
         stored = await r.json()
     assert {"name", "ref", "street", "kind", "doc"}.isdisjoint(stored) and stored["speed"]["value"] == 1
+    # the entity goes: with attributeDeleted (and no entityDeleted) its attributes are notified as null
+    async with http.delete(url) as r:
+        assert r.status == 204
+    got = {}
+    for _ in range(2):
+        n = await receiver.next()
+        got[n.path] = n.body["data"][0]
+    assert got["/"]["deletedAt"].endswith("Z") and got["/"]["type"] == "ParkingSpot"
+    assert got["/"]["status"] == {"type": "Property", "value": "urn:ngsi-ld:null"}
+    assert got["/"]["speed"] == {"type": "Property", "value": "urn:ngsi-ld:null"}
+    assert got["/kv"]["status"] == "urn:ngsi-ld:null"
+
+
+async def test_subscription_dataset_id_selects_instances(http, broker, receiver):
+    sub_id = await subscribe(http, broker, subscription(receiver.url, datasetId=["urn:ds:fr"]))
+    _, body = await get_sub(http, broker, sub_id)
+    assert body["datasetId"] == ["urn:ds:fr"]
+    entity = {**spot(1), "label": [{"type": "Property", "value": "default"},
+                                   {"type": "Property", "value": "french", "datasetId": "urn:ds:fr"},
+                                   {"type": "Property", "value": "german", "datasetId": "urn:ds:de"}]}
+    async with http.post(f"{broker}/entities", json=entity, headers=PLINK) as r:
+        assert r.status == 201
+    data = (await receiver.next()).body["data"][0]
+    assert data["label"] == {"type": "Property", "value": "french", "datasetId": "urn:ds:fr"}
+    assert "name" not in data  # no instance with that datasetId
+    async with http.post(f"{broker}/subscriptions", headers=PLINK,
+                         json=subscription(receiver.url, datasetId=[])) as r:
+        assert r.status == 400
 
 
 async def test_receiver_info_copies_request_header(http, broker, receiver):
