@@ -122,15 +122,20 @@ class FanoutOutbox:
             if recover is not None:
                 recover()
 
-    async def put(self, entities: list[dict]) -> None:
+    async def put(self, entities: list[dict], *, extra=None) -> None:
         """Back-pressure sinks first (their refusal must leave the others untouched, so the source
-        retries without duplicates there), then the others."""
+        retries without duplicates there), then the others. ``extra`` (the mapper state written in
+        the same Redis transaction) goes with the first outbox that takes the entities."""
         ordered = sorted(self.sinks, key=lambda s: s.when_full != "backpressure")
         for s in ordered:
             if s.when_full == "deadletter" and s.outbox.depth and s.outbox.depth + len(entities) > s.outbox.max_length:
                 await self._spill(s, entities)
                 continue
-            await s.outbox.put(entities)
+            if extra is not None:
+                await s.outbox.put(entities, extra=extra)
+                extra = None
+            else:
+                await s.outbox.put(entities)
 
     async def _spill(self, sink: Sink, entities: list[dict]) -> None:
         sink.spilled += len(entities)

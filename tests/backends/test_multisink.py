@@ -172,3 +172,34 @@ async def test_backpressure_sink_full_refuses_before_copying_anywhere():
         await fan.put([reading(4)])
     assert sinks[0].outbox.depth == 3 and sinks[1].outbox.depth == 3   # no copy went to "a" either
     assert fan.full
+
+
+async def test_extra_goes_with_the_first_outbox_only():
+    """The mapper state (``extra``) is written once, in the same transaction as the first copy."""
+    import redis.asyncio as aioredis
+
+    prefix = f"stadtlink-test-{uuid.uuid4().hex}"
+    outbox_cfg = OutboxConfig(kind="redis", key_prefix=prefix)
+    client = aioredis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        sinks = [Sink(name=n, key=k, config={}, backend=None,
+                      outbox=sink_outbox(outbox_cfg, "a", i, n, redis_client=client), metrics=Metrics("t"),
+                      when_full=w)
+                 for i, (n, k, w) in enumerate([("a", "broker", "backpressure"), ("b", "brokers[1]", "deadletter")])]
+        fan = FanoutOutbox(sinks, MemoryDeadLetters())
+        await fan.start()
+        calls = []
+
+        def extra(pipe):
+            calls.append(pipe)
+            pipe.incr(f"{prefix}:state-writes")
+
+        await fan.put([reading(1)], extra=extra)
+        assert len(calls) == 1
+        assert int(await client.get(f"{prefix}:state-writes")) == 1
+        assert await client.xlen(f"{prefix}:a:outbox") == 1 and await client.xlen(f"{prefix}:a:outbox:b") == 1
+    finally:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
