@@ -640,11 +640,20 @@ class BrokerApp:
                 self._not_updated([m], 404, "Attribute Not Found") for m in missing]}, ctx)
         return self._empty(204)
 
+    _ATTR_PATH_RE = re.compile(r"^[^@<>\"{}|\\^`\s][^<>\"{}|\\^`\s]*$")
+
+    def _check_attr_path(self, attr_name: str) -> None:
+        """An attribute name in the URL path: a term or IRI, not a keyword or a core member."""
+        if attr_name in ("id", "type", "scope", "createdAt", "modifiedAt", "deletedAt") \
+                or not self._ATTR_PATH_RE.match(attr_name):
+            raise bad_request("Invalid attribute name", f"{attr_name} is not an attribute name")
+
     async def patch_attr(self, req: Req) -> web.Response:
         body = self._require_object(req)
         ctx = await self._ctx_for(req)
         tenant = self._tenant(req)
         entity_id, attr_name = req.path_args
+        self._check_attr_path(attr_name)
         entity = self._entity(tenant, entity_id, "Entity does not exist")
         iri = ctx.expand(attr_name)
         if iri not in entity.attrs:
@@ -684,6 +693,7 @@ class BrokerApp:
         ctx = await self._ctx_for(req)
         tenant = self._tenant(req)
         entity_id, attr_name = req.path_args
+        self._check_attr_path(attr_name)
         entity = self._entity(tenant, entity_id, "Entity does not exist")
         iri = ctx.expand(attr_name)
         if iri not in entity.attrs:
@@ -701,6 +711,12 @@ class BrokerApp:
         tenant = self._tenant(req)
         entity_id, attr_name = req.path_args
         entity = self._entity(tenant, entity_id, "Entity not found")
+        if attr_name == "scope":  # the entity's scope member (NGSI-LD §4.18)
+            if entity.scope is None:
+                raise not_found("Attribute not found", attr_name)
+            entity.scope = None
+            entity.modified = now_ms()
+            return self._empty(204)
         iri = ctx.expand(attr_name)
         delete_all = req.params.get("deleteAll", "false")
         if delete_all not in ("true", "false"):

@@ -391,10 +391,13 @@ class Subscription:
         for iri, removed in deleted.items():
             if (wanted and iri not in wanted) or iri in omit:
                 continue
-            nulls = [_null_instance(inst, simplified, notification.get("sysAttrs", False), when)
-                     for inst in removed]
             name = self.ctx.compact(iri)
             present = out.get(name)
+            if present is None and len(removed) > 1:
+                # the whole attribute went (deleteAll, entity deletion): one null, no datasetId
+                removed = [{k: v for k, v in removed[0].items() if k != "datasetId"}]
+            nulls = [_null_instance(inst, simplified, notification.get("sysAttrs", False), when)
+                     for inst in removed]
             if present is None:
                 out[name] = nulls[0] if len(nulls) == 1 else nulls
             else:

@@ -403,3 +403,26 @@ async def test_pick_and_omit(http, broker):
     for params in ({"pick": "unknown"}, {"omit": "id,type,name,location,status,refParkingSite"}):
         status, _, body = await get(http, broker, eid, params=params)
         assert status == 404 and problem(body)[0] == "ResourceNotFound", params
+
+
+async def test_attribute_names_in_paths_and_scope(http, broker):
+    await create(http, broker, spot(scope="/Madrid/Gardens"))
+    url = f"{broker}/entities/urn:ngsi-ld:ParkingSpot:test:1/attrs"
+    # not attribute names: 400 before looking for the entity or the attribute (ETSI 055_03)
+    for name in ("@invalid", "scope", "id", "type", "createdAt"):
+        for method in ("PUT", "PATCH"):
+            async with http.request(method, f"{url}/{name}", json={"type": "Property", "value": 1},
+                                    headers=PLINK) as r:
+                assert r.status == 400, (method, name)
+                assert problem(await r.json()) == ("BadRequestData", "Invalid attribute name")
+    async with http.put(f"{url}/brandName", json={"type": "Property", "value": 1}, headers=PLINK) as r:
+        assert r.status == 404
+    # DELETE .../attrs/scope removes the scope member
+    _, _, body = await get(http, broker, "urn:ngsi-ld:ParkingSpot:test:1")
+    assert body["scope"] == "/Madrid/Gardens"
+    async with http.delete(f"{url}/scope", headers=PLINK) as r:
+        assert r.status == 204
+    _, _, body = await get(http, broker, "urn:ngsi-ld:ParkingSpot:test:1")
+    assert "scope" not in body and body["name"]["value"] == "P-1"
+    async with http.delete(f"{url}/scope", headers=PLINK) as r:
+        assert r.status == 404

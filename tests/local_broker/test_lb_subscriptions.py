@@ -446,6 +446,12 @@ async def test_attribute_deleted_trigger_notifies_ngsi_ld_null(http, broker, rec
     async with http.get(url, headers=PLINK) as r:
         stored = await r.json()
     assert {"name", "ref", "street", "kind", "doc"}.isdisjoint(stored) and stored["speed"]["value"] == 1
+    # every instance at once (deleteAll): one null
+    async with http.post(f"{url}/attrs", headers=PLINK, json={"speed": {"type": "Property", "value": 3,
+                                                                         "datasetId": "urn:ds:3"}}) as r:
+        assert r.status == 204
+    normalized, _ = await deletion("DELETE", "/attrs/speed", params={"deleteAll": "true"})
+    assert normalized["speed"] == {"type": "Property", "value": "urn:ngsi-ld:null"}
     # the entity goes: with attributeDeleted (and no entityDeleted) its attributes are notified as null
     async with http.delete(url) as r:
         assert r.status == 204
@@ -455,7 +461,6 @@ async def test_attribute_deleted_trigger_notifies_ngsi_ld_null(http, broker, rec
         got[n.path] = n.body["data"][0]
     assert got["/"]["deletedAt"].endswith("Z") and got["/"]["type"] == "ParkingSpot"
     assert got["/"]["status"] == {"type": "Property", "value": "urn:ngsi-ld:null"}
-    assert got["/"]["speed"] == {"type": "Property", "value": "urn:ngsi-ld:null"}
     assert got["/kv"]["status"] == "urn:ngsi-ld:null"
 
 
