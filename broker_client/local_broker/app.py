@@ -21,7 +21,7 @@ from .contexts import (CORE_CONTEXT_URL, CompiledContext, ContextResolver, HttpC
                        load_context_dir)
 from .errors import NgsiError, bad_request, invalid_request, not_found
 from .model import (DeleteMarker, Entity, check_entity_id, parse_attribute, parse_entity_body)
-from .query import compile_geo, compile_order_by, compile_q
+from .query import compile_geo, compile_order_by, compile_q, compile_scope_q
 from .render import CONCISE, NORMALIZED, SIMPLIFIED, render_entity
 from .store import (Change, Store, Tenant, check_tenant_name, delete_attribute, merge_attrs,
                     merge_instance, put_instances)
@@ -58,6 +58,10 @@ _RETRIEVE_PARAMS = {"attrs", "options", "format", "lang", "pick", "omit", "geome
 # NGSI-LD resources this stand-in does not serve: 501 rather than 404
 _NOT_IMPLEMENTED = {"csourceRegistrations", "csourceSubscriptions", "jsonldContexts", "attributes",
                     "entityMap", "snapshots", "info"}
+
+
+def _scope_list(scope: Any) -> list:
+    return [scope] if isinstance(scope, str) else list(scope)
 
 
 class Route:
@@ -579,10 +583,18 @@ class BrokerApp:
         raw_id = body.get("id", body.get("@id"))
         if raw_id is not None and raw_id != entity.id:
             raise bad_request("Mismatching Entity ID", f"{raw_id} in the payload, {entity.id} in the URL")
-        _, types, attrs, _ = parse_entity_body(body, ctx, now, need_id=False, need_type=False)
+        _, types, attrs, scope = parse_entity_body(body, ctx, now, need_id=False, need_type=False)
         no_overwrite = "noOverwrite" in req.options
         updated, not_updated, touched = [], [], set()
         tenant.add_types(entity, types)
+        if scope is not None:  # scope: replaced, or with noOverwrite the values are added
+            if no_overwrite and entity.scope is not None:
+                merged = _scope_list(entity.scope)
+                merged += [v for v in _scope_list(scope) if v not in merged]
+                scope = merged[0] if len(merged) == 1 else merged
+            entity.scope = scope
+            updated.append("scope")
+            entity.modified = now
         for iri, instances in attrs.items():
             name = ctx.compact(iri)
             if no_overwrite and iri in entity.attrs:
@@ -608,10 +620,17 @@ class BrokerApp:
         tenant = self._tenant(req)
         entity = self._entity(tenant, req.path_args[0], "Entity does not exist")
         now = now_ms()
-        _, types, attrs, _ = parse_entity_body(body, ctx, now, need_id=False, need_type=False,
-                                               allow_delete=True)
+        _, types, attrs, scope = parse_entity_body(body, ctx, now, need_id=False, need_type=False,
+                                                   allow_delete=True)
         tenant.add_types(entity, types)  # NGSI-LD 1.8: types in the fragment are added
         updated, missing, touched = [], [], set()
+        if scope is not None:  # like attributes: replaced when present, never added
+            if entity.scope is None:
+                missing.append("scope")
+            else:
+                entity.scope = scope
+                entity.modified = now
+                updated.append("scope")
         deleted: dict[str, list[dict]] = {}
         for iri, instances in attrs.items():
             name = ctx.compact(iri)
@@ -1126,6 +1145,8 @@ class BrokerApp:
             filters.append(lambda e: any(a in e.attrs for a in attrs))
         if "q" in p:
             filters.append(compile_q(p["q"], ctx))
+        if "scopeQ" in p:
+            filters.append(compile_scope_q(p["scopeQ"]))
         if any(k in p for k in ("georel", "geometry", "coordinates")):
             filters.append(compile_geo(p.get("geometry"), p.get("georel"), p.get("coordinates"),
                                        p.get("geoproperty"), ctx))
@@ -1204,13 +1225,18 @@ class BrokerApp:
             if not isinstance(body["q"], str):
                 raise bad_request("Invalid Query", "q must be a string")
             filters.append(compile_q(unquote(body["q"]), ctx))
+        if "scopeQ" in body:
+            if not isinstance(body["scopeQ"], str):
+                raise bad_request("Invalid Query", "scopeQ must be a string")
+            filters.append(compile_scope_q(body["scopeQ"]))
         if "geoQ" in body:
             geo = body["geoQ"]
             if not isinstance(geo, dict):
                 raise bad_request("Invalid Query", "geoQ must be an object")
             filters.append(compile_geo(geo.get("geometry"), geo.get("georel"), geo.get("coordinates"),
                                        geo.get("geoproperty"), ctx))
-        if entities is None and attrs is None and "q" not in body and "geoQ" not in body:
+        if entities is None and attrs is None and "q" not in body and "geoQ" not in body \
+                and "scopeQ" not in body:
             raise bad_request("Too broad query", "Need at least one of: entities, attrs, q, geoQ")
         if "lang" in body and isinstance(body["lang"], str):
             req.params.setdefault("lang", body["lang"])

@@ -735,3 +735,69 @@ def compile_order_by(text: str, ctx: CompiledContext) -> Callable[[list[Entity]]
         return out
 
     return order
+
+
+# ---------------------------------------------------------------------------------------------
+# scopeQ (NGSI-LD §4.19): scope paths with "+" (one level) and "#" (any further levels),
+# ";" = AND, "," or "|" = OR, parentheses
+
+_SCOPE_TERM_RE = re.compile(r"^/(?:[^/;,|()#+]+|\+)(?:/(?:[^/;,|()#+]+|\+))*(?:/#)?$|^/#$")
+
+
+def _scope_matcher(term: str) -> Callable[[list[str]], bool]:
+    if not _SCOPE_TERM_RE.match(term):
+        raise bad_request("Invalid scopeQ", term)
+    if term == "/#":
+        return lambda scopes: bool(scopes)
+    hash_tail = term.endswith("/#")
+    parts = (term[:-2] if hash_tail else term).split("/")[1:]
+    pattern = "/" + "/".join("[^/]+" if p == "+" else re.escape(p) for p in parts)
+    regex = re.compile(pattern + ("(?:/.*)?$" if hash_tail else "$"))
+    return lambda scopes: any(regex.match(s) for s in scopes)
+
+
+def compile_scope_q(text: str) -> Predicate:
+    """A predicate over an entity's ``scope`` (a string or a list of strings)."""
+    pos = 0
+
+    def parse_or() -> Callable[[list[str]], bool]:
+        nonlocal pos
+        terms = [parse_and()]
+        while pos < len(text) and text[pos] in ",|":
+            pos += 1
+            terms.append(parse_and())
+        return terms[0] if len(terms) == 1 else (lambda s: any(t(s) for t in terms))
+
+    def parse_and() -> Callable[[list[str]], bool]:
+        nonlocal pos
+        terms = [parse_factor()]
+        while pos < len(text) and text[pos] == ";":
+            pos += 1
+            terms.append(parse_factor())
+        return terms[0] if len(terms) == 1 else (lambda s: all(t(s) for t in terms))
+
+    def parse_factor() -> Callable[[list[str]], bool]:
+        nonlocal pos
+        if pos < len(text) and text[pos] == "(":
+            pos += 1
+            inner = parse_or()
+            if pos >= len(text) or text[pos] != ")":
+                raise bad_request("Invalid scopeQ", text)
+            pos += 1
+            return inner
+        end = pos
+        while end < len(text) and text[end] not in ";,|()":
+            end += 1
+        term, pos = text[pos:end], end
+        return _scope_matcher(term)
+
+    matcher = parse_or()
+    if pos != len(text):
+        raise bad_request("Invalid scopeQ", text)
+
+    def predicate(entity: Entity) -> bool:
+        scope = entity.scope
+        scopes = [scope] if isinstance(scope, str) else [s for s in scope or () if isinstance(s, str)]
+        return matcher(scopes)
+
+    return predicate

@@ -426,3 +426,28 @@ async def test_attribute_names_in_paths_and_scope(http, broker):
     assert "scope" not in body and body["name"]["value"] == "P-1"
     async with http.delete(f"{url}/scope", headers=PLINK) as r:
         assert r.status == 404
+
+
+async def test_scope_append_and_update(http, broker):
+    await create(http, broker, spot(1, scope="/Madrid/Gardens"))
+    await create(http, broker, spot(2))
+    url1 = f"{broker}/entities/urn:ngsi-ld:ParkingSpot:test:1"
+    url2 = f"{broker}/entities/urn:ngsi-ld:ParkingSpot:test:2"
+    async with http.post(f"{url1}/attrs", params={"options": "noOverwrite"}, json={"scope": "/CompanyA"},
+                         headers=PLINK) as r:
+        assert r.status == 204
+    _, _, body = await get(http, broker, "urn:ngsi-ld:ParkingSpot:test:1")
+    assert body["scope"] == ["/Madrid/Gardens", "/CompanyA"]  # noOverwrite adds values
+    async with http.post(f"{url1}/attrs", json={"scope": "/CompanyB"}, headers=PLINK) as r:
+        assert r.status == 204
+    _, _, body = await get(http, broker, "urn:ngsi-ld:ParkingSpot:test:1")
+    assert body["scope"] == "/CompanyB"  # append with overwrite replaces
+    async with http.patch(f"{url1}/attrs", json={"scope": "/CompanyC"}, headers=PLINK) as r:
+        assert r.status == 204
+    _, _, body = await get(http, broker, "urn:ngsi-ld:ParkingSpot:test:1")
+    assert body["scope"] == "/CompanyC"
+    async with http.patch(f"{url2}/attrs", json={"scope": "/CompanyC"}, headers=PLINK) as r:
+        assert r.status == 207  # update never adds, scope included (ETSI 011_05_02)
+        assert (await r.json())["notUpdated"][0]["attributes"] == ["scope"]
+    _, _, body = await get(http, broker, "urn:ngsi-ld:ParkingSpot:test:2")
+    assert "scope" not in body

@@ -318,3 +318,24 @@ async def test_order_by_pages_after_sorting_and_rejects_bad_values(http, populat
     for bad in ("name;up", ";asc", "name,,id"):
         async with http.get(f"{populated}/entities", params={"type": "ParkingSpot", "orderBy": bad}) as r:
             assert r.status == 400, bad
+
+
+async def test_scope_q(http, broker):
+    for n, scope in ((1, "/Madrid/Gardens/ParqueNorte"),
+                     (2, ["/Madrid/Gardens/ParqueNorte", "/CompanyA/OrganizationB/UnitC"]),
+                     (3, "/Madrid/Streets/Gran"), (4, None)):
+        entity = {"id": f"urn:ngsi-ld:B:{n}", "type": "B", **({"scope": scope} if scope else {})}
+        async with http.post(f"{broker}/entities", json=entity) as r:
+            assert r.status == 201
+    for scope_q, expected in (("/Madrid/Gardens/ParqueNorte", ["1", "2"]), ("/Madrid/+/ParqueNorte", ["1", "2"]),
+                              ("/Madrid/#", ["1", "2", "3"]), ("/CompanyA/#", ["2"]), ("/#", ["1", "2", "3"]),
+                              ("/Madrid/Gardens/ParqueNorte;/CompanyA/OrganizationB/UnitC", ["2"]),
+                              ("/Madrid/Streets/Gran,/CompanyA/OrganizationB/UnitC", ["2", "3"]),
+                              ("(/Madrid/+/Gran|/CompanyA/#);/#", ["2", "3"]), ("/Madrid", [])):
+        assert await ids(http, broker, {"type": "B", "scopeQ": scope_q}, headers={}) == expected, scope_q
+    assert await ids(http, broker, {"scopeQ": "/CompanyA/#"}, headers={}) == ["2"]  # enough on its own
+    async with http.post(f"{broker}/entityOperations/query", json={"type": "Query", "scopeQ": "/Madrid/+/Gran"}) as r:
+        assert [e["id"] for e in await r.json()] == ["urn:ngsi-ld:B:3"]
+    for bad in ("Madrid", "/Madrid/#/x", "/a;", "(/a"):
+        async with http.get(f"{broker}/entities", params={"type": "B", "scopeQ": bad}) as r:
+            assert r.status == 400, bad
