@@ -140,6 +140,9 @@ def render_entity(entity: Entity, ctx: CompiledContext, *, fmt: str = NORMALIZED
         name = ctx.compact(iri)
         if len(instances) == 1:
             out[name] = render_instance(instances[0], ctx, fmt, sys_attrs, lang)
+        elif fmt == SIMPLIFIED:  # a multi-attribute, simplified: {"dataset": {datasetId: value}}
+            out[name] = {"dataset": {i.get("datasetId", "@none"): _simple_value(i, ctx, lang)
+                                     for i in instances}}
         else:
             out[name] = [render_instance(i, ctx, fmt, sys_attrs, lang) for i in instances]
     if sys_attrs:

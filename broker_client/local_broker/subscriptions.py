@@ -398,7 +398,14 @@ class Subscription:
                 removed = [{k: v for k, v in removed[0].items() if k != "datasetId"}]
             nulls = [_null_instance(inst, simplified, notification.get("sysAttrs", False), when)
                      for inst in removed]
-            if present is None:
+            if simplified and present is not None:
+                if not (isinstance(present, dict) and "dataset" in present):
+                    kept = entity.attrs.get(iri) or [{}]
+                    present = {"dataset": {kept[0].get("datasetId", "@none"): present}}
+                for inst in removed:
+                    present["dataset"][inst.get("datasetId", "@none")] = NGSI_LD_NULL
+                out[name] = present
+            elif present is None:
                 out[name] = nulls[0] if len(nulls) == 1 else nulls
             else:
                 out[name] = (present if isinstance(present, list) else [present]) + nulls

@@ -213,6 +213,9 @@ async def test_append_and_no_overwrite(http, broker):
         assert r.status == 204
     _, _, entity = await get(http, broker, "urn:ngsi-ld:ParkingSpot:test:1")
     assert [(i["value"], i.get("datasetId")) for i in entity["name"]] == [("renamed", None), ("fr", "urn:ds:fr")]
+    # a multi-attribute in keyValues / simplified (NGSI-LD 1.8): {"dataset": {datasetId: value}}
+    _, _, entity = await get(http, broker, "urn:ngsi-ld:ParkingSpot:test:1", params={"options": "keyValues"})
+    assert entity["name"] == {"dataset": {"@none": "renamed", "urn:ds:fr": "fr"}}
     async with http.post(f"{broker}/entities/urn:ngsi-ld:ParkingSpot:none/attrs", json={"a": 1}) as r:
         assert r.status == 404
         assert problem(await r.json()) == ("ResourceNotFound", "Entity does not exist")

@@ -440,9 +440,10 @@ async def test_attribute_deleted_trigger_notifies_ngsi_ld_null(http, broker, rec
     normalized, _ = await deletion("PATCH", "", json={"doc": {"type": "JsonProperty", "json": "urn:ngsi-ld:null"}})
     assert normalized["doc"] == {"type": "JsonProperty", "json": "urn:ngsi-ld:null"}
     # one instance of a multi-attribute: the others stay, the deleted one is null
-    normalized, _ = await deletion("DELETE", "/attrs/speed", params={"datasetId": "urn:ds:2"})
+    normalized, kv = await deletion("DELETE", "/attrs/speed", params={"datasetId": "urn:ds:2"})
     assert normalized["speed"] == [{"type": "Property", "value": 1},
                                    {"type": "Property", "value": "urn:ngsi-ld:null", "datasetId": "urn:ds:2"}]
+    assert kv["speed"] == {"dataset": {"@none": 1, "urn:ds:2": "urn:ngsi-ld:null"}}
     async with http.get(url, headers=PLINK) as r:
         stored = await r.json()
     assert {"name", "ref", "street", "kind", "doc"}.isdisjoint(stored) and stored["speed"]["value"] == 1
