@@ -18,7 +18,7 @@ from yarl import URL
 from .contexts import CompiledContext
 from .errors import bad_request
 from .model import Entity, is_uri
-from .query import compile_geo, compile_q
+from .query import compile_geo, compile_q, compile_scope_q
 from .render import CONCISE, FORMAT_HEADER, NORMALIZED, SIMPLIFIED, render_entity
 from .store import Change
 from .timeutil import format_datetime, now as now_ms, parse_datetime
@@ -72,6 +72,7 @@ class Subscription:
         self.fields: dict[str, Any] = {}  # validated members, names expanded where NGSI-LD says so
         self.q = None
         self.geo = None
+        self.scope_q = None
         self.entity_selectors: list[tuple[str | None, re.Pattern | None, set[str]]] = []
         # notification status
         self.times_sent = 0
@@ -153,6 +154,8 @@ class Subscription:
         for key in ("csf", "scopeQ", "lang"):
             if key in body:
                 f[key] = _string(body, key)
+        if "scopeQ" in body:
+            self.scope_q = compile_scope_q(f["scopeQ"])
         if "datasetId" in body:  # only these attribute instances are notified (@none = default)
             ids = body["datasetId"]
             if isinstance(ids, str):
@@ -332,6 +335,8 @@ class Subscription:
             touched = change.attrs if change.attrs is not None else entity.attrs.keys()
             if not any(w in touched for w in watched):
                 return False
+        if self.scope_q is not None and not self.scope_q(entity):
+            return False
         if change.kind != "entityDeleted":
             if self.q is not None and not self.q(entity):
                 return False
@@ -358,6 +363,8 @@ class Subscription:
         if not self.selects(entity):
             return False
         if self.q is not None and not self.q(entity):
+            return False
+        if self.scope_q is not None and not self.scope_q(entity):
             return False
         return self.geo is None or self.geo(entity)
 

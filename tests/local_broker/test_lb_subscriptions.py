@@ -578,3 +578,16 @@ async def test_notification_pick_and_omit(http, broker, receiver):
         async with http.post(f"{broker}/subscriptions", headers=PLINK, json=subscription(
                 receiver.url, notification={"endpoint": {"uri": receiver.url}, **notification})) as r:
             assert r.status == 400, notification
+
+
+async def test_subscription_scope_q(http, broker, receiver):
+    await subscribe(http, broker, subscription(receiver.url, scopeQ="/Madrid/#"))
+    async with http.post(f"{broker}/subscriptions", headers=PLINK,
+                         json=subscription(receiver.url, scopeQ="Madrid")) as r:
+        assert r.status == 400
+    async with http.post(f"{broker}/entities", json={**spot(1), "scope": "/Berlin/Mitte"}, headers=PLINK) as r:
+        assert r.status == 201
+    assert await receiver.nothing(0.3)
+    async with http.post(f"{broker}/entities", json={**spot(2), "scope": "/Madrid/Centro"}, headers=PLINK) as r:
+        assert r.status == 201
+    assert (await receiver.next()).body["data"][0]["id"] == "urn:ngsi-ld:ParkingSpot:s:2"
