@@ -63,6 +63,11 @@ async def test_accept_rules(http, broker):
     status, headers, raw = await answer(http, "GET", url, headers={"Accept": "application/ld+json"})
     assert headers["Content-Type"] == "application/ld+json" and "Link" not in headers
     assert "@context" in json.loads(raw)
+    # no Accept header at all: application/json
+    for target in (url, f"{broker}/entities?type=T", f"{broker}/subscriptions"):
+        async with http.get(target, skip_auto_headers=["Accept"]) as r:
+            assert "Accept" not in r.request_info.headers
+            assert r.status == 200 and r.headers["Content-Type"] == "application/json", target
 
 
 async def test_body_rules(http, broker):
@@ -119,6 +124,11 @@ async def test_uri_parameter_rules(http, broker):
         ("POST", "/entities", "count=true", "Unsupported URI parameter"),
         ("POST", "/entityOperations/delete", "options=update", "Unsupported URI parameter"),
         ("GET", "/entities", "type=", "Empty right-hand-side for a URI parameter"),
+        ("GET", "/entities/urn:ngsi-ld:T:1", "foo=1", "Unknown URI parameter"),
+        ("DELETE", "/entities/urn:ngsi-ld:T:1", "foo=1", "Unknown URI parameter"),
+        ("POST", "/entityOperations/upsert", "foo=1", "Unknown URI parameter"),
+        ("POST", "/entityOperations/query", "foo=1", "Unknown URI parameter"),
+        ("GET", "/subscriptions/urn:x:1", "foo=1", "Unknown URI parameter"),
     ]:
         kw = {"json": ENTITY} if method == "POST" else {}
         status, _, raw = await answer(http, method, f"{broker}{path}?{query}", **kw)
