@@ -263,7 +263,9 @@ def _parse_instance(name: str, raw: Any, ctx: CompiledContext, now: float, allow
             raise bad_request(f"Missing /{value_key}/ field for {atype} at creation time", name)
     else:
         value = raw[value_key]
-        if value is None or value == NGSI_NULL or (atype == "LanguageProperty" and value == {"@none": NGSI_NULL}):
+        if value is None:  # JSON null is no NGSI-LD value (NGSI-LD Null is "urn:ngsi-ld:null")
+            raise bad_request(NULL_TITLE, name)
+        if value == NGSI_NULL or (atype == "LanguageProperty" and value == {"@none": NGSI_NULL}):
             if allow_delete:
                 ds = raw.get("datasetId")
                 return DeleteMarker(ds if isinstance(ds, str) else None)

@@ -153,6 +153,14 @@ async def test_batch_merge(http, broker):
     assert status == 204
     _, entity = await kv(http, broker, "urn:ngsi-ld:ParkingSpot:b:1")
     assert entity["status"] == "occupied" and "width" not in entity
+    # a JSON null value is no NGSI-LD Null: BadRequestData for that entity (ETSI 057_03_02)
+    status, _, body = await post(http, broker, "merge", [
+        {"id": "urn:ngsi-ld:ParkingSpot:b:1", "status": {"type": "Property", "value": None}},
+        {"id": "urn:ngsi-ld:ParkingSpot:b:9", "status": {"type": "Property", "value": None}}])
+    assert status == 207 and body["success"] == []
+    assert [e["error"]["type"].rsplit("/", 1)[1] for e in body["errors"]] == ["BadRequestData"] * 2
+    _, entity = await kv(http, broker, "urn:ngsi-ld:ParkingSpot:b:1")
+    assert entity["status"] == "occupied"
 
 
 async def test_batch_context_rules_are_per_item(http, broker):
