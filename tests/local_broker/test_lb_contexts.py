@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -170,20 +169,17 @@ async def test_slow_context_server(http, ctx_server):
         assert status == 201 and ctx_server.hits["slow.jsonld"] == 1
         # too slow: each attempt times out, then 503
         ctx_server.delay = 2
-        started = time.monotonic()
         status, _, body = await answer(http, "GET", f"{base}/entities", params={"type": "Car"},
                                        headers=link(ctx_server.url("slow.jsonld") + "?v=2"))
         assert status == 503 and "no answer within 0.5 s" in body["detail"]
         assert ctx_server.hits["slow.jsonld"] == 3  # 1 before, 2 attempts now
-        assert time.monotonic() - started < 2.5
         # other requests are served meanwhile: a slow download blocks only the requests needing it
         ctx_server.delay = 1.5
         slow = asyncio.ensure_future(answer(http, "GET", f"{base}/entities", params={"type": "Car"},
                                             headers=link(ctx_server.url("slow.jsonld") + "?v=3")))
         await asyncio.sleep(0.1)
-        started = time.monotonic()
         status, _, _ = await answer(http, "GET", f"{base}/entities/urn:ngsi-ld:Car:1")
-        assert status == 200 and time.monotonic() - started < 0.4 and not slow.done()
+        assert status == 200 and not slow.done()  # answered while the download still waits
         assert (await slow)[0] == 503
 
 
@@ -206,11 +202,9 @@ async def test_context_server_goes_away_and_comes_back(http, broker, ctx_server)
     status, _, body = await answer(http, "GET", f"{broker}/entities/urn:ngsi-ld:Car:1", headers=link(plain))
     assert status == 200 and body["speed"]["value"] == 80
     other = ctx_server.url("fresh-1.jsonld")
-    started = time.monotonic()
     status, _, body = await answer(http, "GET", f"{broker}/entities/urn:ngsi-ld:Car:1", headers=link(other))
     assert status == 503 and problem(body)[0] == "LdContextNotAvailable"
     assert "ClientConnectorError" in body["detail"] or "Connect" in body["detail"]
-    assert time.monotonic() - started < 3  # refused connections fail fast, retries included
     # back on the same port: the same broker uses it again, no restart
     await ctx_server.start()
     status, _, body = await answer(http, "GET", f"{broker}/entities/urn:ngsi-ld:Car:1", headers=link(other))
