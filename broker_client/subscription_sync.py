@@ -25,7 +25,7 @@ _SERVER_FIELDS = {"id", "type", "status", "createdAt", "modifiedAt", "timesSent"
                   "lastSuccess", "lastFailure", "jsonldContext", "@context", "subscriptionName", "name"}
 _SERVER_NOTIFICATION_FIELDS = {"status", "timesSent", "timesFailed", "lastNotification", "lastSuccess",
                                "lastFailure"}
-_BROKER_DEFAULTS = {"isActive": True}
+_BROKER_DEFAULTS = {"isActive": True, "notificationTrigger": ["attributeCreated", "attributeUpdated"]}  # NGSI-LD 1.8 defaults
 _NOTIFICATION_DEFAULTS = {"format": "normalized"}
 _ENDPOINT_DEFAULTS = {"accept": "application/json"}
 
