@@ -286,3 +286,17 @@ async def test_a_twin_committed_late_is_merged(sta_server, ns):
     streams = await sta.datastreams(thing["@iot.id"])
     assert sorted(o["result"] for o in await sta.observations(streams["temperature"]["@iot.id"])) == [3.5, 4.0, 7.0]
     assert [o["result"] for o in await sta.observations(streams["windSpeed"]["@iot.id"])] == [2.0]
+
+
+async def test_a_changed_static_attribute_updates_the_thing(sta_server, ns):
+    entity = weather(ns, "ren")
+    async with SensorThingsBackend(sta_server.url) as backend:
+        assert (await backend.write([entity])).ok
+        renamed = weather(ns, "ren", at=later(1))
+        renamed["name"]["value"] = "Station am Rathaus"
+        assert (await backend.write([renamed])).ok
+    sta = Sta(sta_server.url)
+    thing = await sta.thing(entity["id"])
+    assert thing["description"] == "Station am Rathaus"
+    assert thing["properties"]["name"] == "Station am Rathaus"
+    assert "dateObserved" not in thing["properties"]       # volatile: the Observations' time, not a property
