@@ -210,9 +210,10 @@ def _station_reading(station: Mapping[str, Any], profile: str) -> Reading | None
     if q is not None:
         values["flow"] = q[0]
         meta["flow_observed_at"] = q[1]
-    for src, dst in (("longitude", "lon"), ("latitude", "lat")):
-        if isinstance(station.get(src), (int, float)) and not isinstance(station.get(src), bool):
-            values[dst] = float(station[src])
+    lon, lat = station.get("longitude"), station.get("latitude")
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lon, lat)) \
+            and -180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0:   # out-of-range coordinates are omitted
+        values["lon"], values["lat"] = float(lon), float(lat)
     if isinstance(station.get("longname"), str):
         values["name"] = station["longname"]
     water = station.get("water")

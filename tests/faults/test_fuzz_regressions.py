@@ -44,3 +44,27 @@ def test_short_fuzz_run_has_no_crash(target):
     row = fuzz_target(target, 1500, seed=7)
     assert row["crashes"] == 0, row["crash_examples"]
     assert row["accepted"] + row["rejected"] == 1500
+
+
+@pytest.mark.parametrize("lon, lat", [(9.93, 49796.2), (1e12, 49.8), (181.0, 0.0), (9.93, None)])
+def test_pegelonline_out_of_range_coordinates_are_omitted_not_a_mapper_crash(lon, lat):
+    doc = json.loads((ROOT / "adapters/water_level/testdata/pegelonline-rest-v2-station-with-timeseries.json")
+                     .read_text())["raw"]["json"]
+    doc["longitude"], doc["latitude"] = lon, lat
+    readings = plugins.get_adapter("water_level").profile("pegelonline").decode(_http(json.dumps(doc).encode()), {})
+    assert readings
+    for reading in readings:
+        assert "lon" not in reading.values and "lat" not in reading.values
+
+
+def test_pipeline_stage_of_the_fuzzer_sees_no_decoder_crash():
+    """Fuzzed PEGELONLINE answers through the real Pipeline (decode and map): dead letters with a
+    reason, never ``decoder-crash`` (out-of-range coordinates used to crash the mapper)."""
+    import asyncio
+
+    from benchmarks.fuzz import pipeline_stage
+
+    target = next(t for t in build_targets() if t.name == "water_level:pegelonline")
+    stage = asyncio.run(pipeline_stage(target, 2000, 1))
+    assert stage["decoder_crash"] == 0, stage
+    assert stage["without_reason"] == 0, stage
