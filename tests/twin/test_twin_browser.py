@@ -56,6 +56,8 @@ async def test_upsert_reaches_the_browser_within_two_seconds():
                 async with async_playwright() as pw:
                     browser = await pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
                     page = await browser.new_page(viewport={"width": 1200, "height": 800})
+                    errors = []
+                    page.on("pageerror", lambda e: errors.append(str(e)))
                     await page.goto(twin.url + "/")
                     await page.wait_for_function("document.body.dataset.entities === '2'", timeout=10000)
                     assert await page.locator(".twin-marker.family-parking.state-ok").count() == 1
@@ -87,6 +89,8 @@ async def test_upsert_reaches_the_browser_within_two_seconds():
                     await page.focus("#show-table")
                     await page.keyboard.press("Enter")
                     assert await page.get_attribute("#show-table", "aria-pressed") == "true"
+
+                    assert errors == [], f"JavaScript errors on the page: {errors}"
 
                     # The view says so when its server goes away.
                     await twin.stop()

@@ -66,7 +66,12 @@
     const town = townSelect.value;
     const pts = [...markers.values()].filter(m => map.hasLayer(m) && (!town || m.options.town === town))
       .map(m => m.getLatLng());
-    if (pts.length) map.fitBounds(L.latLngBounds(pts).pad(0.3), { maxZoom: 16 });
+    if (!pts.length) return;
+    const bounds = L.latLngBounds(pts);
+    map.invalidateSize({ animate: false });
+    // One point (or all on one spot) has no extent to fit: centre on it at street level.
+    if (bounds.getNorthEast().equals(bounds.getSouthWest())) map.setView(bounds.getCenter(), 16, { animate: false });
+    else map.fitBounds(bounds.pad(0.3), { maxZoom: 16, animate: false });
   }
   townSelect.addEventListener("change", () => { zoomToTown(); renderTable(); });
 
@@ -134,7 +139,7 @@
     refreshTowns();
     if (!fitted && markers.size) {
       const pts = [...markers.values()].map(m => m.getLatLng());
-      map.fitBounds(L.latLngBounds(pts).pad(0.2));
+      map.fitBounds(L.latLngBounds(pts).pad(0.2), { animate: false });   // no transition a town choice could race
       fitted = true;
     }
     updateLabels();
