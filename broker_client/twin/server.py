@@ -166,10 +166,13 @@ class TwinServer:
         app.router.add_get("/events", self._events)
         app.router.add_get("/api/entities", self._entities)
         app.router.add_get("/healthz", self._health)
-        app.router.add_get("/favicon.ico", lambda request: web.Response(status=204))
+        app.router.add_get("/favicon.ico", self._no_icon)
         app.router.add_post("/notify", self.receiver.handle)
         app.router.add_static("/static/", STATIC)
         return app
+
+    async def _no_icon(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
 
     async def _index(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
