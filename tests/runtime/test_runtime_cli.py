@@ -254,7 +254,7 @@ async def test_sigkill_with_redis_outbox_loses_nothing(cli_env, tmp_path, redis_
     try:
         assert await wait_source_connected(config)
         await publish(app, n, value_base=100)                          # the broker is down: all wait in Redis
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while await r.xlen(stream) < n:
             assert time.monotonic() < deadline, "entities did not reach the Redis outbox"
             await asyncio.sleep(0.05)
@@ -345,3 +345,49 @@ def test_deadletter_commands_need_the_redis_outbox(cli_env, tmp_path):
     (tmp_path / "c.yaml").write_text("namespace: t\nbroker: {url: 'http://127.0.0.1:1'}\n")
     res = cli(["deadletter", "list", "toy", "--config", str(tmp_path / "c.yaml")], cli_env)
     assert res.returncode == 1 and b"outbox: {kind: redis}" in res.stderr
+
+
+async def _received(config: Path) -> int:
+    port = yaml.safe_load(config.read_text())["http"]["port"]
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{port}/metrics") as r:
+            text = await r.text()
+    line = next(ln for ln in text.splitlines() if ln.startswith('stadtlink_received_total{adapter="toy"}'))
+    return int(float(line.split()[-1]))
+
+
+async def test_two_processes_on_one_shared_subscription_write_every_message_once(cli_env, tmp_path):
+    """Two `stadtlink run` replicas, one shared subscription: the load is split and each message is
+    received by exactly one of them; every message's entity reaches the broker."""
+    app = f"rt{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    n = 60
+    async with running_broker(port=port) as url:
+        configs, procs = [], []
+        for k in range(2):
+            cfg = write_config(tmp_path / f"c{k}.yaml", broker_port=port, app=app, n_devices=n,
+                               client_id=f"rt-share-{app}-{k}")
+            doc = yaml.safe_load(cfg.read_text())
+            doc["sources"][0]["shared_group"] = f"grp-{app}"
+            cfg.write_text(yaml.safe_dump(doc))
+            configs.append(cfg)
+            procs.append(start_run(cfg, cli_env))
+        try:
+            for cfg in configs:
+                assert await wait_source_connected(cfg)
+            await publish(app, n, value_base=200)
+            deadline = time.monotonic() + 30
+            while len(ents := await broker_entities(url)) < n:
+                assert time.monotonic() < deadline, f"only {len(ents)} of {n} arrived"
+                await asyncio.sleep(0.1)
+            assert {e["temperature"]["value"] for e in ents.values()} == {(200 + i) / 100 for i in range(n)}
+            counts = [await _received(cfg) for cfg in configs]
+            assert sum(counts) == n, f"a message was delivered to both replicas or to none: {counts}"
+            assert min(counts) > 0, f"the shared subscription did not split the load: {counts}"
+            for proc in procs:
+                assert await asyncio.to_thread(stop, proc) == 0
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(5)
