@@ -95,6 +95,7 @@ def adapter_config_schema(spec: Any, defs: dict[str, Any], owner: str) -> dict[s
     broker.pop("required", None)
     broker["title"] = "broker (overrides the chart's broker.* for this adapter; auth: use brokerAuth)"
     props["broker"] = broker
+    props.pop("brokers", None)   # the chart renders one broker per adapter (several sinks: docs/backends/)
     outbox = copy.deepcopy(defs["OutboxConfig"])
     for key in ("kind", "url"):
         outbox["properties"].pop(key, None)
@@ -257,8 +258,10 @@ def build_schema() -> dict[str, Any]:
         "entityNamespace": {"type": "string", "minLength": 1, "pattern": "^[^\\s:<>\"'=;()]+$",
                             "description": "urn:ngsi-ld:<Type>:<entityNamespace>:<id>"},
         "broker": _obj({
+            "kind": {"enum": ["", "orion-ld", "scorpio", "stellio", "ngsi-v2"],
+                     "description": "broker kind (docs/backends/); empty: orion-ld"},
             "url": {"type": "string", "minLength": 1, "pattern": "^https?://",
-                    "description": "NGSI-LD broker base URL"},
+                    "description": "broker base URL"},
             "tenant": STR,
             "context": {"type": "string", "anyOf": [{"const": ""}, {"pattern": "^https?://"}]},
             "auth": AUTH,

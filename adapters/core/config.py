@@ -116,9 +116,27 @@ class OAuth2Auth(_Strict):
                                        scope=self.scope, audience=self.audience)
 
 
+BROKER_KINDS = ("orion-ld", "scorpio", "stellio", "ngsi-v2")
+
+
 class BrokerConfig(_Strict):
-    url: str = Field(description="broker base URL, e.g. http://orion-ld:1026 (the client appends /ngsi-ld/v1)")
-    tenant: str | None = None
+    kind: Literal["orion-ld", "scorpio", "stellio", "ngsi-v2"] = Field(
+        "orion-ld", description="orion-ld | scorpio | stellio (NGSI-LD) or ngsi-v2 (classic Orion); docs/backends/")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,49}$",
+                             description="sink name (logs, readiness, metrics, its Redis stream); default: the kind")
+    url: str = Field(description="broker base URL, e.g. http://orion-ld:1026 (the client appends /ngsi-ld/v1 or /v2)")
+    tenant: str | None = Field(None, description="NGSILD-Tenant (ngsi-v2: the Fiware-Service unless service is set)")
+    service: str | None = Field(None, description="ngsi-v2: Fiware-Service")
+    service_path: str | None = Field(None, description="ngsi-v2: Fiware-ServicePath (default /)")
+    ids: Literal["urn", "local"] = Field("urn", description="ngsi-v2: ids as in NGSI-LD (urn) or without "
+                                                            "urn:ngsi-ld:<Type>: (local)")
+    max_body_bytes: int | None = Field(None, ge=1024, description="request body budget (default per kind)")
+    check_at_start: Literal["on", "strict", "off"] = Field(
+        "on", description="one request at start: wrong url/tenant/credentials stop the adapter; a broker that "
+                          "is down only logs (strict: stops too)")
+    when_full: Literal["backpressure", "deadletter"] | None = Field(
+        None, description="at outbox.max_length: hold the sources (default for the first sink) or dead-letter "
+                          "for this sink only (default for the others)")
     context: str | None = Field(None, description="@context URL sent in the Link header (default: the adapter's)")
     auth: Annotated[Union[TokenAuth, OAuth2Auth], Field(discriminator="kind")] | None = None
     batch_size: int = Field(200, ge=1, le=900, description="flush at this many entities …")
@@ -158,7 +176,9 @@ class StadtlinkConfigBase(_Strict):
     adapter: str | None = None
     namespace: str = Field(min_length=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    broker: BrokerConfig
+    broker: BrokerConfig | None = None
+    brokers: list[BrokerConfig] = Field(default_factory=list,
+                                        description="several sinks at once, each with its own outbox (docs/backends/)")
     outbox: OutboxConfig = OutboxConfig()
     check: Literal["strict", "warn", "off"] = "strict"
     http: HttpConfig = HttpConfig()
@@ -167,6 +187,31 @@ class StadtlinkConfigBase(_Strict):
     heartbeat_timeout_s: float = Field(10.0, gt=0, description="/healthz fails when the loop heartbeat is older")
     devices: list[dict[str, Any]] = []
     registry_files: list[str] = []
+
+    @model_validator(mode="after")
+    def _one_or_more_sinks(self) -> "StadtlinkConfigBase":
+        if self.broker is None and not self.brokers:
+            raise ValueError("broker: required key is missing (or brokers: for several sinks)")
+        if self.broker is not None and self.brokers:
+            raise ValueError("give broker: (one sink) or brokers: (several), not both")
+        seen: set[str] = set()
+        for name, key, _ in self.sink_configs():
+            if name in seen:
+                raise ValueError(f"{key}.name: {name!r} names two sinks; give each a different name")
+            seen.add(name)
+        return self
+
+    def sink_configs(self) -> list[tuple[str, str, BrokerConfig]]:
+        """``(name, config key, BrokerConfig)`` of every sink, the first one first."""
+        if self.broker is not None:
+            return [(self.broker.name or "broker", "broker", self.broker)]
+        kinds = [b.kind for b in self.brokers]
+        return [(b.name or (b.kind if kinds.count(b.kind) == 1 else f"{b.kind}-{i}"), f"brokers[{i}]", b)
+                for i, b in enumerate(self.brokers)]
+
+    @property
+    def primary_broker(self) -> BrokerConfig:
+        return self.sink_configs()[0][2]
 
     @model_validator(mode="before")
     @classmethod

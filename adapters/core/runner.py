@@ -27,7 +27,6 @@ from .deadletter import MemoryDeadLetters, RedisDeadLetters, record_message
 from .errors import ConfigError
 from .health import HttpServer, create_app
 from .metrics import Metrics
-from .outbox import build_outbox
 from .pipeline import Pipeline
 from .registry import DeviceRegistry
 from .state import MemoryStateBackend, RedisStateBackend
@@ -68,6 +67,7 @@ class Runner:
         self.pipeline: Pipeline | None = None
         self.batcher: Batcher | None = None
         self.backend = None
+        self.sinks = None
         self.sources: list = []
         self.app = None
         self.server: HttpServer | None = None
@@ -111,15 +111,48 @@ class Runner:
                                                    socket_timeout=5, health_check_interval=10)
         return self._redis_client
 
-    def _build_backend(self):
-        if self._backend_override is not None:
-            return self._backend_override
-        from broker_client import NGSILDClient
+    def _build_sinks(self):
+        """One sink per configured broker (``broker:`` or ``brokers:``), each with its own outbox and
+        batcher (adapters/core/sinks.py); the ``backend`` override replaces the first one's backend."""
+        from broker_client.backends import BackendConfigError, make_backend
 
-        b = self.config.broker
-        return NGSILDClient(b.url, tenant=b.tenant, context=b.context or self.adapter.context,
-                            auth=b.auth.build() if b.auth is not None else None, timeout=b.timeout_s,
-                            batch_size=b.batch_size)
+        from .sinks import Sink, SinkSet, sink_outbox
+
+        cfg = self.config
+        redis_client = self._redis() if cfg.outbox.kind == "redis" else None
+        sinks = []
+        for index, (name, key, b) in enumerate(cfg.sink_configs()):
+            if index == 0 and self._backend_override is not None:
+                backend = self._backend_override
+            else:
+                try:
+                    backend = make_backend(b, key=key, context=self.adapter.context)
+                except BackendConfigError as exc:
+                    raise ConfigError(str(exc)) from None
+            sinks.append(Sink(name=name, key=key, config=b, backend=backend,
+                              outbox=sink_outbox(cfg.outbox, self.adapter.name, index, name, redis_client=redis_client),
+                              metrics=self.metrics if index == 0 else Metrics(f"{self.adapter.name}:{name}"),
+                              when_full=b.when_full or ("backpressure" if index == 0 else "deadletter")))
+        return SinkSet(sinks, self.deadletters, semantics=self.adapter.semantics)
+
+    async def _check_sinks(self) -> None:
+        """A wrong url / tenant / credential of any sink is a ConfigError naming its key; a sink
+        that is merely down is logged (``check_at_start: strict`` makes that fatal too)."""
+        from broker_client.backends import BackendConfigError, BrokerDown, check_backend
+
+        for index, sink in enumerate(self.sinks):
+            mode = getattr(sink.config, "check_at_start", "on")
+            if mode == "off" or (index == 0 and self._backend_override is not None) \
+                    or not hasattr(sink.backend, "probe"):
+                continue
+            try:
+                await check_backend(sink.backend, key=sink.key)
+            except BackendConfigError as exc:
+                raise ConfigError(str(exc)) from None
+            except BrokerDown as exc:
+                if mode == "strict":
+                    raise ConfigError(str(exc)) from None
+                log.warning("%s; starting anyway: the outbox keeps the entities until it answers", exc)
 
     async def _setup_core(self) -> None:
         cfg = self.config
@@ -127,13 +160,13 @@ class Runner:
             self.registry = DeviceRegistry.load(inline=cfg.devices, files=cfg.registry_files, base_dir=self.base_dir)
         prefix = f"{cfg.outbox.key_prefix}:{self.adapter.name}"
         if cfg.outbox.kind == "redis":
-            self.outbox = build_outbox(cfg.outbox, self.adapter.name, redis_client=self._redis())
             self.deadletters = RedisDeadLetters(self._redis, f"{prefix}:deadletter", cfg.outbox.deadletter_max_length)
             self.state_backend = RedisStateBackend(self._redis, f"{prefix}:state")
         else:
-            self.outbox = build_outbox(cfg.outbox, self.adapter.name)
             self.deadletters = MemoryDeadLetters(min(cfg.outbox.deadletter_max_length, 10_000))
             self.state_backend = MemoryStateBackend()
+        self.sinks = self._build_sinks()
+        self.outbox = self.sinks.outbox
         await self.outbox.start()
         try:
             initial_state = await self._load_state()
@@ -152,14 +185,12 @@ class Runner:
             await self.pipeline.load_observed()
         except Exception as exc:  # noqa: BLE001 - only the restart-time stale check is weaker
             log.error("newest observedAt per entity not loaded from redis: %s", exc)
-        self.backend = self._build_backend()
-        if hasattr(self.backend, "open"):
-            await self.backend.open()
-        b = cfg.broker
-        self.batcher = Batcher(self.outbox, self.backend, self.deadletters, self.metrics,
-                               semantics=self.adapter.semantics, batch_size=b.batch_size, flush_ms=b.flush_ms,
-                               retry_base_s=b.retry_base_s, retry_max_s=b.retry_max_s,
-                               health_interval_s=b.health_interval_s)
+        for sink in self.sinks:
+            if hasattr(sink.backend, "open"):
+                await sink.backend.open()
+        self.backend = self.sinks.primary.backend
+        self.batcher = self.sinks.primary.batcher
+        await self._check_sinks()
         m = self.metrics
         m.gauges.update({
             "outbox_depth": lambda: self.outbox.depth,
@@ -305,6 +336,9 @@ class Runner:
                 delay = min(delay * 2, 30.0)
 
     async def _run_batcher(self) -> None:
+        if self.sinks is not None and len(self.sinks) > 1:
+            await asyncio.gather(*(self.sinks.run_batcher(s) for s in self.sinks))
+            return
         await self.batcher.probe()
         delay = 1.0
         while True:
@@ -366,7 +400,8 @@ class Runner:
             if t.get_name() == "tick":
                 t.cancel()
         if self._batcher_task is not None:
-            self.batcher.close()
+            for sink in self.sinks:
+                sink.batcher.close()
             try:
                 await asyncio.wait_for(asyncio.shield(self._batcher_task), timeout=grace)
             except asyncio.TimeoutError:
@@ -384,11 +419,12 @@ class Runner:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.server is not None:
             await self.server.stop()
-        if self.backend is not None and hasattr(self.backend, "close"):
-            try:
-                await self.backend.close()
-            except Exception:  # noqa: BLE001
-                pass
+        for backend in ([s.backend for s in self.sinks] if self.sinks is not None else [self.backend]):
+            if backend is not None and hasattr(backend, "close"):
+                try:
+                    await backend.close()
+                except Exception:  # noqa: BLE001
+                    pass
         if self.outbox is not None:
             await self.outbox.close()
         if self._owns_redis and self._redis_client is not None:
@@ -437,11 +473,8 @@ class Runner:
             except Exception:  # noqa: BLE001
                 ok = False
             checks[name] = {"ok": ok}
-        if self.batcher is not None:
-            b = self.batcher
-            checks["broker"] = {"ok": b.broker_ok is True}
-            if b.broker_ok is not True:
-                checks["broker"]["detail"] = b.broker_error or "not contacted yet"
+        if self.sinks is not None and self.batcher is not None:
+            checks.update(self.sinks.readiness())
         if self.outbox is not None:
             ob = self.outbox
             ok = ob.healthy and not ob.full
@@ -460,10 +493,14 @@ class Runner:
         snap = self.metrics.snapshot()
         if self.outbox is not None:
             snap["outbox_depth"] = self.outbox.depth
+        if self.sinks is not None and len(self.sinks) > 1:
+            snap["sinks"] = self.sinks.counters()
         return snap
 
     async def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until the outbox is empty (tests, demo); True when it drained in time."""
+        if self.sinks is not None and len(self.sinks) > 1:
+            return await self.sinks.wait_idle(timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.outbox is not None:

@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", choices=FAMILIES, help="run only these families (repeatable)")
     p.add_argument("--no-open", action="store_true", help="don't open a browser (the default without a display)")
     p.add_argument("--quiet", action="store_true", help="no live counters")
+    p.add_argument("--also-to", metavar="[KIND+]URL",
+                   help="write the same city to a second sink too: an NGSI-LD broker URL, or "
+                        "ngsi-v2+URL / scorpio+URL / stellio+URL (docs/backends/)")
     return p
 
 
@@ -35,12 +38,17 @@ def _table(counters: dict[str, dict[str, int]]) -> str:
 
 
 async def _run(args) -> int:
-    city = DemoCity(host=args.host, broker_port=args.broker_port, twin_port=args.twin_port,
-                    families=tuple(args.only) if args.only else FAMILIES)
+    try:
+        city = DemoCity(host=args.host, broker_port=args.broker_port, twin_port=args.twin_port,
+                        families=tuple(args.only) if args.only else FAMILIES, also_to=args.also_to)
+    except ValueError as exc:
+        print(f"stadtlink demo: {exc}", file=sys.stderr)
+        return 2
     await city.start()
     print(f"stadtlink demo running\n  NGSI-LD broker  {city.broker_url}/ngsi-ld/v1/entities?type=ParkingSpot\n"
           f"  twin view       {city.twin.url}\n  MQTT (embedded) 127.0.0.1:{city.mqtt_port}\n"
           f"  adapters        {', '.join(city.runners) or 'none'}"
+          + (f"\n  also writing to {city.also_to['kind']} {city.also_to['url']}" if city.also_to else "")
           + (f"\n  FAILED          {city.failed}" if city.failed else "")
           + "\nCtrl-C stops everything.", flush=True)
     if not args.no_open and (os.environ.get("DISPLAY") or sys.platform == "darwin"):

@@ -50,12 +50,30 @@ def _rewrite_url(url: str, netlocs: dict[str, str]) -> str:
     return urlunsplit(parts._replace(netloc=target)) if target else url
 
 
+def parse_also_to(spec: str) -> dict[str, str]:
+    """``--also-to``: ``URL`` (an NGSI-LD broker, kind orion-ld) or ``KIND+URL`` (``ngsi-v2+http://orion:1026``,
+    ``scorpio+http://…``, ``stellio+http://…``) → a ``brokers:`` entry named ``also``."""
+    from broker_client.backends import KINDS
+
+    kind, sep, url = spec.partition("+")
+    if not sep or "://" in kind:
+        kind, url = "orion-ld", spec
+    if kind not in KINDS:
+        raise ValueError(f"--also-to: unknown broker kind {kind!r}; one of {', '.join(KINDS)} (KIND+URL)")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"--also-to: {url!r} is not an http(s) URL")
+    return {"name": "also", "kind": kind, "url": url}
+
+
 def demo_config(raw: dict[str, Any], *, broker_url: str, mqtt_port: int, netlocs: dict[str, str],
-                modbus: dict[str, tuple[str, int]], poll_s: float = 5.0) -> dict[str, Any]:
+                modbus: dict[str, tuple[str, int]], poll_s: float = 5.0,
+                also_to: dict[str, str] | None = None) -> dict[str, Any]:
     """An adapter's example config pointed at the demo's broker and simulators (nothing else changes,
-    except that polls come every few seconds so the map moves)."""
+    except that polls come every few seconds so the map moves). ``also_to``: a second sink."""
     cfg = yaml.safe_load(yaml.safe_dump(raw))
     cfg.setdefault("broker", {})["url"] = broker_url
+    if also_to is not None:
+        cfg["brokers"] = [dict(cfg.pop("broker"), name="local"), dict(also_to)]
     cfg["outbox"] = {"kind": "memory"}
     cfg["http"] = {"host": "127.0.0.1", "port": 0}
     cfg["log_level"] = "WARNING"
@@ -80,7 +98,8 @@ def demo_config(raw: dict[str, Any], *, broker_url: str, mqtt_port: int, netlocs
 
 class DemoCity:
     def __init__(self, *, host: str = "127.0.0.1", broker_port: int = 1026, twin_port: int = 8080,
-                 families: tuple[str, ...] = FAMILIES):
+                 families: tuple[str, ...] = FAMILIES, also_to: str | None = None):
+        self.also_to = parse_also_to(also_to) if also_to else None
         self.host = host
         self.broker_port = broker_port if broker_port and port_free(host, broker_port) else free_port(host)
         self.twin_port = twin_port if twin_port and port_free(host, twin_port) else free_port(host)
@@ -160,7 +179,8 @@ class DemoCity:
             spec = plugins.get_adapter(name)
             path = Path(spec.example_config)
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-            cfg = demo_config(raw, broker_url=self.broker_url, mqtt_port=self.mqtt_port, netlocs=netlocs, modbus=modbus)
+            cfg = demo_config(raw, broker_url=self.broker_url, mqtt_port=self.mqtt_port, netlocs=netlocs, modbus=modbus,
+                              also_to=self.also_to)
             try:
                 runner = Runner.from_config(cfg, adapter=spec, base_dir=path.parent)
                 await runner.start()
@@ -216,6 +236,8 @@ class DemoCity:
             out[name] = {"received": int(c.get("received", 0)), "upserted": int(c.get("upserted", 0)),
                          "dead_lettered": int(c.get("dead_lettered", 0)), "errors": int(c.get("errors", 0)),
                          "dropped": int(c.get("dropped_total", 0))}
+            if "sinks" in c and "also" in c["sinks"]:
+                out[name]["also_written"] = int(c["sinks"]["also"].get("upserted", 0))
         return out
 
     async def entity_counts(self) -> dict[str, int]:
@@ -238,7 +260,8 @@ class DemoCity:
         for name, why in self.failed.items():
             adapters.setdefault(name, {})["failed"] = why
         return {"adapters": adapters, "entities": await self.entity_counts(),
-                "broker": self.broker_url, "twin": self.twin.url if self.twin else None}
+                "broker": self.broker_url, "twin": self.twin.url if self.twin else None,
+                "also_to": self.also_to}
 
     def ok(self, report: dict[str, Any]) -> bool:
         if self.failed:

@@ -259,6 +259,7 @@ null
 {{- $_ := set $cfg "adapter" .name -}}
 {{- if not $cfg.namespace -}}{{- $_ := set $cfg "namespace" $root.Values.entityNamespace -}}{{- end -}}
 {{- $broker := dict "url" $root.Values.broker.url -}}
+{{- with $root.Values.broker.kind -}}{{- $_ := set $broker "kind" . -}}{{- end -}}
 {{- with $root.Values.broker.tenant -}}{{- $_ := set $broker "tenant" . -}}{{- end -}}
 {{- with (include "stadtlink.contextURL" $root) -}}{{- $_ := set $broker "context" . -}}{{- end -}}
 {{- $auth := include "stadtlink.effectiveAuth" (dict "root" $root "a" $a) | fromJson -}}
