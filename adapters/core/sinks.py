@@ -186,12 +186,13 @@ class SinkSet:
         self.outbox = sinks[0].outbox if len(sinks) == 1 else FanoutOutbox(sinks, deadletters)
         for s in sinks:
             dl = deadletters if len(sinks) == 1 else _SinkDeadLetters(deadletters, s.name)
-            s.batcher = Batcher(s.outbox, s.backend, dl, s.metrics, semantics=semantics,
-                                batch_size=_setting(s.config, "batch_size", 200),
-                                flush_ms=_setting(s.config, "flush_ms", 500),
-                                retry_base_s=_setting(s.config, "retry_base_s", 0.5),
-                                retry_max_s=_setting(s.config, "retry_max_s", 30.0),
-                                health_interval_s=_setting(s.config, "health_interval_s", 10.0))
+            tuning = {name: _setting(s.config, name, default) for name, default in (
+                ("batch_size", 200), ("flush_ms", 500), ("retry_base_s", 0.5), ("retry_max_s", 30.0),
+                ("health_interval_s", 10.0))}
+            stall_s = _setting(s.config, "stall_s", None)   # a newer Batcher option, when configured
+            if stall_s is not None:
+                tuning["stall_s"] = stall_s
+            s.batcher = Batcher(s.outbox, s.backend, dl, s.metrics, semantics=semantics, **tuning)
 
     @property
     def primary(self) -> Sink:
