@@ -76,13 +76,18 @@ class _Limit:
 
     def _init_limit(self) -> None:
         self._alarmed = False
+        self._needed = 1          # entities of the last put that found no room
         self.full_events = 0
 
     @property
     def full(self) -> bool:
-        return self.depth >= self.max_length
+        """At the limit: ``max_length`` reached, or a put is refused/waiting for room. A message
+        carries several entities, so the outbox may stop a few entries short of ``max_length``
+        and still refuse input; the alarm gauge and readiness must say so."""
+        return self.depth >= self.max_length or self._alarmed
 
-    def _alarm(self) -> None:
+    def _alarm(self, needed: int = 1) -> None:
+        self._needed = max(1, needed)
         if not self._alarmed:
             self._alarmed = True
             self.full_events += 1
@@ -90,7 +95,8 @@ class _Limit:
                       self.name, self.depth, self.max_length, extra={"outbox": self.name})
 
     def _maybe_clear_alarm(self) -> None:
-        if self._alarmed and self.depth < self.max_length:
+        """Clear once the put that found no room would fit."""
+        if self._alarmed and (self.depth == 0 or self.depth + self._needed <= self.max_length):
             self._alarmed = False
             log.warning("outbox %s has room again (%d entries)", self.name, self.depth, extra={"outbox": self.name})
 
@@ -139,7 +145,7 @@ class MemoryOutbox(_Limit):
         if not entities:
             return
         if self.depth and self.depth + len(entities) > self.max_length:
-            self._alarm()
+            self._alarm(len(entities))
             deadline = time.monotonic() + self.backpressure_wait_s
             while self.depth and self.depth + len(entities) > self.max_length:
                 remaining = deadline - time.monotonic()
@@ -304,7 +310,7 @@ class RedisOutbox(_Limit):
             return
         n = len(entities)
         if self._depth and self._depth + n > self.max_length:
-            self._alarm()
+            self._alarm(n)
             deadline = time.monotonic() + self.backpressure_wait_s
             while True:
                 await self.refresh()
