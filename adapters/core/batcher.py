@@ -51,7 +51,7 @@ def merge_entity(older: dict, newer: dict) -> dict:
 class Batcher:
     def __init__(self, outbox, backend, deadletters, metrics: Metrics, *, semantics: str = "latest-state",
                  batch_size: int = 200, flush_ms: int = 500, retry_base_s: float = 0.5, retry_max_s: float = 30.0,
-                 health_interval_s: float = 10.0):
+                 health_interval_s: float = 10.0, stall_s: float = 10.0):
         self.outbox = outbox
         self.backend = backend
         self.deadletters = deadletters
@@ -62,13 +62,46 @@ class Batcher:
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
         self.health_interval_s = health_interval_s
-        self.broker_ok: bool | None = None
-        self.broker_error: str | None = None
+        self.stall_s = stall_s
+        self._writing_since: float | None = None
+        self._broker_ok: bool | None = None
+        self._broker_error: str | None = None
         self._carry: list[OutboxItem] = []
         self._closing = False
         self._last_io = 0.0
         self._log = RateLimitedLog(log, interval=60.0)
         self.batches = 0
+
+    @property
+    def broker_ok(self) -> bool | None:
+        """The broker answered the last request — and no write has been waiting for an answer for
+        longer than ``stall_s`` (a silently dropped connection answers nothing until the client's
+        timeouts and retries run out; readiness must not stay true meanwhile)."""
+        if self._broker_ok and self._stalled_for() is not None:
+            return False
+        return self._broker_ok
+
+    @broker_ok.setter
+    def broker_ok(self, value: bool | None) -> None:
+        self._broker_ok = value
+
+    @property
+    def broker_error(self) -> str | None:
+        stalled = self._stalled_for()
+        if self._broker_ok and stalled is not None:
+            return f"a broker write has been waiting for an answer for {stalled:.0f} s"
+        return self._broker_error
+
+    @broker_error.setter
+    def broker_error(self, value: str | None) -> None:
+        self._broker_error = value
+
+    def _stalled_for(self) -> float | None:
+        since = self._writing_since
+        if since is None:
+            return None
+        waited = time.monotonic() - since
+        return waited if waited > self.stall_s else None
 
     # -- control -------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -169,11 +202,13 @@ class Batcher:
             attempt += 1
             by_id = {e.entity.get("id"): e for e in pending}
             self._last_io = time.monotonic()
+            self._writing_since = self._last_io
             try:
                 result = await self.backend.write([e.entity for e in pending])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - BrokerUnavailable, 401/403, anything: keep and retry
+                self._writing_since = None
                 partial = getattr(exc, "partial", None)
                 self._set_broker(False, f"{type(exc).__name__}: {exc}")
                 m.counts["errors"] += 1
@@ -183,6 +218,7 @@ class Batcher:
                 if partial is not None and (partial.succeeded or partial.failed):
                     pending = await self._settle(partial, by_id, keep_unreported=True)
                 continue
+            self._writing_since = None
             self._set_broker(True, None)
             pending = await self._settle(result, by_id, keep_unreported=True)
 

@@ -51,8 +51,11 @@ async def test_broker_answering_after_3s_loses_nothing(tmp_path):
 @pytest.mark.slow
 async def test_silently_dropped_connection_loses_nothing(tmp_path):
     sc = _scenario("broker-blackhole-20s", adapter_options={"timeout_s": 2.0})
-    row = await run_scenario(sc, fault_s=6.0, work_root=tmp_path, **SHORT)
+    row = await run_scenario(sc, fault_s=13.0, work_root=tmp_path, **SHORT)
     _assert_nothing_lost(row)
+    # a write hanging longer than the batcher's stall_s (10 s) turns readiness false
+    assert row["observed"].get("not_ready_seen"), row
+    assert "broker" in row["observed"]["failing_checks"], row
 
 
 async def test_mosquitto_restart_loses_nothing(tmp_path):
@@ -87,3 +90,5 @@ async def test_outbox_limit_alarms_and_pushes_back_without_loss(tmp_path):
     assert obs["alarm_logged"], row
     assert obs["emit_refused"] > 0, row          # back-pressure: MQTT messages left unacknowledged
     assert obs["max_outbox_depth"] <= 300, row   # never above the limit
+    assert obs["outbox_full_seen"], row          # the alarm gauge fired …
+    assert "outbox" in obs["failing_checks"], row  # … and readiness names the outbox
