@@ -120,7 +120,7 @@ BROKER_KINDS = ("orion-ld", "scorpio", "stellio", "ngsi-v2")
 
 
 class BrokerConfig(_Strict):
-    kind: Literal["orion-ld", "scorpio", "stellio", "ngsi-v2"] = Field(
+    kind: Literal["orion-ld", "scorpio", "stellio", "ngsi-v2", "sensorthings"] = Field(
         "orion-ld", description="orion-ld | scorpio | stellio (NGSI-LD) or ngsi-v2 (classic Orion); docs/backends/")
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,49}$",
                              description="sink name (logs, readiness, metrics, its Redis stream); default: the kind")
