@@ -88,3 +88,23 @@ async def test_basic_auth_as_frosts_basic_auth_provider_wants_it(monkeypatch):
 def test_a_tenant_is_refused_for_sensorthings():
     with pytest.raises(BackendConfigError, match=r"^broker\.tenant: SensorThings has no tenants"):
         make_backend({"kind": "sensorthings", "url": "http://frost:8080/FROST-Server/v1.1", "tenant": "town"})
+
+
+async def test_a_runtime_config_with_a_sensorthings_sink(sta_server, ns):
+    """``brokers:`` in an adapter config (validated by the runtime's model) → the SensorThings sink."""
+    from adapters import climate
+    from adapters.core.config import load_config
+
+    config, _ = load_config({
+        "adapter": "climate", "namespace": ns,
+        "brokers": [{"name": "orion", "kind": "orion-ld", "url": "http://127.0.0.1:1026"},
+                    {"name": "frost", "kind": "sensorthings", "url": sta_server.url, "batch_size": 100}],
+        "sources": [], "settings": {},
+    }, adapter=climate.ADAPTER, env={})
+    (name, key, broker), = [s for s in config.sink_configs() if s[2].kind == "sensorthings"]
+    assert (name, key) == ("frost", "brokers[1]")
+    backend = make_backend(broker, key=key)
+    assert isinstance(backend, SensorThingsBackend) and backend.batch_size == 100
+    async with backend:
+        await check_backend(backend, key=key)
+        assert (await backend.write([weather(ns)])).ok
