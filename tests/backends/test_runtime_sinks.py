@@ -144,6 +144,6 @@ def test_cli_reports_a_bad_kind_without_a_traceback(tmp_path):
     res = subprocess.run([sys.executable, "-m", "adapters.core.cli", "run", "parking", "--config", str(path)],
                          capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 2
-    assert "configuration error: broker.kind: Input should be 'orion-ld', 'scorpio', 'stellio' or 'ngsi-v2'" \
-        in res.stderr
+    assert ("configuration error: broker.kind: Input should be 'orion-ld', 'scorpio', 'stellio', 'ngsi-v2' "
+            "or 'sensorthings'") in res.stderr
     assert "Traceback" not in res.stderr
