@@ -667,7 +667,9 @@ class BrokerApp:
                 or not self._ATTR_PATH_RE.match(attr_name):
             raise bad_request("Invalid attribute name", f"{attr_name} is not an attribute name")
 
-    async def patch_attr(self, req: Req) -> web.Response:
+    async def _existing_attribute(self, req: Req):
+        """The request's fragment for ``/entities/{id}/attrs/{attr}`` and the attribute it addresses
+        (404 unless the entity and the attribute exist)."""
         body = self._require_object(req)
         ctx = await self._ctx_for(req)
         tenant = self._tenant(req)
@@ -677,8 +679,11 @@ class BrokerApp:
         iri = ctx.expand(attr_name)
         if iri not in entity.attrs:
             raise not_found("Attribute Not Found", attr_name)
-        now = now_ms()
         fragment = {k: v for k, v in body.items() if k != "@context"}
+        return ctx, tenant, entity, attr_name, iri, now_ms(), fragment
+
+    async def patch_attr(self, req: Req) -> web.Response:
+        ctx, tenant, entity, attr_name, iri, now, fragment = await self._existing_attribute(req)
         if not fragment:
             raise bad_request("Invalid Payload Body", "Empty Object")
         existing_type = entity.attrs[iri][0].get("type")
@@ -708,17 +713,7 @@ class BrokerApp:
         return self._empty(204)
 
     async def put_attr(self, req: Req) -> web.Response:
-        body = self._require_object(req)
-        ctx = await self._ctx_for(req)
-        tenant = self._tenant(req)
-        entity_id, attr_name = req.path_args
-        self._check_attr_path(attr_name)
-        entity = self._entity(tenant, entity_id, "Entity does not exist")
-        iri = ctx.expand(attr_name)
-        if iri not in entity.attrs:
-            raise not_found("Attribute Not Found", attr_name)
-        now = now_ms()
-        fragment = {k: v for k, v in body.items() if k != "@context"}
+        ctx, tenant, entity, attr_name, iri, now, fragment = await self._existing_attribute(req)
         parsed = parse_attribute(attr_name, fragment, ctx, now)
         put_instances(entity, iri, parsed, now)  # type: ignore[arg-type]
         entity.modified = now
