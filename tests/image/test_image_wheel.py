@@ -132,9 +132,23 @@ def test_every_tracked_data_file_is_in_the_wheel(image_venv):
     tracked = subprocess.run(["git", "ls-files", "adapters", "broker_client", "schemas"], cwd=ROOT,
                              capture_output=True, text=True, check=True).stdout.split()
     names = set(zipfile.ZipFile(wheel).namelist())
-    # tests are not part of the runtime; a file tracked but deleted in the work tree does not count
-    missing = [f for f in tracked if f not in names and "/tests/" not in f and (ROOT / f).exists()]
+    # tests and their sample payloads are not part of the runtime; a file tracked but deleted in the
+    # work tree does not count
+    missing = [f for f in tracked if f not in names and not _test_only(f) and (ROOT / f).exists()]
     assert not missing, f"{len(missing)} files missing from {wheel.name}: {missing[:20]}"
+
+
+def _test_only(path: str) -> bool:
+    return "/tests/" in path or "/testdata/" in path
+
+
+def test_tests_and_testdata_stay_out_of_the_wheel(image_venv):
+    """The image ships the runtime only: the families' tests and sample payloads stay in the repository."""
+    wheel, *_ = image_venv
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = [n for n in names if _test_only(n)]
+    assert not shipped, f"{len(shipped)} test files in {wheel.name}: {shipped[:10]}"
+    assert any(n.startswith("adapters/parking/") for n in names)  # the family itself is there
 
 
 def test_run_help_from_the_installed_wheel(image_venv):
