@@ -116,6 +116,33 @@ class OAuth2Auth(_Strict):
                                        scope=self.scope, audience=self.audience)
 
 
+class BasicAuth(_Strict):
+    """HTTP Basic (FROST-Server's BasicAuthProvider; kind sensorthings)."""
+
+    kind: Literal["basic"]
+    username: str = Field(min_length=1, pattern=r"^[^:]+$")
+    password: SecretStr | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "BasicAuth":
+        if sum(x is not None for x in (self.password, self.password_env, self.password_file)) != 1:
+            raise ValueError("basic auth needs exactly one of password, password_env, password_file")
+        if self.password_env is not None and not os.environ.get(self.password_env):
+            raise ValueError(f"password_env: environment variable {self.password_env} is not set")
+        return self
+
+    def build(self):
+        from broker_client.sensorthings.basic_auth import BasicAuth as _Basic
+
+        if self.password is not None:
+            return _Basic(self.username, self.password.get_secret_value())
+        if self.password_env is not None:
+            return _Basic(self.username, password_env=self.password_env)
+        return _Basic(self.username, password_file=self.password_file)
+
+
 BROKER_KINDS = ("orion-ld", "scorpio", "stellio", "ngsi-v2")
 
 
@@ -138,7 +165,9 @@ class BrokerConfig(_Strict):
         None, description="at outbox.max_length: hold the sources (default for the first sink) or dead-letter "
                           "for this sink only (default for the others)")
     context: str | None = Field(None, description="@context URL sent in the Link header (default: the adapter's)")
-    auth: Annotated[Union[TokenAuth, OAuth2Auth], Field(discriminator="kind")] | None = None
+    auth: Annotated[Union[TokenAuth, OAuth2Auth, BasicAuth], Field(discriminator="kind")] | None = None
+    data_array: bool | None = Field(None, description="sensorthings: write Observations with the dataArray "
+                                                       "extension (default: if the server's conformance lists it)")
     batch_size: int = Field(200, ge=1, le=900, description="flush at this many entities …")
     flush_ms: int = Field(500, ge=1, description="… or after this many milliseconds")
     timeout_s: float = Field(10.0, gt=0)
@@ -150,6 +179,12 @@ class BrokerConfig(_Strict):
     def _url(self) -> "BrokerConfig":
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"url must start with http:// or https:// (got {self.url!r})")
+        if self.kind != "sensorthings":
+            if self.data_array is not None:
+                raise ValueError("data_array: only for kind sensorthings")
+            if isinstance(self.auth, BasicAuth):
+                raise ValueError("auth.kind: basic is for kind sensorthings (FROST-Server); "
+                                 "NGSI brokers take token or oauth2")
         return self
 
 

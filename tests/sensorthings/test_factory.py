@@ -108,3 +108,34 @@ async def test_a_runtime_config_with_a_sensorthings_sink(sta_server, ns):
     async with backend:
         await check_backend(backend, key=key)
         assert (await backend.write([weather(ns)])).ok
+
+
+async def test_runtime_config_takes_basic_auth_and_data_array(monkeypatch, ns):
+    """The adapter config (not only the factory) accepts FROST's basic auth and the dataArray switch."""
+    from adapters import climate
+    from adapters.core.config import load_config
+    from adapters.core.errors import ConfigError
+
+    fake, runner = await start_fake_frost(authorization="Basic " + base64.b64encode(b"write:write").decode())
+    monkeypatch.setenv("FROST_PASSWORD", "write")
+    try:
+        doc = {"adapter": "climate", "namespace": ns, "sources": [], "settings": {},
+               "broker": {"kind": "sensorthings", "url": fake.url, "data_array": False,
+                          "auth": {"kind": "basic", "username": "write", "password_env": "FROST_PASSWORD"}}}
+        config, _ = load_config(doc, adapter=climate.ADAPTER, env={})
+        assert config.broker.data_array is False
+        backend = make_backend(config.broker)
+        assert backend.data_array_forced is False and "write" in repr(backend.http.auth)
+        async with backend:
+            await check_backend(backend)
+            assert (await backend.write([weather(ns)])).ok
+    finally:
+        await runner.cleanup()
+    # what the model refuses, naming the key
+    for broker, key in (({"kind": "orion-ld", "url": "http://o:1026", "data_array": True}, "data_array"),
+                        ({"kind": "orion-ld", "url": "http://o:1026",
+                          "auth": {"kind": "basic", "username": "u", "password": "p"}}, "auth.kind"),
+                        ({"kind": "sensorthings", "url": "http://f:8080/v1.1",
+                          "auth": {"kind": "basic", "username": "u"}}, "basic auth needs exactly one")):
+        with pytest.raises(ConfigError, match=key):
+            load_config({**doc, "broker": broker}, adapter=climate.ADAPTER, env={})
