@@ -574,15 +574,21 @@ class BrokerApp:
     def _not_updated(self, names: list[str], status: int, title: str) -> dict:
         return {"attributes": names, "statusCode": status, "title": title}
 
-    async def append_attrs(self, req: Req) -> web.Response:
+    async def _fragment_for_entity(self, req: Req, *, check_id: bool = True):
+        """``(body, context, tenant, entity, now)`` of a request whose body is a fragment of the
+        existing entity ``/entities/{id}`` (404 if absent; 400 if the body names another id)."""
         body = self._require_object(req)
         ctx = await self._ctx_for(req)
         tenant = self._tenant(req)
         entity = self._entity(tenant, req.path_args[0], "Entity does not exist")
-        now = now_ms()
-        raw_id = body.get("id", body.get("@id"))
-        if raw_id is not None and raw_id != entity.id:
-            raise bad_request("Mismatching Entity ID", f"{raw_id} in the payload, {entity.id} in the URL")
+        if check_id:
+            raw_id = body.get("id", body.get("@id"))
+            if raw_id is not None and raw_id != entity.id:
+                raise bad_request("Mismatching Entity ID", f"{raw_id} in the payload, {entity.id} in the URL")
+        return body, ctx, tenant, entity, now_ms()
+
+    async def append_attrs(self, req: Req) -> web.Response:
+        body, ctx, tenant, entity, now = await self._fragment_for_entity(req)
         _, types, attrs, scope = parse_entity_body(body, ctx, now, need_id=False, need_type=False)
         no_overwrite = "noOverwrite" in req.options
         updated, not_updated, touched = [], [], set()
@@ -615,11 +621,7 @@ class BrokerApp:
         return self._empty(204)
 
     async def update_attrs(self, req: Req) -> web.Response:
-        body = self._require_object(req)
-        ctx = await self._ctx_for(req)
-        tenant = self._tenant(req)
-        entity = self._entity(tenant, req.path_args[0], "Entity does not exist")
-        now = now_ms()
+        body, ctx, tenant, entity, now = await self._fragment_for_entity(req, check_id=False)
         _, types, attrs, scope = parse_entity_body(body, ctx, now, need_id=False, need_type=False,
                                                    allow_delete=True)
         tenant.add_types(entity, types)  # NGSI-LD 1.8: types in the fragment are added
@@ -743,14 +745,7 @@ class BrokerApp:
         return self._empty(204)
 
     async def merge_entity(self, req: Req) -> web.Response:
-        body = self._require_object(req)
-        ctx = await self._ctx_for(req)
-        tenant = self._tenant(req)
-        entity = self._entity(tenant, req.path_args[0], "Entity does not exist")
-        now = now_ms()
-        raw_id = body.get("id", body.get("@id"))
-        if raw_id is not None and raw_id != entity.id:
-            raise bad_request("Mismatching Entity ID", f"{raw_id} in the payload, {entity.id} in the URL")
+        body, ctx, tenant, entity, now = await self._fragment_for_entity(req)
         _, types, attrs, scope = parse_entity_body(body, ctx, now, need_id=False, need_type=False,
                                                    allow_delete=True)
         tenant.add_types(entity, types)
@@ -763,14 +758,7 @@ class BrokerApp:
         return self._empty(204)
 
     async def replace_entity(self, req: Req) -> web.Response:
-        body = self._require_object(req)
-        ctx = await self._ctx_for(req)
-        tenant = self._tenant(req)
-        entity = self._entity(tenant, req.path_args[0], "Entity does not exist")
-        now = now_ms()
-        raw_id = body.get("id", body.get("@id"))
-        if raw_id is not None and raw_id != entity.id:
-            raise bad_request("Mismatching Entity ID", f"{raw_id} in the payload, {entity.id} in the URL")
+        body, ctx, tenant, entity, now = await self._fragment_for_entity(req)
         _, types, attrs, scope = parse_entity_body(body, ctx, now, need_id=False, need_type=False)
         touched = set(entity.attrs) | set(attrs)
         tenant.replace(entity, types or entity.types, attrs, scope, now)  # type: ignore[arg-type]
