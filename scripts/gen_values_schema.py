@@ -12,7 +12,9 @@ adapter's config-file schema (``adapters.core.config.config_model(spec)``, the s
 - ``adapter`` and ``http`` (the chart sets the name and the port its probes use),
 - ``broker.auth`` (use ``broker.auth`` / ``adapters.<name>.brokerAuth``: a Secret mounted as a file),
 - ``outbox.kind`` and ``outbox.url`` (from ``outbox.kind`` and ``redis``),
-- nothing is required (``namespace`` defaults to ``entityNamespace``, ``broker.url`` to ``broker.url``).
+- nothing is required (``namespace`` defaults to ``entityNamespace``, ``broker.url`` to ``broker.url``),
+- ``brokers`` (several sinks: the chart's ``brokers`` / ``adapters.<name>.brokers``, whose entries are
+  the runtime's broker model with the chart's Secret-based ``auth``, ``$defs/sink``).
 
 Source entries must name their ``kind``. It also copies schemas/contexts/stadtlink-context.jsonld
 into the chart (files/), from which the template builds the in-cluster compound context.
@@ -95,7 +97,7 @@ def adapter_config_schema(spec: Any, defs: dict[str, Any], owner: str) -> dict[s
     broker.pop("required", None)
     broker["title"] = "broker (overrides the chart's broker.* for this adapter; auth: use brokerAuth)"
     props["broker"] = broker
-    props.pop("brokers", None)   # the chart renders one broker per adapter (several sinks: docs/backends/)
+    props.pop("brokers", None)   # several sinks: the chart's brokers / adapters.<name>.brokers (auth from Secrets)
     outbox = copy.deepcopy(defs["OutboxConfig"])
     for key in ("kind", "url"):
         outbox["properties"].pop(key, None)
@@ -199,6 +201,29 @@ ENABLED_NEEDS_SOURCES = {
 }
 
 
+def broker_kinds() -> list[str]:
+    """The sink kinds the runtime accepts (``BrokerConfig.kind``)."""
+    from adapters.core.config import BrokerConfig
+
+    return list(BrokerConfig.model_json_schema()["properties"]["kind"]["enum"])
+
+
+def sink_entry(defs: dict[str, Any]) -> dict[str, Any]:
+    """One entry of ``brokers`` / ``adapters.<name>.brokers``: the runtime's BrokerConfig with the
+    chart's ``auth`` (a Secret reference) instead of the runtime's (which could carry a value)."""
+    sink = copy.deepcopy(defs["BrokerConfig"])
+    sink["properties"]["auth"] = AUTH
+    sink["properties"]["url"] = {**sink["properties"]["url"], "pattern": "^https?://"}
+    sink["required"] = ["url"]
+    sink["additionalProperties"] = False
+    sink["title"] = "one sink (runtime brokers[] format; auth: a Secret like broker.auth)"
+    return sink
+
+
+SINKS = {"type": "array", "items": {"$ref": "#/$defs/sink"},
+         "description": "several sinks, each with its own outbox (docs/backends/README.md)"}
+
+
 def adapter_entry(config_ref: str, name: str) -> dict[str, Any]:
     props = {
         "enabled": BOOL,
@@ -209,6 +234,7 @@ def adapter_entry(config_ref: str, name: str) -> dict[str, Any]:
                           "propertyNames": {"pattern": "^[-._a-zA-Z0-9]+$"},
                           "additionalProperties": STR},
         "brokerAuth": AUTH,
+        "brokers": {**SINKS, "description": "this adapter's sinks (replaces the release's brokers)"},
         "env": {"type": "object", "propertyNames": {"pattern": ENV_NAME},
                 "additionalProperties": {"type": ["string", "number", "boolean"]}},
         "extraEnv": {"type": "array", "items": {"type": "object", "required": ["name"]}},
@@ -229,6 +255,19 @@ def adapter_entry(config_ref: str, name: str) -> dict[str, Any]:
             "properties": props, "allOf": [PULL_RULE, ENABLED_NEEDS_SOURCES]}
 
 
+# broker.url (one sink) or brokers (several), not both: with brokers the single-broker keys must
+# stay at their empty defaults (the templates fail with the same rule and a message naming the key)
+ONE_OR_SEVERAL_SINKS = {
+    "if": {"required": ["brokers"], "properties": {"brokers": {"minItems": 1}}},
+    "then": {"properties": {"broker": {"properties": {
+        "url": {"const": "", "description": "give broker.url or brokers, not both"},
+        "kind": {"const": ""}, "tenant": {"const": ""}, "context": {"const": ""},
+        "auth": {"properties": {"kind": {"const": "none"}}}}}}},
+    "else": {"required": ["broker"], "properties": {"broker": {
+        "required": ["url"], "properties": {"url": {"minLength": 1}}}}},
+}
+
+
 def build_schema() -> dict[str, Any]:
     from adapters.core.config import config_model
 
@@ -242,6 +281,7 @@ def build_schema() -> dict[str, Any]:
                                                     "description": "the plugin adapter's own settings"}
     configs["generic"]["title"] = "plugin adapter configuration (common keys only)"
     _source_defs_need_kind(defs)
+    defs["sink"] = sink_entry(defs)
     for name, schema in configs.items():
         defs[f"config.{name}"] = schema
     for name in adapters:
@@ -258,14 +298,15 @@ def build_schema() -> dict[str, Any]:
         "entityNamespace": {"type": "string", "minLength": 1, "pattern": "^[^\\s:<>\"'=;()]+$",
                             "description": "urn:ngsi-ld:<Type>:<entityNamespace>:<id>"},
         "broker": _obj({
-            "kind": {"enum": ["", "orion-ld", "scorpio", "stellio", "ngsi-v2"],
+            "kind": {"enum": ["", *broker_kinds()],
                      "description": "broker kind (docs/backends/); empty: orion-ld"},
-            "url": {"type": "string", "minLength": 1, "pattern": "^https?://",
-                    "description": "broker base URL"},
+            "url": {"type": "string", "pattern": "^(https?://.*)?$",
+                    "description": "broker base URL (required unless brokers is given)"},
             "tenant": STR,
             "context": {"type": "string", "anyOf": [{"const": ""}, {"pattern": "^https?://"}]},
             "auth": AUTH,
-        }, required=["url"]),
+        }),
+        "brokers": SINKS,
         "outbox": _obj({"kind": {"enum": ["redis", "memory"]}, "keyPrefix": STR}),
         "redis": _obj({
             "enabled": BOOL,
@@ -317,8 +358,9 @@ def build_schema() -> dict[str, Any]:
         "description": "Generated by scripts/gen_values_schema.py from the stadtlink runtime config models; do not edit.",
         "type": "object",
         "additionalProperties": False,
-        "required": ["broker", "entityNamespace"],
+        "required": ["entityNamespace"],
         "properties": properties,
+        "allOf": [ONE_OR_SEVERAL_SINKS],
         "$defs": dict(sorted(defs.items())),
     }
 

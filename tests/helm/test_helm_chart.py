@@ -14,7 +14,7 @@ CI_NAMES = [p.name.removesuffix("-values.yaml") for p in hk.CI_VALUES]
 
 
 def test_the_ci_values_sets_cover_the_issue():
-    assert {"defaults", "all-adapters", "external-redis", "oauth2", "networkpolicy"} <= set(CI_NAMES)
+    assert {"defaults", "all-adapters", "external-redis", "oauth2", "networkpolicy", "two-sinks"} <= set(CI_NAMES)
 
 
 def test_the_engine_is_helm_v4_from_the_sdk():

@@ -40,6 +40,24 @@ def configmaps_of_adapters(docs):
         yield d, hk.named(docs, "ConfigMap", cm_name), spec["containers"][0]
 
 
+def mount_broker_secrets(config_text: str, container: dict, where: Path, secret: str = "s3cret") -> str:
+    """The broker-auth Secrets as the kubelet would mount them: each broker-auth volume of the
+    container (``broker-auth`` for the single broker, ``broker-auth-<i>`` per sink) becomes a
+    directory under ``where`` holding every key file the config names; the config's paths are
+    moved there. Fails if the config names a file under a directory that is not mounted."""
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"] if m["name"].startswith("broker-auth")}
+    named = re.findall(re.escape(SECRET_DIR) + r"(-\d+)?/([-._A-Za-z0-9]+)", config_text)
+    for suffix, key in named:
+        mount = SECRET_DIR + suffix
+        assert mount in mounts, f"{mount}/{key} is named in the config but no Secret is mounted there"
+        local = where / mounts[mount]
+        local.mkdir(exist_ok=True)
+        (local / key).write_text(secret + "\n")
+    for mount, name in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
+        config_text = config_text.replace(mount + "/", f"{where / name}/")
+    return config_text
+
+
 class AnySecret(dict):
     """Any Secret key resolves; an external Redis URL Secret to a URL (as an operator would fill it)."""
 
@@ -59,12 +77,7 @@ def test_every_rendered_config_loads_in_the_runtime(name, tmp_path, monkeypatch)
         where.mkdir()
         for file, text in cm["data"].items():
             (where / file).write_text(text, encoding="utf-8")
-        # the broker-auth Secret as the kubelet would mount it
-        secrets_dir = where / "broker-auth"
-        secrets_dir.mkdir()
-        for key in ("client-secret", "token"):
-            (secrets_dir / key).write_text("s3cret\n")
-        text = (where / "config.yaml").read_text().replace(SECRET_DIR, str(secrets_dir))
+        text = mount_broker_secrets((where / "config.yaml").read_text(), container, where)
         data = yaml.safe_load(text)
         env = pod_env(container, AnySecret())
         for k, v in env.items():
@@ -79,7 +92,8 @@ def test_every_rendered_config_loads_in_the_runtime(name, tmp_path, monkeypatch)
             assert config.outbox.url.startswith("redis://"), config.outbox.url
             assert "$(" not in config.outbox.url
         count += 1
-    expected = {"defaults": 0, "all-adapters": 5, "external-redis": 1, "oauth2": 2, "networkpolicy": 1}
+    expected = {"defaults": 0, "all-adapters": 5, "external-redis": 1, "oauth2": 2, "networkpolicy": 1,
+                "two-sinks": 2}
     assert count == expected.get(name, count)
 
 

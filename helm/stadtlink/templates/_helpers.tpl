@@ -249,15 +249,109 @@ null
 {{- end -}}
 {{- end -}}
 
+{{/* Several sinks ------------------------------------------------------------------------------- */}}
+{{/* The sink list of an adapter: adapters.<name>.brokers, else the release's brokers, else empty
+     (the single `broker`). Returns JSON {"list": [...], "where": "<values key>"}. */}}
+{{- define "stadtlink.sinks" -}}
+{{- $own := .a.brokers | default list -}}
+{{- if $own -}}
+{{- toJson (dict "list" $own "where" (printf "adapters.%s.brokers" .name)) -}}
+{{- else if .root.Values.brokers -}}
+{{- toJson (dict "list" .root.Values.brokers "where" "brokers") -}}
+{{- else -}}
+{{- toJson (dict "list" list "where" "") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A sink entry's chart auth value with kind defaulting to none. */}}
+{{- define "stadtlink.sinkAuth" -}}
+{{- toJson (mustMergeOverwrite (dict "kind" "none") (deepCopy (.auth | default dict))) -}}
+{{- end -}}
+
+{{/* Where the Secret of sink i is mounted. */}}
+{{- define "stadtlink.sinkAuthDir" -}}
+{{- printf "/var/run/secrets/stadtlink/broker-auth-%d" (int .) -}}
+{{- end -}}
+
+{{/* Checks of a sink list (args: dict "list" [...] "where" "brokers"), also with
+     --skip-schema-validation: each url, each auth, and the sink names the runtime derives
+     (name, else kind when it is the only one of its kind, else <kind>-<i>) must be unique. */}}
+{{- define "stadtlink.checkSinks" -}}
+{{- $where := .where -}}
+{{- $kinds := list -}}
+{{- range .list -}}{{- $kinds = append $kinds (.kind | default "orion-ld") -}}{{- end -}}
+{{- $names := list -}}
+{{- range $i, $s := .list -}}
+{{- if not (kindIs "map" $s) -}}
+{{- fail (printf "%s[%d]: each sink is a mapping with at least url (and kind, name, ...)" $where $i) -}}
+{{- end -}}
+{{- if not (regexMatch "^https?://" ($s.url | default "" | toString)) -}}
+{{- fail (printf "%s[%d].url: the sink's base URL is required and must start with http:// or https:// (got %q)" $where $i ($s.url | default "" | toString)) -}}
+{{- end -}}
+{{- $auth := include "stadtlink.sinkAuth" (dict "auth" $s.auth) | fromJson -}}
+{{- include "stadtlink.checkAuth" (dict "auth" $auth "where" (printf "%s[%d].auth" $where $i)) -}}
+{{- $kind := $s.kind | default "orion-ld" -}}
+{{- $name := $s.name | default "" -}}
+{{- if not $name -}}
+{{- $count := 0 -}}
+{{- range $kinds -}}{{- if eq . $kind -}}{{- $count = add1 $count -}}{{- end -}}{{- end -}}
+{{- $name = ternary $kind (printf "%s-%d" $kind $i) (eq (int $count) 1) -}}
+{{- end -}}
+{{- if has $name $names -}}
+{{- fail (printf "%s[%d].name: %q names two sinks; give each a different name" $where $i $name) -}}
+{{- end -}}
+{{- $names = append $names $name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Checks of one adapter's sinks: with a list (its own or the release's) neither config.broker
+     nor brokerAuth may be given -- they would say which of the sinks? */}}
+{{- define "stadtlink.checkAdapterSinks" -}}
+{{- $sinks := include "stadtlink.sinks" (dict "root" .root "name" .name "a" .a) | fromJson -}}
+{{- if $sinks.list -}}
+{{- if (.a.config | default dict).broker -}}
+{{- fail (printf "adapters.%s.config.broker: this adapter writes to several sinks (%s); set their keys in the entries of %s (adapters.%s.brokers replaces the release's list for this adapter), not in config.broker" .name $sinks.where $sinks.where .name) -}}
+{{- end -}}
+{{- if (.a.brokerAuth | default dict).kind -}}
+{{- fail (printf "adapters.%s.brokerAuth: this adapter writes to several sinks (%s); give each sink its own auth in %s[i].auth" .name $sinks.where $sinks.where) -}}
+{{- end -}}
+{{- include "stadtlink.checkSinks" $sinks -}}
+{{- end -}}
+{{- end -}}
+
+{{/* One sink entry → its runtime config: the entry minus the chart auth, the auth as files of its
+     Secret (mounted at broker-auth-<i>), and the in-chart @context for NGSI-LD kinds. */}}
+{{- define "stadtlink.sinkConfig" -}}
+{{- $s := deepCopy .sink -}}
+{{- $auth := include "stadtlink.sinkAuth" (dict "auth" $s.auth) | fromJson -}}
+{{- $_ := unset $s "auth" -}}
+{{- $authCfg := include "stadtlink.authConfig" (dict "auth" $auth "dir" (include "stadtlink.sinkAuthDir" .i)) | fromJson -}}
+{{- if $authCfg -}}{{- $_ := set $s "auth" $authCfg -}}{{- end -}}
+{{- if and (not $s.context) (has ($s.kind | default "orion-ld") (list "orion-ld" "scorpio" "stellio")) -}}
+{{- with (include "stadtlink.contextURL" .root) -}}{{- $_ := set $s "context" . -}}{{- end -}}
+{{- end -}}
+{{- toJson $s -}}
+{{- end -}}
+
 {{/* The whole config file of one adapter shard, as YAML: the adapter's `config` plus what the chart
-     owns (adapter, http, outbox kind/url/prefix, broker url/tenant/context/auth defaults, the
-     registry files) and, with shards > 1, only this shard's targets of each pull source.
+     owns (adapter, http, outbox kind/url/prefix, broker url/tenant/context/auth defaults -- or the
+     brokers list, each sink's auth from its own Secret --, the registry files) and, with shards > 1,
+     only this shard's targets of each pull source.
      Args: dict "root" $ "name" name "a" adapter "shard" i "shards" n */}}
 {{- define "stadtlink.adapterConfig" -}}
 {{- $root := .root -}}{{- $a := .a -}}{{- $shard := int .shard -}}{{- $shards := int .shards -}}
 {{- $cfg := deepCopy ($a.config | default dict) -}}
 {{- $_ := set $cfg "adapter" .name -}}
 {{- if not $cfg.namespace -}}{{- $_ := set $cfg "namespace" $root.Values.entityNamespace -}}{{- end -}}
+{{- $sinks := include "stadtlink.sinks" (dict "root" $root "name" .name "a" $a) | fromJson -}}
+{{- if $sinks.list -}}
+{{- $out := list -}}
+{{- range $i, $s := $sinks.list -}}
+{{- $out = append $out (include "stadtlink.sinkConfig" (dict "root" $root "sink" $s "i" $i) | fromJson) -}}
+{{- end -}}
+{{- $_ := unset $cfg "broker" -}}
+{{- $_ := set $cfg "brokers" $out -}}
+{{- else -}}
 {{- $broker := dict "url" $root.Values.broker.url -}}
 {{- with $root.Values.broker.kind -}}{{- $_ := set $broker "kind" . -}}{{- end -}}
 {{- with $root.Values.broker.tenant -}}{{- $_ := set $broker "tenant" . -}}{{- end -}}
@@ -266,6 +360,7 @@ null
 {{- $authCfg := include "stadtlink.authConfig" (dict "auth" $auth "dir" "/var/run/secrets/stadtlink/broker-auth") | fromJson -}}
 {{- if $authCfg -}}{{- $_ := set $broker "auth" $authCfg -}}{{- end -}}
 {{- $_ := set $cfg "broker" (mustMergeOverwrite $broker ($cfg.broker | default dict)) -}}
+{{- end -}}
 {{- $outbox := dict "kind" $root.Values.outbox.kind "key_prefix" (default (include "stadtlink.fullname" $root) $root.Values.outbox.keyPrefix) -}}
 {{- if and (eq $root.Values.outbox.kind "redis") (not (include "stadtlink.redisInChart" $root)) $root.Values.redis.external.url -}}
 {{- $_ := set $outbox "url" $root.Values.redis.external.url -}}
