@@ -172,6 +172,9 @@ class MapContext:
     now: datetime | None = None          # the adapter clock (for timers only; never an observedAt)
     lenient: bool = False                # `stadtlink decode --entity`: report missing registry data, don't fail
     missing: list[str] = field(default_factory=list)
+    #: Field-level writes to state shared by all replicas (adapters/core/shared.py), set by the
+    #: runtime when the adapter's ``derive`` hook is on; None otherwise (the mapper maps inline).
+    shared: Any = None
 
     def device(self, reading: Reading) -> DeviceRecord | None:
         return self.registry.lookup(reading.device_id, reading.meta.get("dev_eui"))
@@ -223,6 +226,9 @@ class AdapterSpec:
     tick: Callable[[MapContext], list[dict]] | None = None
     tick_interval: float = 30.0
     context: str = STADTLINK_CONTEXT_URL
+    #: Entities derived from state shared by the replicas (Redis), computed by one replica at a
+    #: time: an :class:`adapters.core.shared.DeriveHook` (e.g. parking site aggregates). Optional.
+    derive: Any = None
 
     def profile(self, name: str) -> Profile:
         try:

@@ -97,6 +97,8 @@ class Pipeline:
         self._device: str | None = None    # the device of the message being decoded (for dead letters)
         self._profiles: dict[str, Any] = {}
         self._lock = asyncio.Lock()
+        #: adapters/core/shared.py SharedState when the adapter's derive hook is on (set by the runner)
+        self.shared_state = None
 
     # -- entry points ------------------------------------------------------------------------------
     def emitter(self, *, profile: str | None = None, options: Mapping[str, Any] | None = None):
@@ -152,6 +154,8 @@ class Pipeline:
         ctx.now = now
         state = ctx.state
         state.begin()
+        if ctx.shared is not None:
+            ctx.shared.clear()     # writes of a message that was refused earlier: redelivered, mapped again
         entities: list[dict] = []
         seen = self.metrics.last_seen
         wall = time.time()
@@ -217,34 +221,50 @@ class Pipeline:
         await self._enqueue(entities)
         return len(entities)
 
-    async def admit_entities(self, entities: list[dict]) -> int:
-        """Check and enqueue ready-made entities (dead-letter replay of broker rejections)."""
+    async def admit_entities(self, entities: list[dict], shared_ops: list[tuple] | None = None) -> int:
+        """Check and enqueue ready-made entities (dead-letter replay of broker rejections, derived
+        entities with the shared-state writes that go with them)."""
         async with self._lock:
-            return await self._admit_entities(entities)
+            return await self._admit_entities(entities, shared_ops)
 
-    async def _admit_entities(self, entities: list[dict]) -> int:
+    async def _admit_entities(self, entities: list[dict], shared_ops: list[tuple] | None = None) -> int:
         entities = await self._admit(entities, None, None, None, None)
         self.ctx.state.begin()
-        await self._enqueue(entities)
+        await self._enqueue(entities, shared_ops if shared_ops is not None else [])
         return len(entities)
 
-    async def _enqueue(self, entities: list[dict]) -> None:
+    async def _enqueue(self, entities: list[dict], shared_ops: list[tuple] | None = None) -> None:
         """Put the entities into the outbox with the mapper state changes they came with.
 
         With the Redis outbox both go into one MULTI/EXEC (one round trip, stored together or not
-        at all). If the outbox refuses, the state changes are undone: the source redelivers the
-        message and the mapping must not count twice.
+        at all), and so do the writes to shared state (``ctx.shared``, adapters/core/shared.py).
+        If the outbox refuses, the state changes are undone: the source redelivers the message
+        and the mapping must not count twice.
         """
         state = self.ctx.state
+        writes = self.ctx.shared
+        if shared_ops is None:
+            shared_ops = writes.take() if writes is not None else []
         observed = self._advanced(entities) if entities else None
         add_to = getattr(self.state_backend, "add_to", None) if self.state_backend is not None else None
         combined = bool(entities) and add_to is not None and getattr(self.outbox, "kind", None) == "redis"
+        shared = self.shared_state if shared_ops else None
         changed: dict[str, Any] = {}
         deleted: set[str] = set()
         try:
+            if shared is not None and not combined:
+                # no transaction to join (no entities, or a multi-sink outbox): shared state first,
+                # so that a refused outbox put is redelivered and re-applied (idempotent)
+                await shared.apply(shared_ops)
             if combined:
                 changed, deleted = state.take_changes()
-                await self.outbox.put(entities, extra=lambda pipe: add_to(pipe, changed, deleted, observed))
+
+                def extra(pipe):
+                    add_to(pipe, changed, deleted, observed)
+                    if shared is not None:
+                        shared.add_to(pipe, shared_ops)
+
+                await self.outbox.put(entities, extra=extra)
             elif entities:
                 await self.outbox.put(entities)
         except BaseException:

@@ -29,6 +29,7 @@ from .health import HttpServer, create_app
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .registry import DeviceRegistry
+from .shared import DerivedLoop, Lease, SharedState, SharedWrites
 from .state import MemoryStateBackend, RedisStateBackend
 
 log = logging.getLogger("stadtlink.runner")
@@ -36,6 +37,17 @@ log = logging.getLogger("stadtlink.runner")
 
 class StartupError(Exception):
     """The adapter cannot start (e.g. Redis unreachable); not a configuration mistake."""
+
+
+def derive_options(adapter: AdapterSpec, config: Any):
+    """The options of the adapter's derive hook when its settings turn it on, else None. It keeps
+    its state in Redis: a ConfigError naming the setting when the outbox is not Redis."""
+    hook = adapter.derive
+    opts = hook.options(config.settings) if hook is not None else None
+    if opts is not None and config.outbox.kind != "redis":
+        raise ConfigError(f"{hook.setting}: needs state shared by the replicas in Redis; set outbox.kind: redis "
+                          f"(and outbox.url), or keep the default")
+    return opts
 
 
 def _resolve_adapter(adapter: AdapterSpec | str | None, data_adapter: str | None) -> AdapterSpec:
@@ -78,6 +90,7 @@ class Runner:
         self._started = False
         self._stopping = False
         self._stop_event: asyncio.Event | None = None
+        self.derived: DerivedLoop | None = None
 
     # -- construction ------------------------------------------------------------------------------
     @classmethod
@@ -98,6 +111,7 @@ class Runner:
             data_adapter = read_config_file(config).get("adapter")
         spec = _resolve_adapter(adapter, data_adapter if isinstance(data_adapter, str) else None)
         cfg, base = load_config(config, adapter=spec, env=env, base_dir=base_dir)
+        derive_options(spec, cfg)
         runner = cls(spec, cfg, base, backend=backend, sources=sources, redis_client=redis_client)
         # the registry is part of the configuration: its errors surface here, not at start()
         runner.registry = DeviceRegistry.load(inline=cfg.devices, files=cfg.registry_files, base_dir=base)
@@ -181,6 +195,25 @@ class Runner:
                                  state_backend=self.state_backend if cfg.outbox.kind == "redis" else None,
                                  outbox=self.outbox, deadletters=self.deadletters, metrics=self.metrics,
                                  check=cfg.check, dedup_window_s=cfg.dedup_window_s)
+        opts = derive_options(self.adapter, cfg)
+        if opts is not None:
+            shared = SharedState(self._redis, prefix)
+            self.pipeline.shared_state = shared
+            self.pipeline.ctx.shared = SharedWrites()
+            pipeline = self.pipeline
+
+            def make_ctx():
+                from .adapter import MapContext
+
+                return MapContext(namespace=cfg.namespace, registry=pipeline.registry, settings=cfg.settings,
+                                  state=pipeline.ctx.state)
+
+            self.derived = DerivedLoop(
+                self.adapter.derive, opts, shared=shared,
+                lease=Lease(self._redis, f"{prefix}:derive:lease", opts.lease_ms),
+                make_ctx=make_ctx, admit=pipeline.admit_entities,
+                claim_window_s=1.5 * cfg.outbox.claim_min_idle_ms / 1000.0 + 1.0, metrics_counts=self.metrics.counts)
+            self.metrics.gauges["derive_leader"] = lambda: 1.0 if self.derived and self.derived.leader else 0.0
         try:
             await self.pipeline.load_observed()
         except Exception as exc:  # noqa: BLE001 - only the restart-time stale check is weaker
@@ -302,6 +335,8 @@ class Runner:
         self._tasks.append(asyncio.create_task(self._monitor_loop(), name="monitor"))
         if self.adapter.tick is not None and sources:
             self._tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))
+        if self.derived is not None:
+            self._tasks.append(asyncio.create_task(self.derived.run(), name="derive"))
         self._batcher_task = asyncio.create_task(self._run_batcher(), name="batcher")
         self._started = True
         log.info("adapter started", extra={"adapter": self.adapter.name, "sources": len(self.sources),
@@ -397,8 +432,11 @@ class Runner:
                 except Exception:  # noqa: BLE001
                     log.exception("closing source failed")
         for t in self._tasks:
-            if t.get_name() == "tick":
+            if t.get_name() in ("tick", "derive"):
                 t.cancel()
+        if self.derived is not None:
+            await asyncio.gather(*(t for t in self._tasks if t.get_name() == "derive"), return_exceptions=True)
+            await self.derived.close()     # another replica takes over at once, not after the TTL
         if self._batcher_task is not None:
             for sink in self.sinks:
                 sink.batcher.close()
