@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from adapters.core.adapter import AdapterSpec
+from adapters.core.shared import DeriveHook
 
-from .mapper import map_reading, tick
+from .mapper import derive_options, derive_sites, map_reading, tick
 from .profiles import PROFILES
 from .settings import ParkingSettings
 
@@ -26,6 +27,8 @@ ADAPTER = AdapterSpec(
     example_config=PACKAGE_DIR / "example-config.yaml",
     tick=tick,
     tick_interval=30.0,
+    # site_state: shared — site aggregates computed by one replica at a time from spot states in Redis
+    derive=DeriveHook(compute=derive_sites, options=derive_options, setting="settings.site_state"),
 )
 
 __all__ = ["ADAPTER", "map_reading", "tick", "ParkingSettings", "PROFILES"]

@@ -16,6 +16,12 @@ State (``ctx.state``, JSON, survives restarts):
 ``parking:static-feed:<feed>``  marks a feed whose static table has been read
 ``parking:pending:<site>``      the latest status of a site whose static table had not arrived yet
 ``parking:site-time:<site>``    observation time of the last mapped status of a feed site
+
+With ``site_state: shared`` (several replicas) the spot states are not in ``ctx.state`` but in
+Redis, shared by the replicas (adapters/core/shared.py): the hash ``spots:<site>`` (one field per
+spot, the same entry as above, written only if not older) and the set ``dirty-sites``. An uplink
+then yields ParkingSpot + Device only; :func:`derive_sites` (run by one replica at a time)
+computes the site aggregates from the whole hash with :func:`_site_aggregate`, as the inline path does.
 """
 from __future__ import annotations
 
@@ -43,6 +49,9 @@ STATIC = "parking:static:"
 STATIC_FEED = "parking:static-feed:"
 PENDING = "parking:pending:"
 SITE_TIME = "parking:site-time:"
+# site_state: shared (names of Redis keys shared by the replicas, adapters/core/shared.py)
+SHARED_SPOTS = "spots:"
+DIRTY_SITES = "dirty-sites"
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -147,16 +156,28 @@ def _map_spot(reading: Reading, ctx: MapContext, settings: ParkingSettings) -> l
     status = "closed" if closed else ("occupied" if occupied else "free")
 
     entities: list[dict] = []
+    entry = {"status": status, "observed_at": iso_ms(reading.observed_at), "last_seen": iso_ms(reading.observed_at),
+             "device": rec.id, "street": street}
+    if level is not None:
+        entry["level"] = level
+    shared = ctx.shared if settings.site_state == "shared" else None
+    if shared is not None:
+        # several replicas: the spot's entry goes to the site's hash in Redis (unless a newer one is
+        # there), the site is marked for the aggregate, which one replica computes (derive_sites)
+        if site is not None:
+            shared.put_newer(SHARED_SPOTS + site, spot_id, entry, order="last_seen")
+            if settings.aggregates(site):
+                shared.mark(DIRTY_SITES, site)
+        entities.append(_spot_entity(ctx, rec, settings, site, spot_id, status, reading.observed_at, lonlat))
+        if settings.devices:
+            entities.append(_device_entity(ctx, rec, reading, settings, lonlat))
+        return entities
     state_key = SPOTS + (site or "?")
     spots = dict(ctx.state.get(state_key) or {})
     previous = spots.get(spot_id)
     if previous is not None and parse_time(previous["last_seen"]) > reading.observed_at:
         raise ReadingDropped("older-than-state",
                              f"{rec.id}: uplink of {iso_ms(reading.observed_at)} is older than {previous['last_seen']}")
-    entry = {"status": status, "observed_at": iso_ms(reading.observed_at), "last_seen": iso_ms(reading.observed_at),
-             "device": rec.id, "street": street}
-    if level is not None:
-        entry["level"] = level
     spots[spot_id] = entry
     if site is not None:
         ctx.state[state_key] = spots
@@ -216,11 +237,14 @@ def _device_entity(ctx: MapContext, rec: DeviceRecord, reading: Reading, setting
 
 # --------------------------------------------------------------------------------------------- aggregation
 
-def _site_aggregate(ctx: MapContext, settings: ParkingSettings, site: str, levels: set) -> list[dict]:
-    """The OffStreetParking of a sensor-equipped site (+ the ParkingGroups of ``levels``)."""
+def _site_aggregate(ctx: MapContext, settings: ParkingSettings, site: str, levels: set,
+                    spots: dict[str, dict] | None = None) -> list[dict]:
+    """The OffStreetParking of a sensor-equipped site (+ the ParkingGroups of ``levels``), from
+    ``spots`` (spot id → entry), by default the site's spot states in ``ctx.state``."""
     if not settings.aggregates(site):
         return []
-    spots: dict[str, dict] = dict(ctx.state.get(SPOTS + site) or {})
+    if spots is None:
+        spots = dict(ctx.state.get(SPOTS + site) or {})
     if not spots or any(s.get("street") == "onStreet" for s in spots.values()):
         return []  # on-street sites have no OffStreetParking; their spots stand alone
     registered = _site_index(ctx.registry).get(site, [])
@@ -328,31 +352,80 @@ def tick(ctx: MapContext) -> list[dict]:
     for key in [k for k in list(ctx.state) if k.startswith(SPOTS)]:
         site = key[len(SPOTS):]
         spots = dict(ctx.state.get(key) or {})
-        changed_levels: set = set()
-        changed = False
-        for spot_id, entry in spots.items():
-            if entry.get("status") in ("unknown", "closed"):
-                continue
-            rec = ctx.registry.lookup(entry.get("device"))
-            timeout = settings.heartbeat_timeout_s
-            if rec is not None and isinstance(rec.get("heartbeat_timeout_s"), (int, float)) \
-                    and rec.get("heartbeat_timeout_s") > 0:
-                timeout = float(rec.get("heartbeat_timeout_s"))
-            expired_at = parse_time(entry["last_seen"]) + timedelta(seconds=timeout)
-            if ctx.now <= expired_at:
-                continue
-            entry = dict(entry, status="unknown", observed_at=iso_ms(expired_at))
-            spots[spot_id] = entry
-            changed = True
-            if entry.get("level") is not None:
-                changed_levels.add(entry["level"])
-            if rec is not None and rec.has_location:
-                entities.append(_spot_entity(ctx, rec, settings, site, spot_id, "unknown", expired_at,
-                                             (rec.lon, rec.lat)))
-        if changed:
+        expired, changed_levels = _expire(ctx, settings, site, spots, entities)
+        if expired:
             ctx.state[key] = spots
             entities.extend(_site_aggregate(ctx, settings, site, levels=changed_levels))
     return entities
+
+
+def _expire(ctx: MapContext, settings: ParkingSettings, site: str, spots: dict[str, dict],
+            entities: list[dict]) -> tuple[dict[str, dict], set]:
+    """Turn the spots silent past their heartbeat timeout ``unknown`` (in ``spots``, in place) and
+    append their ParkingSpot entities; returns the changed entries and their levels."""
+    expired: dict[str, dict] = {}
+    changed_levels: set = set()
+    for spot_id, entry in list(spots.items()):
+        if entry.get("status") in ("unknown", "closed"):
+            continue
+        rec = ctx.registry.lookup(entry.get("device"))
+        timeout = settings.heartbeat_timeout_s
+        if rec is not None and isinstance(rec.get("heartbeat_timeout_s"), (int, float)) \
+                and rec.get("heartbeat_timeout_s") > 0:
+            timeout = float(rec.get("heartbeat_timeout_s"))
+        expired_at = parse_time(entry["last_seen"]) + timedelta(seconds=timeout)
+        if ctx.now <= expired_at:
+            continue
+        entry = dict(entry, status="unknown", observed_at=iso_ms(expired_at))
+        spots[spot_id] = expired[spot_id] = entry
+        if entry.get("level") is not None:
+            changed_levels.add(entry["level"])
+        if rec is not None and rec.has_location:
+            entities.append(_spot_entity(ctx, rec, settings, site, spot_id, "unknown", expired_at,
+                                         (rec.lon, rec.lat)))
+    return expired, changed_levels
+
+
+# --------------------------------------------------------------------------------------------- shared sites
+
+async def derive_sites(dc) -> list[dict]:
+    """``site_state: shared``: the aggregates of the sites marked dirty since the last round (of every
+    site on a full pass, which also applies the heartbeat timeouts), each from the site's whole
+    hash of spot states. Runs in the replica holding the lease (adapters/core/shared.py)."""
+    ctx = dc.ctx
+    settings = settings_of(ctx)
+    if dc.full:
+        marked = await dc.pop_marked(DIRTY_SITES, 1_000_000)
+        sites = sorted(set(_site_index(ctx.registry)) | set(marked))
+    else:
+        sites = await dc.pop_marked(DIRTY_SITES)
+    if not sites:
+        return []
+    hashes = await dc.read_hashes([SHARED_SPOTS + site for site in sites])
+    entities: list[dict] = []
+    for site, spots in zip(sites, hashes):
+        if not spots:
+            continue
+        if dc.full and ctx.now is not None:
+            expired, _ = _expire(ctx, settings, site, spots, entities)
+            for spot_id, entry in expired.items():
+                # same last_seen: written unless an uplink brought a newer entry meanwhile
+                dc.writes.put_newer(SHARED_SPOTS + site, spot_id, entry, order="last_seen")
+        levels = {s.get("level") for s in spots.values() if s.get("level") is not None}
+        entities.extend(_site_aggregate(ctx, settings, site, levels=levels, spots=spots))
+    return entities
+
+
+def derive_options(settings) -> Any:
+    """The derive hook is on with ``site_state: shared``."""
+    from adapters.core.shared import DeriveOptions
+
+    s = settings if isinstance(settings, ParkingSettings) else ParkingSettings.model_validate(settings or {})
+    if s.site_state != "shared":
+        return None
+    interval = s.aggregate_interval_ms / 1000.0
+    return DeriveOptions(interval_s=interval, lease_ms=s.aggregate_lease_ms, resync_s=s.aggregate_resync_s,
+                         repeat_s=max(2.0, 2 * interval))
 
 
 # --------------------------------------------------------------------------------------------- feeds

@@ -1,7 +1,9 @@
 """The ``settings:`` section of a parking adapter config."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: Battery voltage → level (0..1), piecewise linear, per LoRaWAN profile. Lithium-thionyl-chloride
 #: cells stay near 3.6 V most of their life and drop late; the knees follow Nwave's health thresholds
@@ -39,6 +41,18 @@ class ParkingSettings(BaseModel):
     devices: bool = True
     battery_curves: dict[str, list[tuple[float, float]]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_BATTERY_CURVES.items()})
+    #: Where the spot states of sensor-equipped sites live. ``local``: in this process (persisted with
+    #: the Redis outbox), the site aggregate computed inline per uplink — right for ONE replica only.
+    #: ``shared``: in Redis, one hash per site (one field per spot), the aggregates computed by one
+    #: replica at a time (a lease in Redis) every ``aggregate_interval_ms`` — for several replicas on
+    #: one MQTT shared subscription. Needs ``outbox.kind: redis``. See README.md, "Scaling".
+    site_state: Literal["local", "shared"] = "local"
+    #: shared: how often the lease holder recomputes the sites whose spots changed.
+    aggregate_interval_ms: int = Field(1000, ge=50, le=60_000)
+    #: shared: lease TTL; a killed holder is replaced after at most this long (≥ 3 intervals).
+    aggregate_lease_ms: int = Field(5000, ge=500)
+    #: shared: a full pass over every site this often (heartbeat timeouts, every aggregate written again).
+    aggregate_resync_s: float = Field(60.0, gt=0)
 
     @field_validator("battery_curves")
     @classmethod
@@ -52,6 +66,13 @@ class ParkingSettings(BaseModel):
             if any(not 0 <= level <= 1 for _, level in points):
                 raise ValueError(f"battery_curves.{profile}: levels must be within 0..1")
         return curves
+
+    @model_validator(mode="after")
+    def _lease_outlives_rounds(self) -> "ParkingSettings":
+        if self.aggregate_lease_ms < 3 * self.aggregate_interval_ms:
+            raise ValueError("aggregate_lease_ms must be at least 3 × aggregate_interval_ms "
+                             "(the holder renews the lease once per round)")
+        return self
 
     def site(self, site_id: str) -> SiteSettings:
         return self.sites.get(site_id) or SiteSettings()

@@ -1,0 +1,196 @@
+"""State shared by replicas and derived entities (adapters/core/shared.py), on the shared Redis with
+a unique key prefix: field-level writes, the lease (never two holders), the derive loop (one
+computing replica, takeover after expiry recomputes everything, a failed round re-marks), and the
+parking adapter's ``site_state: shared`` wiring (ConfigError without Redis, uplinks write the hash)."""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import redis.asyncio as aioredis
+
+from adapters.core.errors import ConfigError
+from adapters.core.lorawan import tts_uplink
+from adapters.core.runner import Runner
+from adapters.core.shared import DeriveHook, DeriveOptions, DerivedLoop, Lease, SharedState, SharedWrites
+from adapters.parking import ADAPTER as PARKING
+
+from rt_helpers import FakeBroker, QueueSource, wait_for
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+async def r():
+    client = aioredis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+async def test_put_newer_never_overwrites_a_newer_field_and_marks_pop_once(r, redis_prefix):
+    shared = SharedState(lambda: r, f"{redis_prefix}:x")
+    w = SharedWrites()
+    w.put_newer("h", "a", {"v": 2, "t": "2026-01-01T00:00:02.000Z"}, order="t")
+    w.put_newer("h", "a", {"v": 1, "t": "2026-01-01T00:00:01.000Z"}, order="t")   # older: refused
+    w.put_newer("h", "b", {"v": 5, "t": "2026-01-01T00:00:01.000Z"}, order="t")
+    w.mark("dirty", "s1")
+    w.mark("dirty", "s1")
+    w.mark("dirty", "s2")
+    await shared.apply(w.take())
+    assert w.ops == []
+    (doc,) = await shared.read_hashes(["h"])
+    assert doc == {"a": {"v": 2, "t": "2026-01-01T00:00:02.000Z"}, "b": {"v": 5, "t": "2026-01-01T00:00:01.000Z"}}
+    w.put_newer("h", "a", {"v": 3, "t": "2026-01-01T00:00:02.000Z"}, order="t")   # same time: written
+    await shared.apply(w.take())
+    assert (await shared.read_hashes(["h"]))[0]["a"]["v"] == 3
+    assert await shared.pop("dirty", 10) == ["s1", "s2"]
+    assert await shared.pop("dirty", 10) == []
+
+
+async def test_lease_has_one_holder_and_only_the_holder_renews_or_releases(r, redis_prefix):
+    key = f"{redis_prefix}:lease"
+    a = Lease(lambda: r, key, ttl_ms=400)
+    b = Lease(lambda: r, key, ttl_ms=400)
+    assert await a.acquire()
+    assert not await b.acquire()
+    assert not await b.renew() and not await b.release()
+    assert await a.renew() and await a.holder() == a.token
+    await asyncio.sleep(0.6)                                  # a stalls past its TTL
+    assert await b.acquire()
+    assert not await a.renew(), "a lost lease must not be extended"
+    assert not await a.release(), "a lost lease must not delete the new holder's"
+    assert await r.get(key) == b.token.encode()
+    assert await b.release() and await r.get(key) is None
+
+
+def _loop(r, prefix, computed, *, interval=0.05, lease_ms=400, fail=None):
+    async def compute(dc):
+        marked = await dc.pop_marked("dirty")
+        if fail is not None and fail["on"]:
+            raise RuntimeError("outbox full")
+        computed.append((dc.full, marked))
+        return [{"id": f"urn:ngsi-ld:T:x:{m}", "type": "T"} for m in marked]
+
+    admitted: list = []
+
+    async def admit(entities, ops):
+        admitted.append(entities)
+
+    shared = SharedState(lambda: r, prefix)
+    loop = DerivedLoop(DeriveHook(compute=compute, options=lambda s: None),
+                       DeriveOptions(interval_s=interval, lease_ms=lease_ms, resync_s=3600, repeat_s=3600),
+                       shared=shared, lease=Lease(lambda: r, f"{prefix}:derive:lease", lease_ms),
+                       make_ctx=lambda: type("Ctx", (), {})(), admit=admit)
+    return loop, shared, admitted
+
+
+async def test_two_loops_never_compute_at_once_and_a_takeover_recomputes_everything(r, redis_prefix):
+    ca, cb = [], []
+    a, shared, _ = _loop(r, redis_prefix, ca)
+    b, _, _ = _loop(r, redis_prefix, cb)
+    for i in range(20):
+        await shared.mark("dirty", [f"s{i}"])
+        await asyncio.gather(a.step(), b.step())
+        assert a.leader + b.leader == 1, "exactly one holder"
+    first = a if a.leader else b
+    other = b if first is a else a
+    done_first = ca if first is a else cb
+    assert [m for _, ms in done_first for m in ms] == [f"s{i}" for i in range(20)]
+    assert (cb if first is a else ca) == [], "the other replica computed nothing"
+    assert done_first[0][0] is True, "the first round of a new holder is a full pass"
+    # the holder is killed (no release, no renew): the other takes over only after the TTL
+    await shared.mark("dirty", ["late"])
+    await other.step()
+    assert not other.leader
+    await asyncio.sleep(0.5)
+    await other.step()
+    assert other.leader and other.takeovers == 1
+    done_other = ca if other is a else cb
+    assert done_other == [(True, ["late"])], "takeover: a full pass"
+    await first.step()
+    assert not first.leader, "the old holder sees the lease lost and stops computing"
+    await other.close()
+    assert await r.get(f"{redis_prefix}:derive:lease") is None
+
+
+async def test_a_failed_round_marks_its_sites_again(r, redis_prefix):
+    computed: list = []
+    fail = {"on": True}
+    loop, shared, admitted = _loop(r, redis_prefix, computed, fail=fail)
+    await shared.mark("dirty", ["s1", "s2"])
+    with pytest.raises(RuntimeError):
+        await loop.step()
+    fail["on"] = False
+    await loop.step()
+    assert computed[-1][1] == ["s1", "s2"] and admitted[-1][0]["id"].endswith(":s1")
+
+
+def _parking_config(broker_url: str, prefix: str, outbox: str = "redis", **settings) -> dict:
+    return {
+        "adapter": "parking", "namespace": "shr", "http": {"enabled": False},
+        "broker": {"url": broker_url, "flush_ms": 20, "retry_base_s": 0.05, "retry_max_s": 0.2},
+        "outbox": {"kind": outbox, "url": REDIS_URL, "key_prefix": prefix, "consumer": "c1", "claim_min_idle_ms": 500},
+        "sources": [{"kind": "mqtt", "topics": ["v3/x/devices/+/up"], "profile": "bosch-tps110"}],
+        "devices": [{"id": "site", "lat": 52.1, "lon": 10.1, "total_spots": 3}]
+                   + [{"id": f"tps-{i}", "lat": 52.1, "lon": 10.1, "site": "site", "level": 0} for i in range(3)],
+        "settings": {"site_state": "shared", "aggregate_interval_ms": 50, "aggregate_lease_ms": 500, **settings},
+    }
+
+
+def test_shared_site_state_needs_the_redis_outbox():
+    with pytest.raises(ConfigError, match=r"settings\.site_state.*outbox\.kind: redis"):
+        Runner.from_config(_parking_config("http://127.0.0.1:1", "p", outbox="memory"), adapter=PARKING)
+    with pytest.raises(ConfigError, match="aggregate_lease_ms"):
+        Runner.from_config(_parking_config("http://127.0.0.1:1", "p", aggregate_interval_ms=1000), adapter=PARKING)
+
+
+async def test_parking_shared_uplinks_write_one_field_each_and_the_holder_aggregates(r, redis_prefix):
+    broker = await FakeBroker().start()
+    src = QueueSource()
+    runner = Runner.from_config(_parking_config(broker.url, redis_prefix), adapter=PARKING,
+                                sources=[(src, "bosch-tps110", None)])
+    await runner.start()
+    try:
+        t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=5)   # within the heartbeat timeout
+        for i, payload in enumerate([b"\x01", b"\x00", b"\x01"]):
+            _, doc = tts_uplink(f"tps-{i}", payload, f_port=1, f_cnt=1,
+                                received_at=(t0 + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+            await src.push(doc)
+        spots = await r.hgetall(f"{redis_prefix}:parking:shared:spots:site")
+        assert set(spots) == {b"tps-0", b"tps-1", b"tps-2"}, "one hash field per spot"
+        assert not await r.hexists(f"{redis_prefix}:parking:state", "parking:spots:site"), \
+            "no whole-site JSON value in the state hash"
+        site_id = "urn:ngsi-ld:OffStreetParking:shr:site"
+
+        def site_ok():
+            e = broker.entities.get(site_id)
+            return e is not None and e["availableSpotNumber"]["value"] == 1 and e["occupiedSpotNumber"]["value"] == 2
+
+        assert await wait_for(site_ok, timeout=10), {k: v for k, v in broker.entities.get(site_id, {}).items() if "Spot" in k}
+        assert runner.derived.leader and runner.metrics.gauges["derive_leader"]() == 1.0
+        assert f"{redis_prefix}:parking:derive:lease" in [k.decode() for k in await r.keys(f"{redis_prefix}:*lease")]
+    finally:
+        await runner.stop()
+        await broker.stop()
+    assert await r.get(f"{redis_prefix}:parking:derive:lease") is None, "a stopping holder releases the lease"
+
+
+def test_parking_mapper_in_shared_mode_yields_spot_and_device_and_queues_one_field():
+    from adapters.core.adapter import MapContext
+    from adapters.core.reading import Reading
+    from adapters.core.registry import DeviceRegistry
+    from adapters.parking.settings import ParkingSettings
+
+    cfg = _parking_config("http://127.0.0.1:1", "p")
+    ctx = MapContext(namespace="shr", registry=DeviceRegistry.load(inline=cfg["devices"]),
+                     settings=ParkingSettings.model_validate(cfg["settings"]), shared=SharedWrites())
+    reading = Reading(device_id="tps-1", profile="bosch-tps110", observed_at=datetime(2026, 3, 1, tzinfo=timezone.utc),
+                      values={"occupied": True}, kind="status")
+    entities = PARKING.mapper(reading, ctx)
+    assert sorted(e["type"] for e in entities) == ["Device", "ParkingSpot"]
+    ops = ctx.shared.take()
+    assert [op[:3] for op in ops] == [("put", "spots:site", "tps-1"), ("mark", "dirty-sites", "site")]
+    assert dict(ctx.state) == {}, "no spot states in the process-local state"
+    ctx.shared = None      # the same settings without the runtime's shared writes: inline, as before
+    assert "OffStreetParking" in {e["type"] for e in PARKING.mapper(reading, ctx)}
