@@ -2,8 +2,10 @@
 
 Orion-LD's native notifier (``-experimental``) sends from the thread of the request that caused
 the change and waits for our answer, so a slow receiver slows the writer (reference/orion-ld.md
-§5). The receiver therefore answers 204 at once and hands each notification to the async handlers
-through a bounded queue. When the queue is full it answers 503: the broker then marks the
+§5). The receiver therefore answers at once -- **200** with an empty body, the one answer every
+broker counts as delivered: Orion, Orion-LD and Scorpio take any 2xx, Stellio only 200 and marks a
+204 as a failed notification (``BrokerQuirks.notification_success``, docs/backends/stellio.md) --
+and hands each notification to the async handlers through a bounded queue. When the queue is full it answers 503: the broker then marks the
 subscription's notification status ``failed`` — visible to operators — instead of the receiver
 silently falling behind.
 
@@ -216,7 +218,7 @@ class NotificationReceiver:
             return web.json_response({"title": "not an NGSI-LD notification", "detail": str(exc)}, status=400)
         if self._enqueue(note) == "full":
             return web.json_response({"title": "receiver queue full"}, status=503, headers={"Retry-After": "1"})
-        return web.Response(status=204)
+        return web.Response(status=200)   # not 204: Stellio counts only 200 as delivered
 
     async def handle_mqtt(self, payload: bytes) -> str:
         """An MQTT notification envelope ``{"metadata": {headers}, "body": {notification}}``."""
