@@ -74,8 +74,25 @@ def desired_from_document(doc: Any, *, where: str = "subscriptions") -> list[dic
     return out
 
 
-def _normalise(sub: Mapping[str, Any]) -> dict[str, Any]:
+def _as_lists(sub: dict[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:
+    """Each dotted path in ``paths`` that holds a bare value becomes a one-element list: brokers
+    that compact JSON-LD arrays (Scorpio, ``BrokerQuirks.subscription_scalar_lists``) answer
+    ``"attributes": "status"`` for ``["status"]``."""
+    for path in paths:
+        *parents, last = path.split(".")
+        node: Any = sub
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and last in node and node[last] is not None and not isinstance(node[last], list):
+            node[last] = [node[last]]
+    return sub
+
+
+def _normalise(sub: Mapping[str, Any], scalar_lists: tuple[str, ...] = ()) -> dict[str, Any]:
     """The comparable part of a subscription: user fields with the broker's defaults filled in."""
+    import copy
+
+    sub = _as_lists(copy.deepcopy(dict(sub)), scalar_lists)
     out = {k: v for k, v in sub.items() if k not in _SERVER_FIELDS}
     for k, v in _BROKER_DEFAULTS.items():
         out.setdefault(k, v)
@@ -127,8 +144,11 @@ class ApplyReport:
 
 
 async def apply(client: NGSILDClient, desired: list[dict[str, Any]], *, prune: bool = False) -> ApplyReport:
+    """Make an NGSI-LD broker's stadtlink subscriptions match ``desired``. How a broker kind renders
+    a subscription on GET is taken from its quirks row (``client.quirks``) when it has one."""
     report = ApplyReport()
     wanted_ids = set()
+    scalar_lists = tuple(getattr(getattr(client, "quirks", None), "subscription_scalar_lists", ()) or ())
     for body in desired:
         sid = body["id"]
         wanted_ids.add(sid)
@@ -138,7 +158,7 @@ async def apply(client: NGSILDClient, desired: list[dict[str, Any]], *, prune: b
             await client.create_subscription(body)
             report.created.append(sid)
             continue
-        want, have = _normalise(body), _normalise(current)
+        want, have = _normalise(body, scalar_lists), _normalise(current, scalar_lists)
         if want == have:
             report.unchanged.append(sid)
             continue

@@ -41,6 +41,13 @@ class BrokerQuirks:
     batch_answers: tuple[str, ...] = field(default=())
     #: how authentication is usually done in front of / inside the broker
     auth_note: str = ""
+    #: subscription members (dotted paths) that GET may return as a bare value when they hold one
+    #: element (JSON-LD array compaction without ``@container: @set``); compared as lists
+    subscription_scalar_lists: tuple[str, ...] = ()
+    #: what the broker answers to subscription create / retrieve / update / delete
+    subscription_answers: tuple[str, ...] = field(default=())
+    #: which answer of a notification receiver the broker counts as a delivered notification
+    notification_success: str = "any 2xx"
 
 
 _PLAIN_TENANT = re.compile(r"^[A-Za-z0-9_\-]{1,50}$")
@@ -66,6 +73,10 @@ QUIRKS: dict[str, BrokerQuirks] = {
             "207 with placeholder ids (no entity::id) for entities without a usable id",
         ),
         auth_note="none built in; a PEP proxy (Wilma, Kong, APISIX) checks a bearer token",
+        subscription_answers=(   # ../shared/reference/orion-ld.md section 4
+            "POST 201 + Location /ngsi-ld/v1/subscriptions/<id>, existing id 409",
+            "GET 200, PATCH 204, DELETE 204, unknown id 404",
+        ),
     ),
     "scorpio": BrokerQuirks(
         kind="scorpio",
@@ -88,6 +99,17 @@ QUIRKS: dict[str, BrokerQuirks] = {
             '207 [{"id", "type": "Upsert", "success": [...]}, {"id", "type": "Upsert", "failure": [ProblemDetails]}] (#466)',
         ),
         auth_note="none built in; a PEP proxy in front checks a bearer token",
+        # AppConstants.FORCE_ARRAY_FIELDS keeps entities / watchedAttributes / receiverInfo /
+        # notifierInfo arrays; every other member is compacted by JSON-LD rules (docs/backends/scorpio.md)
+        subscription_scalar_lists=("notification.attributes", "notificationTrigger"),
+        subscription_answers=(
+            "POST 201 + absolute Location (RestResponse.created), 409 AlreadyExists",
+            "GET 200 the stored payload compacted with the request's Link context + status, jsonldContext, "
+            "timesSent, timesFailed; one-element arrays as a bare value except FORCE_ARRAY_FIELDS",
+            "PATCH 204 (top-level merge: subscription || patch), DELETE 204, unknown id 404 ResourceNotFound",
+            "GET list: limit above scorpio.subscription.max-limit (1000) -> 403 TooManyResults",
+        ),
+        notification_success="any 2xx (SubscriptionService.sendNotification)",
     ),
     "stellio": BrokerQuirks(
         kind="stellio",
@@ -108,6 +130,15 @@ QUIRKS: dict[str, BrokerQuirks] = {
             '404 {"type": ".../NonexistentTenant"} for a tenant it does not know, on every request',
         ),
         auth_note="off by default; when on, a JWT from the tenant's Keycloak realm (client-credentials grant)",
+        subscription_answers=(
+            "POST 201 + relative Location /ngsi-ld/v1/subscriptions/<id>, 409 AlreadyExists, unknown member 400",
+            "GET 200 the model rendered: defaults filled (notificationTrigger, format, endpoint.accept, status), "
+            "isActive only when false, timesSent only when > 0, createdAt/modifiedAt only with options=sysAttrs",
+            "PATCH 204 (top-level merge), DELETE 204, unknown id 404 ResourceNotFound",
+            "GET list: limit above 100 -> 403 TooManyResults",
+        ),
+        notification_success="200 only: any other answer (204 too) marks the notification failed "
+                             "(NotificationService.callSubscriber)",
     ),
 }
 

@@ -14,6 +14,11 @@ written from those sources and not from stadtlink's parser: a shape the client m
   "errors": [{"entityId", "error", "registrationId": null}]}`` also when all failed; unknown tenant
   → 404 NonexistentTenant; with authentication on, a bearer JWT from the Keycloak stand-in, else
   401 with ``WWW-Authenticate`` and no body (Spring Security); body above 2 MiB → 413.
+* Both NGSI-LD stand-ins answer the subscription API (:class:`_LDSubscriptions`) the way each
+  broker's subscription service does -- Scorpio ``SubscriptionController`` / ``SubscriptionService``
+  / ``SubscriptionInfoDAO`` / ``JsonLdApi.compact``, Stellio ``SubscriptionHandler`` /
+  ``Subscription.kt`` / ``NotificationParams.kt`` -- and notify subscribers after an upsert in
+  each one's notification shape (Stellio counts only a 200 as delivered).
 * :class:`OrionV2Server` -- fiware-orion c678400, orion-api.md and functional tests: ``POST
   /v2/op/update`` 204; forbidden characters → 400 BadRequest for the whole request, nothing
   stored; ``PartialUpdate`` / ``Unprocessable`` 422 with a description naming entities; 413
@@ -86,6 +91,8 @@ class _Server:
         return self
 
     async def stop(self) -> None:
+        for task in list(getattr(self, "_notify_tasks", ())):
+            task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -119,20 +126,264 @@ def _entity_problem(entity: Any) -> tuple[str, str] | None:
 
 
 # ------------------------------------------------------------------------------------------------
+# NGSI-LD subscriptions (Scorpio and Stellio)
+# ------------------------------------------------------------------------------------------------
+
+CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
+
+
+def _link_context(request: web.Request) -> str | None:
+    link = request.headers.get("Link")
+    return link.split(";")[0].strip().strip("<>") if link else None
+
+
+def _selects(sub: dict[str, Any], entity: dict[str, Any], changed: set[str]) -> bool:
+    """Entity selector (id / idPattern / type) and watchedAttributes of a subscription; ``q`` and
+    geoQ are not evaluated by the stand-ins (a subscription with them never notifies)."""
+    import re
+
+    if sub.get("isActive") is False or sub.get("q") or sub.get("geoQ"):
+        return False
+    selectors = sub.get("entities") or [{}]
+    if isinstance(selectors, dict):
+        selectors = [selectors]
+    matched = False
+    for sel in selectors:
+        if sel.get("type") and sel["type"] != entity.get("type"):
+            continue
+        if sel.get("id") and sel["id"] != entity.get("id"):
+            continue
+        if sel.get("idPattern") and not re.fullmatch(sel["idPattern"], entity.get("id", "")):
+            continue
+        matched = True
+    watched = sub.get("watchedAttributes")
+    if isinstance(watched, str):
+        watched = [watched]
+    return matched and (not watched or bool(changed & set(watched)))
+
+
+class _LDSubscriptions:
+    """``/ngsi-ld/v1/subscriptions`` of an NGSI-LD stand-in. The subclass says how its broker
+    renders a subscription (``render_subscription``), where the Location points, which members a
+    subscription may have, and what a notification looks like; everything is kept per tenant.
+    After an upsert, ``notify_changed`` sends a notification to each matching subscriber."""
+
+    notification_ok: tuple[int, ...] = (200, 201, 202, 203, 204)
+
+    def _init_subscriptions(self) -> None:
+        self.subscriptions: dict[str, dict[str, dict]] = {}   # tenant → id → stored subscription
+        self.notifications_sent: list[tuple[str, int | str]] = []   # (subscription id, answer status / error)
+        self._notify_tasks: set[asyncio.Task] = set()
+
+    def subscription_store(self, tenant: str) -> dict[str, dict]:
+        return self.subscriptions.setdefault(tenant, {})
+
+    def _subscription_routes(self, app: web.Application) -> None:
+        app.router.add_post("/ngsi-ld/v1/subscriptions", self.create_subscription)
+        app.router.add_get("/ngsi-ld/v1/subscriptions", self.list_subscriptions)
+        app.router.add_get("/ngsi-ld/v1/subscriptions/{id}", self.get_subscription)
+        app.router.add_patch("/ngsi-ld/v1/subscriptions/{id}", self.patch_subscription)
+        app.router.add_delete("/ngsi-ld/v1/subscriptions/{id}", self.delete_subscription)
+
+    # hooks -------------------------------------------------------------------------------------
+    def _sub_gate(self, request: web.Request, body_len: int) -> tuple[web.Response | None, str]:
+        raise NotImplementedError
+
+    def _problem(self, status: int, kind: str, title: str, detail: str | None = None) -> web.Response:
+        raise NotImplementedError
+
+    def _check_subscription(self, body: dict[str, Any], *, patch: bool) -> web.Response | None:
+        return None
+
+    def _new_subscription(self, body: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        return body
+
+    def _location(self, sid: str) -> str:
+        raise NotImplementedError
+
+    def render_subscription(self, stored: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _notification(self, sub: dict[str, Any], data: list[dict]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _notification_sent(self, sub: dict[str, Any], status: int | None) -> None:
+        pass
+
+    #: most subscriptions one GET /subscriptions may ask for, and the default
+    max_sub_limit = 1000
+    default_sub_limit = 50
+
+    # handlers ----------------------------------------------------------------------------------
+    async def create_subscription(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        refused, tenant = self._sub_gate(request, len(raw))
+        if refused is not None:
+            return refused
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return self._problem(400, "InvalidRequest", "Invalid request")
+        if not isinstance(body, dict):
+            return self._problem(400, "BadRequestData", "Bad Request Data.")
+        bad = self._check_subscription(body, patch=False)
+        if bad is not None:
+            return bad
+        sub = self._new_subscription(dict(body), request)
+        store = self.subscription_store(tenant)
+        if sub["id"] in store:
+            return self._problem(409, "AlreadyExists", "Already exists.", f"Subscription with id {sub['id']} exists")
+        sub["_context"] = _link_context(request) or body.get("@context") or CORE_CONTEXT
+        store[sub["id"]] = sub
+        return web.Response(status=201, headers={"Location": self._location(sub["id"])})
+
+    async def list_subscriptions(self, request: web.Request) -> web.Response:
+        refused, tenant = self._sub_gate(request, 0)
+        if refused is not None:
+            return refused
+        limit = int(request.query.get("limit", self.default_sub_limit))
+        offset = int(request.query.get("offset", 0))
+        if limit > self.max_sub_limit:
+            return self._problem(403, "TooManyResults", "Too many results",
+                                 f"You asked for {limit} results, but the supported maximum limit is {self.max_sub_limit}")
+        subs = list(self.subscription_store(tenant).values())[offset:offset + limit]
+        return web.json_response([self.render_subscription(s, request) for s in subs])
+
+    async def get_subscription(self, request: web.Request) -> web.Response:
+        refused, tenant = self._sub_gate(request, 0)
+        if refused is not None:
+            return refused
+        sub = self.subscription_store(tenant).get(request.match_info["id"])
+        if sub is None:
+            return self._problem(404, "ResourceNotFound", "Resource not found.", "subscription not found")
+        return web.json_response(self.render_subscription(sub, request))
+
+    async def patch_subscription(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        refused, tenant = self._sub_gate(request, len(raw))
+        if refused is not None:
+            return refused
+        store = self.subscription_store(tenant)
+        sid = request.match_info["id"]
+        if sid not in store:
+            return self._problem(404, "ResourceNotFound", "Resource not found.", f"{sid} not found")
+        fragment = orjson.loads(raw)
+        bad = self._check_subscription({**store[sid], **fragment}, patch=True)
+        if bad is not None:
+            return bad
+        # Scorpio: UPDATE subscriptions SET subscription=subscription || $2 (top-level jsonb merge);
+        # Stellio: Subscription.mergeWithFragment (top-level map merge). Both: 204, no body.
+        store[sid].update({k: v for k, v in fragment.items() if k != "@context"})
+        return web.Response(status=204)
+
+    async def delete_subscription(self, request: web.Request) -> web.Response:
+        refused, tenant = self._sub_gate(request, 0)
+        if refused is not None:
+            return refused
+        if self.subscription_store(tenant).pop(request.match_info["id"], None) is None:
+            return self._problem(404, "ResourceNotFound", "Resource not found.", "subscription not found")
+        return web.Response(status=204)
+
+    # notifications -----------------------------------------------------------------------------
+    def notify_changed(self, tenant: str, entities: list[dict[str, Any]]) -> None:
+        """Schedule one notification per matching subscription for the entities just written."""
+        for sub in list(self.subscription_store(tenant).values()):
+            data = []
+            for ent in entities:
+                changed = {k for k in ent if k not in ("id", "type", "@context")}
+                if not _selects(sub, ent, changed):
+                    continue
+                attrs = (sub.get("notification") or {}).get("attributes")
+                stored = self._stored_entity(tenant, ent["id"])
+                if attrs:
+                    attrs = [attrs] if isinstance(attrs, str) else attrs
+                    stored = {k: v for k, v in stored.items() if k in ("id", "type") or k in attrs}
+                data.append(stored)
+            if data:
+                task = asyncio.get_running_loop().create_task(self._send(tenant, sub, data))
+                self._notify_tasks.add(task)
+                task.add_done_callback(self._notify_tasks.discard)
+
+    def _stored_entity(self, tenant: str, eid: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _notification_headers(self, tenant: str, sub: dict[str, Any]) -> dict[str, str]:
+        endpoint = (sub.get("notification") or {}).get("endpoint") or {}
+        accept = endpoint.get("accept") or "application/json"
+        headers = {str(p["key"]): str(p["value"]) for p in endpoint.get("receiverInfo") or [] if "key" in p}
+        headers["Content-Type"] = accept
+        if accept == "application/json":
+            headers["Link"] = f'<{sub["_context"]}>; rel="http://www.w3.org/ns/json-ld#context"; ' \
+                              'type="application/ld+json"'
+        return headers
+
+    async def _send(self, tenant: str, sub: dict[str, Any], data: list[dict]) -> None:
+        import aiohttp
+
+        uri = sub["notification"]["endpoint"]["uri"]
+        body = orjson.dumps(self._notification(sub, data))
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.post(uri, data=body, headers=self._notification_headers(tenant, sub),
+                                        timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                    status: int | None = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            status = None
+            self.notifications_sent.append((sub["id"], type(exc).__name__))
+        else:
+            self.notifications_sent.append((sub["id"], status))
+        self._notification_sent(sub, status)
+
+    async def wait_notifications(self) -> None:
+        while self._notify_tasks:
+            await asyncio.gather(*list(self._notify_tasks), return_exceptions=True)
+
+
+def _compact_arrays(node: Any, key: str | None = None, keep: frozenset[str] = frozenset()) -> Any:
+    """JSON-LD compaction of arrays as Scorpio's JsonLdApi.compact does it: a one-element array
+    becomes its element unless the member is in AppConstants.FORCE_ARRAY_FIELDS (``keep``)."""
+    if isinstance(node, dict):
+        return {k: _compact_arrays(v, k, keep) for k, v in node.items()}
+    if isinstance(node, list):
+        items = [_compact_arrays(v, key, keep) for v in node]
+        return items[0] if len(items) == 1 and key not in keep else items
+    return node
+
+
+# ------------------------------------------------------------------------------------------------
 # Scorpio
 # ------------------------------------------------------------------------------------------------
 
 
-class ScorpioServer(_Server):
+# AppConstants.FORCE_ARRAY_FIELDS (the compacted names of the members Scorpio keeps as arrays)
+_SCORPIO_FORCE_ARRAY = frozenset({"watchedAttributes", "entities", "properties", "relationships", "information",
+                                  "receiverInfo", "notifierInfo", "updated", "notUpdated", "attributeTypes",
+                                  "typeNames", "typeList"})
+
+
+class ScorpioServer(_LDSubscriptions, _Server):
     """``version``: ``"c42c5aa"`` (current), ``"2.1.22"`` (#329: a mixed create/update upsert
     answers 207 with an empty body), ``"451"`` (a mixed upsert answers 204), ``"466"`` (207 as an
-    array of ``{"id", "type": "Upsert", "success" | "failure"}``)."""
+    array of ``{"id", "type": "Upsert", "success" | "failure"}``).
+
+    Subscriptions (SubscriptionController / SubscriptionService / SubscriptionInfoDAO, c42c5aa):
+    POST 201 with an absolute Location (``RestResponse.created``), an id made up as
+    ``urn:<uuid>`` when the body has none, 409 AlreadyExists; the payload is stored with
+    ``jsonldContext`` (the Link context) and ``timesSent``/``timesFailed`` 0
+    (``SubscriptionTools.setInitTimesSentAndFailed``); GET renders it compacted, so a one-element
+    array is a bare value unless the member is in FORCE_ARRAY_FIELDS, plus ``status``; PATCH merges
+    top-level members (``subscription || $2``) and answers 204 (``generateSubscriptionResult`` on
+    a result without successes: null → 204); DELETE 204 (``generateDeleteResult`` returns null);
+    unknown id 404 NotFound; list ``limit`` above 1000 → 403 TooManyResults. Notifications:
+    ``{"id": "notification:<long>", "type": "Notification", "subscriptionId", "notifiedAt",
+    "data"}`` with the create request's Link and NGSILD-Tenant; any 2xx counts as delivered."""
 
     def __init__(self, version: str = "c42c5aa") -> None:
         super().__init__()
         self.version = version
         self.entities: dict[str, dict[str, dict]] = {}   # tenant → id → entity
         self.unavailable_ids: set[str] = set()           # entities whose write fails with 503
+        self._init_subscriptions()
 
     def store(self, tenant: str | None = None) -> dict[str, dict]:
         return self.entities.setdefault(tenant or "", {})
@@ -140,6 +391,59 @@ class ScorpioServer(_Server):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/ngsi-ld/v1/entityOperations/upsert", self.upsert)
         app.router.add_get("/ngsi-ld/v1/types", self.types)
+        self._subscription_routes(app)
+
+    # subscriptions -----------------------------------------------------------------------------
+    def _sub_gate(self, request: web.Request, body_len: int) -> tuple[web.Response | None, str]:
+        return None, request.headers.get("NGSILD-Tenant") or ""
+
+    def _problem(self, status: int, kind: str, title: str, detail: str | None = None) -> web.Response:
+        # ErrorType: TooManyResults' type carries a trailing blank in Scorpio's source
+        type_ = ERR + kind + (" " if kind == "TooManyResults" else "")
+        return web.json_response({"type": type_, "title": title, "detail": detail or title, "status": status},
+                                 status=status)
+
+    def _check_subscription(self, body: dict[str, Any], *, patch: bool) -> web.Response | None:
+        if body.get("type", "Subscription") != "Subscription":
+            return self._problem(400, "BadRequestData", "Bad Request Data.", "type is not Subscription")
+        if not body.get("entities") and not body.get("watchedAttributes"):
+            return self._problem(400, "BadRequestData", "Bad Request Data.",
+                                 "You have to specify entities or watched attributes")
+        return None
+
+    def _new_subscription(self, body: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        body.setdefault("id", f"urn:{uuid.uuid4()}")
+        body.setdefault("jsonldContext", _link_context(request) or CORE_CONTEXT)
+        body["timesSent"] = 0
+        body["timesFailed"] = 0
+        body.pop("@context", None)
+        return body
+
+    def _location(self, sid: str) -> str:
+        return f"{self.url}/ngsi-ld/v1/subscriptions/{sid}"
+
+    def render_subscription(self, stored: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        shown = {k: v for k, v in stored.items() if not k.startswith("_")}
+        shown["status"] = "paused" if stored.get("isActive") is False else "active"
+        return _compact_arrays(shown, keep=_SCORPIO_FORCE_ARRAY)
+
+    def _stored_entity(self, tenant: str, eid: str) -> dict[str, Any]:
+        return dict(self.store(tenant)[eid])
+
+    def _notification(self, sub: dict[str, Any], data: list[dict]) -> dict[str, Any]:
+        return {"id": f"notification:{-secrets.randbits(62)}", "type": "Notification", "subscriptionId": sub["id"],
+                "notifiedAt": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime()), "data": data}
+
+    def _notification_headers(self, tenant: str, sub: dict[str, Any]) -> dict[str, str]:
+        headers = super()._notification_headers(tenant, sub)
+        if tenant:
+            headers["NGSILD-Tenant"] = tenant
+        headers["Accept"] = headers["Content-Type"]
+        return headers
+
+    def _notification_sent(self, sub: dict[str, Any], status: int | None) -> None:
+        key = "timesSent" if status is not None and 200 <= status < 300 else "timesFailed"
+        sub[key] = sub.get(key, 0) + 1
 
     async def types(self, request: web.Request) -> web.Response:
         return web.json_response({"id": "urn:ngsi-ld:EntityTypeList:1", "type": "EntityTypeList", "typeList": []})
@@ -176,6 +480,9 @@ class ScorpioServer(_Server):
                 created.append(eid)
             was_updated_all = was_updated_all and existed
             results.append({"type": "Upsert", "id": eid, "success": [{"attributes": []}], "_updated": existed})
+        written = {r["id"] for r in results if "success" in r}
+        self.notify_changed(request.headers.get("NGSILD-Tenant") or "",
+                            [e for e in entities if isinstance(e, dict) and e.get("id") in written])
         return self._batch_answer(results, created, was_updated_all)
 
     def _batch_answer(self, results: list[dict], created: list[str], was_updated_all: bool) -> web.Response:
@@ -250,7 +557,35 @@ class KeycloakServer(_Server):
         self.issued.clear()
 
 
-class StellioServer(_Server):
+# Subscription.kt / NotificationParams.kt / Endpoint.kt members (a Jackson data class with
+# FAIL_ON_UNKNOWN_PROPERTIES: any other member is 400 "Member '<name>' is invalid")
+_STELLIO_SUB_MEMBERS = {"id", "type", "subscriptionName", "createdAt", "modifiedAt", "description", "entities",
+                        "watchedAttributes", "notificationTrigger", "timeInterval", "q", "geoQ", "scopeQ",
+                        "notification", "isActive", "expiresAt", "@context", "throttling", "lang", "datasetId",
+                        "jsonldContext", "jsonKeys", "expandValues", "status"}
+_STELLIO_NOTIFICATION_MEMBERS = {"attributes", "pick", "omit", "format", "endpoint", "status", "timesSent",
+                                 "lastNotification", "lastFailure", "lastSuccess", "sysAttrs", "join", "joinLevel",
+                                 "showChanges"}
+_STELLIO_ENDPOINT_MEMBERS = {"uri", "accept", "cooldown", "notifierInfo", "receiverInfo", "timeout"}
+
+
+class StellioServer(_LDSubscriptions, _Server):
+    """Subscriptions (subscription-service ``SubscriptionHandler.kt``, ``Subscription.kt``,
+    ``NotificationParams.kt``, ``Endpoint.kt``, ``NotificationService.callSubscriber``, 6bfcae9):
+    POST 201 with the relative Location ``/ngsi-ld/v1/subscriptions/<id>``, 409 AlreadyExists,
+    unknown members 400, ``csf``/``temporalQ`` 501; GET renders the data class (Jackson NON_NULL):
+    defaults filled in (``notificationTrigger``, ``notification.format``, ``endpoint.accept``),
+    ``isActive`` only when false, ``timesSent`` only when above 0, ``status`` computed,
+    ``createdAt``/``modifiedAt`` only with ``options=sysAttrs``; PATCH merges top-level members
+    (``mergeWithFragment``) and answers 204; DELETE 204; unknown id 404 ResourceNotFound; every
+    request passes the tenant and token gate. Notifications ``{"id": "urn:ngsi-ld:Notification:<uuid>",
+    "type": "Notification", "subscriptionId", "notifiedAt", "data"}``; **only a 200 answer** counts
+    as delivered, anything else sets ``notification.status`` to ``failed``."""
+
+    notification_ok = (200,)
+    max_sub_limit = 100     # application.pagination.limit-max
+    default_sub_limit = 30  # application.pagination.limit-default
+
     def __init__(self, *, tenants: tuple[str, ...] = ("urn:ngsi-ld:tenant:default",),
                  keycloak: KeycloakServer | None = None, max_body: int = 2_097_152) -> None:
         super().__init__()
@@ -259,6 +594,7 @@ class StellioServer(_Server):
         self.max_body = max_body
         self.entities: dict[str, dict[str, dict]] = {}
         self.unauthorized = 0
+        self._init_subscriptions()
 
     def store(self, tenant: str = "urn:ngsi-ld:tenant:default") -> dict[str, dict]:
         return self.entities.setdefault(tenant, {})
@@ -267,6 +603,130 @@ class StellioServer(_Server):
         app.router.add_post("/ngsi-ld/v1/entityOperations/upsert", self.upsert)
         app.router.add_get("/ngsi-ld/v1/types", self.types)
         app.router.add_get("/ngsi-ld/v1/entities", self.query)
+        self._subscription_routes(app)
+
+    # subscriptions -----------------------------------------------------------------------------
+    def _sub_gate(self, request: web.Request, body_len: int) -> tuple[web.Response | None, str]:
+        return self._gate(request, body_len)
+
+    def _problem(self, status: int, kind: str, title: str, detail: str | None = None) -> web.Response:
+        # Spring ProblemDetail: the message is the title (SubscriptionHandlerTests expectations)
+        return web.json_response({"type": ERR + kind, "title": detail or title}, status=status)
+
+    def _check_subscription(self, body: dict[str, Any], *, patch: bool) -> web.Response | None:
+        for name in body:
+            if name in ("csf", "temporalQ"):
+                return self._problem(501, "NotImplemented", f"Member '{name}' is not implemented")
+            if name not in _STELLIO_SUB_MEMBERS and not name.startswith("_"):
+                return self._problem(400, "BadRequestData", f"Member '{name}' is invalid")
+        notification = body.get("notification") or {}
+        for name in notification:
+            if name not in _STELLIO_NOTIFICATION_MEMBERS:
+                return self._problem(400, "BadRequestData", f"Member '{name}' is invalid")
+        for name in notification.get("endpoint") or {}:
+            if name not in _STELLIO_ENDPOINT_MEMBERS:
+                return self._problem(400, "BadRequestData", f"Member '{name}' is invalid")
+        if body.get("type") != "Subscription":
+            return self._problem(400, "BadRequestData", "Type must be 'Subscription'")
+        if body.get("entities") is None and body.get("watchedAttributes") is None:
+            return self._problem(400, "BadRequestData", "At least one of 'entities' or 'watchedAttributes' is required")
+        if body.get("throttling") is not None and body["throttling"] < 1:
+            return self._problem(400, "BadRequestData", "The value of 'throttling' must be greater than zero (int)")
+        uri = str((notification.get("endpoint") or {}).get("uri", ""))
+        if uri.split(":", 1)[0] not in ("http", "https", "mqtt", "mqtts"):
+            return self._problem(400, "BadRequestData", f"Invalid URI for endpoint: {uri}")
+        return None
+
+    def _new_subscription(self, body: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        body.setdefault("id", f"urn:ngsi-ld:Subscription:{uuid.uuid4()}")
+        body.pop("@context", None)
+        body["createdAt"] = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+        return body
+
+    def _location(self, sid: str) -> str:
+        return f"/ngsi-ld/v1/subscriptions/{sid}"
+
+    def render_subscription(self, stored: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        """Subscription.prepareForRendering with media type application/json."""
+        sys_attrs = "sysAttrs" in (request.query.get("options") or "")
+        out: dict[str, Any] = {"id": stored["id"], "type": stored["type"]}
+        for key in ("subscriptionName", "description"):
+            if stored.get(key) is not None:
+                out[key] = stored[key]
+        if stored.get("entities") is not None:
+            out["entities"] = [{k: e[k] for k in ("id", "idPattern", "type") if e.get(k) is not None}
+                               for e in stored["entities"]]
+        if stored.get("watchedAttributes") is not None:
+            out["watchedAttributes"] = list(stored["watchedAttributes"])
+        out["notificationTrigger"] = stored.get("notificationTrigger") or ["attributeCreated", "attributeUpdated"]
+        for key in ("timeInterval", "q", "geoQ", "scopeQ"):
+            if stored.get(key) is not None:
+                out[key] = stored[key]
+        n = stored["notification"]
+        notification: dict[str, Any] = {}
+        if n.get("attributes"):
+            notification["attributes"] = list(n["attributes"])
+        for key in ("pick", "omit"):
+            if n.get(key):
+                notification[key] = n[key]
+        notification["format"] = n.get("format") or "normalized"
+        endpoint = {"uri": n["endpoint"]["uri"], "accept": n["endpoint"].get("accept") or "application/json"}
+        for key in ("cooldown", "notifierInfo", "receiverInfo", "timeout"):
+            if n["endpoint"].get(key) is not None:
+                endpoint[key] = n["endpoint"][key]
+        notification["endpoint"] = endpoint
+        if n.get("status") is not None:
+            notification["status"] = n["status"]
+        if n.get("timesSent"):
+            notification["timesSent"] = n["timesSent"]
+        for key in ("lastNotification", "lastFailure", "lastSuccess"):
+            if n.get(key) is not None:
+                notification[key] = n[key]
+        if n.get("sysAttrs"):
+            notification["sysAttrs"] = True
+        for key in ("join", "joinLevel"):
+            if n.get(key) is not None:
+                notification[key] = n[key]
+        if n.get("showChanges"):
+            notification["showChanges"] = True
+        out["notification"] = notification
+        if stored.get("isActive") is False:
+            out["isActive"] = False
+        for key in ("expiresAt", "throttling", "lang"):
+            if stored.get(key) is not None:
+                out[key] = stored[key]
+        for key in ("datasetId", "jsonldContext"):
+            if stored.get(key):
+                out[key] = stored[key]
+        if sys_attrs:
+            out["createdAt"] = stored["createdAt"]
+            out["modifiedAt"] = stored.get("modifiedAt", stored["createdAt"])
+        out["status"] = "paused" if stored.get("isActive") is False else "active"
+        return out
+
+    def _stored_entity(self, tenant: str, eid: str) -> dict[str, Any]:
+        return dict(self.store(tenant)[eid])
+
+    def _notification(self, sub: dict[str, Any], data: list[dict]) -> dict[str, Any]:
+        return {"id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}", "type": "Notification",
+                "subscriptionId": sub["id"], "notifiedAt": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime()),
+                "data": data}
+
+    def _notification_headers(self, tenant: str, sub: dict[str, Any]) -> dict[str, str]:
+        headers = super()._notification_headers(tenant, sub)
+        if tenant != "urn:ngsi-ld:tenant:default":
+            headers["NGSILD-Tenant"] = tenant
+        return headers
+
+    def _notification_sent(self, sub: dict[str, Any], status: int | None) -> None:
+        """NotificationService: success only when the answer is 200 OK."""
+        n = sub["notification"]
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+        n["timesSent"] = n.get("timesSent", 0) + 1
+        n["lastNotification"] = now
+        ok = status in self.notification_ok
+        n["status"] = "ok" if ok else "failed"
+        n["lastSuccess" if ok else "lastFailure"] = now
 
     async def query(self, request: web.Request) -> web.Response:
         """PaginationQuery.kt: limit above application.pagination.limit-max (100) → 403 TooManyResults."""
@@ -329,6 +789,7 @@ class StellioServer(_Server):
                 store[eid] = {k: v for k, v in entity.items() if k != "@context"}
                 created.append(eid)
             success.append(eid)
+        self.notify_changed(tenant, [e for e in entities if isinstance(e, dict) and e.get("id") in success])
         if not errors and created:
             return web.json_response(created, status=201)
         if not errors:
