@@ -85,7 +85,10 @@ def write_config(directory: Path, *, broker_url: str, mqtt_port: int, http_port:
                  shared_group: str | None = None, batch_size: int = 200, flush_ms: int = 500,
                  max_length: int = 100_000, backpressure_wait_s: float = 5.0, timeout_s: float = 10.0,
                  retry_max_s: float = 5.0, consumer: str | None = None, name: str = "adapter.yaml",
-                 fleet: str = "fleet.csv", log_level: str = "WARNING", extra_broker: dict | None = None) -> Path:
+                 fleet: str = "fleet.csv", log_level: str = "WARNING", extra_broker: dict | None = None,
+                 site_state: str = "local", aggregate_interval_ms: int = 500) -> Path:
+    """``site_state: shared`` (several replicas; needs ``outbox="redis"``): spot states in Redis, the site
+    aggregates computed by one replica every ``aggregate_interval_ms`` (adapters/parking/README.md)."""
     cfg: dict[str, Any] = {
         "adapter": "parking", "namespace": NAMESPACE, "log_level": log_level,
         "broker": {"url": broker_url, "batch_size": batch_size, "flush_ms": flush_ms, "timeout_s": timeout_s,
@@ -101,8 +104,12 @@ def write_config(directory: Path, *, broker_url: str, mqtt_port: int, http_port:
                      "topics": [TOPIC_FILTER], "profile": "bosch-tps110", "client_id": client_id,
                      "shared_group": shared_group, "qos": 1, "reconnect_max_s": 2.0}],
         "registry_files": [fleet],
-        "settings": {"heartbeat_timeout_s": 93600, "aggregate_sites": True, "level_groups": False, "devices": True},
+        "settings": {"heartbeat_timeout_s": 93600, "aggregate_sites": True, "level_groups": False, "devices": True,
+                     "site_state": site_state},
     }
+    if site_state == "shared":
+        cfg["settings"]["aggregate_interval_ms"] = aggregate_interval_ms
+        cfg["settings"]["aggregate_lease_ms"] = max(5000, 3 * aggregate_interval_ms)
     if outbox == "redis":
         cfg["outbox"]["url"] = redis_url
         cfg["outbox"]["consumer"] = consumer or client_id

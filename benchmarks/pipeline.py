@@ -19,11 +19,14 @@ Measurements, each a ratio or a figure from this one run:
 * **fixed rate**: 1,000 msg/s for ``--rate-seconds`` against the running adapter; the sink takes
   device→broker latency per ParkingSpot as arrival time − ``status.observedAt`` (= publish time).
 * adapter CPU seconds and peak RSS (``VmHWM``), HTTP requests per message, memory and Redis outbox.
-* **scaling**: one vs two adapter processes on one shared subscription (``$share/…``), full speed.
+* **scaling**: one vs two adapter processes on one shared subscription (``$share/…``), full speed,
+  with ``site_state: shared`` and the Redis outbox (the site aggregates of several replicas), and
+  whether every site aggregate at the sink then equals the last published spot states.
 
 Run: ``python benchmarks/pipeline.py`` (default: 20,000 messages per full-speed run, 10 s at
 1,000 msg/s; about three minutes). ``--messages``, ``--rate``, ``--rate-seconds``, ``--skip-local``,
-``--skip-scaling``, ``--batch-size``, ``--flush-ms``, ``--profile DIR`` (py-spy flame graph of the
+``--skip-scaling``, ``--only-scaling`` [``--scaling-local-state``], ``--aggregate-interval-ms``,
+``--batch-size``, ``--flush-ms``, ``--profile DIR`` (py-spy flame graph of the
 adapter during the memory/sink full-speed run). Prints one JSON document.
 
 Not a test: the machine is shared and noisy; compare the ratios of one run, not absolute figures.
@@ -47,7 +50,8 @@ if str(ROOT) not in sys.path:
 
 from adapters.core.testing import MosquittoProcess, RedisProcess, free_port  # noqa: E402
 from benchmarks.harness import (CHILD_ENV, STADTLINK, TOPIC_FILTER, AdapterProcess, Publisher, SinkProcess,  # noqa: E402
-                                http_get, iso_ms, metric_sum, prime_session, seq_observed, write_config, write_fleet)
+                                http_get, iso_ms, metric_sum, prime_session, proc_stats, seq_observed, write_config,
+                                write_fleet)
 
 TARGETS = {
     "memory_vs_bare": ">= 0.50",
@@ -214,23 +218,27 @@ class Bench:
         shutil.rmtree(self.work, ignore_errors=True)
 
     def _adapter(self, name: str, broker_url: str, outbox: str, shared_group: str | None = None,
-                 client_id: str | None = None, key_prefix: str | None = None) -> AdapterProcess:
+                 client_id: str | None = None, key_prefix: str | None = None,
+                 site_state: str = "local") -> AdapterProcess:
         port = free_port()
         cfg = write_config(self.work, broker_url=broker_url, mqtt_port=self.mosquitto.port, http_port=port,
                            client_id=client_id or f"bench-{name}-{uuid.uuid4().hex[:6]}", outbox=outbox,
                            redis_url=self.redis.url, key_prefix=key_prefix, shared_group=shared_group,
-                           batch_size=self.args.batch_size, flush_ms=self.args.flush_ms, name=f"{name}.yaml")
+                           batch_size=self.args.batch_size, flush_ms=self.args.flush_ms, name=f"{name}.yaml",
+                           site_state=site_state, aggregate_interval_ms=self.args.aggregate_interval_ms)
         return AdapterProcess(cfg, port)
 
     async def full_speed(self, name: str, broker_url: str, outbox: str, *, replicas: int = 1,
-                         shared: bool = False, then_rate: bool = True, profile: bool = False) -> dict:
+                         shared: bool = False, then_rate: bool = True, profile: bool = False,
+                         site_state: str = "local") -> dict:
         """Preload N uplinks into the session(s), start the adapter(s), time the drain; then (one
         replica) the fixed-rate latency run against the same running adapter."""
         a = self.args
         group = f"g{uuid.uuid4().hex[:6]}" if shared else None
         prefix = f"bench-{uuid.uuid4().hex[:8]}"
         adapters = [self._adapter(f"{name}-{i}", broker_url, outbox, shared_group=group,
-                                  key_prefix=prefix, client_id=f"bench-{name}-{i}-{uuid.uuid4().hex[:6]}")
+                                  key_prefix=prefix, client_id=f"bench-{name}-{i}-{uuid.uuid4().hex[:6]}",
+                                  site_state=site_state)
                     for i in range(replicas)]
         topic = f"$share/{group}/{TOPIC_FILTER}" if group else TOPIC_FILTER
         for ad in adapters:
@@ -246,6 +254,7 @@ class Bench:
             for ad in adapters:
                 await ad.wait_http(90)
             cpu0 = [ad.stats().get("cpu_s", 0.0) for ad in adapters]
+            servers0 = self._server_cpu()
             if profile and a.profile:
                 spy_out = Path(a.profile) / f"{name}.txt"
                 spy = _start_py_spy(adapters[0].pid, spy_out, self.work)
@@ -263,6 +272,7 @@ class Bench:
                 spy = None
                 out_profile = summarize_profile(spy_out)
             cpu1 = [ad.stats().get("cpu_s", 0.0) for ad in adapters]
+            servers1 = self._server_cpu()
             drained = await wait_drained(adapters, n, timeout=60)
             out: dict = {"messages": n, "written": t_last is not None, "drained": drained, "replicas": replicas,
                          "rss_at_start_mb": [round(x, 1) for x in idle], **seen}
@@ -271,7 +281,9 @@ class Bench:
             if t_last is None:
                 raise RuntimeError(f"{name}: not every reading reached the broker in time: {adapters[0].log_tail()}")
             if on_sink:
-                out["site_aggregates"] = await self.site_aggregate_check(n)
+                # shared site state: the last aggregates follow the last spots within a few rounds
+                out["site_aggregates"] = await self.site_aggregate_check(
+                    n, wait_s=30.0 if site_state == "shared" else 0.0)
                 st = await self.sink.stats()
                 out["requests"] = st["requests"]
                 out["entities_written"] = st["entities"]
@@ -282,6 +294,8 @@ class Bench:
             out["msg_per_s"] = round(n / elapsed, 1)
             out["cpu_s"] = round(sum(c1 - c0 for c0, c1 in zip(cpu0, cpu1)), 2)
             out["cpu_per_1000_msgs_s"] = round(1000 * out["cpu_s"] / n, 3) if n else None
+            # the servers share the machine's cores with the adapters: their CPU explains a flat scaling
+            out["server_cpu_s"] = {k: round(servers1[k] - servers0[k], 2) for k in servers0 if k in servers1}
             if then_rate and replicas == 1:
                 out["rate"] = await self.rate_run(adapters[0], broker_url)
             out["peak_rss_mb"] = [round(ad.stats().get("peak_rss_mb", 0.0), 1) for ad in adapters]
@@ -293,27 +307,50 @@ class Bench:
                 ad.terminate(30)
                 ad.stats()
 
-    async def site_aggregate_check(self, n: int) -> dict:
-        """Do the last OffStreetParking written per site count every spot that reported? (free + occupied
-        must equal the number of distinct spots of the site among the ``n`` readings.)"""
+    def _server_cpu(self) -> dict[str, float]:
+        out = {}
+        for name, server in (("redis", self.redis), ("mosquitto", self.mosquitto), ("sink", self.sink)):
+            proc = getattr(server, "proc", None)
+            if proc is not None and proc.poll() is None:
+                out[name] = proc_stats(proc.pid).get("cpu_s", 0.0)
+        return out
+
+    async def site_aggregate_check(self, n: int, wait_s: float = 0.0) -> dict:
+        """Do the last OffStreetParking written per site count every spot that reported, with the state it
+        reported last? (free + occupied must equal the number of distinct spots of the site among the
+        ``n`` readings, and free the number of those whose last reading was free.) With ``wait_s`` it
+        polls until that holds (the shared site state computes aggregates every interval)."""
         a = self.args
         reported: dict[str, int] = {}
-        for index in range(min(n, a.spots)):
+        free: dict[str, int] = {}
+        last_seq: dict[int, int] = {}
+        for seq in range(n):
+            last_seq[seq % a.spots] = seq
+        for index, seq in last_seq.items():
             site = f"urn:ngsi-ld:OffStreetParking:bench:site-{index // a.per_site:03d}"
             reported[site] = reported.get(site, 0) + 1
-        last = await self.sink.last()
-        good = bad = 0
-        examples = []
-        for site, want in reported.items():
-            ent = last.get(site) or {}
-            got = sum(int((ent.get(k) or {}).get("value", 0)) for k in ("availableSpotNumber", "occupiedSpotNumber"))
-            if got == want:
-                good += 1
-            else:
-                bad += 1
-                if len(examples) < 3:
-                    examples.append({"site": site, "spots_reported": want, "free_plus_occupied": got})
-        return {"sites_consistent": good, "sites_inconsistent": bad, "examples": examples}
+            free[site] = free.get(site, 0) + (1 if (seq // a.spots) % 2 == 0 else 0)   # odd rounds: occupied
+        t0 = time.monotonic()
+        while True:
+            last = await self.sink.last()
+            good = bad = 0
+            examples = []
+            for site, want in reported.items():
+                ent = last.get(site) or {}
+                avail = int((ent.get("availableSpotNumber") or {}).get("value", 0))
+                got = avail + int((ent.get("occupiedSpotNumber") or {}).get("value", 0))
+                if got == want and avail == free[site]:
+                    good += 1
+                else:
+                    bad += 1
+                    if len(examples) < 3:
+                        examples.append({"site": site, "spots_reported": want, "free_plus_occupied": got,
+                                         "free_published": free[site], "free_at_broker": avail})
+            if not bad or time.monotonic() - t0 >= wait_s:
+                break
+            await asyncio.sleep(0.25)
+        return {"sites_consistent": good, "sites_inconsistent": bad, "examples": examples,
+                "seconds_after_last_spot": round(time.monotonic() - t0, 2)}
 
     async def rate_run(self, adapter: AdapterProcess, broker_url: str) -> dict:
         a = self.args
@@ -402,14 +439,21 @@ async def run(args) -> dict:
     await bench.start()
     try:
         bare1 = await bare_loop(bench.mosquitto.port, args.messages, args.spots)
-        result["memory_sink"] = await bench.full_speed("mem-sink", bench.sink.url, "memory", profile=True)
-        result["redis_sink"] = await bench.full_speed("redis-sink", bench.sink.url, "redis")
+        if not args.only_scaling:
+            result["memory_sink"] = await bench.full_speed("mem-sink", bench.sink.url, "memory", profile=True)
+            result["redis_sink"] = await bench.full_speed("redis-sink", bench.sink.url, "redis")
+        if args.only_scaling and args.scaling_local_state:
+            # the defect for comparison: two replicas, each with its own (local) site state
+            result["scaling_2_local_state"] = await bench.full_speed(
+                "local2", bench.sink.url, "memory", replicas=2, shared=True, then_rate=False)
         if not args.skip_scaling:
-            result["scaling_1"] = await bench.full_speed("shared1", bench.sink.url, "memory", replicas=1,
-                                                         shared=True, then_rate=False)
-            result["scaling_2"] = await bench.full_speed("shared2", bench.sink.url, "memory", replicas=2,
-                                                         shared=True, then_rate=False)
-        if not args.skip_local:
+            # several replicas need the shared site state (adapters/parking/README.md "Scaling"), which
+            # needs the Redis outbox: both runs use it, so the ratio compares like with like
+            result["scaling_1"] = await bench.full_speed("shared1", bench.sink.url, "redis", replicas=1,
+                                                         shared=True, then_rate=False, site_state="shared")
+            result["scaling_2"] = await bench.full_speed("shared2", bench.sink.url, "redis", replicas=2,
+                                                         shared=True, then_rate=False, site_state="shared")
+        if not args.skip_local and not args.only_scaling:
             bench.local = await LocalBrokerProcess(bench.work).start()
             result["memory_local_broker"] = await bench.full_speed("mem-local", bench.local.url, "memory")
             result["redis_local_broker"] = await bench.full_speed("redis-local", bench.local.url, "redis")
@@ -419,6 +463,12 @@ async def run(args) -> dict:
     bare_rate = (bare1["rate"] + bare2["rate"]) / 2
     result["bare_loop"] = {"msg_per_s_before": round(bare1["rate"], 1), "msg_per_s_after": round(bare2["rate"], 1),
                            "msg_per_s": round(bare_rate, 1)}
+    if args.only_scaling:
+        result["summary"] = {"two_vs_one_replica": ratio(result["scaling_2"]["msg_per_s"],
+                                                         result["scaling_1"]["msg_per_s"]),
+                             "scaling_1_vs_bare": ratio(result["scaling_1"]["msg_per_s"], bare_rate),
+                             "scaling_2_vs_bare": ratio(result["scaling_2"]["msg_per_s"], bare_rate)}
+        return result
     summary = {
         "memory_vs_bare": ratio(result["memory_sink"]["msg_per_s"], bare_rate),
         "redis_vs_bare": ratio(result["redis_sink"]["msg_per_s"], bare_rate),
@@ -451,6 +501,12 @@ def main() -> None:
     p.add_argument("--flush-ms", type=int, default=500)
     p.add_argument("--skip-local", action="store_true", help="skip the runs into the local broker")
     p.add_argument("--skip-scaling", action="store_true")
+    p.add_argument("--only-scaling", action="store_true",
+                   help="only the bare loop and the 1-vs-2-replica runs (shared site state, Redis outbox)")
+    p.add_argument("--scaling-local-state", action="store_true",
+                   help="with --only-scaling: also two replicas with site_state local (the defect, for comparison)")
+    p.add_argument("--aggregate-interval-ms", type=int, default=500,
+                   help="site_state: shared (scaling runs): how often the lease holder computes the site aggregates")
     p.add_argument("--profile", default=None, help="directory for py-spy samples (collapsed stacks) of the memory/sink run; "
                                                      "the summary goes into the JSON")
     args = p.parse_args()
