@@ -144,6 +144,21 @@ def test_every_model_has_both_examples():
     assert set(SOURCE_DIFFERENCES) <= set(MODELS)
 
 
+SHARED_MODELS = Path(__file__).resolve().parents[3] / "shared" / "smart-data-models"
+
+
+@pytest.mark.skipif(not SHARED_MODELS.is_dir(), reason="../shared/smart-data-models is not beside the checkout")
+def test_the_converted_examples_are_every_example_of_the_shared_models():
+    """The issue names ../shared/smart-data-models: every model there is converted above, from
+    byte-identical copies of its two normalized examples (schemas/ vendors them)."""
+    shared = sorted(p.parent.parent.name for p in SHARED_MODELS.glob("*/examples/example-normalized.json"))
+    assert shared == MODELS
+    for model in shared:
+        for name in ("example-normalized.json", "example-normalized.jsonld"):
+            assert (SHARED_MODELS / model / "examples" / name).read_bytes() == \
+                (SCHEMAS / model / "examples" / name).read_bytes(), f"{model}/{name} differs from the shared copy"
+
+
 @pytest.mark.parametrize("ids,mode_differences", [("urn", URN_MODE_DIFFERENCES), ("local", LOCAL_MODE_DIFFERENCES)])
 @pytest.mark.parametrize("model", MODELS)
 def test_example_converts_to_the_models_own_v2_example(model: str, ids: str, mode_differences):

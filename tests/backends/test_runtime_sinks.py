@@ -147,3 +147,30 @@ def test_cli_reports_a_bad_kind_without_a_traceback(tmp_path):
     assert ("configuration error: broker.kind: Input should be 'orion-ld', 'scorpio', 'stellio', 'ngsi-v2' "
             "or 'sensorthings'") in res.stderr
     assert "Traceback" not in res.stderr
+
+
+async def test_cli_start_errors_name_the_key_without_a_traceback(tmp_path):
+    """`stadtlink run` with a URL whose host does not resolve, and with wrong credentials of the
+    second sink: exit code 2, one line naming the key, no stack trace."""
+    import asyncio
+
+    async def run(doc) -> tuple[int, str]:
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "adapters.core.cli", "run", "parking", "--config", str(path),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode, err.decode()
+
+    rc, err = await run(config(broker={"kind": "scorpio", "url": "http://scorpio.invalid:9090"}))
+    assert rc == 2 and "configuration error: broker.url: the host of http://scorpio.invalid:9090 does not resolve" \
+        in err, err
+    assert "Traceback" not in err
+    async with KeycloakServer() as kc, StellioServer(keycloak=kc) as stellio, running_broker() as ld_url:
+        rc, err = await run(config(brokers=[
+            {"url": ld_url},
+            {"kind": "stellio", "url": stellio.url, "auth": {"kind": "oauth2", "token_url": kc.token_url,
+                                                               "client_id": kc.client_id, "client_secret": "nope"}}]))
+    assert rc == 2 and "configuration error: brokers[1].auth: the token endpoint refused" in err, err
+    assert "Traceback" not in err

@@ -191,3 +191,36 @@ async def test_timeout_raises_broker_unavailable():
                 await backend.write([spot(1)])
         finally:
             await backend.close()
+
+
+async def test_401_behind_a_pep_proxy_refreshes_the_token_once():
+    """Scorpio has no authentication of its own (docs/backends/scorpio.md): deployments put a PEP
+    proxy in front that answers 401 without a valid bearer token. The same ``auth`` block fetches a
+    client-credentials token, and after a 401 (token revoked) fetches a new one and sends again."""
+    from aiohttp import web
+
+    from .servers import KeycloakServer
+
+    async with KeycloakServer() as kc, ScorpioServer() as server:
+        @web.middleware
+        async def pep(request, handler):
+            auth = request.headers.get("Authorization", "")
+            if not kc.valid(auth[7:] if auth.startswith("Bearer ") else ""):
+                return web.Response(status=401, headers={"WWW-Authenticate": "Bearer"})
+            return await handler(request)
+
+        await server.stop()               # put the PEP in front of the running stand-in
+        original = server._record
+        server._record = web.middleware(lambda request, handler: pep(request, lambda r: original(r, handler)))
+        await server.start()
+        auth = {"kind": "oauth2", "token_url": kc.token_url, "client_id": kc.client_id,
+                "client_secret": kc.client_secret}
+        backend = await backend_for(server, auth=auth)
+        try:
+            assert (await backend.write([spot(1)])).ok
+            kc.revoke_all()
+            assert (await backend.write([spot(2)])).ok
+        finally:
+            await backend.close()
+        assert len(kc.writes("/token")) == 2
+        assert set(server.store()) == {spot(1)["id"], spot(2)["id"]}
