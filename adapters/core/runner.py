@@ -335,7 +335,7 @@ class Runner:
         self._tasks.append(asyncio.create_task(self._monitor_loop(), name="monitor"))
         if self.adapter.tick is not None and sources:
             self._tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))
-        if self.derived is not None:
+        if self.derived is not None and sources:   # not in `deadletter replay` and other tools
             self._tasks.append(asyncio.create_task(self.derived.run(), name="derive"))
         self._batcher_task = asyncio.create_task(self._run_batcher(), name="batcher")
         self._started = True

@@ -348,6 +348,8 @@ def tick(ctx: MapContext) -> list[dict]:
     if ctx.now is None:
         return []
     settings = settings_of(ctx)
+    if settings.site_state == "shared" and ctx.shared is not None:
+        return []   # the lease holder applies the timeouts to the shared spot states (derive_sites)
     entities: list[dict] = []
     for key in [k for k in list(ctx.state) if k.startswith(SPOTS)]:
         site = key[len(SPOTS):]

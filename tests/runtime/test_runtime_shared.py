@@ -194,3 +194,40 @@ def test_parking_mapper_in_shared_mode_yields_spot_and_device_and_queues_one_fie
     assert dict(ctx.state) == {}, "no spot states in the process-local state"
     ctx.shared = None      # the same settings without the runtime's shared writes: inline, as before
     assert "OffStreetParking" in {e["type"] for e in PARKING.mapper(reading, ctx)}
+
+
+async def test_parking_shared_heartbeat_timeouts_are_applied_by_the_holder(r, redis_prefix):
+    broker = await FakeBroker().start()
+    src = QueueSource()
+    runner = Runner.from_config(_parking_config(broker.url, redis_prefix, heartbeat_timeout_s=60,
+                                                aggregate_resync_s=0.3),
+                                adapter=PARKING, sources=[(src, "bosch-tps110", None)])
+    await runner.start()
+    try:
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        for i, age_s in enumerate([600, 10]):          # tps-0 silent for 10 min (> 60 s), tps-1 fresh
+            _, doc = tts_uplink(f"tps-{i}", b"\x01", f_port=1, f_cnt=1,
+                                received_at=(now - timedelta(seconds=age_s)).strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+            await src.push(doc)
+        spot0 = "urn:ngsi-ld:ParkingSpot:shr:tps-0"
+        site_id = "urn:ngsi-ld:OffStreetParking:shr:site"
+
+        def timed_out():
+            site = broker.entities.get(site_id)
+            return (broker.entities.get(spot0, {}).get("status", {}).get("value") == "unknown" and site is not None
+                    and site["occupiedSpotNumber"]["value"] == 1 and site["availableSpotNumber"]["value"] == 0)
+
+        assert await wait_for(timed_out, timeout=10), (broker.entities.get(spot0), broker.entities.get(site_id))
+        expired_at = (now - timedelta(seconds=540)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        assert broker.entities[spot0]["status"]["observedAt"] == expired_at, "unknown at last uplink + timeout"
+        stored = await r.hget(f"{redis_prefix}:parking:shared:spots:site", "tps-0")
+        assert b'"status":"unknown"' in stored, "the holder wrote the timeout back into the shared hash"
+        # spot states left in the local state by an earlier `site_state: local` run: the replicas' own tick
+        # must not compute a site aggregate from them (the holder does the timeouts on the shared state)
+        runner.pipeline.ctx.state["parking:spots:site"] = {"tps-2": {
+            "status": "free", "observed_at": "2026-01-01T00:00:00.000Z", "last_seen": "2026-01-01T00:00:00.000Z",
+            "device": "tps-2", "street": "offStreet", "level": 0}}
+        assert await runner.pipeline.run_tick() == 0
+    finally:
+        await runner.stop()
+        await broker.stop()
