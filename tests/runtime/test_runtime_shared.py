@@ -46,6 +46,9 @@ async def test_put_newer_never_overwrites_a_newer_field_and_marks_pop_once(r, re
     assert (await shared.read_hashes(["h"]))[0]["a"]["v"] == 3
     assert await shared.pop("dirty", 10) == ["s1", "s2"]
     assert await shared.pop("dirty", 10) == []
+    await r.hset(f"{redis_prefix}:x:shared:h", "bad", b"{not json")      # read field by field, bad one skipped
+    assert set((await shared.read_hashes(["h"]))[0]) == {"a", "b"}
+    assert await shared.read_hashes(["missing"]) == [{}]
 
 
 async def test_lease_has_one_holder_and_only_the_holder_renews_or_releases(r, redis_prefix):
