@@ -46,12 +46,24 @@ def parse_time(value: str | datetime, *, naive_is: timezone | None = UTC) -> dat
         raise TimeFormatError(f"timestamp out of range: {value!r}") from None
 
 
+_LAST_ISO: tuple[datetime | None, str] = (None, "")
+
+
 def iso_ms(dt: datetime) -> str:
-    """``2024-05-01T12:00:00.000Z``: UTC, millisecond precision, as Orion-LD stores it."""
+    """``2024-05-01T12:00:00.000Z``: UTC, millisecond precision, as Orion-LD stores it.
+
+    On every mapper's hot path (each attribute of an entity renders its ``observedAt``, usually the
+    same datetime object): the last datetime rendered is remembered, and ``isoformat`` is 2× faster
+    than ``strftime`` (which also left years before 1000 unpadded)."""
+    global _LAST_ISO
+    last = _LAST_ISO
+    if dt is last[0]:
+        return last[1]
     if dt.tzinfo is None:
         raise TimeFormatError("naive datetime: attach a timezone before rendering")
-    dt = dt.astimezone(UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    text = dt.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    _LAST_ISO = (dt, text)
+    return text
 
 
 def utcnow() -> datetime:
