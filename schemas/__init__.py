@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from .contexts import CONTEXTS, CORE_CONTEXT_URL, STADTLINK_CONTEXT_URL, context_url, load_context
-from .ngsi_ld import check_structure, to_key_values
+from .ngsi_ld import check_structure, fast_key_values, to_key_values
 from .problems import InvalidEntity, Problem, UnknownModel
 from .validation import known_models, schema_path, schema_problems
 
@@ -58,6 +58,13 @@ def check_entity(entity: Any, *, model: str | None = None) -> list[Problem]:
     The model is ``entity["type"]`` unless ``model`` is given.
     """
     try:
+        # the common case — a plainly shaped entity without structural problems — in one pass
+        key_values = fast_key_values(entity)
+        if key_values is not None:
+            chosen = model if model is not None else entity["type"]
+            if not isinstance(chosen, str) or not chosen:
+                return []
+            return schema_problems(key_values, chosen)
         problems, broken = check_structure(entity)
         if not isinstance(entity, dict):
             return problems

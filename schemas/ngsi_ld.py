@@ -378,3 +378,132 @@ def to_key_values(entity: dict[str, Any], *, skip: set[str] | frozenset[str] = f
         if value is not _MISSING:
             reduced[name] = value
     return reduced
+
+
+# -- fast path ---------------------------------------------------------------------------------
+
+_FAST_KEYS = {
+    "Property": frozenset({"type", "value", "observedAt", "unitCode"}),
+    "Relationship": frozenset({"type", "object", "observedAt"}),
+    "GeoProperty": frozenset({"type", "value", "observedAt"}),
+}
+_NAMES_OK: set[str] = set()
+_TIMES_OK: set[str] = set()
+_URIS_OK: set[str] = set()
+_MEMO_LIMIT = 4096
+
+
+def _name_ok(name: str) -> bool:
+    if name in _NAMES_OK:
+        return True
+    if not name or _BAD_NAME.search(name):
+        return False
+    if len(_NAMES_OK) < _MEMO_LIMIT:
+        _NAMES_OK.add(name)
+    return True
+
+
+def _time_ok(value: object) -> bool:
+    if type(value) is not str:
+        return False
+    if value in _TIMES_OK:
+        return True
+    if not validate_rfc3339(value):
+        return False
+    if len(_TIMES_OK) >= _MEMO_LIMIT:
+        _TIMES_OK.clear()
+    _TIMES_OK.add(value)
+    return True
+
+
+def _uri_ok(value: object) -> bool:
+    if type(value) is not str:
+        return False
+    if value in _URIS_OK:
+        return True
+    if _URI.match(value) is None:
+        return False
+    if len(_URIS_OK) >= _MEMO_LIMIT:
+        _URIS_OK.clear()
+    _URIS_OK.add(value)
+    return True
+
+
+def fast_key_values(entity: object) -> dict[str, Any] | None:
+    """keyValues of an entity the structural check would pass without a word, or None.
+
+    The common shapes only — Property with a plain or ``@value`` value (optionally observedAt, unitCode),
+    Relationship to URIs, GeoProperty Point — checked with the same rules as :class:`_Checker`
+    in one pass without building paths; anything else (a problem, or a shape not handled here)
+    returns None and the caller runs the full check, which then finds and words the problems.
+    Checked timestamps, URIs and names are remembered (bounded sets), since one entity repeats its
+    ``observedAt`` in every attribute and a fleet repeats its names. Equivalence with
+    :func:`check_structure` + :func:`to_key_values` is tested in tests/schemas.
+    """
+    if type(entity) is not dict:
+        return None
+    entity_type = entity.get("type")
+    if type(entity_type) is not str or not entity_type or not _uri_ok(entity.get("id")):
+        return None
+    reduced: dict[str, Any] = {}
+    for name, attribute in entity.items():
+        if name in _ENTITY_META:
+            if name in ("createdAt", "modifiedAt", "deletedAt"):
+                return None
+            if name == "@context" and not isinstance(attribute, (str, list, dict)):
+                return None
+            reduced[name] = attribute
+            continue
+        if type(attribute) is not dict or not _name_ok(name):
+            return None
+        attr_type = attribute.get("type")
+        allowed = _FAST_KEYS.get(attr_type)
+        if allowed is None or not allowed.issuperset(attribute):
+            return None
+        if attr_type == "Property":
+            value = attribute.get("value", _MISSING)
+            kind = type(value)
+            if kind is float:
+                if not math.isfinite(value):
+                    return None
+            elif kind is dict and "@value" in value:
+                value = value["@value"]       # e.g. {"@type": "DateTime", "@value": "…Z"}
+                if value is None or (attribute["value"].get("@type") == "DateTime" and not _time_ok(value)):
+                    return None
+            elif value is None or value is _MISSING:
+                return None
+            unit = attribute.get("unitCode")
+            if unit is not None and (type(unit) is not str or not unit):
+                return None
+            if "unitCode" in attribute and unit is None:
+                return None
+            if name in _GEO_NAMES:
+                return None
+        elif attr_type == "Relationship":
+            value = attribute.get("object")
+            if name in _GEO_NAMES:
+                return None
+            if type(value) is list:
+                if not value:
+                    return None
+                for target in value:
+                    if not _uri_ok(target):
+                        return None
+            elif not _uri_ok(value):
+                return None
+        else:   # GeoProperty
+            value = attribute.get("value")
+            if type(value) is not dict or value.get("type") != "Point" or len(value) != 2:
+                return None
+            position = value.get("coordinates")
+            if type(position) is not list or not 2 <= len(position) <= 3:
+                return None
+            for n in position:
+                if type(n) is not float and type(n) is not int:
+                    return None
+            if not (-180.0 <= position[0] <= 180.0 and -90.0 <= position[1] <= 90.0):
+                return None
+        if "observedAt" in attribute and not _time_ok(attribute["observedAt"]):
+            return None
+        reduced[name] = value
+    return reduced
