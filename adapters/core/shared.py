@@ -258,7 +258,8 @@ class DerivedLoop:
 
     def __init__(self, hook: DeriveHook, options: DeriveOptions, *, shared: SharedState, lease: Lease,
                  make_ctx: Callable[[], Any], admit: Callable[[list[dict], list[tuple]], Awaitable[Any]],
-                 claim_window_s: float = 0.0, metrics_counts: dict | None = None):
+                 claim_window_s: float = 0.0, metrics_counts: dict | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.hook = hook
         self.options = options
         self.shared = shared
@@ -274,6 +275,7 @@ class DerivedLoop:
         self._next_resync = 0.0
         self._repeat: dict[str, tuple[float, dict]] = {}
         self._counts = metrics_counts if metrics_counts is not None else {}
+        self._clock = clock
 
     async def run(self) -> None:
         while True:
@@ -288,7 +290,7 @@ class DerivedLoop:
 
     async def step(self) -> int:
         """One round: keep or take the lease; if held, compute and queue. Returns entities queued."""
-        now = time.monotonic()
+        now = self._clock()
         if self.leader and not await self.lease.renew():
             self.leader = False
             self._repeat.clear()

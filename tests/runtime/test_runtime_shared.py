@@ -53,13 +53,15 @@ async def test_put_newer_never_overwrites_a_newer_field_and_marks_pop_once(r, re
 
 async def test_lease_has_one_holder_and_only_the_holder_renews_or_releases(r, redis_prefix):
     key = f"{redis_prefix}:lease"
-    a = Lease(lambda: r, key, ttl_ms=400)
-    b = Lease(lambda: r, key, ttl_ms=400)
+    a = Lease(lambda: r, key, ttl_ms=5000)
+    b = Lease(lambda: r, key, ttl_ms=5000)
     assert await a.acquire()
     assert not await b.acquire()
     assert not await b.renew() and not await b.release()
     assert await a.renew() and await a.holder() == a.token
-    await asyncio.sleep(0.6)                                  # a stalls past its TTL
+    assert 4000 < await r.pttl(key) <= 5000
+    await r.pexpire(key, 50)                                  # a stalls: its last renew was ~TTL ago …
+    await asyncio.sleep(0.2)                                  # … and the TTL runs out
     assert await b.acquire()
     assert not await a.renew(), "a lost lease must not be extended"
     assert not await a.release(), "a lost lease must not delete the new holder's"
@@ -67,7 +69,8 @@ async def test_lease_has_one_holder_and_only_the_holder_renews_or_releases(r, re
     assert await b.release() and await r.get(key) is None
 
 
-def _loop(r, prefix, computed, *, interval=0.05, lease_ms=400, fail=None):
+def _loop(r, prefix, computed, *, interval=0.05, lease_ms=5000, fail=None, repeat_s=3600.0, claim_window_s=0.0,
+          clock=None):
     async def compute(dc):
         marked = await dc.pop_marked("dirty")
         if fail is not None and fail["on"]:
@@ -82,9 +85,10 @@ def _loop(r, prefix, computed, *, interval=0.05, lease_ms=400, fail=None):
 
     shared = SharedState(lambda: r, prefix)
     loop = DerivedLoop(DeriveHook(compute=compute, options=lambda s: None),
-                       DeriveOptions(interval_s=interval, lease_ms=lease_ms, resync_s=3600, repeat_s=3600),
+                       DeriveOptions(interval_s=interval, lease_ms=lease_ms, resync_s=3600, repeat_s=repeat_s),
                        shared=shared, lease=Lease(lambda: r, f"{prefix}:derive:lease", lease_ms),
-                       make_ctx=lambda: type("Ctx", (), {})(), admit=admit)
+                       make_ctx=lambda: type("Ctx", (), {})(), admit=admit, claim_window_s=claim_window_s,
+                       **({"clock": clock} if clock else {}))
     return loop, shared, admitted
 
 
@@ -106,7 +110,8 @@ async def test_two_loops_never_compute_at_once_and_a_takeover_recomputes_everyth
     await shared.mark("dirty", ["late"])
     await other.step()
     assert not other.leader
-    await asyncio.sleep(0.5)
+    await r.pexpire(f"{redis_prefix}:derive:lease", 50)      # the holder's last renew was ~TTL ago …
+    await asyncio.sleep(0.2)                                 # … and the TTL runs out
     await other.step()
     assert other.leader and other.takeovers == 1
     done_other = ca if other is a else cb
@@ -129,6 +134,56 @@ async def test_a_failed_round_marks_its_sites_again(r, redis_prefix):
     assert computed[-1][1] == ["s1", "s2"] and admitted[-1][0]["id"].endswith(":s1")
 
 
+class _Clock:
+    """The loop's monotonic clock, moved by the test (no test waits on wall time)."""
+
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def test_each_derived_entity_is_written_once_more_after_its_last_version(r, redis_prefix):
+    computed: list = []
+    clock = _Clock()
+    loop, shared, admitted = _loop(r, redis_prefix, computed, repeat_s=2.0, clock=clock)
+    ids = lambda: [e["id"][-1] for e in admitted[-1]]        # noqa: E731
+    await shared.mark("dirty", ["a", "b"])
+    await loop.step()                            # t=0: a, b
+    assert ids() == ["a", "b"]
+    clock.t += 1.0
+    await shared.mark("dirty", ["b"])            # t=1: a newer version of b; its repeat moves to t=3
+    await loop.step()
+    assert ids() == ["b"]
+    clock.t += 1.5
+    n = len(admitted)
+    await loop.step()                            # t=2.5: a is due, b not yet
+    assert len(admitted) == n + 1 and ids() == ["a"]
+    clock.t += 1.0
+    await loop.step()                            # t=3.5: b is due
+    assert ids() == ["b"]
+    n = len(admitted)
+    clock.t += 10.0
+    await loop.step()
+    assert len(admitted) == n, "written once more, not forever"
+
+
+async def test_a_new_holder_passes_full_again_after_the_outbox_claim_window(r, redis_prefix):
+    computed: list = []
+    clock = _Clock()
+    loop, shared, _ = _loop(r, redis_prefix, computed, claim_window_s=30.0, clock=clock)
+    await loop.step()
+    clock.t += 1.0
+    await loop.step()
+    assert [full for full, _ in computed] == [True, False]
+    clock.t += 30.0                              # claim window + 2 intervals after the takeover
+    await loop.step()
+    clock.t += 1.0
+    await loop.step()
+    assert [full for full, _ in computed] == [True, False, True, False]
+
+
 def _parking_config(broker_url: str, prefix: str, outbox: str = "redis", **settings) -> dict:
     return {
         "adapter": "parking", "namespace": "shr", "http": {"enabled": False},
@@ -137,7 +192,7 @@ def _parking_config(broker_url: str, prefix: str, outbox: str = "redis", **setti
         "sources": [{"kind": "mqtt", "topics": ["v3/x/devices/+/up"], "profile": "bosch-tps110"}],
         "devices": [{"id": "site", "lat": 52.1, "lon": 10.1, "total_spots": 3}]
                    + [{"id": f"tps-{i}", "lat": 52.1, "lon": 10.1, "site": "site", "level": 0} for i in range(3)],
-        "settings": {"site_state": "shared", "aggregate_interval_ms": 50, "aggregate_lease_ms": 500, **settings},
+        "settings": {"site_state": "shared", "aggregate_interval_ms": 50, "aggregate_lease_ms": 5000, **settings},
     }
 
 
@@ -145,7 +200,7 @@ def test_shared_site_state_needs_the_redis_outbox():
     with pytest.raises(ConfigError, match=r"settings\.site_state.*outbox\.kind: redis"):
         Runner.from_config(_parking_config("http://127.0.0.1:1", "p", outbox="memory"), adapter=PARKING)
     with pytest.raises(ConfigError, match="aggregate_lease_ms"):
-        Runner.from_config(_parking_config("http://127.0.0.1:1", "p", aggregate_interval_ms=1000), adapter=PARKING)
+        Runner.from_config(_parking_config("http://127.0.0.1:1", "p", aggregate_interval_ms=2000), adapter=PARKING)
 
 
 async def test_parking_shared_uplinks_write_one_field_each_and_the_holder_aggregates(r, redis_prefix):

@@ -90,7 +90,7 @@ def _config(tmp: Path, rid: str, broker_url: str, replica: int) -> Path:
                      "reconnect_max_s": 1.0}],
         "devices": _devices(),
         # resync far away: the result must come from the dirty-site rounds (and the takeover pass)
-        "settings": {"site_state": "shared", "aggregate_interval_ms": 200, "aggregate_lease_ms": 1500,
+        "settings": {"site_state": "shared", "aggregate_interval_ms": 200, "aggregate_lease_ms": 3000,
                      "aggregate_resync_s": 3600, "heartbeat_timeout_s": 86400},
     }
     path = tmp / f"replica-{replica}.json"
