@@ -45,8 +45,8 @@ def derive_options(adapter: AdapterSpec, config: Any):
     hook = adapter.derive
     opts = hook.options(config.settings) if hook is not None else None
     if opts is not None and config.outbox.kind != "redis":
-        raise ConfigError(f"{hook.setting}: needs state shared by the replicas in Redis; set outbox.kind: redis "
-                          f"(and outbox.url), or keep the default")
+        raise ConfigError(f"{hook.setting}: keeps state shared by the replicas in Redis; set outbox.kind: redis "
+                          f"(and outbox.url), or leave {hook.setting} at its default (one replica)")
     return opts
 
 
@@ -71,7 +71,7 @@ class Runner:
         self._sources_override = sources
         self._redis_client = redis_client
         self._owns_redis = redis_client is None
-        self.metrics = Metrics(adapter.name)
+        self.metrics = Metrics(adapter.name, device_last_seen=bool(getattr(getattr(config, "http", None), "device_last_seen", False)))
         self.registry: DeviceRegistry | None = None
         self.outbox = None
         self.deadletters = None
