@@ -205,6 +205,9 @@ class HttpConfig(_Strict):
     enabled: bool = True
     host: str = "0.0.0.0"
     port: int = Field(9100, ge=0, le=65535)
+    device_last_seen: bool = Field(False, description="one stadtlink_device_last_seen_timestamp_seconds series "
+                                                      "per device on /metrics (off: at city scale that is "
+                                                      "thousands of series)")
 
 
 class StadtlinkConfigBase(_Strict):

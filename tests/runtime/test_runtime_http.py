@@ -20,7 +20,8 @@ async def get(url):
 async def test_health_ready_metrics():
     fb = await FakeBroker().start()
     src = QueueSource()
-    runner = Runner.from_config(base_config(fb.url), adapter=ADAPTER, sources=[(src, "toy-lora", None)])
+    runner = Runner.from_config(base_config(fb.url, http={"device_last_seen": True}), adapter=ADAPTER,
+                                sources=[(src, "toy-lora", None)])
     await runner.start()
     try:
         base = runner.http_url
@@ -56,6 +57,26 @@ async def test_health_ready_metrics():
         runner._heartbeat = time.monotonic() - 60
         status, _, body = await get(base + "/healthz")
         assert status == 503 and orjson.loads(body)["status"] == "fail"
+    finally:
+        await runner.stop(grace=1)
+        await fb.stop()
+
+
+async def test_no_per_device_series_by_default():
+    """``http.device_last_seen`` is off unless set: no series (and no map entry) per device."""
+    fb = await FakeBroker().start()
+    src = QueueSource()
+    runner = Runner.from_config(base_config(fb.url), adapter=ADAPTER, sources=[(src, "toy-lora", None)])
+    await runner.start()
+    try:
+        topic, up = tts_uplink("dev-1", b"\x00\x10", f_port=1, f_cnt=1, received_at="2024-05-01T12:00:00Z")
+        await src.push(up, topic=topic)
+        assert await runner.wait_idle()
+        status, _, body = await get(runner.http_url + "/metrics")
+        text = body.decode()
+        assert status == 200 and 'stadtlink_upserted_total{adapter="toy"} 1.0' in text
+        assert "stadtlink_device_last_seen_timestamp_seconds" not in text
+        assert runner.metrics.last_seen is None
     finally:
         await runner.stop(grace=1)
         await fb.stop()
