@@ -225,6 +225,7 @@ class DeriveContext:
     ctx: Any
     shared: SharedState
     full: bool
+    takeover: bool = False        # the first round of a new holder (a full one)
     writes: SharedWrites = field(default_factory=SharedWrites)
     popped: dict[str, list[str]] = field(default_factory=dict)
 
@@ -304,6 +305,7 @@ class DerivedLoop:
             self._next_resync = now + self.options.resync_s
             log.info("derive lease taken: computing every derived entity", extra={"lease": self.lease.key})
         full = False
+        takeover = len(self._full_due) == 2 and now >= self._full_due[0]
         if self._full_due and now >= self._full_due[0]:
             self._full_due.pop(0)
             full = True
@@ -312,7 +314,7 @@ class DerivedLoop:
             full = True
         ctx = self.make_ctx()
         ctx.now = datetime.now(timezone.utc)
-        dc = DeriveContext(ctx=ctx, shared=self.shared, full=full)
+        dc = DeriveContext(ctx=ctx, shared=self.shared, full=full, takeover=takeover)
         self.rounds += 1
         try:
             entities = list(await self.hook.compute(dc) or ())

@@ -396,6 +396,8 @@ async def derive_sites(dc) -> list[dict]:
     hash of spot states. Runs in the replica holding the lease (adapters/core/shared.py)."""
     ctx = dc.ctx
     settings = settings_of(ctx)
+    if dc.takeover:
+        _seed_from_local_state(ctx, settings, dc.writes)
     if dc.full:
         marked = await dc.pop_marked(DIRTY_SITES, 1_000_000)
         sites = sorted(set(_site_index(ctx.registry)) | set(marked))
@@ -416,6 +418,23 @@ async def derive_sites(dc) -> list[dict]:
         levels = {s.get("level") for s in spots.values() if s.get("level") is not None}
         entities.extend(_site_aggregate(ctx, settings, site, levels=levels, spots=spots))
     return entities
+
+
+def _seed_from_local_state(ctx: MapContext, settings: ParkingSettings, writes) -> None:
+    """Spot states a ``site_state: local`` run left in the persisted state (switching to ``shared``, e.g.
+    when the chart scales a deployment to two pods) go into the shared hashes, unless newer entries
+    are there, and their sites are marked: the aggregates then count spots that have not reported
+    since the switch too. Idempotent; runs at every takeover (read-only on ``ctx.state``)."""
+    for key in [k for k in list(ctx.state) if k.startswith(SPOTS)]:
+        site = key[len(SPOTS):]
+        spots = ctx.state.get(key)
+        if site == "?" or not isinstance(spots, dict):
+            continue
+        for spot_id, entry in spots.items():
+            if isinstance(entry, dict) and isinstance(entry.get("last_seen"), str):
+                writes.put_newer(SHARED_SPOTS + site, spot_id, entry, order="last_seen")
+        if settings.aggregates(site):
+            writes.mark(DIRTY_SITES, site)
 
 
 def derive_options(settings) -> Any:

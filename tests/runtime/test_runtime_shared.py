@@ -289,3 +289,36 @@ async def test_parking_shared_heartbeat_timeouts_are_applied_by_the_holder(r, re
     finally:
         await runner.stop()
         await broker.stop()
+
+
+async def test_switching_from_local_to_shared_seeds_the_shared_hashes_from_the_persisted_spot_states(r, redis_prefix):
+    """A deployment scaled from one pod (site_state local, spot states persisted whole per site) to
+    several (shared): spots that do not report again are still counted, a newer shared entry wins."""
+    import orjson
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    at = lambda s: (now - timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%S.000Z")   # noqa: E731
+    local = {f"tps-{i}": {"status": "occupied", "observed_at": at(300), "last_seen": at(300), "device": f"tps-{i}",
+                          "street": "offStreet", "level": 0} for i in range(3)}
+    await r.hset(f"{redis_prefix}:parking:state", "parking:spots:site", orjson.dumps(local))
+    await r.hset(f"{redis_prefix}:parking:shared:spots:site", "tps-2", orjson.dumps(
+        {"status": "free", "observed_at": at(60), "last_seen": at(60), "device": "tps-2", "street": "offStreet",
+         "level": 0}))                                          # reported after the switch: newer, kept
+    broker = await FakeBroker().start()
+    runner = Runner.from_config(_parking_config(broker.url, redis_prefix), adapter=PARKING,
+                                sources=[(QueueSource(), "bosch-tps110", None)])
+    await runner.start()
+    try:
+        site_id = "urn:ngsi-ld:OffStreetParking:shr:site"
+
+        def counted():
+            e = broker.entities.get(site_id)
+            return e is not None and (e["occupiedSpotNumber"]["value"], e["availableSpotNumber"]["value"]) == (2, 1)
+
+        assert await wait_for(counted, timeout=10), broker.entities.get(site_id)
+        stored = await r.hgetall(f"{redis_prefix}:parking:shared:spots:site")
+        assert orjson.loads(stored[b"tps-0"])["status"] == "occupied"
+        assert orjson.loads(stored[b"tps-2"])["status"] == "free"
+    finally:
+        await runner.stop()
+        await broker.stop()
