@@ -1,5 +1,13 @@
 """The batching sink: outbox → broker, at most ``batch_size`` entities or every ``flush_ms``.
 
+* ``flush="adaptive"`` (the runtime's default, ``broker.flush``): a batch is written when it is
+  full, when no new entity arrived for 5 ms (the outbox is idle), or ``flush_ms`` after its first
+  entity; while a write is under way the next batch fills. So batches are full while entities
+  keep coming (full speed, a backlog after an outage) and an entity that arrives alone waits 5 ms
+  instead of ``flush_ms``. At a steady moderate rate (entities every few ms) ``flush_ms`` still
+  bounds the wait: set it low (20–50 ms) where latency matters. ``flush="fixed"`` always waits up
+  to ``flush_ms`` for a batch to fill.
+
 * At most one instance of an entity per batch.
 * ``latest-state``: a newer queued instance of an entity replaces the older one; attributes are
   merged, the newer (by ``observedAt``, else by arrival) winning per attribute.
@@ -28,6 +36,9 @@ from .pipeline import newest_observed_at
 
 log = logging.getLogger("stadtlink.batcher")
 
+#: flush="adaptive": a batch is written once no new entity arrived for this long
+_IDLE_S = 0.005
+
 
 @dataclass(slots=True)
 class _Entry:
@@ -51,7 +62,7 @@ def merge_entity(older: dict, newer: dict) -> dict:
 class Batcher:
     def __init__(self, outbox, backend, deadletters, metrics: Metrics, *, semantics: str = "latest-state",
                  batch_size: int = 200, flush_ms: int = 500, retry_base_s: float = 0.5, retry_max_s: float = 30.0,
-                 health_interval_s: float = 10.0, stall_s: float = 10.0):
+                 health_interval_s: float = 10.0, stall_s: float = 10.0, flush: str = "fixed"):
         self.outbox = outbox
         self.backend = backend
         self.deadletters = deadletters
@@ -59,6 +70,9 @@ class Batcher:
         self.coalesce = semantics == "latest-state"
         self.batch_size = batch_size
         self.flush_s = flush_ms / 1000.0
+        if flush not in ("adaptive", "fixed"):
+            raise ValueError(f"flush must be adaptive or fixed, not {flush!r}")
+        self.adaptive = flush == "adaptive"
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
         self.health_interval_s = health_interval_s
@@ -148,6 +162,11 @@ class Batcher:
                     timeout = 0.0 if entries else 0.05
                 elif deadline is None:
                     timeout = 1.0
+                elif self.adaptive:
+                    # wait while entities keep coming; a gap of _IDLE_S without one → write
+                    timeout = min(_IDLE_S, deadline - time.monotonic())
+                    if timeout <= 0:
+                        break
                 else:
                     # short waits so that close() is noticed while a long flush_ms runs
                     timeout = min(deadline - time.monotonic(), 0.25)
@@ -155,7 +174,8 @@ class Batcher:
                         break
                 items = await self.outbox.take(room, timeout)
                 if not items:
-                    if entries and (self._closing or deadline is None or time.monotonic() >= deadline):
+                    if entries and (self._closing or self.adaptive or deadline is None
+                                    or time.monotonic() >= deadline):
                         break
                     if not entries:
                         return []

@@ -169,7 +169,11 @@ class BrokerConfig(_Strict):
     data_array: bool | None = Field(None, description="sensorthings: write Observations with the dataArray "
                                                        "extension (default: if the server's conformance lists it)")
     batch_size: int = Field(200, ge=1, le=900, description="flush at this many entities …")
-    flush_ms: int = Field(500, ge=1, description="… or after this many milliseconds")
+    flush_ms: int = Field(500, ge=1, description="… or this many milliseconds after the first entity of a batch")
+    flush: Literal["adaptive", "fixed"] = Field(
+        "adaptive", description="adaptive: write when the batch is full, when no entity arrived for 5 ms, or "
+                                "flush_ms after the first (full batches under load, no wait for a lone entity); "
+                                "fixed: wait up to flush_ms for a batch to fill")
     timeout_s: float = Field(10.0, gt=0)
     retry_base_s: float = Field(0.5, gt=0, description="first retry delay of failed entities (doubles, jittered)")
     retry_max_s: float = Field(30.0, gt=0, description="cap of the retry delay")

@@ -188,7 +188,7 @@ class SinkSet:
             dl = deadletters if len(sinks) == 1 else _SinkDeadLetters(deadletters, s.name)
             tuning = {name: _setting(s.config, name, default) for name, default in (
                 ("batch_size", 200), ("flush_ms", 500), ("retry_base_s", 0.5), ("retry_max_s", 30.0),
-                ("health_interval_s", 10.0))}
+                ("health_interval_s", 10.0), ("flush", "adaptive"))}
             stall_s = _setting(s.config, "stall_s", None)   # a newer Batcher option, when configured
             if stall_s is not None:
                 tuning["stall_s"] = stall_s

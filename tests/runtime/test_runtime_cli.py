@@ -210,7 +210,7 @@ async def test_run_sigterm_flushes_the_outbox_and_exits_0(cli_env, tmp_path):
     port = free_port()
     async with running_broker(port=port) as url:
         config = write_config(tmp_path / "c.yaml", broker_port=port, app=app, n_devices=15,
-                              broker={"flush_ms": 60_000, "batch_size": 500})   # nothing flushes by itself
+                              broker={"flush": "fixed", "flush_ms": 60_000, "batch_size": 500})   # nothing flushes by itself
         proc = start_run(config, cli_env)
         try:
             assert await wait_source_connected(config), proc.stderr.read1().decode() if proc.poll() else ""

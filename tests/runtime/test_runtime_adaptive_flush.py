@@ -1,0 +1,108 @@
+"""Batcher with ``flush="adaptive"`` (the runtime default): a batch goes out as soon as nothing more
+is waiting in the outbox; while a write is under way the next batch fills (real HTTP)."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+
+from adapters.core.batcher import Batcher
+from adapters.core.config import BrokerConfig
+from adapters.core.deadletter import MemoryDeadLetters
+from adapters.core.metrics import Metrics
+from adapters.core.outbox import MemoryOutbox
+from broker_client import NGSILDClient, RetryPolicy
+from rt_helpers import FakeBroker, wait_for
+
+
+def ent(i):
+    return {"id": f"urn:ngsi-ld:WeatherObserved:t:{i}", "type": "WeatherObserved",
+            "temperature": {"type": "Property", "value": float(i), "observedAt": "2024-05-01T12:00:00.000Z"}}
+
+
+class GatedBroker(FakeBroker):
+    """Holds every upsert until ``gate`` is set (a slow broker)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.arrived = 0
+
+    async def _upsert(self, request: web.Request) -> web.Response:
+        self.arrived += 1
+        await self.gate.wait()
+        return await super()._upsert(request)
+
+
+class Rig:
+    def __init__(self, url, *, batch_size, flush="adaptive", flush_ms=60_000):
+        self.outbox = MemoryOutbox(max_length=1000, backpressure_wait_s=0.2)
+        self.metrics = Metrics("t")
+        self.client = NGSILDClient(url, retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02), timeout=30)
+        self.batcher = Batcher(self.outbox, self.client, MemoryDeadLetters(), self.metrics, batch_size=batch_size,
+                               flush_ms=flush_ms, retry_base_s=0.02, retry_max_s=0.1, health_interval_s=60,
+                               flush=flush)
+
+    async def __aenter__(self):
+        await self.client.open()
+        self.task = asyncio.create_task(self.batcher.run())
+        return self
+
+    async def __aexit__(self, *exc):
+        self.batcher.close()
+        try:
+            await asyncio.wait_for(self.task, 10)
+        finally:
+            await self.client.close()
+
+
+async def test_written_without_waiting_for_flush_ms():
+    fb = await FakeBroker().start()
+    try:
+        async with Rig(fb.url, batch_size=100) as rig:
+            await asyncio.sleep(0.05)
+            await rig.outbox.put([ent(1), ent(2)])
+            # flush_ms is a minute: only the adaptive flush can write this before the rig closes
+            assert await wait_for(lambda: len(fb.batches) == 1, timeout=30)
+            assert not rig.batcher._closing
+        assert [len(b) for b in fb.batches] == [2]
+    finally:
+        await fb.stop()
+
+
+async def test_a_backlog_goes_out_in_full_batches():
+    fb = await FakeBroker().start()
+    try:
+        rig = Rig(fb.url, batch_size=5)
+        await rig.outbox.put([ent(i) for i in range(12)])
+        async with rig:
+            assert await wait_for(lambda: len(fb.batches) == 3, timeout=30)
+            assert not rig.batcher._closing
+        assert [len(b) for b in fb.batches] == [5, 5, 2]
+    finally:
+        await fb.stop()
+
+
+async def test_the_next_batch_fills_while_a_write_is_under_way():
+    fb = await GatedBroker().start()
+    try:
+        async with Rig(fb.url, batch_size=10) as rig:
+            await rig.outbox.put([ent(0)])
+            assert await wait_for(lambda: fb.arrived == 1, timeout=30)     # first write: held by the broker
+            for i in range(1, 7):
+                await rig.outbox.put([ent(i)])
+            await asyncio.sleep(0.1)
+            assert fb.arrived == 1                                          # one write at a time
+            fb.gate.set()
+            assert await wait_for(lambda: len(fb.batches) == 2, timeout=30)
+        assert [sorted(e["id"][-1] for e in b) for b in fb.batches] == [["0"], ["1", "2", "3", "4", "5", "6"]]
+    finally:
+        await fb.stop()
+
+
+def test_config_default_is_adaptive_and_fixed_can_be_chosen():
+    assert BrokerConfig(url="http://x:1026").flush == "adaptive"
+    assert BrokerConfig(url="http://x:1026", flush="fixed").flush == "fixed"
+    with pytest.raises(ValueError):
+        BrokerConfig(url="http://x:1026", flush="sometimes")
