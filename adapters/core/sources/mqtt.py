@@ -6,7 +6,7 @@ Delivery guarantee (what this module achieves, with QoS 1 subscriptions):
   (see :mod:`.mqtt_client`). Each message is handed to ``emit``; the PUBACK is sent only after
   ``await emit(message)`` returned, i.e. once its entities are in the outbox (or it was
   dead-lettered). Messages are processed one at a time, so PUBACKs go out in arrival order, as
-  MQTT requires. They are collected and written together (up to 16 per ``send``, and always
+  MQTT requires. They are collected and written together (up to 64 per ``send``, and always
   before we wait for the next message or disconnect; see :mod:`.mqtt_client`).
 * **Nothing is lost across broker restarts or our reconnects** as long as the broker keeps the
   session: we connect with a persistent session (MQTT 5 ``clean_start=False`` +

@@ -84,8 +84,9 @@ class IncomingMessage:
 
 _PUBACK = 0x40
 _PUBACK_PACKET = struct.Struct("!BBH")
-#: collected PUBACKs are written once this many are waiting (or when no message is waiting)
-_ACK_FLUSH_AT = 16
+#: collected PUBACKs are written once this many are waiting (or when no message is waiting), at
+#: most half the ReceiveMaximum so that the broker's window never runs dry
+_ACK_FLUSH_AT = 64
 _READ_CHUNK = 65536
 
 
@@ -244,6 +245,7 @@ class MqttConnection:
         self._inbox = inbox
         self._acks = bytearray()
         self._acks_waiting = 0
+        self._ack_flush_at = max(1, min(_ACK_FLUSH_AT, (settings.receive_maximum or 2 * _ACK_FLUSH_AT) // 2))
         if inbox is not None:
             lost.add_done_callback(inbox.wake)
             client._disconnected.add_done_callback(inbox.wake)  # noqa: SLF001
@@ -339,7 +341,8 @@ class MqttConnection:
         redelivers the message on the next connect.
 
         On the lean path PUBACKs are collected and written together — when
-        ``_ACK_FLUSH_AT`` are waiting, before :meth:`messages` waits for the next message, and when
+        ``_ACK_FLUSH_AT`` (at most half the ReceiveMaximum) are waiting, before :meth:`messages`
+        waits for the next message, and when
         the connection is closed by :func:`connect` — always in the order of the ``ack`` calls.
         A PUBACK lost with the connection only means a redelivery (at-least-once)."""
         if message.qos == 0 or not self._settings.manual_ack:
@@ -351,7 +354,7 @@ class MqttConnection:
             return False
         self._acks += _PUBACK_PACKET.pack(_PUBACK, 2, message.mid)
         self._acks_waiting += 1
-        if self._acks_waiting >= _ACK_FLUSH_AT:
+        if self._acks_waiting >= self._ack_flush_at:
             return self.flush_acks()
         return True
 
