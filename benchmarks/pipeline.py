@@ -225,7 +225,8 @@ class Bench:
                            client_id=client_id or f"bench-{name}-{uuid.uuid4().hex[:6]}", outbox=outbox,
                            redis_url=self.redis.url, key_prefix=key_prefix, shared_group=shared_group,
                            batch_size=self.args.batch_size, flush_ms=self.args.flush_ms, name=f"{name}.yaml",
-                           site_state=site_state, aggregate_interval_ms=self.args.aggregate_interval_ms)
+                           site_state=site_state, aggregate_interval_ms=self.args.aggregate_interval_ms,
+                           extra_broker={"flush": self.args.flush} if self.args.flush else None)
         return AdapterProcess(cfg, port)
 
     async def full_speed(self, name: str, broker_url: str, outbox: str, *, replicas: int = 1,
@@ -433,7 +434,7 @@ async def run(args) -> dict:
     bench = Bench(args)
     result: dict = {"machine": {"note": "2 shared cores; other agents run concurrently: compare ratios of this run"},
                     "config": {"messages": args.messages, "spots": args.spots, "per_site": args.per_site,
-                               "batch_size": args.batch_size, "flush_ms": args.flush_ms, "rate": args.rate,
+                               "batch_size": args.batch_size, "flush_ms": args.flush_ms, "flush": args.flush or "default", "rate": args.rate,
                                "rate_seconds": args.rate_seconds},
                     "targets": TARGETS}
     await bench.start()
@@ -441,7 +442,7 @@ async def run(args) -> dict:
         bare1 = await bare_loop(bench.mosquitto.port, args.messages, args.spots)
         if not args.only_scaling:
             result["memory_sink"] = await bench.full_speed("mem-sink", bench.sink.url, "memory", profile=True)
-            result["redis_sink"] = await bench.full_speed("redis-sink", bench.sink.url, "redis")
+            result["redis_sink"] = await bench.full_speed("redis-sink", bench.sink.url, "redis", profile=True)
         if args.only_scaling and args.scaling_local_state:
             # the defect for comparison: two replicas, each with its own (local) site state
             result["scaling_2_local_state"] = await bench.full_speed(
@@ -498,7 +499,9 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=1000.0, help="msg/s of the latency run")
     p.add_argument("--rate-seconds", type=float, default=10.0)
     p.add_argument("--batch-size", type=int, default=200)
-    p.add_argument("--flush-ms", type=int, default=500)
+    p.add_argument("--flush-ms", type=int, default=500, help="broker.flush_ms (matters with --flush fixed)")
+    p.add_argument("--flush", choices=["adaptive", "fixed"], default=None,
+                   help="broker.flush (default: the runtime's, adaptive)")
     p.add_argument("--skip-local", action="store_true", help="skip the runs into the local broker")
     p.add_argument("--skip-scaling", action="store_true")
     p.add_argument("--only-scaling", action="store_true",
@@ -507,7 +510,8 @@ def main() -> None:
                    help="with --only-scaling: also two replicas with site_state local (the defect, for comparison)")
     p.add_argument("--aggregate-interval-ms", type=int, default=500,
                    help="site_state: shared (scaling runs): how often the lease holder computes the site aggregates")
-    p.add_argument("--profile", default=None, help="directory for py-spy samples (collapsed stacks) of the memory/sink run; "
+    p.add_argument("--profile", default=None, help="directory for py-spy samples (collapsed stacks) of the memory/sink "
+                                                     "and Redis/sink runs; "
                                                      "the summary goes into the JSON")
     args = p.parse_args()
     result = asyncio.run(run(args))
