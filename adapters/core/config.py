@@ -143,9 +143,6 @@ class BasicAuth(_Strict):
         return _Basic(self.username, password_file=self.password_file)
 
 
-BROKER_KINDS = ("orion-ld", "scorpio", "stellio", "ngsi-v2")
-
-
 class BrokerConfig(_Strict):
     kind: Literal["orion-ld", "scorpio", "stellio", "ngsi-v2", "sensorthings"] = Field(
         "orion-ld", description="orion-ld | scorpio | stellio (NGSI-LD) or ngsi-v2 (classic Orion); docs/backends/")
