@@ -499,7 +499,7 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=1000.0, help="msg/s of the latency run")
     p.add_argument("--rate-seconds", type=float, default=10.0)
     p.add_argument("--batch-size", type=int, default=200)
-    p.add_argument("--flush-ms", type=int, default=500, help="broker.flush_ms (matters with --flush fixed)")
+    p.add_argument("--flush-ms", type=int, default=500, help="broker.flush_ms: the longest a batch waits to fill")
     p.add_argument("--flush", choices=["adaptive", "fixed"], default=None,
                    help="broker.flush (default: the runtime's, adaptive)")
     p.add_argument("--skip-local", action="store_true", help="skip the runs into the local broker")
