@@ -419,6 +419,10 @@ class Runner:
             return
         self._stopping = True
         grace = self.config.shutdown_grace_s if grace is None else grace
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await self._leave_sources(grace / 2)
+        grace = max(0.0, grace - (loop.time() - started))
         for t in self._source_tasks:
             t.cancel()
         await asyncio.gather(*self._source_tasks, return_exceptions=True)
@@ -472,6 +476,21 @@ class Runner:
             self._stop_event.set()
         log.info("adapter stopped", extra={"adapter": self.adapter.name, **{
             k: v for k, v in self.metrics.counts.items()}})
+
+    async def _leave_sources(self, timeout: float) -> None:
+        """Sources that can leave for good do so first, while they still run and the batcher
+        drains: an MQTT source on a shared subscription unsubscribes, processes what the broker
+        had already assigned to it and ends its session (:meth:`.MqttSource.leave`), so none of
+        its share stays in a session nobody resumes. At most ``timeout`` seconds (half the grace
+        period); the rest of the grace period is the outbox's."""
+        leaving = [src.leave(timeout) for src in self.sources if callable(getattr(src, "leave", None))]
+        if not leaving or timeout <= 0:
+            for coro in leaving:
+                coro.close()
+            return
+        for res in await asyncio.gather(*leaving, return_exceptions=True):
+            if isinstance(res, BaseException) and not isinstance(res, asyncio.CancelledError):
+                log.error("a source failed to leave: %s: %s", type(res).__name__, res)
 
     async def run_until_signal(self) -> None:
         """Start, then run until SIGTERM/SIGINT; then stop with the grace period."""

@@ -391,3 +391,67 @@ async def test_two_processes_on_one_shared_subscription_write_every_message_once
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait(5)
+
+
+async def test_sigterm_of_a_shared_replica_mid_stream_loses_nothing(cli_env, tmp_path, mosquitto):
+    """Two replicas with random client ids (a Deployment) on one shared subscription, a steady
+    numbered stream; one gets SIGTERM mid-stream and never returns. Leaving the group on SIGTERM
+    (unsubscribe, process what was assigned, end the session: MqttSource.leave) means every reading
+    reaches the sink; without it Mosquitto keeps assigning half the stream to the gone replica's
+    persistent session, and those readings are never delivered."""
+    from adapters.core.sources.mqtt_client import MqttSettings, connect
+
+    app = f"rt{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    n = 600
+    async with running_broker(port=port) as url:
+        configs, procs = [], []
+        for k in range(2):
+            cfg = write_config(tmp_path / f"c{k}.yaml", broker_port=port, app=app, n_devices=n)
+            doc = yaml.safe_load(cfg.read_text())
+            doc["sources"][0].update(host=mosquitto.host, port=mosquitto.port, shared_group=f"grp-{app}")
+            cfg.write_text(yaml.safe_dump(doc))
+            configs.append(cfg)
+            procs.append(start_run(cfg, cli_env))
+        published = 0
+
+        async def stream() -> None:   # one reading every 5 ms, each its own device (= entity)
+            nonlocal published
+            settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, client_id=f"rt-pub-{app}",
+                                    persistent_session=False, manual_ack=False, receive_maximum=None)
+            async with connect(settings) as conn:
+                for i in range(n):
+                    topic, up = tts_uplink(f"d{i}", (1000 + i).to_bytes(2, "big"), f_port=1, f_cnt=i + 1,
+                                           received_at="2024-05-01T12:00:00Z", application_id=app)
+                    await conn.publish(topic.replace("@ttn", ""), orjson.dumps(up), qos=1)
+                    published += 1
+                    await asyncio.sleep(0.005)
+
+        try:
+            for cfg in configs:
+                assert await wait_source_connected(cfg)
+            publisher = asyncio.create_task(stream())
+            await wait_for(lambda: published >= n // 3, timeout=30)
+            assert await asyncio.to_thread(stop, procs[0]) == 0        # mid-stream, for good
+            assert published < n, "the stream ended before the replica stopped"
+            await asyncio.wait_for(publisher, 60)
+            deadline = time.monotonic() + 20
+            while len(ents := await broker_entities(url)) < n and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            missing = sorted(set(range(n)) - {int(e.split(":d")[-1]) for e in ents})
+            assert not missing, f"{len(missing)} of {n} readings lost, e.g. {missing[:10]}"
+            assert {e["temperature"]["value"] for e in ents.values()} == {(1000 + i) / 100 for i in range(n)}
+            lines = [orjson.loads(ln) for ln in procs[0].stderr.read().splitlines() if ln.startswith(b"{")]
+            assert any("left the shared group" in ln["msg"] for ln in lines), lines[-5:]
+            first = next(ln["received"] for ln in lines if ln["msg"] == "adapter stopped")
+            second = await _received(configs[1])
+            assert 0 < first < n and second > 0
+            # duplicates are allowed (at-least-once); with a clean leave there are none to report
+            print(f"replica 0 received {first}, replica 1 {second}: {first + second - n} duplicates")
+            assert first + second >= n
+            assert await asyncio.to_thread(stop, procs[1]) == 0
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(5)

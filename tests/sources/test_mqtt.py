@@ -401,3 +401,152 @@ async def test_tls_with_client_certificate(tmp_path):
                 await _stop(t)
     finally:
         await asyncio.to_thread(broker.cleanup)
+
+
+# -- leaving a shared group for good (SIGTERM of one replica) -------------------------------------
+
+
+class _GatedCollector(Collector):
+    """Emits only once ``gate`` is set: the broker's share for this member piles up meanwhile
+    (in flight up to the ReceiveMaximum, the rest queued in its session)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def __call__(self, message: RawMessage) -> None:
+        await self.gate.wait()
+        self.messages.append(message)
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_leave_delivers_what_was_queued_after_the_unsubscribe(mosquitto, protocol):
+    """What Mosquitto 2.0 does when a shared member unsubscribes: it assigns it nothing new but still
+    delivers everything already assigned — in flight and queued in its session. leave() takes all of
+    it, then ends the session: later messages all go to the other member, none is kept for the one
+    that left."""
+    topic = f"stadtlink-test/{uuid.uuid4().hex}/up"
+    group = f"g{uuid.uuid4().hex[:8]}"
+    a, b = _GatedCollector(), Collector()
+    cfg = {"host": mosquitto.host, "port": mosquitto.port, "shared_group": group, "protocol": protocol,
+           "receive_maximum": 10}
+    src_a = MqttSource(_config(topic, client_id=f"{group}-a", **cfg), adapter_name="t")
+    src_b = MqttSource(_config(topic, client_id=f"{group}-b", **cfg), adapter_name="t")
+    tasks = [asyncio.create_task(src_a.run(a)), asyncio.create_task(src_b.run(b))]
+    try:
+        await _wait(lambda: src_a.ready and src_b.ready, what="both connected")
+        sent = [f"q{i}".encode() for i in range(400)]
+        await publish_uplinks(mosquitto.host, mosquitto.port, [(topic, p) for p in sent])
+        await _wait(lambda: len(b.messages) >= 150, what="B's share")
+        assert a.messages == []                # A's share waits: 10 in flight (ReceiveMaximum), the rest queued
+        leaving = asyncio.create_task(src_a.leave(10.0))
+        await asyncio.sleep(0.3)               # A has unsubscribed by now; its share is still to come
+        a.gate.set()
+        assert await leaving is True
+        got = a.payloads + b.payloads
+        assert len(got) == len(sent) and set(got) == set(sent)      # none lost, none twice
+        assert len(a.messages) > 10            # more than its in-flight window: the queue came too
+        stats = src_a.stats()
+        # the messages read after leave() began: all but the one that was waiting in emit
+        assert stats["left"] == 1 and stats["leave_drained"] == len(a.messages) - 1
+        assert stats["leave_incomplete"] == 0
+        later = [f"l{i}".encode() for i in range(60)]
+        await publish_uplinks(mosquitto.host, mosquitto.port, [(topic, p) for p in later])
+        await _wait(lambda: set(later) <= set(b.payloads), what="every later message at B")
+        assert not set(later) & set(a.payloads)
+        # A's session is gone (not merely disconnected): resuming it under A's id brings nothing
+        again = Collector()
+        src_again = MqttSource(_config(topic, client_id=f"{group}-a", host=mosquitto.host, port=mosquitto.port,
+                                       protocol=protocol), adapter_name="t")
+        t_again = asyncio.create_task(src_again.run(again))
+        await _wait(lambda: src_again.ready, what="A's id connected again")
+        await asyncio.sleep(0.3)
+        await _stop(t_again)
+        assert not set(later) & set(again.payloads)
+    finally:
+        a.gate.set()
+        for t in tasks:
+            await _stop(t)
+
+
+async def test_a_member_that_disconnects_without_leaving_keeps_its_share(mosquitto):
+    """The problem leave() solves, as Mosquitto 2.0 shows it: a member gone without leaving keeps
+    being assigned its share, kept in its persistent session for a client id that may never return."""
+    topic = f"stadtlink-test/{uuid.uuid4().hex}/up"
+    group = f"g{uuid.uuid4().hex[:8]}"
+    a, b = Collector(), Collector()
+    cfg = {"host": mosquitto.host, "port": mosquitto.port, "shared_group": group}
+    src_a = MqttSource(_config(topic, **cfg), adapter_name="t")
+    src_b = MqttSource(_config(topic, **cfg), adapter_name="t")
+    task_a, task_b = asyncio.create_task(src_a.run(a)), asyncio.create_task(src_b.run(b))
+    try:
+        await _wait(lambda: src_a.ready and src_b.ready, what="both connected")
+        await _stop(task_a)                      # gone, session kept (session_expiry_s 3600)
+        sent = [f"x{i}".encode() for i in range(40)]
+        await publish_uplinks(mosquitto.host, mosquitto.port, [(topic, p) for p in sent])
+        await asyncio.sleep(0.5)
+        assert 0 < len(b.messages) < len(sent)   # the rest waits for a client id that is gone
+    finally:
+        await _stop(task_b)
+
+
+async def test_leave_without_shared_group_keeps_the_session(mosquitto):
+    """A plain subscription is not left: its session persists for the restart (same client id)."""
+    topic = f"stadtlink-test/{uuid.uuid4().hex}/up"
+    cid = f"plain-{uuid.uuid4().hex[:8]}"
+    first = Collector()
+    src = MqttSource(_config(topic, host=mosquitto.host, port=mosquitto.port, client_id=cid), adapter_name="t")
+    task = asyncio.create_task(src.run(first))
+    await _wait(lambda: src.ready, what="connect")
+    assert await src.leave(5.0) is False
+    await _stop(task)
+    await publish_uplinks(mosquitto.host, mosquitto.port, [(topic, b"while-away")])
+    second = Collector()
+    src2 = MqttSource(_config(topic, host=mosquitto.host, port=mosquitto.port, client_id=cid), adapter_name="t")
+    task2 = asyncio.create_task(src2.run(second))
+    try:
+        await _wait(lambda: b"while-away" in second.payloads, what="the message kept in the session")
+    finally:
+        await _stop(task2)
+
+
+async def test_leave_gives_up_within_its_timeout_and_keeps_the_session(mosquitto):
+    """A pipeline that cannot take the rest in time: leave() returns False within the bound and does
+    not end the session, so a return under the same (stable) client id still gets what is left."""
+    topic = f"stadtlink-test/{uuid.uuid4().hex}/up"
+    group = f"g{uuid.uuid4().hex[:8]}"
+    stuck = _GatedCollector()     # never opened
+    cid = f"{group}-a"
+    cfg = {"host": mosquitto.host, "port": mosquitto.port, "shared_group": group}
+    src = MqttSource(_config(topic, client_id=cid, **cfg), adapter_name="t")
+    task = asyncio.create_task(src.run(stuck))
+    try:
+        await _wait(lambda: src.ready, what="connect")
+        await publish_uplinks(mosquitto.host, mosquitto.port, [(topic, f"s{i}".encode()) for i in range(5)])
+        await asyncio.sleep(0.2)
+        t0 = asyncio.get_running_loop().time()
+        assert await src.leave(0.5) is False
+        assert asyncio.get_running_loop().time() - t0 < 2.0
+        assert src.stats()["leave_incomplete"] == 1
+    finally:
+        await _stop(task)
+    back = Collector()
+    src2 = MqttSource(_config(topic, client_id=cid, **cfg), adapter_name="t")
+    task2 = asyncio.create_task(src2.run(back))
+    try:
+        await _wait(lambda: len(back.messages) == 5, what="the 5 messages kept in the session")
+    finally:
+        await _stop(task2)
+
+
+def test_client_id_from_the_environment(monkeypatch):
+    from adapters.core.errors import ConfigError
+
+    monkeypatch.setenv("POD_NAME_TEST", "stadtlink-parking-2")
+    cfg = MqttSourceConfig(client_id_env="POD_NAME_TEST", shared_group="g")
+    assert MqttSource(cfg, adapter_name="parking").client_id == "stadtlink-parking-2"
+    with pytest.raises(ValidationError, match="only one of client_id, client_id_env"):
+        MqttSourceConfig(client_id="x", client_id_env="POD_NAME_TEST")
+    monkeypatch.delenv("POD_NAME_TEST")
+    with pytest.raises(ConfigError, match="POD_NAME_TEST is not set"):
+        MqttSource(cfg, adapter_name="parking")

@@ -13,8 +13,8 @@ Delivery guarantee (what this module achieves, with QoS 1 subscriptions):
   ``SessionExpiryInterval``, default 1 h; MQTT 3.1.1 ``clean_session=False``) under the same
   client id for the life of the process. The broker queues QoS 1 messages published while we are
   away and redelivers every message we had received but not yet acknowledged. To survive a
-  restart of the adapter *process* as well, configure a stable ``client_id`` (the default one has
-  a random suffix per process) — and mind the broker's own limits (Mosquitto:
+  restart of the adapter *process* as well, configure a stable ``client_id`` or ``client_id_env``
+  (the default one has a random suffix per process) — and mind the broker's own limits (Mosquitto:
   ``max_queued_messages`` per session, default 1000; a persistent broker needs ``persistence true``).
 * **Back-pressure**: if ``emit`` raises (outbox full), the message is *not* acknowledged; we
   disconnect (the broker keeps the message in our session), wait with exponential backoff and
@@ -27,10 +27,24 @@ Delivery guarantee (what this module achieves, with QoS 1 subscriptions):
 * QoS 0 subscriptions (``qos: 0``) get none of this: the broker does not queue or redeliver.
 * Shared subscriptions (``shared_group``) subscribe ``$share/<group>/<topic>``: replicas of one
   adapter split the messages, each message goes to one member of the group. Caveat (observed with
-  Mosquitto 2.0): a member that is *offline but whose session persists* keeps receiving its share
-  into that session; the share is delivered when the member reconnects with the same client id, and
-  dropped if the session expires first. So give each replica a stable ``client_id`` (e.g. the pod
-  name of a StatefulSet) and a ``session_expiry_s`` longer than its longest expected absence.
+  Mosquitto 2.0): a member that is *offline but whose session persists* keeps being assigned its
+  share, queued in that session; the share is delivered when the member reconnects with the same
+  client id, and dropped when the session expires first. Two measures keep that share:
+
+  - **Leaving on shutdown** (:meth:`MqttSource.leave`, called by the runner on SIGTERM before the
+    sources stop, within half of ``shutdown_grace_s``): UNSUBSCRIBE (the broker assigns us nothing
+    more; Mosquitto 2.0 still delivers what it had already assigned, in flight and queued), process
+    and acknowledge that, then disconnect *ending the session* (MQTT 5 SessionExpiryInterval 0;
+    3.1.1: a clean-session connect under the same id). A replica removed for good (rolling update,
+    scale-down) leaves nothing behind. If that does not finish in time the session is kept.
+  - **A stable client id per pod** for the crash case (SIGKILL, OOM, container restart: no leave):
+    ``client_id_env: POD_NAME`` takes the id from the environment (the chart sets it from the pod
+    name for adapters with several pods), so the restarted process resumes its session and the
+    share queued in it. A pod that is *replaced* under a new name after a crash (a Deployment's pod
+    on a lost node) does not; a StatefulSet keeps the name (chart: ``workload: statefulset``).
+    ``session_expiry_s`` must be longer than the longest expected absence.
+
+  Subscriptions without ``shared_group`` are not left: their session persists for the restart.
 * With MQTT 3.1.1 (``protocol: "3.1.1"``) the session never expires on the broker side: a random
   default client id leaves an orphaned session behind at every process restart — configure one.
 
@@ -40,6 +54,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets as _random
 import ssl
 from datetime import datetime, timezone
@@ -51,7 +66,7 @@ from ..errors import ConfigError
 from ..reading import RawMessage
 from .backoff import Backoff
 from .base import Emit
-from .mqtt_client import MqttError, MqttSettings, connect, make_tls_context
+from .mqtt_client import MqttConnection, MqttError, MqttSettings, connect, make_tls_context
 from .secrets import resolve_secret
 
 log = logging.getLogger("stadtlink.source.mqtt")
@@ -78,6 +93,8 @@ class MqttSourceConfig(BaseModel):
     profile: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)   # passed to profile.decode (e.g. json-map fields)
     client_id: str | None = None
+    #: take the client id from this environment variable (the chart: the pod name) instead
+    client_id_env: str | None = None
     username: str | None = None
     password: SecretStr | None = None
     password_env: str | None = None
@@ -116,6 +133,8 @@ class MqttSourceConfig(BaseModel):
 
     @model_validator(mode="after")
     def _checks(self):
+        if self.client_id is not None and self.client_id_env is not None:
+            raise ValueError("give only one of client_id, client_id_env")
         if sum(x is not None for x in (self.password, self.password_env, self.password_file)) > 1:
             raise ValueError("give only one of password, password_env, password_file")
         if self.reconnect_max_s < self.reconnect_min_s:
@@ -136,12 +155,29 @@ class MqttSource:
     def __init__(self, config: MqttSourceConfig, *, adapter_name: str = "adapter"):
         self.config = config
         self.name = config.name or "mqtt"
-        self.client_id = config.client_id or f"stadtlink-{adapter_name}-{_random.token_hex(4)}"
+        self.client_id = self._client_id(config, adapter_name)
         self._connected = False
         self._stats = {"connects": 0.0, "connect_failures": 0.0, "disconnects": 0.0, "messages": 0.0,
-                       "acked": 0.0, "ack_failures": 0.0, "emit_refused": 0.0}
+                       "acked": 0.0, "ack_failures": 0.0, "emit_refused": 0.0, "left": 0.0,
+                       "leave_drained": 0.0, "leave_incomplete": 0.0}
+        # the connection of the current run() iteration (for leave()), set once subscribed
+        self._conn: MqttConnection | None = None
+        self._conn_up = asyncio.Event()
+        self._taken = 0       # messages of this connection handed to emit …
+        self._done = 0        # … and of those, the ones emitted and acknowledged
+        self._leaving = False
+        self._left = False
         # Secrets and TLS files are read now, so a bad config fails at start-up with a ConfigError.
         self._settings: MqttSettings = self._build_settings()
+
+    @staticmethod
+    def _client_id(config: MqttSourceConfig, adapter_name: str) -> str:
+        if config.client_id_env is not None:
+            value = os.environ.get(config.client_id_env, "").strip()
+            if not value:
+                raise ConfigError(f"client_id_env: environment variable {config.client_id_env} is not set")
+            return value
+        return config.client_id or f"stadtlink-{adapter_name}-{_random.token_hex(4)}"
 
     def _build_settings(self) -> MqttSettings:
         c = self.config
@@ -173,9 +209,15 @@ class MqttSource:
         refused_backoff = Backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
         where = f"{settings.host}:{settings.port}"
         while True:
+            if self._left:   # leave() ended our session: never reconnect (the runner cancels us)
+                await asyncio.Future()
             try:
                 async with connect(settings) as conn:
-                    await conn.subscribe(topics, qos=self.config.qos)
+                    if not self._leaving:   # leaving: leave() unsubscribes on this connection too
+                        await conn.subscribe(topics, qos=self.config.qos)
+                    self._taken = self._done = 0
+                    self._conn = conn
+                    self._conn_up.set()
                     self._connected = True
                     self._stats["connects"] += 1
                     conn_backoff.reset()
@@ -183,6 +225,7 @@ class MqttSource:
                              self.client_id, topics)
                     async for msg in conn.messages():
                         self._stats["messages"] += 1
+                        self._taken += 1
                         raw = RawMessage(source="mqtt", payload=msg.payload, topic=msg.topic,
                                          received_at=datetime.now(timezone.utc),
                                          attributes={"qos": msg.qos, "retain": msg.retain})
@@ -199,12 +242,15 @@ class MqttSource:
                             self._stats["acked"] += 1
                         else:
                             self._stats["ack_failures"] += 1
+                        self._done += 1
                 delay = conn_backoff.next()  # the broker closed the connection cleanly
             except _EmitRefused as exc:
                 delay = refused_backoff.next()
                 log.warning("mqtt %s: pipeline refused a message (%s); not acknowledged, pausing %.1fs "
                             "before reconnecting for redelivery", self.name, exc, delay)
             except MqttError as exc:
+                if self._left:
+                    continue
                 if self._connected:
                     self._stats["disconnects"] += 1
                 else:
@@ -213,7 +259,90 @@ class MqttSource:
                 log.warning("mqtt %s: %s; reconnecting in %.1fs", self.name, exc, delay)
             finally:
                 self._connected = False
+                self._conn = None
+                self._conn_up.clear()
             await asyncio.sleep(delay)
 
+    async def leave(self, timeout: float) -> bool:
+        """Leave the shared group for good (the runner calls this on SIGTERM before it cancels
+        :meth:`run`, which keeps processing meanwhile). Without ``shared_group`` nothing happens:
+        the session persists for the restart. True when the session was ended.
+
+        1. UNSUBSCRIBE the ``$share/…`` topics: the broker assigns us no more messages. Mosquitto
+           2.0 still delivers what it had already assigned to us — the in-flight messages and
+           those queued in our session (observed: 100 of 100 after the UNSUBACK; test_mqtt.py
+           ``test_leave_delivers_what_was_queued_after_the_unsubscribe``).
+        2. Process and acknowledge those. An acknowledgement lets the broker send the next queued
+           message at once, so we know the queue is empty when, with everything acknowledged, a
+           round trip to the broker (another UNSUBSCRIBE, answered in order behind our PUBACKs)
+           brings nothing new — twice in a row, in case a broker writes what the acknowledgements
+           released only at the end of its loop iteration.
+        3. Disconnect ending the session (:meth:`.MqttConnection.end_session`: MQTT 5
+           SessionExpiryInterval 0; MQTT 3.1.1 a clean-session connect under the same id), so no
+           message is ever again assigned to or kept for a member that will not return.
+
+        Bounded by ``timeout``: if the pipeline could not take the rest in time (outbox full,
+        broker unreachable), the session is left as it is (``leave_incomplete``): what remains in
+        it is delivered only to the same client id (a stable one, ``client_id_env``)."""
+        if not self.config.shared_group or self._leaving:
+            return False
+        self._leaving = True
+        drained_before = self._stats["messages"]
+        try:
+            async with asyncio.timeout(timeout):
+                await self._leave()
+        except TimeoutError:
+            self._stats["leave_incomplete"] += 1
+            log.warning("mqtt %s: could not leave the shared group %s within %.1fs; the session of %s "
+                        "persists with what is left in it", self.name, self.config.shared_group, timeout,
+                        self.client_id)
+            return False
+        finally:
+            self._stats["leave_drained"] += self._stats["messages"] - drained_before
+        self._stats["left"] = 1.0
+        log.info("mqtt %s: left the shared group %s (%d messages processed after the unsubscribe; "
+                 "session of %s ended)", self.name, self.config.shared_group,
+                 int(self._stats["leave_drained"]), self.client_id)
+        return True
+
+    async def _leave(self) -> None:
+        topics = self.config.subscription_topics()
+        while True:
+            await self._conn_up.wait()
+            conn = self._conn
+            if conn is None:
+                continue
+            try:
+                await conn.unsubscribe(topics)
+                quiet = 0
+                while quiet < 2:
+                    await self._quiesce(conn)
+                    taken = self._taken
+                    await conn.unsubscribe(topics)    # a round trip behind the PUBACKs
+                    quiet = quiet + 1 if (conn.pending == 0 and self._taken == taken) else 0
+                await self._quiesce(conn)
+                if conn is not self._conn:
+                    continue
+                self._left = True
+                await conn.end_session()
+                return
+            except MqttError as exc:
+                if self._left:   # we were drained; the session may persist, empty (until it expires)
+                    log.warning("mqtt %s: ending the session failed (%s)", self.name, exc)
+                    return
+                # connection lost: run() reconnects (without subscribing) and we go on there
+                await asyncio.sleep(0.01)
+
+    async def _quiesce(self, conn: MqttConnection) -> None:
+        """Wait until every message read so far on ``conn`` is emitted and acknowledged; write the
+        collected PUBACKs. MqttError if the connection is lost meanwhile."""
+        while conn.pending or self._taken != self._done:
+            if conn.closed or conn is not self._conn:
+                raise MqttError("connection lost while leaving")
+            await asyncio.sleep(0.005)
+        if conn.closed or conn is not self._conn:
+            raise MqttError("connection lost while leaving")
+        if conn.lean:
+            conn.flush_acks()
 
 __all__ = ["MqttSourceConfig", "TlsConfig", "MqttSource"]

@@ -10,6 +10,9 @@ It adds what the sources need and aiomqtt 2.x does not offer directly:
 * **persistent sessions**: MQTT 5 ``clean_start=False`` with a ``SessionExpiryInterval`` (so an
   abandoned session is eventually discarded by the broker) or MQTT 3.1.1 ``clean_session=False``.
 * a ``ReceiveMaximum`` (MQTT 5) bounding how many unacknowledged messages the broker sends us.
+* **ending a session on purpose** (:meth:`MqttConnection.end_session`: MQTT 5 DISCONNECT with
+  ``SessionExpiryInterval`` 0, 3.1.1 a clean-session connect) and :meth:`MqttConnection.unsubscribe`,
+  for a shared-subscription member that leaves for good (:meth:`.MqttSource.leave`).
 * a **lean receive path** (:class:`_LeanPaho`, measured in benchmarks/README.md): paho-mqtt and
   aiomqtt spend more per incoming message than our whole pipeline can afford — paho reads a
   packet with three ``recv`` calls and one event-loop wake-up, builds an ``MQTTMessage`` with a
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 import struct
@@ -272,6 +276,68 @@ class MqttConnection:
             value = code.value if hasattr(code, "value") else int(code)
             if value >= 0x80:
                 raise MqttError(f"broker refused the subscription to {topic!r} (reason code {value:#x})")
+
+    async def unsubscribe(self, topics: list[str]) -> None:
+        """Unsubscribe and wait for the UNSUBACK; raise :class:`MqttError` if the connection is lost
+        first. Unsubscribing from a topic we have no subscription to is answered too (MQTT 5 reason
+        0x11), which makes this a round trip behind everything we sent before (see
+        :meth:`.MqttSource.leave`)."""
+        if not topics:
+            return
+        unsubscribing = asyncio.ensure_future(self._client.unsubscribe(list(topics)))
+        try:
+            await asyncio.wait({unsubscribing, self._lost}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            unsubscribing.cancel()
+            raise
+        if not unsubscribing.done():
+            unsubscribing.cancel()
+            raise MqttError("unsubscribe failed: connection lost before the UNSUBACK")
+        try:
+            unsubscribing.result()
+        except aiomqtt.MqttError as exc:
+            raise MqttError(f"unsubscribe failed: {exc}") from None
+
+    @property
+    def closed(self) -> bool:
+        """The connection is lost or was closed."""
+        return self._lost.done() or self._client._disconnected.done()  # noqa: SLF001
+
+    @property
+    def pending(self) -> int:
+        """Messages read off the socket that :meth:`messages` has not yielded yet."""
+        if self._inbox is not None:
+            return len(self._inbox.items)
+        return self._client._queue.qsize()  # noqa: SLF001
+
+    async def end_session(self, timeout: float = 5.0) -> None:
+        """Disconnect *ending the broker session* (the collected PUBACKs are written first).
+
+        MQTT 5: DISCONNECT with ``SessionExpiryInterval`` 0 — the broker discards the session at
+        once (its subscriptions and anything still queued in it). MQTT 3.1.1 has no such field: we
+        disconnect and connect once more with ``clean_session=True`` under the same client id, which
+        discards the old session; that clean session ends with its own disconnect. Raises
+        :class:`MqttError` if the broker could not be told (the session then persists)."""
+        if self._inbox is not None:
+            self.flush_acks()
+        client = self._client
+        if client._disconnected.done():  # noqa: SLF001
+            raise MqttError("end_session: not connected")
+        if self._settings.protocol == "5":
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
+            rc = client._client.disconnect(properties=props)  # noqa: SLF001
+            if rc != paho.MQTT_ERR_SUCCESS:
+                raise MqttError(f"end_session: DISCONNECT not sent ({rc})")
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(client._disconnected), timeout)  # noqa: SLF001
+            return
+        with contextlib.suppress(aiomqtt.MqttError, OSError):
+            await asyncio.wait_for(client.__aexit__(None, None, None), timeout)
+        clean = dataclasses.replace(self._settings, persistent_session=False, manual_ack=False,
+                                    connect_timeout=min(self._settings.connect_timeout, timeout))
+        async with connect(clean):
+            pass
 
     async def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> None:
         """Publish; for QoS 1 returns once the broker acknowledged (PUBACK). Raises
