@@ -229,6 +229,9 @@ def adapter_entry(config_ref: str, name: str) -> dict[str, Any]:
         "enabled": BOOL,
         "replicas": _int(1, description="pods per shard (MQTT/webhook adapters; pull adapters: 1)"),
         "shards": _int(1, description="split the targets of pull sources over this many Deployments"),
+        "workload": {"enum": ["deployment", "statefulset"], "default": "deployment",
+                     "description": "statefulset: stable pod names across nodes, so MQTT client ids "
+                                    "(the pod name) and their sessions survive a reschedule"},
         "config": {"$ref": config_ref},
         "registryFiles": {"type": "object", "description": "file name → CSV/GeoJSON text",
                           "propertyNames": {"pattern": "^[-._a-zA-Z0-9]+$"},

@@ -17,12 +17,15 @@ from adapters.core.plugins import load_adapters  # noqa: E402
 SECRET_DIR = "/var/run/secrets/stadtlink/broker-auth"
 
 
-def pod_env(container: dict, secrets: dict[tuple[str, str], str]) -> dict[str, str]:
+def pod_env(container: dict, secrets: dict[tuple[str, str], str], pod_name: str = "pod-0") -> dict[str, str]:
     """The container's environment as the kubelet builds it: secretKeyRef from ``secrets``,
-    ``$(NAME)`` replaced by earlier variables."""
+    the downward API's ``metadata.name`` as ``pod_name``, ``$(NAME)`` replaced by earlier variables."""
     env: dict[str, str] = {}
     for item in container.get("env", []):
-        if "valueFrom" in item:
+        if "valueFrom" in item and "fieldRef" in item["valueFrom"]:
+            assert item["valueFrom"]["fieldRef"] == {"fieldPath": "metadata.name"}, item
+            env[item["name"]] = pod_name
+        elif "valueFrom" in item:
             ref = item["valueFrom"]["secretKeyRef"]
             env[item["name"]] = secrets[(ref["name"], ref["key"])]
         else:

@@ -158,6 +158,32 @@ app.kubernetes.io/part-of: stadtlink
 {{- if $pull -}}true{{- end -}}
 {{- end -}}
 
+{{/* "true" when an adapter runs more than one pod at a time (replicas, shards, an HPA). */}}
+{{- define "stadtlink.severalPods" -}}
+{{- $auto := (fromJson (include "stadtlink.adapterValue" (dict "root" .root "a" .a "key" "autoscaling"))).v -}}
+{{- if or (gt (int (.a.replicas | default 1)) 1) (gt (int (.a.shards | default 1)) 1) $auto.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/* "true" when the pods of an adapter take their MQTT client ids from their pod names
+     (client_id_env): with several pods (each pod resumes its own session after a container
+     restart) and with workload: statefulset (the name also survives a reschedule). */}}
+{{- define "stadtlink.podNameClientIds" -}}
+{{- if or (include "stadtlink.severalPods" .) (eq (.a.workload | default "deployment" | toString) "statefulset") -}}
+{{- range ((.a.config | default dict).sources | default list) -}}
+{{- if and (eq (.kind | toString) "mqtt") (not .client_id) (not .client_id_env) -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The environment variable the i-th MQTT source takes its client id from: POD_NAME when the
+     adapter has one MQTT source, else MQTT_CLIENT_ID_<i> (= "$(POD_NAME)-<i>", see adapters.yaml):
+     two sources of one pod must not share a client id. Args: dict "a" adapter "i" index */}}
+{{- define "stadtlink.mqttClientIdEnv" -}}
+{{- $n := 0 -}}
+{{- range ((.a.config | default dict).sources | default list) -}}{{- if eq (.kind | toString) "mqtt" -}}{{- $n = add1 $n -}}{{- end -}}{{- end -}}
+{{- if eq (int $n) 1 -}}POD_NAME{{- else -}}{{- printf "MQTT_CLIENT_ID_%d" (int .i) -}}{{- end -}}
+{{- end -}}
+
 {{/* Checks of one adapter entry that the schema cannot express (or that must hold even with
      --skip-schema-validation). Fails with a message naming the key. */}}
 {{- define "stadtlink.checkAdapter" -}}
@@ -190,9 +216,19 @@ app.kubernetes.io/part-of: stadtlink
 {{- fail (printf "adapters.%s.config.sources[%d]: more than one pod of this adapter subscribes; set shared_group (MQTT shared subscriptions, the broker must support them) so each uplink reaches one pod, or keep replicas: 1, shards: 1" $name $i) -}}
 {{- end -}}
 {{- if $s.client_id -}}
-{{- fail (printf "adapters.%s.config.sources[%d].client_id: a fixed client_id cannot be shared by several pods (they would disconnect each other); remove it" $name $i) -}}
+{{- fail (printf "adapters.%s.config.sources[%d].client_id: a fixed client_id cannot be shared by several pods (they would disconnect each other); remove it (the chart gives each pod its own, stable one: client_id_env: POD_NAME)" $name $i) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $workload := $a.workload | default "deployment" | toString -}}
+{{- if not (has $workload (list "deployment" "statefulset")) -}}
+{{- fail (printf "adapters.%s.workload: %q; use deployment or statefulset" $name $workload) -}}
+{{- end -}}
+{{- if eq $workload "statefulset" -}}
+{{- $longest := include "stadtlink.shardName" (dict "root" $root "name" $name "shard" (sub $shards 1) "shards" $shards) -}}
+{{- if gt (len $longest) 52 -}}
+{{- fail (printf "adapters.%s.workload: statefulset: the StatefulSet name %q is longer than 52 characters (its pods' controller-revision-hash label would exceed 63); shorten the release name or set fullnameOverride" $name $longest) -}}
 {{- end -}}
 {{- end -}}
 {{- if gt $shards 1 -}}
@@ -370,6 +406,16 @@ null
 {{- $files := $cfg.registry_files | default list -}}
 {{- range $file, $_ := ($a.registryFiles | default dict) -}}{{- $files = append $files $file -}}{{- end -}}
 {{- if $files -}}{{- $_ := set $cfg "registry_files" ($files | uniq) -}}{{- end -}}
+{{- if include "stadtlink.podNameClientIds" (dict "root" $root "a" $a) -}}
+{{- $sources := list -}}
+{{- range $i, $s := $cfg.sources -}}
+{{- if and (eq ($s.kind | toString) "mqtt") (not $s.client_id) (not $s.client_id_env) -}}
+{{- $s = merge (dict "client_id_env" (include "stadtlink.mqttClientIdEnv" (dict "a" $a "i" $i))) $s -}}
+{{- end -}}
+{{- $sources = append $sources $s -}}
+{{- end -}}
+{{- $_ := set $cfg "sources" $sources -}}
+{{- end -}}
 {{- if gt $shards 1 -}}
 {{- $sources := list -}}
 {{- range $cfg.sources -}}
