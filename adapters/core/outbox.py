@@ -29,6 +29,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from .shared import PUT_NEWER_COMMAND, PUT_NEWER_FN, PUT_NEWER_LUA
+
 log = logging.getLogger("stadtlink.outbox")
 
 
@@ -200,11 +202,16 @@ class MemoryOutbox(_Limit):
 #: per command, each read under its own timeout); the script about 100 µs (one reply). ARGV: the
 #: number of commands, then per command its argument count and its arguments. Returns the first
 #: command's reply (the first entry id).
-_PUT_SCRIPT = """
+_PUT_SCRIPT = PUT_NEWER_FN + """
 local pos, first = 2, nil
 for c = 1, tonumber(ARGV[1]) do
   local argc = tonumber(ARGV[pos])
-  local reply = redis.call(unpack(ARGV, pos + 1, pos + argc))
+  local reply
+  if ARGV[pos + 1] == '""" + PUT_NEWER_COMMAND + """' then
+    reply = sl_put_newer(unpack(ARGV, pos + 2, pos + argc))   -- a shared-state write (shared.py)
+  else
+    reply = redis.call(unpack(ARGV, pos + 1, pos + argc))
+  end
   if c == 1 then first = reply end
   pos = pos + argc + 1
 end
@@ -217,6 +224,8 @@ _SCRIPT_MAX_ARGS = 4000
 class _Recorder:
     """Stands in for a redis-py pipeline for ``put(extra=…)``: records the commands (redis-py's own
     command methods build them, so ``hset(key, mapping=…)`` etc. work as on a pipeline)."""
+
+    understands_put_newer = True   # shared-state writes come as PUT_NEWER_COMMAND (shared.py)
 
     def __init__(self) -> None:
         self.commands: list[tuple] = []
@@ -381,10 +390,13 @@ class RedisOutbox(_Limit):
                 args.extend(command)
             if len(args) <= _SCRIPT_MAX_ARGS and not any(c[0] in ("EVAL", "EVALSHA") for c in commands):
                 res = [await self._put_script(keys=[self.stream], args=args)]
-            else:   # a script cannot call EVAL (shared state writes), nor take very many arguments
+            else:   # a script cannot call EVAL, nor take very many arguments
                 pipe = self.redis.pipeline(transaction=extra is not None)
                 for command in commands:
-                    pipe.execute_command(*command)
+                    if command[0] == PUT_NEWER_COMMAND:
+                        pipe.execute_command("EVAL", PUT_NEWER_LUA, 1, *command[1:])
+                    else:
+                        pipe.execute_command(*command)
                 res = await pipe.execute()
         except _redis_errors() as exc:
             self._failed(exc)

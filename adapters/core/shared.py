@@ -47,20 +47,28 @@ import orjson
 
 log = logging.getLogger("stadtlink.shared")
 
-#: HSET of one field unless the stored value's ``ARGV[3]`` (an ISO time or another string that
-#: sorts in order) is later than ``ARGV[4]``. Returns 1 when written.
-_PUT_NEWER = """
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-if old then
-  local ok, doc = pcall(cjson.decode, old)
-  if ok and type(doc) == 'table' then
-    local have = doc[ARGV[3]]
-    if type(have) == 'string' and have > ARGV[4] then return 0 end
+#: HSET of one field unless the stored value's ``order`` key (an ISO time or another string that
+#: sorts in order) is later than ``order_value``. Returns 1 when written. The outbox's put script
+#: (adapters/core/outbox.py) includes this function and runs :data:`PUT_NEWER_COMMAND` with it, so
+#: an uplink's shared write joins the one-script put instead of forcing MULTI/EXEC.
+PUT_NEWER_FN = """
+local function sl_put_newer(key, fld, val, order, order_value)
+  local old = redis.call('HGET', key, fld)
+  if old then
+    local ok, doc = pcall(cjson.decode, old)
+    if ok and type(doc) == 'table' then
+      local have = doc[order]
+      if type(have) == 'string' and have > order_value then return 0 end
+    end
   end
+  redis.call('HSET', key, fld, val)
+  return 1
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
 """
+PUT_NEWER_LUA = PUT_NEWER_FN + "return sl_put_newer(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
+#: The pseudo command a recording pipe (the outbox's put) receives: name, hash key, field, value,
+#: order key, order value. Anything that sends it to Redis as is must send ``EVAL PUT_NEWER_LUA 1 …``.
+PUT_NEWER_COMMAND = "SL.PUTNEWER"
 
 #: A whole hash of JSON values as ONE JSON object string: redis-py parses a reply element by
 #: element in Python, so HGETALL of a 100-field hash costs 200 parsed elements; this costs one.
@@ -124,11 +132,16 @@ class SharedState:
         return f"{self.prefix}:shared:{name}"
 
     def add_to(self, pipe, ops: list[tuple]) -> None:
-        """Queue ``ops`` (from :class:`SharedWrites`) on a Redis pipeline, in order."""
+        """Queue ``ops`` (from :class:`SharedWrites`) on a Redis pipeline, in order (on the outbox's
+        recording pipe as :data:`PUT_NEWER_COMMAND`, which its put script runs)."""
+        pseudo = getattr(pipe, "understands_put_newer", False)
         for op in ops:
             if op[0] == "put":
                 _, name, fld, value, order, order_value = op
-                pipe.eval(_PUT_NEWER, 1, self.key(name), fld, value, order, order_value)
+                if pseudo:
+                    pipe.execute_command(PUT_NEWER_COMMAND, self.key(name), fld, value, order, order_value)
+                else:
+                    pipe.eval(PUT_NEWER_LUA, 1, self.key(name), fld, value, order, order_value)
             else:
                 pipe.sadd(self.key(op[1]), op[2])
 

@@ -322,3 +322,24 @@ async def test_switching_from_local_to_shared_seeds_the_shared_hashes_from_the_p
     finally:
         await runner.stop()
         await broker.stop()
+
+
+@pytest.mark.parametrize("n_entities", [1, 1200], ids=["one-script-put", "multi-exec-put"])
+async def test_shared_writes_join_the_outbox_put_atomically_in_both_put_paths(r, redis_prefix, n_entities):
+    """The outbox puts with one Lua script (its script runs the put-newer write itself) or, for very
+    many arguments, with MULTI/EXEC (the write sent as EVAL): the same result either way."""
+    from adapters.core.outbox import RedisOutbox
+
+    outbox = RedisOutbox(url=REDIS_URL, stream=f"{redis_prefix}:outbox", client=r, max_length=10_000)
+    await outbox.start()
+    shared = SharedState(lambda: r, redis_prefix)
+    ents = [{"id": f"urn:ngsi-ld:T:x:{i}", "type": "T"} for i in range(n_entities)]
+    for value, t in ((2, "2026-01-01T00:00:02.000Z"), (1, "2026-01-01T00:00:01.000Z")):
+        w = SharedWrites()
+        w.put_newer("h", "a", {"v": value, "t": t}, order="t")
+        w.mark("dirty", "s1")
+        ops = w.take()
+        await outbox.put(ents, extra=lambda pipe, ops=ops: shared.add_to(pipe, ops))
+    assert await r.xlen(f"{redis_prefix}:outbox") == 2 * n_entities
+    assert (await shared.read_hashes(["h"]))[0] == {"a": {"v": 2, "t": "2026-01-01T00:00:02.000Z"}}
+    assert await shared.pop("dirty", 10) == ["s1"]
