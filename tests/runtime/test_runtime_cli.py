@@ -455,3 +455,70 @@ async def test_sigterm_of_a_shared_replica_mid_stream_loses_nothing(cli_env, tmp
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait(5)
+
+
+async def test_sigkill_of_a_shared_replica_resumes_its_share_under_its_pod_name(cli_env, tmp_path, mosquitto,
+                                                                               redis_prefix):
+    """The crash case (no leave): a replica is SIGKILLed mid-stream and its container restarts in
+    the same pod. Its MQTT client id is the pod name (client_id_env: POD_NAME, as the chart sets
+    it), so the restarted process resumes its session — the share the broker queued there while it
+    was down, and what it had received but not acknowledged — and every reading reaches the sink
+    (the Redis outbox keeps what the killed process had acknowledged)."""
+    from adapters.core.sources.mqtt_client import MqttSettings, connect
+
+    app = f"rt{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    n = 500
+    async with running_broker(port=port) as url:
+        configs, envs, procs = [], [], []
+        for pod in ("pod-a", "pod-b"):
+            cfg = write_config(tmp_path / f"{pod}.yaml", broker_port=port, app=app, n_devices=n,
+                               outbox={"kind": "redis", "url": "redis://127.0.0.1:6379/0",
+                                       "key_prefix": redis_prefix, "consumer": pod})
+            doc = yaml.safe_load(cfg.read_text())
+            doc["sources"][0].update(host=mosquitto.host, port=mosquitto.port, shared_group=f"grp-{app}",
+                                     client_id_env="POD_NAME")
+            cfg.write_text(yaml.safe_dump(doc))
+            configs.append(cfg)
+            envs.append({**cli_env, "POD_NAME": f"{app}-{pod}"})
+            procs.append(start_run(cfg, envs[-1]))
+        published = 0
+
+        async def stream() -> None:
+            nonlocal published
+            settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, client_id=f"rt-pub-{app}",
+                                    persistent_session=False, manual_ack=False, receive_maximum=None)
+            async with connect(settings) as conn:
+                for i in range(n):
+                    topic, up = tts_uplink(f"d{i}", (2000 + i).to_bytes(2, "big"), f_port=1, f_cnt=i + 1,
+                                           received_at="2024-05-01T12:00:00Z", application_id=app)
+                    await conn.publish(topic.replace("@ttn", ""), orjson.dumps(up), qos=1)
+                    published += 1
+                    await asyncio.sleep(0.005)
+
+        restarted = None
+        try:
+            for cfg in configs:
+                assert await wait_source_connected(cfg)
+            publisher = asyncio.create_task(stream())
+            await wait_for(lambda: published >= n // 4, timeout=30)
+            procs[0].kill()                                     # SIGKILL: no leave, no flush
+            await asyncio.to_thread(procs[0].wait, 5)
+            await wait_for(lambda: published >= n // 2, timeout=30)   # its share queues in its session
+            restarted = start_run(configs[0], envs[0])          # the container restarts: same pod name
+            assert await wait_source_connected(configs[0])
+            await asyncio.wait_for(publisher, 60)
+            deadline = time.monotonic() + 30
+            while len(ents := await broker_entities(url)) < n and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            missing = sorted(set(range(n)) - {int(e.split(":d")[-1]) for e in ents})
+            assert not missing, f"{len(missing)} of {n} readings lost, e.g. {missing[:10]}"
+            assert {e["temperature"]["value"] for e in ents.values()} == {(2000 + i) / 100 for i in range(n)}
+            assert await _received(configs[0]) > 0              # the restarted process got its queued share
+            for proc in (restarted, procs[1]):
+                assert await asyncio.to_thread(stop, proc) == 0
+        finally:
+            for proc in (*procs, restarted):
+                if proc is not None and proc.poll() is None:
+                    proc.kill()
+                    proc.wait(5)
