@@ -217,8 +217,8 @@ async def test_two_replicas_compute_every_site_aggregate_from_all_its_spots(tmp_
             leaders = [(await _metrics(c)).get("stadtlink_derive_leader") for c in configs]
             assert sorted(leaders) == [0.0, 1.0], f"exactly one replica computes the aggregates: {leaders}"
         finally:
-            for p in procs:
-                _stop(p)
+            # in a thread: this loop serves the local broker, which the replicas flush into while stopping
+            await asyncio.gather(*(asyncio.to_thread(_stop, p) for p in procs))
 
 
 async def _converged(broker_url: str, rid: str, truth: dict[str, bool], timeout: float) -> None:
@@ -262,8 +262,8 @@ async def test_the_lease_holder_killed_mid_stream_the_survivor_takes_over_and_th
             procs[holder] = _start(configs[holder])
             await _converged(broker_url, run_id, truth, 90)
         finally:
-            for p in procs:
-                _stop(p)
+            # in a thread: this loop serves the local broker, which the replicas flush into while stopping
+            await asyncio.gather(*(asyncio.to_thread(_stop, p) for p in procs))
 
 
 async def _received_some(config: Path) -> bool:
