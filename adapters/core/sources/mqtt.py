@@ -221,8 +221,8 @@ class MqttSource:
                     self._connected = True
                     self._stats["connects"] += 1
                     conn_backoff.reset()
-                    log.info("mqtt %s: connected to %s as %s, subscribed %s", self.name, where,
-                             self.client_id, topics)
+                    log.info("mqtt %s: connected to %s as %s, %s %s", self.name, where, self.client_id,
+                             "leaving, not subscribing" if self._leaving else "subscribed", topics)
                     async for msg in conn.messages():
                         self._stats["messages"] += 1
                         self._taken += 1
