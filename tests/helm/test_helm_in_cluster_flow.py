@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -32,6 +31,7 @@ from aiohttp.test_utils import TestServer
 pytest.importorskip("helm_python", reason="helm-python-sdk (the Helm engine) is a test dependency")
 
 import helm_kit as hk  # noqa: E402
+from test_helm_runtime_config import pod_env as kubelet_env  # noqa: E402
 from adapters.core import context_server as cs  # noqa: E402
 from adapters.core.lorawan import chirpstack_uplink  # noqa: E402
 from adapters.core.testing import free_port, publish_uplinks, wait_for_port  # noqa: E402
@@ -157,13 +157,8 @@ async def test_chart_rendered_adapter_redis_and_contexts_work_together(tmp_path)
             (cfg_dir / name).write_text(text)
         deployment = hk.named(docs, "Deployment", hk.adapter_name("climate"))
         container = deployment["spec"]["template"]["spec"]["containers"][0]
-        pod_env: dict[str, str] = {}
-        for item in container["env"]:
-            if "valueFrom" in item:
-                assert item["valueFrom"]["secretKeyRef"]["name"] == "rel-stadtlink-redis"
-                pod_env[item["name"]] = redis_password
-            else:
-                pod_env[item["name"]] = re.sub(r"\$\((\w+)\)", lambda m: pod_env[m.group(1)], item["value"])
+        pod_env = kubelet_env(container, {("rel-stadtlink-redis", "redis-password"): redis_password},
+                              pod_name=f"rel-stadtlink-climate-{uuid.uuid4().hex[:10]}")
         http_port = free_port()
         env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8", **pod_env,
                # what cluster DNS resolves; the only changes to the rendered objects

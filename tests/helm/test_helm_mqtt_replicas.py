@@ -69,9 +69,21 @@ def test_two_mqtt_sources_of_one_pod_get_two_client_ids(monkeypatch):
     assert _client_ids(docs, deployment, "pod-a", monkeypatch) == ["pod-a-0", "pod-a-1"]
 
 
-def test_one_pod_keeps_the_default_client_id():
+def test_one_pod_takes_the_pod_name_too(monkeypatch):
+    """A single pod's container restart must resume its session as well: a random id would leave
+    the old session (and what the broker queued in it meanwhile) behind."""
     docs = hk.manifests(_climate(replicas=1))
-    assert "client_id_env" not in hk.adapter_config(docs, "climate")["sources"][0]
+    deployment = _workload(docs)
+    assert hk.adapter_config(docs, "climate")["sources"][0]["client_id_env"] == "POD_NAME"
+    assert _client_ids(docs, deployment, "rel-stadtlink-climate-5f6d-abcde", monkeypatch) == [
+        "rel-stadtlink-climate-5f6d-abcde"]
+
+
+def test_an_own_fixed_client_id_of_one_pod_is_kept():
+    own = {**MQTT, "client_id": "climate-prod"}
+    docs = hk.manifests(_climate(replicas=1, config={"sources": [own]}))
+    src = hk.adapter_config(docs, "climate")["sources"][0]
+    assert src["client_id"] == "climate-prod" and "client_id_env" not in src
     assert "POD_NAME" not in {e["name"] for e in _env(_workload(docs))}
 
 

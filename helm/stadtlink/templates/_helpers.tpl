@@ -158,20 +158,14 @@ app.kubernetes.io/part-of: stadtlink
 {{- if $pull -}}true{{- end -}}
 {{- end -}}
 
-{{/* "true" when an adapter runs more than one pod at a time (replicas, shards, an HPA). */}}
-{{- define "stadtlink.severalPods" -}}
-{{- $auto := (fromJson (include "stadtlink.adapterValue" (dict "root" .root "a" .a "key" "autoscaling"))).v -}}
-{{- if or (gt (int (.a.replicas | default 1)) 1) (gt (int (.a.shards | default 1)) 1) $auto.enabled -}}true{{- end -}}
-{{- end -}}
-
 {{/* "true" when the pods of an adapter take their MQTT client ids from their pod names
-     (client_id_env): with several pods (each pod resumes its own session after a container
-     restart) and with workload: statefulset (the name also survives a reschedule). */}}
+     (client_id_env): every MQTT source without an own client id. A restarted container keeps its
+     pod name, so it resumes its session (and, in a shared group, the share queued in it) instead
+     of leaving an orphaned session behind whose queue expires; one pod as much as several.
+     workload: statefulset keeps the name across a reschedule too. */}}
 {{- define "stadtlink.podNameClientIds" -}}
-{{- if or (include "stadtlink.severalPods" .) (eq (.a.workload | default "deployment" | toString) "statefulset") -}}
 {{- range ((.a.config | default dict).sources | default list) -}}
 {{- if and (eq (.kind | toString) "mqtt") (not .client_id) (not .client_id_env) -}}true{{- end -}}
-{{- end -}}
 {{- end -}}
 {{- end -}}
 
