@@ -26,12 +26,14 @@ computes the site aggregates from the whole hash with :func:`_site_aggregate`, a
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Iterable
 from weakref import WeakKeyDictionary
 
 from adapters.core.adapter import MapContext
 from adapters.core.device import device_entity
-from adapters.core.entity import datetime_prop, entity_id, geo_point, new_entity, prop, rel
+from adapters.core.entity import datetime_prop, geo_point, new_entity, prop, rel
+from adapters.core.entity import entity_id as _entity_id
 from adapters.core.errors import MappingError, ReadingDropped
 from adapters.core.reading import Reading
 from adapters.core.registry import DeviceRecord, DeviceRegistry
@@ -55,6 +57,11 @@ DIRTY_SITES = "dirty-sites"
 
 
 # --------------------------------------------------------------------------------------------- helpers
+
+#: The same few ids are built several times per uplink (spot, its device, its site); entity_id runs
+#: two regex substitutions each time. Pure function of strings, so a bounded cache is enough.
+entity_id = lru_cache(maxsize=1 << 16)(_entity_id)
+
 
 def settings_of(ctx: MapContext) -> ParkingSettings:
     s = ctx.settings
@@ -173,7 +180,8 @@ def _map_spot(reading: Reading, ctx: MapContext, settings: ParkingSettings) -> l
             entities.append(_device_entity(ctx, rec, reading, settings, lonlat))
         return entities
     state_key = SPOTS + (site or "?")
-    spots = dict(ctx.state.get(state_key) or {})
+    before = ctx.state.get(state_key)
+    spots = dict(before or {})
     previous = spots.get(spot_id)
     if previous is not None and parse_time(previous["last_seen"]) > reading.observed_at:
         raise ReadingDropped("older-than-state",
@@ -185,8 +193,10 @@ def _map_spot(reading: Reading, ctx: MapContext, settings: ParkingSettings) -> l
     entities.append(_spot_entity(ctx, rec, settings, site, spot_id, status, reading.observed_at, lonlat))
     if settings.devices:
         entities.append(_device_entity(ctx, rec, reading, settings, lonlat))
-    if site is not None:
-        entities.extend(_site_aggregate(ctx, settings, site, levels={level} if level is not None else set()))
+    if site is not None and settings.aggregates(site):
+        summary = _summary_after(site, before, spots, previous, entry)
+        entities.extend(_site_aggregate(ctx, settings, site, levels={level} if level is not None else set(),
+                                        spots=spots, summary=summary))
     return entities
 
 
@@ -237,15 +247,92 @@ def _device_entity(ctx: MapContext, rec: DeviceRecord, reading: Reading, setting
 
 # --------------------------------------------------------------------------------------------- aggregation
 
+# ---- running counts of the inline path (site_state: local)
+#
+# Counting the ~100 spots of a site on every uplink was the mapper's top cost (benchmarks/README.md).
+# The counts of a site's spot states are kept here, next to the very dict object they were taken
+# from. The mapper never changes a spots dict once it is in ctx.state (each write stores a new dict,
+# which the StateStore journal relies on for rollback), so "the cached dict *is* the state's dict"
+# means the counts are still right; anything else (restart, rollback, tick, another StateStore)
+# finds a different object and recounts. Not persisted: derived, rebuilt on the first uplink.
+
+class _Summary:
+    """What the site aggregate needs from all spots: status counts, on-street spots, the latest
+    ``observed_at`` (as string; ``odd`` counts stamps not in ``iso_ms`` form, for which it falls back)."""
+
+    __slots__ = ("counts", "on_street", "odd", "latest", "size")
+
+    def __init__(self, counts: dict[str, int], on_street: int, odd: int, latest: str | None, size: int):
+        self.counts, self.on_street, self.odd, self.latest, self.size = counts, on_street, odd, latest, size
+
+
+_SUMMARIES: dict[str, tuple[dict, _Summary]] = {}
+_SUMMARIES_MAX = 100_000   # sites; beyond that the cache starts over (it is only a cache)
+
+
+def _canonical(stamp: Any) -> bool:
+    return type(stamp) is str and len(stamp) == 24 and stamp[-1] == "Z"
+
+
+def _summarize(spots: dict[str, dict]) -> _Summary:
+    """The full recount."""
+    values = spots.values()
+    stamps = [s.get("observed_at") for s in values]
+    odd = sum(1 for t in stamps if not _canonical(t))
+    return _Summary(_count(values), sum(1 for s in values if s.get("street") == "onStreet"), odd,
+                    max(stamps) if stamps and not odd else None, len(spots))
+
+
+def _summary_after(site: str, before: dict | None, spots: dict[str, dict], previous: dict | None,
+                   entry: dict) -> _Summary:
+    """The summary of ``spots`` (= ``before`` with ``entry`` in place of ``previous``): from the cached
+    summary of ``before`` when there is one, else recounted. Caches it for ``spots``."""
+    cached = _SUMMARIES.get(site)
+    summary = None
+    if cached is not None and before is not None and cached[0] is before and cached[1].size == len(before):
+        old = cached[1]
+        latest = old.latest
+        stamp = entry["observed_at"]
+        if previous is not None and (old.odd or (latest is not None and previous.get("observed_at") == latest
+                                                 and not (_canonical(stamp) and stamp >= latest))):
+            pass   # the latest stamp may go back (or stamps are odd): recount
+        else:
+            counts = dict(old.counts)
+            on_street, odd = old.on_street, old.odd
+            if previous is not None:
+                status = previous.get("status", "unknown")
+                counts[status] -= 1
+                on_street -= previous.get("street") == "onStreet"
+            status = entry.get("status", "unknown")
+            counts[status] = counts.get(status, 0) + 1
+            on_street += entry.get("street") == "onStreet"
+            if not _canonical(stamp):
+                odd, latest = odd + 1, None
+            elif not odd:
+                latest = stamp if latest is None or stamp > latest else latest
+            summary = _Summary(counts, on_street, odd, latest, len(spots))
+    if summary is None:
+        summary = _summarize(spots)
+    if len(_SUMMARIES) >= _SUMMARIES_MAX and site not in _SUMMARIES:
+        _SUMMARIES.clear()
+    _SUMMARIES[site] = (spots, summary)
+    return summary
+
+
 def _site_aggregate(ctx: MapContext, settings: ParkingSettings, site: str, levels: set,
-                    spots: dict[str, dict] | None = None) -> list[dict]:
+                    spots: dict[str, dict] | None = None, summary: _Summary | None = None) -> list[dict]:
     """The OffStreetParking of a sensor-equipped site (+ the ParkingGroups of ``levels``), from
-    ``spots`` (spot id → entry), by default the site's spot states in ``ctx.state``."""
+    ``spots`` (spot id → entry), by default the site's spot states in ``ctx.state``. ``summary``:
+    the counts of ``spots`` if known (:func:`_summary_after`), else they are counted here."""
     if not settings.aggregates(site):
         return []
     if spots is None:
         spots = dict(ctx.state.get(SPOTS + site) or {})
-    if not spots or any(s.get("street") == "onStreet" for s in spots.values()):
+    if not spots:
+        return []
+    if summary is None:
+        summary = _summarize(spots)
+    if summary.on_street:
         return []  # on-street sites have no OffStreetParking; their spots stand alone
     registered = _site_index(ctx.registry).get(site, [])
     site_rec = ctx.registry.lookup(site)
@@ -254,7 +341,7 @@ def _site_aggregate(ctx: MapContext, settings: ParkingSettings, site: str, level
     site_settings = settings.site(site)
     closed_site = site_settings.closed or (site_rec is not None and _truthy(site_rec.get("closed")))
 
-    counts = _count(spots.values())
+    counts = summary.counts
     total = (site_settings.total_spots or (_positive_int(site_rec.get("total_spots")) if site_rec else None)
              or len(registered) or len(spots))
     total = max(total, len(spots))
@@ -264,7 +351,8 @@ def _site_aggregate(ctx: MapContext, settings: ParkingSettings, site: str, level
         lonlat = _centroid(registered)
     if lonlat is None:
         return []  # nowhere to put it (spot records without coordinates were already refused)
-    observed = _latest(s["observed_at"] for s in spots.values())
+    observed = parse_time(summary.latest) if summary.latest is not None \
+        else _latest(s["observed_at"] for s in spots.values())
 
     attrs: dict[str, Any] = {
         "location": geo_point(*lonlat),

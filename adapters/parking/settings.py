@@ -24,6 +24,9 @@ class SiteSettings(BaseModel):
     almost_full_free: int | None = Field(None, ge=1)  # free spots at or below → status almostFull
 
 
+_DEFAULT_SITE = SiteSettings()
+
+
 class ParkingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -75,7 +78,9 @@ class ParkingSettings(BaseModel):
         return self
 
     def site(self, site_id: str) -> SiteSettings:
-        return self.sites.get(site_id) or SiteSettings()
+        """The site's settings, or the defaults: one shared instance (read only; building a model per
+        call was ≈ 10 % of the mapper's time, it runs several times per uplink)."""
+        return self.sites.get(site_id) or _DEFAULT_SITE
 
     def aggregates(self, site_id: str) -> bool:
         chosen = self.site(site_id).aggregate
