@@ -14,28 +14,19 @@ from adapters.core.reading import RawMessage
 from adapters.core.sources import MqttSource, MqttSourceConfig
 from adapters.core.sources.mqtt_client import MqttSettings, connect
 
+from .test_mqtt import _config as _shared_config
+from .test_mqtt import _stop
+from .test_mqtt import _wait as _shared_wait
+
 HOST, PORT = "127.0.0.1", 1883
 
 
 def _config(topic: str, **kw) -> MqttSourceConfig:
-    return MqttSourceConfig(host=HOST, port=PORT, topics=[topic], reconnect_min_s=0.05, reconnect_max_s=0.5,
-                            connect_timeout_s=2, **kw)
+    return _shared_config(topic, HOST, PORT, **kw)
 
 
 async def _wait(predicate, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-async def _stop(task: asyncio.Task) -> None:
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
+    await _shared_wait(predicate, timeout, what)
 
 
 def _payload(i: int) -> bytes:
