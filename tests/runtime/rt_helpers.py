@@ -138,6 +138,45 @@ async def wait_for(cond, timeout: float = 5.0, interval: float = 0.02) -> bool:
     return bool(cond())
 
 
+class BatcherRig:
+    """A Batcher over a memory outbox and a real NGSILDClient, run as a task (``async with``)."""
+
+    def __init__(self, url, *, semantics="latest-state", batch_size=5, flush_ms=50, max_length=1000,
+                 flush: str | None = None, timeout: float = 2, health_interval_s: float = 0.2,
+                 stop_timeout: float = 5):
+        from adapters.core.batcher import Batcher
+        from adapters.core.deadletter import MemoryDeadLetters
+        from adapters.core.metrics import Metrics
+        from adapters.core.outbox import MemoryOutbox
+        from broker_client import NGSILDClient, RetryPolicy
+
+        self.outbox = MemoryOutbox(max_length=max_length, backpressure_wait_s=0.2)
+        self.dead = MemoryDeadLetters()
+        self.metrics = Metrics("t")
+        self.client = NGSILDClient(url, retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02),
+                                   timeout=timeout)
+        self.batcher = Batcher(self.outbox, self.client, self.dead, self.metrics, semantics=semantics,
+                               batch_size=batch_size, flush_ms=flush_ms, retry_base_s=0.02, retry_max_s=0.1,
+                               health_interval_s=health_interval_s, **({"flush": flush} if flush else {}))
+        self.stop_timeout = stop_timeout
+        self.task = None
+
+    async def __aenter__(self):
+        await self.client.open()
+        self.task = asyncio.create_task(self.batcher.run())
+        return self
+
+    async def __aexit__(self, *exc):
+        self.batcher.close()
+        try:
+            await asyncio.wait_for(self.task, self.stop_timeout)
+        finally:
+            await self.client.close()
+
+    async def idle(self, timeout=5.0):
+        return await wait_for(lambda: self.outbox.depth == 0 and not self.batcher._carry, timeout)
+
+
 def base_config(broker_url: str, **over: Any) -> dict:
     cfg = {
         "namespace": "test",

@@ -7,13 +7,8 @@ import asyncio
 import pytest
 from aiohttp import web
 
-from adapters.core.batcher import Batcher
 from adapters.core.config import BrokerConfig
-from adapters.core.deadletter import MemoryDeadLetters
-from adapters.core.metrics import Metrics
-from adapters.core.outbox import MemoryOutbox
-from broker_client import NGSILDClient, RetryPolicy
-from rt_helpers import FakeBroker, wait_for
+from rt_helpers import BatcherRig, FakeBroker, wait_for
 
 
 def ent(i):
@@ -35,26 +30,10 @@ class GatedBroker(FakeBroker):
         return await super()._upsert(request)
 
 
-class Rig:
-    def __init__(self, url, *, batch_size, flush="adaptive", flush_ms=60_000):
-        self.outbox = MemoryOutbox(max_length=1000, backpressure_wait_s=0.2)
-        self.metrics = Metrics("t")
-        self.client = NGSILDClient(url, retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02), timeout=30)
-        self.batcher = Batcher(self.outbox, self.client, MemoryDeadLetters(), self.metrics, batch_size=batch_size,
-                               flush_ms=flush_ms, retry_base_s=0.02, retry_max_s=0.1, health_interval_s=60,
-                               flush=flush)
-
-    async def __aenter__(self):
-        await self.client.open()
-        self.task = asyncio.create_task(self.batcher.run())
-        return self
-
-    async def __aexit__(self, *exc):
-        self.batcher.close()
-        try:
-            await asyncio.wait_for(self.task, 10)
-        finally:
-            await self.client.close()
+def Rig(url, *, batch_size, flush="adaptive", flush_ms=60_000) -> BatcherRig:
+    # a slow (gated) broker here: long client timeout, no health probes in between
+    return BatcherRig(url, batch_size=batch_size, flush=flush, flush_ms=flush_ms, timeout=30,
+                      health_interval_s=60, stop_timeout=10)
 
 
 async def test_written_without_waiting_for_flush_ms():

@@ -6,12 +6,8 @@ import asyncio
 
 import pytest
 
-from adapters.core.batcher import Batcher, merge_entity
-from adapters.core.deadletter import MemoryDeadLetters
-from adapters.core.metrics import Metrics
-from adapters.core.outbox import MemoryOutbox
-from broker_client import NGSILDClient, RetryPolicy
-from rt_helpers import FakeBroker, wait_for
+from adapters.core.batcher import merge_entity
+from rt_helpers import BatcherRig, FakeBroker, wait_for
 
 
 def ent(i, value=1.0, t="2024-05-01T12:00:00.000Z", **extra):
@@ -28,31 +24,7 @@ async def fake():
     await fb.stop()
 
 
-class Rig:
-    def __init__(self, url, *, semantics="latest-state", batch_size=5, flush_ms=50, max_length=1000):
-        self.outbox = MemoryOutbox(max_length=max_length, backpressure_wait_s=0.2)
-        self.dead = MemoryDeadLetters()
-        self.metrics = Metrics("t")
-        self.client = NGSILDClient(url, retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02), timeout=2)
-        self.batcher = Batcher(self.outbox, self.client, self.dead, self.metrics, semantics=semantics,
-                               batch_size=batch_size, flush_ms=flush_ms, retry_base_s=0.02, retry_max_s=0.1,
-                               health_interval_s=0.2)
-        self.task = None
-
-    async def __aenter__(self):
-        await self.client.open()
-        self.task = asyncio.create_task(self.batcher.run())
-        return self
-
-    async def __aexit__(self, *exc):
-        self.batcher.close()
-        try:
-            await asyncio.wait_for(self.task, 5)
-        finally:
-            await self.client.close()
-
-    async def idle(self, timeout=5.0):
-        return await wait_for(lambda: self.outbox.depth == 0 and not self.batcher._carry, timeout)
+Rig = BatcherRig
 
 
 async def test_flush_at_batch_size(fake):
