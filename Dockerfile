@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # stadtlink: one image for every adapter (`stadtlink run ADAPTER --config FILE`), the @context
-# server of the Helm chart (`python -m adapters.core.context_server`) and the other CLI commands.
+# server of the Helm chart (`python -m stadtlink.adapters.core.context_server`) and the other CLI commands.
 #
 #   docker build -t ghcr.io/stadtlink/stadtlink:0.1.0 .
 #   docker run --rm ghcr.io/stadtlink/stadtlink:0.1.0 adapters
@@ -18,7 +18,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 # exactly what the distribution is made of (tests/image/ builds the wheel from the same files)
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
+COPY stadtlink ./stadtlink
 COPY adapters ./adapters
 COPY broker_client ./broker_client
 COPY schemas ./schemas

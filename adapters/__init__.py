@@ -1,1 +1,1 @@
-"""stadtlink adapters: the shared runtime (``adapters.core``) and one package per device family."""
+"""stadtlink adapters: the shared runtime (``stadtlink.adapters.core``) and one package per device family."""

@@ -1,6 +1,6 @@
 """Upsert throughput of broker_client.NGSILDClient for batch sizes 1, 50 and 200.
 
-Starts the local NGSI-LD broker (broker_client.local_broker) in-process on a free 127.0.0.1 port
+Starts the local NGSI-LD broker (stadtlink.broker_client.local_broker) in-process on a free 127.0.0.1 port
 (or uses --url to measure against a real broker), upserts realistic WeatherObserved entities
 (normalized, observedAt + unitCode) with each batch size, and prints entities/s per size and the
 ratio batch-200 / single as JSON. Client and in-process broker share one event loop and CPU, so
@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
 
 from aiohttp import web
 
-from broker_client import NGSILDClient, RetryPolicy
+from stadtlink.broker_client import NGSILDClient, RetryPolicy
 
 CONTEXT = "https://raw.githubusercontent.com/smart-data-models/dataModel.Weather/master/context.jsonld"
 
@@ -50,7 +50,7 @@ def weather_entity(run: str, i: int) -> dict:
 
 
 async def start_local_broker() -> tuple[web.AppRunner, str]:
-    from broker_client.local_broker import create_app
+    from stadtlink.broker_client.local_broker import create_app
 
     runner = web.AppRunner(create_app())
     await runner.setup()

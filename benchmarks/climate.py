@@ -27,13 +27,13 @@ sys.path.insert(0, str(ROOT))
 
 import orjson
 
-from adapters.climate import ADAPTER
-from adapters.climate.settings import ClimateSettings
-from adapters.climate.simulator import SimulatedStation
-from adapters.core.adapter import MapContext, StateStore
-from adapters.core.lorawan import chirpstack_uplink, parse_uplink, tts_uplink
-from adapters.core.registry import DeviceRegistry
-from schemas import check_entity
+from stadtlink.adapters.climate import ADAPTER
+from stadtlink.adapters.climate.settings import ClimateSettings
+from stadtlink.adapters.climate.simulator import SimulatedStation
+from stadtlink.adapters.core.adapter import MapContext, StateStore
+from stadtlink.adapters.core.lorawan import chirpstack_uplink, parse_uplink, tts_uplink
+from stadtlink.adapters.core.registry import DeviceRegistry
+from stadtlink.schemas import check_entity
 
 
 def rss_mb() -> float:
@@ -138,8 +138,8 @@ async def bench_e2e(records, msgs, n_readings: int, mqtt_port: int) -> None:
     import aiohttp
     import yaml
 
-    from adapters.core.testing import publish_uplinks
-    from broker_client.local_broker import running_broker
+    from stadtlink.adapters.core.testing import publish_uplinks
+    from stadtlink.broker_client.local_broker import running_broker
 
     run = uuid.uuid4().hex[:8]
     tts_app, cs_app = msgs[0][0].split("/")[1].split("@")[0], msgs[1][0].split("/")[1]
@@ -164,7 +164,7 @@ async def bench_e2e(records, msgs, n_readings: int, mqtt_port: int) -> None:
             }
             (Path(tmp) / "climate.yaml").write_text(yaml.safe_dump(config))
             exe = Path(sys.executable).with_name("stadtlink")
-            cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "adapters.core.cli"]
+            cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "stadtlink.adapters.core.cli"]
             proc = await asyncio.create_subprocess_exec(*cmd, "run", "climate", "--config", str(Path(tmp) / "climate.yaml"),
                                                         env=os.environ.copy(), stdout=asyncio.subprocess.DEVNULL)
             try:

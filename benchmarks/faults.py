@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from adapters.core.testing import MosquittoProcess, RedisProcess, free_port  # noqa: E402
+from stadtlink.adapters.core.testing import MosquittoProcess, RedisProcess, free_port  # noqa: E402
 from benchmarks.harness import (AdapterProcess, Publisher, SinkProcess, count_readings,  # noqa: E402
                                 expand_ranges, metric_sum, write_config, write_fleet)
 

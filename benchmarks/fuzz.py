@@ -18,7 +18,7 @@ For every input the target runs exactly as the pipeline calls it:
 Outcome per input: accepted (readings), rejected (``DecodeError`` with a reason, or
 ``ReadingDropped``), or **crash** (anything else — the pipeline would dead-letter it as
 ``decoder-crash``, which is a bug). A second stage sends a sample of every target's inputs through
-the real :class:`~adapters.core.pipeline.Pipeline` and checks that each one ended as entities, a
+the real :class:`~stadtlink.adapters.core.pipeline.Pipeline` and checks that each one ended as entities, a
 counted drop, or a dead-letter record with a reason other than ``decoder-crash``.
 
 Per input the time is taken; the slowest inputs are timed again (best of 5) so that a scheduler
@@ -51,10 +51,10 @@ if str(ROOT) not in sys.path:
 
 import orjson  # noqa: E402
 
-from adapters.core import plugins  # noqa: E402
-from adapters.core.errors import DecodeError, ReadingDropped  # noqa: E402
-from adapters.core.lorawan import chirpstack_uplink, parse_uplink, tts_uplink  # noqa: E402
-from adapters.core.reading import RawMessage, Uplink  # noqa: E402
+from stadtlink.adapters.core import plugins  # noqa: E402
+from stadtlink.adapters.core.errors import DecodeError, ReadingDropped  # noqa: E402
+from stadtlink.adapters.core.lorawan import chirpstack_uplink, parse_uplink, tts_uplink  # noqa: E402
+from stadtlink.adapters.core.reading import RawMessage, Uplink  # noqa: E402
 
 LIMIT_S = 0.010
 ADAPTERS = ("parking", "climate", "water_level", "pv")
@@ -458,11 +458,11 @@ def _show(inp: Any, limit: int = 160) -> str:
 async def pipeline_stage(t: Target, n: int, seed: int) -> dict:
     """``n`` inputs of the target through the real Pipeline: each must end as entities, a drop or a
     dead letter with a reason — never as ``decoder-crash``."""
-    from adapters.core.deadletter import MemoryDeadLetters
-    from adapters.core.metrics import Metrics
-    from adapters.core.outbox import MemoryOutbox
-    from adapters.core.pipeline import Pipeline
-    from adapters.core.registry import DeviceRegistry
+    from stadtlink.adapters.core.deadletter import MemoryDeadLetters
+    from stadtlink.adapters.core.metrics import Metrics
+    from stadtlink.adapters.core.outbox import MemoryOutbox
+    from stadtlink.adapters.core.pipeline import Pipeline
+    from stadtlink.adapters.core.registry import DeviceRegistry
 
     spec = plugins.get_adapter(t.adapter)
     metrics = Metrics(spec.name)

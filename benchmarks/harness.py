@@ -42,8 +42,8 @@ APP = "bench-parking"
 TOPIC_FILTER = f"v3/{APP}@ttn/devices/+/up"
 NAMESPACE = "bench"
 _SCRIPT = Path(sys.executable).parent / "stadtlink"
-#: how to run the CLI: the console script next to this interpreter, else ``python -m adapters.core.cli``
-STADTLINK: list[str] = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "adapters.core.cli"]
+#: how to run the CLI: the console script next to this interpreter, else ``python -m stadtlink.adapters.core.cli``
+STADTLINK: list[str] = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "stadtlink.adapters.core.cli"]
 CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
 
 

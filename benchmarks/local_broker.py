@@ -11,7 +11,7 @@ import time
 
 import aiohttp
 
-from broker_client.local_broker import running_broker
+from stadtlink.broker_client.local_broker import running_broker
 
 CTX = "https://raw.githubusercontent.com/smart-data-models/dataModel.Parking/master/context.jsonld"
 LINK = {"Link": f'<{CTX}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'}

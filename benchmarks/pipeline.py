@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from adapters.core.testing import MosquittoProcess, RedisProcess, free_port  # noqa: E402
+from stadtlink.adapters.core.testing import MosquittoProcess, RedisProcess, free_port  # noqa: E402
 from benchmarks.harness import (CHILD_ENV, STADTLINK, TOPIC_FILTER, AdapterProcess, Publisher, SinkProcess,  # noqa: E402
                                 http_get, iso_ms, metric_sum, prime_session, proc_stats, seq_observed, write_config,
                                 write_fleet)

@@ -1,7 +1,7 @@
 """PV polling under partial failure: 100 simulated SunSpec inverters polled every 10 s through the real
 runtime while 10 of them never answer.
 
-* Simulated inverters (``adapters.pv.simulator.serve_sunspec_inverter``, real pymodbus Modbus TCP
+* Simulated inverters (``stadtlink.adapters.pv.simulator.serve_sunspec_inverter``, real pymodbus Modbus TCP
   servers, several unit ids per port) run in a child process; each records when a poll of it starts
   (the read of the ``SunS`` marker), so cadence is measured where the polls arrive.
 * Dead inverters: half are TCP ports that accept the connection and never reply; half are blackholed:
@@ -50,7 +50,7 @@ def _simulators(conn, healthy: int, units_per_port: int, silent: int, blackholed
 async def _simulators_main(conn, healthy: int, units_per_port: int, silent: int, blackholed: int) -> None:
     import socket
 
-    from adapters.pv.simulator import serve_sunspec_inverter, sunrise_values_fn
+    from stadtlink.adapters.pv.simulator import serve_sunspec_inverter, sunrise_values_fn
 
     poll_starts: dict[tuple[int, int], list[float]] = {}
     servers, targets = [], []
@@ -106,7 +106,7 @@ async def _simulators_main(conn, healthy: int, units_per_port: int, silent: int,
 
 
 def _broker(port: int) -> None:
-    from broker_client.local_broker import main
+    from stadtlink.broker_client.local_broker import main
 
     sys.exit(main(["--port", str(port), "--log-level", "WARNING"]))
 
@@ -143,8 +143,8 @@ async def _wait_port(port: int, timeout: float = 15.0) -> None:
 
 
 async def run(args) -> dict:
-    from adapters.core.runner import Runner
-    from adapters.pv import ADAPTER
+    from stadtlink.adapters.core.runner import Runner
+    from stadtlink.adapters.pv import ADAPTER
 
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()

@@ -16,8 +16,8 @@ sys.path.insert(0, str(ROOT / "tests" / "schemas"))
 
 from sdm_entities import BUILDERS  # noqa: E402  (valid hand-built normalized entities)
 
-from schemas import check_entity  # noqa: E402
-from schemas.validation import validator_for  # noqa: E402
+from stadtlink.schemas import check_entity  # noqa: E402
+from stadtlink.schemas.validation import validator_for  # noqa: E402
 
 
 def measure(entity: dict, seconds: float) -> float:

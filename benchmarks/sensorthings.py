@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from sensorthings.conftest import SensorThingsServer
 from sensorthings.helpers import later, weather
 
-from broker_client.sensorthings import SensorThingsBackend
+from stadtlink.broker_client.sensorthings import SensorThingsBackend
 
 
 async def run(url: str, stations: int, readings: int, batch: int, data_array: bool) -> None:

@@ -21,7 +21,7 @@ import orjson
 
 from .errors import AuthenticationError
 
-log = logging.getLogger("broker_client.auth")
+log = logging.getLogger("stadtlink.broker_client.auth")
 
 
 @runtime_checkable

@@ -1,7 +1,7 @@
 """The interface the adapter runtime's batcher writes through.
 
 Kept small on purpose so a test double, an NGSI-v2 sink or a SensorThings writer can stand in.
-:class:`~broker_client.client.NGSILDClient` implements it (``write`` = ``upsert`` with its
+:class:`~stadtlink.broker_client.client.NGSILDClient` implements it (``write`` = ``upsert`` with its
 configured mode).
 """
 

@@ -45,7 +45,7 @@ from .results import (
 )
 from .retry import DEFAULT_RETRY, RetryPolicy
 
-log = logging.getLogger("broker_client")
+log = logging.getLogger("stadtlink.broker_client")
 
 JSONLD_CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
 API_PREFIX = "/ngsi-ld/v1"
@@ -439,7 +439,7 @@ class NGSILDClient:
         return await self._batch("delete", ids, params=None, idempotent=True, ids_only=True)
 
     async def write(self, entities: list[dict[str, Any]]) -> BatchResult:
-        """:class:`~broker_client.backend.Backend` entry point: upsert with the configured mode."""
+        """:class:`~stadtlink.broker_client.backend.Backend` entry point: upsert with the configured mode."""
         return await self.upsert(entities)
 
     async def health(self) -> bool:

@@ -95,7 +95,7 @@ class NGSILDError(Exception):
     """Base of every error the client raises. ``body`` is the decoded error body (or raw text).
 
     ``partial``: when a multi-chunk batch call raises part-way, the
-    :class:`~broker_client.results.BatchResult` of the chunks already answered (else ``None``).
+    :class:`~stadtlink.broker_client.results.BatchResult` of the chunks already answered (else ``None``).
     """
 
     partial: Any = None

@@ -115,7 +115,7 @@ def _normalise(sub: Mapping[str, Any], scalar_lists: tuple[str, ...] = ()) -> di
 
 def _ms(ts: str) -> str:
     """Brokers return expiresAt with milliseconds: compare in that form."""
-    from adapters.core.timeutil import TimeFormatError, iso_ms, parse_time
+    from stadtlink.adapters.core.timeutil import TimeFormatError, iso_ms, parse_time
 
     try:
         return iso_ms(parse_time(ts))
@@ -266,7 +266,7 @@ def _v2_comparable(sub: Mapping[str, Any]) -> dict[str, Any]:
 
 async def apply_v2(backend: Any, desired: list[dict[str, Any]], *, prune: bool = False) -> ApplyReport:
     """Make an NGSI-v2 broker's stadtlink subscriptions match ``desired`` (``desired_from_document``
-    output). ``backend``: :class:`broker_client.backends.NGSIv2Backend`. Report entries read
+    output). ``backend``: :class:`stadtlink.broker_client.backends.NGSIv2Backend`. Report entries read
     ``<name> (<orion id>)``."""
     report = ApplyReport()
     existing: dict[str, dict[str, Any]] = {}

@@ -1,4 +1,4 @@
-"""``python -m schemas FILE...`` is ``stadtlink validate FILE...``."""
+"""``python -m stadtlink.schemas FILE...`` is ``stadtlink validate FILE...``."""
 
 import sys
 

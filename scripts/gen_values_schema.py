@@ -73,7 +73,7 @@ def _rewrite_refs(node: Any, renames: dict[str, str]) -> Any:
 
 def adapter_config_schema(spec: Any, defs: dict[str, Any], owner: str) -> dict[str, Any]:
     """The schema of ``adapters.<owner>.config``; its $defs are merged into ``defs`` (renamed on a clash)."""
-    from adapters.core.config import config_model
+    from stadtlink.adapters.core.config import config_model
 
     full = config_model(spec).model_json_schema()
     local_defs = full.pop("$defs", {})
@@ -203,7 +203,7 @@ ENABLED_NEEDS_SOURCES = {
 
 def broker_kinds() -> list[str]:
     """The sink kinds the runtime accepts (``BrokerConfig.kind``)."""
-    from adapters.core.config import BrokerConfig
+    from stadtlink.adapters.core.config import BrokerConfig
 
     return list(BrokerConfig.model_json_schema()["properties"]["kind"]["enum"])
 
@@ -272,7 +272,7 @@ ONE_OR_SEVERAL_SINKS = {
 
 
 def build_schema() -> dict[str, Any]:
-    from adapters.core.config import config_model
+    from stadtlink.adapters.core.config import config_model
 
     adapters = builtin_adapters()
     defs: dict[str, Any] = {}

@@ -10,4 +10,4 @@ if str(ROOT) not in sys.path:
 ARTIFACTS = ROOT / "artifacts"
 os.environ.setdefault("STADTLINK_TEST_ARTIFACTS", str(ARTIFACTS))
 
-pytest_plugins = ["adapters.core.pytest_plugin"]
+pytest_plugins = ["stadtlink.adapters.core.pytest_plugin"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from adapters.core.errors import DecodeError
+from stadtlink.adapters.core.errors import DecodeError
 
 #: Reading keys and their units (what a decoder — or a json-map config — puts in ``Reading.values``).
 READING_KEYS: dict[str, str] = {

@@ -1,7 +1,7 @@
 """Station reading → WeatherObserved + Device + DeviceMeasurement (normalized NGSI-LD).
 
 Every profile (DL-ATM41, MeteoHelix, json-map) delivers the same reading keys
-(:data:`adapters.climate.decoders.READING_KEYS`); this module maps them by two tables of rows.
+(:data:`stadtlink.adapters.climate.decoders.READING_KEYS`); this module maps them by two tables of rows.
 
 Order of work for one reading:
 
@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.core.adapter import MapContext
-from adapters.core.device import battery_fraction_from_voltage, device_entity
-from adapters.core.entity import (
+from stadtlink.adapters.core.adapter import MapContext
+from stadtlink.adapters.core.device import battery_fraction_from_voltage, device_entity
+from stadtlink.adapters.core.entity import (
     datetime_prop,
     entity_id,
     geo_point,
@@ -32,7 +32,7 @@ from adapters.core.entity import (
     prop,
     rel,
 )
-from adapters.core.reading import Reading
+from stadtlink.adapters.core.reading import Reading
 
 from .decoders import READING_KEYS
 from .rain import rain_step

@@ -1,7 +1,7 @@
 """The climate adapter's decoding profiles, by the names used in config and ``stadtlink decode``."""
 from __future__ import annotations
 
-from adapters.core.adapter import LoRaWANProfile, Profile
+from stadtlink.adapters.core.adapter import LoRaWANProfile, Profile
 
 from .decoders import decode_dl_atm41, decode_meteohelix
 
@@ -23,7 +23,7 @@ METEOHELIX = LoRaWANProfile(
 def _profiles() -> dict[str, Profile]:
     profiles: dict[str, Profile] = {p.name: p for p in (DL_ATM41, METEOHELIX)}
     try:  # the runtime's generic profile for stations whose network server already decodes
-        from adapters.core.jsonmap import JSON_MAP_PROFILE
+        from stadtlink.adapters.core.jsonmap import JSON_MAP_PROFILE
     except ImportError:
         pass
     else:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from adapters.core.timeutil import TimeFormatError, iso_ms, parse_time
+from stadtlink.adapters.core.timeutil import TimeFormatError, iso_ms, parse_time
 
 COUNTER_MODULO = 256
 STATE_PREFIX = "climate:rain:"

@@ -258,7 +258,7 @@ class StationFleet:
             self.stations.append((rec, sim))
 
     def uplinks(self, when: datetime) -> list[tuple[str, dict]]:
-        from adapters.core.lorawan import chirpstack_uplink, tts_uplink
+        from stadtlink.adapters.core.lorawan import chirpstack_uplink, tts_uplink
 
         stamp = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         out = []

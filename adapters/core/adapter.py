@@ -227,7 +227,7 @@ class AdapterSpec:
     tick_interval: float = 30.0
     context: str = STADTLINK_CONTEXT_URL
     #: Entities derived from state shared by the replicas (Redis), computed by one replica at a
-    #: time: an :class:`adapters.core.shared.DeriveHook` (e.g. parking site aggregates). Optional.
+    #: time: an :class:`stadtlink.adapters.core.shared.DeriveHook` (e.g. parking site aggregates). Optional.
     derive: Any = None
 
     def profile(self, name: str) -> Profile:

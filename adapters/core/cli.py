@@ -32,14 +32,14 @@ from .errors import ConfigError, DecodeError, MappingError, ReadingDropped
 
 #: Sub-commands implemented elsewhere: name → (module, function). Imported only when used.
 DELEGATES: dict[str, tuple[str, str, str]] = {
-    "validate": ("schemas.validate_cli", "main", "check entities against the Smart Data Models schemas"),
-    "broker": ("broker_client.local_broker", "main", "run the local development NGSI-LD broker"),
-    "new-adapter": ("adapters.core.scaffold", "main", "create the skeleton of a new device family"),
-    "demo": ("adapters.core.demo", "main", "run the demo (broker, simulators, adapters, map)"),
-    "twin": ("broker_client.twin", "main", "follow entity changes like a digital twin does"),
-    "subscriptions": ("broker_client.subscriptions", "main", "apply, list or delete NGSI-LD subscriptions"),
-    "contexts": ("adapters.core.context_server", "main", "serve the JSON-LD @context files (the chart's context server)"),
-    "context-server": ("adapters.core.context_server", "main", "serve the @context files (offline clusters)"),
+    "validate": ("stadtlink.schemas.validate_cli", "main", "check entities against the Smart Data Models schemas"),
+    "broker": ("stadtlink.broker_client.local_broker", "main", "run the local development NGSI-LD broker"),
+    "new-adapter": ("stadtlink.adapters.core.scaffold", "main", "create the skeleton of a new device family"),
+    "demo": ("stadtlink.adapters.core.demo", "main", "run the demo (broker, simulators, adapters, map)"),
+    "twin": ("stadtlink.broker_client.twin", "main", "follow entity changes like a digital twin does"),
+    "subscriptions": ("stadtlink.broker_client.subscriptions", "main", "apply, list or delete NGSI-LD subscriptions"),
+    "contexts": ("stadtlink.adapters.core.context_server", "main", "serve the JSON-LD @context files (the chart's context server)"),
+    "context-server": ("stadtlink.adapters.core.context_server", "main", "serve the @context files (offline clusters)"),
 }
 
 

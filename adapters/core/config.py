@@ -78,7 +78,7 @@ class TokenAuth(_Strict):
         return self
 
     def build(self):
-        from broker_client import StaticToken
+        from stadtlink.broker_client import StaticToken
 
         if self.value is not None:
             return StaticToken(self.value.get_secret_value())
@@ -109,7 +109,7 @@ class OAuth2Auth(_Strict):
         return self
 
     def build(self):
-        from broker_client import OAuth2ClientCredentials
+        from stadtlink.broker_client import OAuth2ClientCredentials
 
         assert self.client_secret is not None
         return OAuth2ClientCredentials(self.token_url, self.client_id, self.client_secret.get_secret_value(),
@@ -134,7 +134,7 @@ class BasicAuth(_Strict):
         return self
 
     def build(self):
-        from broker_client.sensorthings.basic_auth import BasicAuth as _Basic
+        from stadtlink.broker_client.sensorthings.basic_auth import BasicAuth as _Basic
 
         if self.password is not None:
             return _Basic(self.username, self.password.get_secret_value())

@@ -6,8 +6,8 @@ in :data:`schemas.CONTEXTS` at a path that mirrors its upstream URL (``/<host><p
 :func:`served_path`), plus the files of ``--dir`` directories at ``/<file name>`` (the Helm chart
 mounts its generated compound context there; it names the in-cluster URLs of the nested files).
 
-    python -m adapters.core.context_server --port 8080 --dir /etc/stadtlink/contexts
-    python -m adapters.core.context_server --list          # the paths it would serve
+    python -m stadtlink.adapters.core.context_server --port 8080 --dir /etc/stadtlink/contexts
+    python -m stadtlink.adapters.core.context_server --list          # the paths it would serve
 
 Every file is read and parsed once at start-up (a broken file stops the start with a clear message),
 then served from memory with ``Content-Type: application/ld+json``, an ``ETag`` and
@@ -66,7 +66,7 @@ def _load(path: Path, url_path: str, source: str) -> ServedFile:
 
 def packaged_files() -> list[ServedFile]:
     """Every @context file this package ships, at its mirrored upstream path."""
-    from schemas.contexts import CONTEXTS
+    from stadtlink.schemas.contexts import CONTEXTS
 
     return [_load(Path(file), served_path(url), url) for url, file in sorted(CONTEXTS.items())]
 

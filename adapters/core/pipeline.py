@@ -2,8 +2,8 @@
 
 Every source gets an ``emit`` from :meth:`Pipeline.emitter`. ``emit(message)`` returns once the
 message's entities are in the outbox (or the message was dead-lettered or dropped); it raises
-only when the outbox refused (:class:`~adapters.core.outbox.OutboxFull` /
-:class:`~adapters.core.outbox.OutboxUnavailable`), so the source must not acknowledge.
+only when the outbox refused (:class:`~stadtlink.adapters.core.outbox.OutboxFull` /
+:class:`~stadtlink.adapters.core.outbox.OutboxUnavailable`), so the source must not acknowledge.
 
 Profile choice: the registry record's ``profile`` for the device, else the source's ``profile``
 (or ``message.attributes["profile"]``, which a source may set per target). LoRaWAN envelopes are
@@ -474,7 +474,7 @@ class CachedChecker:
     """
 
     def __init__(self, max_entries: int = 50_000):
-        from schemas import check_entity, known_models
+        from stadtlink.schemas import check_entity, known_models
 
         self._check_entity = check_entity
         self._known = set(known_models())

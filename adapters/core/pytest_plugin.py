@@ -1,6 +1,6 @@
 """pytest fixtures of the stadtlink test kit.
 
-Enable with ``pytest_plugins = ["adapters.core.pytest_plugin"]`` in a top-level conftest.py.
+Enable with ``pytest_plugins = ["stadtlink.adapters.core.pytest_plugin"]`` in a top-level conftest.py.
 
 * ``free_tcp_port`` — a free port on 127.0.0.1.
 * ``unique_topic`` — an MQTT topic prefix no other test (or agent) uses.
@@ -8,7 +8,7 @@ Enable with ``pytest_plugins = ["adapters.core.pytest_plugin"]`` in a top-level 
 * ``mosquitto`` / ``mosquitto_persistent`` — an own :class:`MosquittoProcess` on a free port that
   the test may stop, kill and restart (persistent: sessions and queued messages survive a stop).
 * ``redis_server`` / ``redis_persistent`` — an own :class:`RedisProcess` likewise (AOF when persistent).
-* ``local_broker`` — base URL of an in-process NGSI-LD broker (``broker_client.local_broker``).
+* ``local_broker`` — base URL of an in-process NGSI-LD broker (``stadtlink.broker_client.local_broker``).
 """
 from __future__ import annotations
 

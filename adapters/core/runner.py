@@ -128,7 +128,7 @@ class Runner:
     def _build_sinks(self):
         """One sink per configured broker (``broker:`` or ``brokers:``), each with its own outbox and
         batcher (adapters/core/sinks.py); the ``backend`` override replaces the first one's backend."""
-        from broker_client.backends import BackendConfigError, make_backend
+        from stadtlink.broker_client.backends import BackendConfigError, make_backend
 
         from .sinks import Sink, SinkSet, sink_outbox
 
@@ -152,7 +152,7 @@ class Runner:
     async def _check_sinks(self) -> None:
         """A wrong url / tenant / credential of any sink is a ConfigError naming its key; a sink
         that is merely down is logged (``check_at_start: strict`` makes that fatal too)."""
-        from broker_client.backends import BackendConfigError, BrokerDown, check_backend
+        from stadtlink.broker_client.backends import BackendConfigError, BrokerDown, check_backend
 
         for index, sink in enumerate(self.sinks):
             mode = getattr(sink.config, "check_at_start", "on")

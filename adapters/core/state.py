@@ -1,4 +1,4 @@
-"""Where mapper state (:class:`~adapters.core.adapter.StateStore`) is persisted between restarts."""
+"""Where mapper state (:class:`~stadtlink.adapters.core.adapter.StateStore`) is persisted between restarts."""
 from __future__ import annotations
 
 import logging

@@ -5,10 +5,10 @@
 * :func:`assert_entities_match` — compare entity lists ignoring volatile keys, with a readable diff.
 * :class:`MosquittoProcess`, :class:`RedisProcess` — own throw-away servers on free ports that a
   test may stop, kill and restart (never touch the shared ones).
-* :func:`publish_uplinks` — publish LoRaWAN envelopes (see :func:`adapters.core.lorawan.tts_uplink`).
-* :func:`local_broker` — an in-process NGSI-LD broker (``broker_client.local_broker``).
+* :func:`publish_uplinks` — publish LoRaWAN envelopes (see :func:`stadtlink.adapters.core.lorawan.tts_uplink`).
+* :func:`local_broker` — an in-process NGSI-LD broker (``stadtlink.broker_client.local_broker``).
 
-The pytest fixtures wrapping these live in :mod:`adapters.core.pytest_plugin`.
+The pytest fixtures wrapping these live in :mod:`stadtlink.adapters.core.pytest_plugin`.
 """
 from __future__ import annotations
 
@@ -431,8 +431,8 @@ async def publish_uplinks(host: str, port: int, messages: Iterable[tuple[str, di
 
 @contextlib.asynccontextmanager
 async def local_broker(**kwargs: Any) -> AsyncIterator[str]:
-    """An in-process NGSI-LD broker; yields its base URL (``broker_client.local_broker.running_broker``)."""
-    from broker_client.local_broker import running_broker  # imported lazily: optional for adapter authors
+    """An in-process NGSI-LD broker; yields its base URL (``stadtlink.broker_client.local_broker.running_broker``)."""
+    from stadtlink.broker_client.local_broker import running_broker  # imported lazily: optional for adapter authors
 
     async with running_broker(**kwargs) as url:
         yield url

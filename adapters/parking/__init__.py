@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.core.adapter import AdapterSpec
-from adapters.core.shared import DeriveHook
+from stadtlink.adapters.core.adapter import AdapterSpec
+from stadtlink.adapters.core.shared import DeriveHook
 
 from .mapper import derive_options, derive_sites, map_reading, tick
 from .profiles import PROFILES

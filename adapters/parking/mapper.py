@@ -30,14 +30,14 @@ from functools import lru_cache
 from typing import Any, Iterable
 from weakref import WeakKeyDictionary
 
-from adapters.core.adapter import MapContext
-from adapters.core.device import device_entity
-from adapters.core.entity import datetime_prop, geo_point, new_entity, prop, rel
-from adapters.core.entity import entity_id as _entity_id
-from adapters.core.errors import MappingError, ReadingDropped
-from adapters.core.reading import Reading
-from adapters.core.registry import DeviceRecord, DeviceRegistry
-from adapters.core.timeutil import iso_ms, parse_time
+from stadtlink.adapters.core.adapter import MapContext
+from stadtlink.adapters.core.device import device_entity
+from stadtlink.adapters.core.entity import datetime_prop, geo_point, new_entity, prop, rel
+from stadtlink.adapters.core.entity import entity_id as _entity_id
+from stadtlink.adapters.core.errors import MappingError, ReadingDropped
+from stadtlink.adapters.core.reading import Reading
+from stadtlink.adapters.core.registry import DeviceRecord, DeviceRegistry
+from stadtlink.adapters.core.timeutil import iso_ms, parse_time
 
 from .decoders.vocab import LAYOUT_CATEGORY, SITE_CATEGORY, SITE_LAYOUT, split_list, unique
 from .profiles import KIND_INVALID_SITE, KIND_SITE, KIND_SITE_STATIC
@@ -527,7 +527,7 @@ def _seed_from_local_state(ctx: MapContext, settings: ParkingSettings, writes) -
 
 def derive_options(settings) -> Any:
     """The derive hook is on with ``site_state: shared``."""
-    from adapters.core.shared import DeriveOptions
+    from stadtlink.adapters.core.shared import DeriveOptions
 
     s = settings if isinstance(settings, ParkingSettings) else ParkingSettings.model_validate(settings or {})
     if s.site_state != "shared":

@@ -21,10 +21,10 @@ from datetime import datetime, tzinfo
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from adapters.core.adapter import FunctionProfile, LoRaWANProfile
-from adapters.core.errors import DecodeError
-from adapters.core.reading import RawMessage, Reading
-from adapters.core.timeutil import UTC
+from stadtlink.adapters.core.adapter import FunctionProfile, LoRaWANProfile
+from stadtlink.adapters.core.errors import DecodeError
+from stadtlink.adapters.core.reading import RawMessage, Reading
+from stadtlink.adapters.core.timeutil import UTC
 
 from .decoders.bosch import decode_tps110
 from .decoders.datex2 import parse_datex2

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.core.adapter import AdapterSpec
+from stadtlink.adapters.core.adapter import AdapterSpec
 
 from .mapper import map_reading
 from .profiles import FRONIUS_PROFILE, PROFILES, SUNSPEC_PROFILE

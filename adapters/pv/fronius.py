@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from adapters.core.errors import DecodeError, ReadingDropped
-from adapters.core.timeutil import TimeFormatError, parse_time
+from stadtlink.adapters.core.errors import DecodeError, ReadingDropped
+from stadtlink.adapters.core.timeutil import TimeFormatError, parse_time
 
 #: Fronius DeviceStatus.StatusCode → state name (0–6 start-up, 7 running, 8 standby, 9 boot loading, 10 error).
 STATUS_NAMES: dict[int, str] = {**{n: "STARTUP" for n in range(7)}, 7: "RUNNING", 8: "STANDBY",

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from adapters.core.adapter import MapContext
-from adapters.core.entity import (
+from stadtlink.adapters.core.adapter import MapContext
+from stadtlink.adapters.core.entity import (
     Measure,
     datetime_prop,
     entity_id,
@@ -30,9 +30,9 @@ from adapters.core.entity import (
     rel,
     set_measurements,
 )
-from adapters.core.errors import MappingError
-from adapters.core.reading import Reading
-from adapters.core.timeutil import TimeFormatError, parse_time
+from stadtlink.adapters.core.errors import MappingError
+from stadtlink.adapters.core.reading import Reading
+from stadtlink.adapters.core.timeutil import TimeFormatError, parse_time
 
 from .settings import PvSettings
 

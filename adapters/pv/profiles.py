@@ -5,9 +5,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.core.adapter import FunctionProfile
-from adapters.core.errors import DecodeError
-from adapters.core.reading import RawMessage, Reading
+from stadtlink.adapters.core.adapter import FunctionProfile
+from stadtlink.adapters.core.errors import DecodeError
+from stadtlink.adapters.core.reading import RawMessage, Reading
 
 from . import fronius, sunspec
 

@@ -402,7 +402,7 @@ async def start_demo_simulators(host: str = "127.0.0.1", *, modbus_port: int = 5
     return [sunspec_server, fronius_server]
 
 
-async def _main() -> None:  # pragma: no cover - manual use: python -m adapters.pv.simulator
+async def _main() -> None:  # pragma: no cover - manual use: python -m stadtlink.adapters.pv.simulator
     import asyncio
 
     servers = await start_demo_simulators()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapters.core.errors import DecodeError
+from stadtlink.adapters.core.errors import DecodeError
 
 MODELS_DIR = Path(__file__).with_name("sunspec_models")
 

@@ -1,7 +1,7 @@
 """Water-level adapter (Pegelsensoren): river gauges → FloodMonitoring, WaterObserved, Alert."""
 from pathlib import Path
 
-from adapters.core.adapter import AdapterSpec, FunctionProfile, LoRaWANProfile
+from stadtlink.adapters.core.adapter import AdapterSpec, FunctionProfile, LoRaWANProfile
 
 from .decoders import decode_dl_mbx, decode_em500_udl, decode_ldds75, decode_pegelonline
 from .mapper import map_reading

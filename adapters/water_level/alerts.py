@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from adapters.core.timeutil import from_epoch
+from stadtlink.adapters.core.timeutil import from_epoch
 
 NORMAL, ALERT, DANGER = "Normal", "Alert", "Danger"
 _RANK = {NORMAL: 0, ALERT: 1, DANGER: 2}

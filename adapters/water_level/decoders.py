@@ -13,9 +13,9 @@ from typing import Any, Mapping
 
 import orjson
 
-from adapters.core.errors import DecodeError, ReadingDropped
-from adapters.core.reading import RawMessage, Reading
-from adapters.core.timeutil import TimeFormatError, from_epoch, parse_time
+from stadtlink.adapters.core.errors import DecodeError, ReadingDropped
+from stadtlink.adapters.core.reading import RawMessage, Reading
+from stadtlink.adapters.core.timeutil import TimeFormatError, from_epoch, parse_time
 
 #: Smallest distance each sensor can measure, mm (below it the echo is the sensor's own ringing).
 MIN_DISTANCE_MM = {"decentlab-dl-mbx": 1, "milesight-em500-udl": 1, "dragino-ldds75": 20}

@@ -14,12 +14,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from adapters.core.adapter import MapContext
-from adapters.core.device import battery_fraction_from_voltage, device_for_reading
-from adapters.core.entity import datetime_prop, entity_id, geo_point, new_entity, prop, rel
-from adapters.core.reading import Reading
-from adapters.core.registry import DeviceRecord
-from adapters.core.timeutil import from_epoch
+from stadtlink.adapters.core.adapter import MapContext
+from stadtlink.adapters.core.device import battery_fraction_from_voltage, device_for_reading
+from stadtlink.adapters.core.entity import datetime_prop, entity_id, geo_point, new_entity, prop, rel
+from stadtlink.adapters.core.reading import Reading
+from stadtlink.adapters.core.registry import DeviceRecord
+from stadtlink.adapters.core.timeutil import from_epoch
 
 from .alerts import AlertEvent, ForecastSettings, Thresholds, forecast_events, threshold_events
 from .settings import WaterLevelSettings

@@ -1,4 +1,4 @@
-"""Sinks as plug-ins: one :class:`~broker_client.backend.Backend` per broker kind.
+"""Sinks as plug-ins: one :class:`~stadtlink.broker_client.backend.Backend` per broker kind.
 
     backend = make_backend({"kind": "scorpio", "url": "http://scorpio:9090", "tenant": "town"})
     await backend.open()

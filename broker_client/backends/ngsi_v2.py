@@ -46,7 +46,7 @@ from ..results import BatchResult, EntityFailure, local_problem
 from ..retry import DEFAULT_RETRY, RetryPolicy
 from .ngsi_v2_convert import to_ngsi_v2
 
-log = logging.getLogger("broker_client.ngsi_v2")
+log = logging.getLogger("stadtlink.broker_client.ngsi_v2")
 
 V2_PREFIX = "/v2"
 V2_ERROR_TYPE = "urn:stadtlink:ngsi-v2:error:"
@@ -137,7 +137,7 @@ class _V2Http(NGSILDClient):
 
 class NGSIv2Backend:
     """Writes NGSI-LD entities to an NGSI-v2 broker (Orion). Implements
-    :class:`~broker_client.backend.Backend`; also the v2 subscription calls used by
+    :class:`~stadtlink.broker_client.backend.Backend`; also the v2 subscription calls used by
     ``stadtlink subscriptions apply``.
 
     ``ids``: ``"urn"`` (default: the same entity id as in the NGSI-LD broker) or ``"local"``.

@@ -112,7 +112,7 @@ def free_text_attribute(model: str, attribute: str) -> bool:
     """True when the model's JSON Schema lets ``attribute`` hold any text: no ``enum``, ``const``,
     ``pattern`` or ``format`` anywhere in its definition. Unknown models/attributes: False."""
     try:
-        from schemas.validation import validator_for
+        from stadtlink.schemas.validation import validator_for
 
         schema = validator_for(model).schema
     except Exception:  # noqa: BLE001 - unknown model: no schema, no replacement

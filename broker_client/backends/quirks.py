@@ -4,7 +4,7 @@ Everything that differs between Orion-LD, Scorpio and Stellio for the write path
 rows below -- nowhere else is there an ``if kind == ...``. What each row says was read in the
 broker's own repository; docs/backends/<kind>.md names file and commit for every line.
 
-The batch-answer *parser* (:func:`broker_client.results.parse_batch_response`) accepts the union
+The batch-answer *parser* (:func:`stadtlink.broker_client.results.parse_batch_response`) accepts the union
 of every shape listed in ``batch_answers``: deployments run old images, and an answer shape from
 another version must never be mistaken for success. Where an answer says nothing per entity (an
 empty 207, or ids neither listed as success nor as error) the entities are re-sent (an upsert

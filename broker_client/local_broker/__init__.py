@@ -3,7 +3,7 @@
 For development, tests, integrators and the demo only: all state lives in the memory of one
 process and is lost when it stops. It is NOT a production broker. See README.md in this folder.
 
-    from broker_client.local_broker import running_broker
+    from stadtlink.broker_client.local_broker import running_broker
 
     async with running_broker() as url:      # http://127.0.0.1:<free port>
         ...                                  # talk NGSI-LD to f"{url}/ngsi-ld/v1/..."
@@ -73,11 +73,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line entry point (``stadtlink broker`` and ``python -m broker_client.local_broker``)."""
+    """Command line entry point (``stadtlink broker`` and ``python -m stadtlink.broker_client.local_broker``)."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    log = logging.getLogger("broker_client.local_broker")
+    log = logging.getLogger("stadtlink.broker_client.local_broker")
 
     async def run() -> None:
         runner = await serve(args.host, args.port, context_dir=args.context_dir)

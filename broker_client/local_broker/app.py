@@ -28,7 +28,7 @@ from .store import (Change, Store, Tenant, check_tenant_name, delete_attribute, 
 from .subscriptions import LINK_REL, Notifier, Subscription
 from .timeutil import now as now_ms
 
-log = logging.getLogger("broker_client.local_broker")
+log = logging.getLogger("stadtlink.broker_client.local_broker")
 
 BASE = "/ngsi-ld/v1"
 JSON = "application/json"

@@ -1,5 +1,5 @@
 """The SensorThings sink: writes NGSI-LD entities to an OGC SensorThings API v1.1 server
-(FROST-Server, django-ogc-sensorthings, …). Implements :class:`~broker_client.backend.Backend`.
+(FROST-Server, django-ogc-sensorthings, …). Implements :class:`~stadtlink.broker_client.backend.Backend`.
 
 Graph (Thing, Location, Datastreams, Sensor, ObservedProperty) — found or created once per entity
 and cached:
@@ -34,7 +34,7 @@ from urllib.parse import quote
 
 import orjson
 
-from adapters.core.timeutil import iso_ms, parse_time
+from stadtlink.adapters.core.timeutil import iso_ms, parse_time
 
 from ..auth import Auth
 from ..client import NGSILDClient, Response
@@ -55,7 +55,7 @@ from .mapping import (
     plan_entity,
 )
 
-log = logging.getLogger("broker_client.sensorthings")
+log = logging.getLogger("stadtlink.broker_client.sensorthings")
 
 ERROR_TYPE = "urn:stadtlink:sensorthings:error:"
 DATA_ARRAY_CLASS = "/req/data-array"

@@ -1,5 +1,5 @@
 """HTTP Basic authentication, as FROST-Server's ``BasicAuthProvider`` asks for it
-(docs/settings/auth.md of FROST-Server). Same interface as :mod:`broker_client.auth`."""
+(docs/settings/auth.md of FROST-Server). Same interface as :mod:`stadtlink.broker_client.auth`."""
 
 from __future__ import annotations
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.core.timeutil import iso_ms, parse_time
-from schemas.ngsi_ld import to_key_values
+from stadtlink.adapters.core.timeutil import iso_ms, parse_time
+from stadtlink.schemas.ngsi_ld import to_key_values
 
 from .models import (
     OBSERVATION_TYPE,

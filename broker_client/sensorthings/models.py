@@ -18,8 +18,8 @@ from __future__ import annotations
 import functools
 from typing import Literal, NamedTuple
 
-from schemas.contexts import STADTLINK_CONTEXT_URL, context_url, load_context
-from schemas.problems import UnknownModel
+from stadtlink.schemas.contexts import STADTLINK_CONTEXT_URL, context_url, load_context
+from stadtlink.schemas.problems import UnknownModel
 
 Kind = Literal["measurement", "count", "category", "phases"]
 

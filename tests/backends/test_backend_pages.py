@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.core.config import BrokerConfig
-from broker_client.backends import KINDS
+from stadtlink.adapters.core.config import BrokerConfig
+from stadtlink.broker_client.backends import KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "backends"

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from adapters.core.demo import build_parser
-from adapters.core.demo.city import DemoCity, parse_also_to
-from adapters.core.testing import free_port
+from stadtlink.adapters.core.demo import build_parser
+from stadtlink.adapters.core.demo.city import DemoCity, parse_also_to
+from stadtlink.adapters.core.testing import free_port
 
 from .servers import OrionV2Server
 

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from aiohttp import web
 
-from broker_client.backends import make_backend
-from broker_client.notify import NotificationReceiver
-from broker_client.subscription_sync import ID_PREFIX, apply, desired_from_document
+from stadtlink.broker_client.backends import make_backend
+from stadtlink.broker_client.notify import NotificationReceiver
+from stadtlink.broker_client.subscription_sync import ID_PREFIX, apply, desired_from_document
 
 from .servers import ScorpioServer, StellioServer
 
@@ -88,7 +88,7 @@ async def test_scorpio_answers_single_element_arrays_as_bare_values():
             assert got["jsonldContext"] == CONTEXT and got["timesSent"] == 0 and got["status"] == "active"
             assert backend.quirks.subscription_scalar_lists == ("notification.attributes", "notificationTrigger")
             # the same compare with the quirk switched off sees a difference (the test can fail)
-            from broker_client.subscription_sync import _normalise
+            from stadtlink.broker_client.subscription_sync import _normalise
 
             want = desired_from_document(DOC)[0]
             assert _normalise(want) != _normalise(got)
@@ -135,7 +135,7 @@ async def test_stellio_renders_defaults_and_refuses_unknown_members():
             assert got["notificationTrigger"] == ["attributeCreated", "attributeUpdated"]
             assert got["notification"]["endpoint"]["accept"] == "application/json"
             assert got["status"] == "active" and "isActive" not in got and "createdAt" not in got
-            from broker_client.errors import NGSILDError
+            from stadtlink.broker_client.errors import NGSILDError
 
             with pytest.raises(NGSILDError) as info:
                 await backend.create_subscription({"id": "urn:ngsi-ld:Subscription:bad", "type": "Subscription",
@@ -150,7 +150,7 @@ async def test_cli_apply_against_the_stand_in(kind, tmp_path):
     path = tmp_path / "subs.yaml"
     path.write_text(yaml.safe_dump(DOC), encoding="utf-8")
     async with server_cls() as server:
-        cmd = [sys.executable, "-m", "broker_client.subscriptions", "apply", str(path), "--broker", server.url,
+        cmd = [sys.executable, "-m", "stadtlink.broker_client.subscriptions", "apply", str(path), "--broker", server.url,
                "--kind", kind, "--context", CONTEXT]
         if options.get("tenant"):
             cmd += ["--tenant", options["tenant"]]

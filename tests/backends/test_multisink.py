@@ -11,14 +11,14 @@ import uuid
 import orjson
 import pytest
 
-from adapters.core.config import OutboxConfig
-from adapters.core.deadletter import MemoryDeadLetters
-from adapters.core.metrics import Metrics
-from adapters.core.outbox import OutboxFull
-from adapters.core.sinks import FanoutOutbox, Sink, SinkSet, sink_outbox
-from broker_client import RetryPolicy
-from broker_client.backends import make_backend
-from broker_client.local_broker import running_broker
+from stadtlink.adapters.core.config import OutboxConfig
+from stadtlink.adapters.core.deadletter import MemoryDeadLetters
+from stadtlink.adapters.core.metrics import Metrics
+from stadtlink.adapters.core.outbox import OutboxFull
+from stadtlink.adapters.core.sinks import FanoutOutbox, Sink, SinkSet, sink_outbox
+from stadtlink.broker_client import RetryPolicy
+from stadtlink.broker_client.backends import make_backend
+from stadtlink.broker_client.local_broker import running_broker
 
 from .servers import OrionV2Server
 
@@ -58,8 +58,8 @@ def build(outbox_cfg: OutboxConfig, ld_url: str, v2_url: str, *, semantics: str,
 
 
 async def ld_entity(url: str, eid: str) -> dict | None:
-    from broker_client import NGSILDClient
-    from broker_client.errors import ResourceNotFound
+    from stadtlink.broker_client import NGSILDClient
+    from stadtlink.broker_client.errors import ResourceNotFound
 
     async with NGSILDClient(url) as c:
         try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from broker_client.backends.ngsi_v2_convert import (
+from stadtlink.broker_client.backends.ngsi_v2_convert import (
     free_text_attribute,
     from_ngsi_v2,
     identifier_problem,

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from broker_client import RetryPolicy
-from broker_client.backends import (
+from stadtlink.broker_client import RetryPolicy
+from stadtlink.broker_client.backends import (
     BackendConfigError,
     BrokerDown,
     check_backend,
     make_backend,
 )
-from broker_client.backends.ngsi_v2 import ids_in_description
-from broker_client.errors import BrokerUnavailable, NGSILDError
+from stadtlink.broker_client.backends.ngsi_v2 import ids_in_description
+from stadtlink.broker_client.errors import BrokerUnavailable, NGSILDError
 
 from .servers import KeycloakServer, OrionV2Server
 
@@ -79,7 +79,7 @@ async def test_forbidden_characters_replaced_or_refused_before_sending(orion):
 async def test_400_for_the_whole_request_is_bisected_to_the_bad_entity(orion):
     # A character the converter lets through but this Orion refuses: its whole request fails.
     backend = await open_v2(orion)
-    import broker_client.backends.ngsi_v2_convert as conv
+    import stadtlink.broker_client.backends.ngsi_v2_convert as conv
 
     entities = [spot(i) for i in range(8)]
     entities[5]["note"] = {"type": "Property", "value": "ok"}

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from aiohttp import ClientSession, web
 
-from broker_client.backends import make_backend
-from broker_client.notify import NotificationReceiver, parse_notification
-from broker_client.subscription_sync import (
+from stadtlink.broker_client.backends import make_backend
+from stadtlink.broker_client.notify import NotificationReceiver, parse_notification
+from stadtlink.broker_client.subscription_sync import (
     SubscriptionFileError,
     apply_v2,
     desired_from_document,
@@ -91,14 +91,14 @@ async def test_cli_apply_kind_ngsi_v2(tmp_path):
     path = tmp_path / "subs.yaml"
     path.write_text(yaml.safe_dump(DOC), encoding="utf-8")
     async with OrionV2Server() as orion:
-        cmd = [sys.executable, "-m", "broker_client.subscriptions", "apply", str(path), "--broker", orion.url,
+        cmd = [sys.executable, "-m", "stadtlink.broker_client.subscriptions", "apply", str(path), "--broker", orion.url,
                "--kind", "ngsi-v2", "--service", "town", "--service-path", "/twins"]
         proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, err = await proc.communicate()
         assert proc.returncode == 0, err.decode()
         assert out.decode().count("created") == 2
         assert {s.service_path for s in orion.subscriptions.values()} == {"/twins"}
-        bad = [sys.executable, "-m", "broker_client.subscriptions", "list", "--broker", orion.url,
+        bad = [sys.executable, "-m", "stadtlink.broker_client.subscriptions", "list", "--broker", orion.url,
                "--kind", "ngsi-v2", "--service", "not-valid!"]
         proc = await asyncio.create_subprocess_exec(*bad, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         _, err = await proc.communicate()
@@ -152,7 +152,7 @@ def test_key_values_v2_notification_kept_as_is():
     {"subscriptionId": "x1", "data": [{"type": "T"}]},
 ])
 def test_bad_v2_notifications_are_refused(doc):
-    from broker_client.notify import BadNotification
+    from stadtlink.broker_client.notify import BadNotification
 
     with pytest.raises(BadNotification):
         parse_notification(doc)

@@ -11,10 +11,10 @@ import time
 import pytest
 import yaml
 
-from adapters.core.config import load_config
-from adapters.core.errors import ConfigError
-from adapters.core.runner import Runner
-from broker_client.local_broker import running_broker
+from stadtlink.adapters.core.config import load_config
+from stadtlink.adapters.core.errors import ConfigError
+from stadtlink.adapters.core.runner import Runner
+from stadtlink.broker_client.local_broker import running_broker
 
 from .servers import KeycloakServer, OrionV2Server, StellioServer
 
@@ -141,7 +141,7 @@ async def test_unresolvable_url_stops_a_broker_that_is_down_does_not():
 def test_cli_reports_a_bad_kind_without_a_traceback(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config(broker={"kind": "orion-v3", "url": "http://127.0.0.1:1"})))
-    res = subprocess.run([sys.executable, "-m", "adapters.core.cli", "run", "parking", "--config", str(path)],
+    res = subprocess.run([sys.executable, "-m", "stadtlink.adapters.core.cli", "run", "parking", "--config", str(path)],
                          capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 2
     assert ("configuration error: broker.kind: Input should be 'orion-ld', 'scorpio', 'stellio', 'ngsi-v2' "
@@ -158,7 +158,7 @@ async def test_cli_start_errors_name_the_key_without_a_traceback(tmp_path):
         path = tmp_path / "c.yaml"
         path.write_text(yaml.safe_dump(doc), encoding="utf-8")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "adapters.core.cli", "run", "parking", "--config", str(path),
+            sys.executable, "-m", "stadtlink.adapters.core.cli", "run", "parking", "--config", str(path),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         _, err = await asyncio.wait_for(proc.communicate(), 60)
         return proc.returncode, err.decode()

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from broker_client import RetryPolicy
-from broker_client.backends import make_backend
-from broker_client.errors import BrokerUnavailable, InternalError
+from stadtlink.broker_client import RetryPolicy
+from stadtlink.broker_client.backends import make_backend
+from stadtlink.broker_client.errors import BrokerUnavailable, InternalError
 
 from .servers import ScorpioServer
 

@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from broker_client import OAuth2ClientCredentials, RetryPolicy
-from broker_client.backends import BackendConfigError, check_backend, make_backend
-from broker_client.errors import Unauthorized
+from stadtlink.broker_client import OAuth2ClientCredentials, RetryPolicy
+from stadtlink.broker_client.backends import BackendConfigError, check_backend, make_backend
+from stadtlink.broker_client.errors import Unauthorized
 
 from .servers import KeycloakServer, StellioServer
 
@@ -199,7 +199,7 @@ async def test_same_auth_block_works_for_orion_ld_behind_a_pep_proxy(keycloak):
     """The PEP proxy answers 401 without a valid token exactly like Stellio's resource server."""
     from aiohttp import web
 
-    from broker_client.local_broker import create_app
+    from stadtlink.broker_client.local_broker import create_app
 
     broker_app = create_app()
 
@@ -234,7 +234,7 @@ async def test_same_auth_block_works_for_orion_ld_behind_a_pep_proxy(keycloak):
 
 
 async def test_5xx_retried_then_raised_and_timeouts():
-    from broker_client.errors import BrokerUnavailable, NGSILDError
+    from stadtlink.broker_client.errors import BrokerUnavailable, NGSILDError
 
     async with StellioServer() as server:
         backend = await open_backend({"url": server.url})

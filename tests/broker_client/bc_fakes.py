@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from broker_client import RetryPolicy
+from stadtlink.broker_client import RetryPolicy
 
 CONTEXT = "https://smartdatamodels.org/context.jsonld"
 LINK = '<https://smartdatamodels.org/context.jsonld>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from bc_fakes import CONTEXT, FAST_RETRY, FakeOrion
 
-from broker_client import NGSILDClient
+from stadtlink.broker_client import NGSILDClient
 
 
 @pytest.fixture

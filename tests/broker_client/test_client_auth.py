@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from bc_fakes import CONTEXT, FAST_RETRY, Canned, entity
 
-from broker_client import (
+from stadtlink.broker_client import (
     AuthenticationError,
     NGSILDClient,
     OAuth2ClientCredentials,

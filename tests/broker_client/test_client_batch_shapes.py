@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from bc_fakes import ERR, Canned, entity, ids
 
-from broker_client import BatchResult, BrokerUnavailable, InternalError
+from stadtlink.broker_client import BatchResult, BrokerUnavailable, InternalError
 
 E1, E2, E3 = "urn:ngsi-ld:ParkingSpot:E1", "urn:ngsi-ld:ParkingSpot:E2", "urn:ngsi-ld:ParkingSpot:E3"
 
@@ -256,7 +256,7 @@ async def test_scorpio_and_stellio_shapes_are_understood(orion, client):
 
 
 async def test_write_is_backend_upsert_with_configured_mode(orion, client):
-    from broker_client import Backend
+    from stadtlink.broker_client import Backend
 
     assert isinstance(client, Backend)
     orion.on("POST", "/entityOperations/upsert", Canned(201, [E1]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bc_fakes import CONTEXT, ERR, FAST_RETRY, Canned, Recorded, entity, ids
 
-from broker_client import NGSILDClient
+from stadtlink.broker_client import NGSILDClient
 
 
 def entity_with_payload(entity_id: str, size: int) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from bc_fakes import CONTEXT, ERR, FAST_RETRY, LINK, Canned, FakeOrion, entity
 
-from broker_client import (
+from stadtlink.broker_client import (
     AlreadyExists,
     BadRequestData,
     BrokerUnavailable,

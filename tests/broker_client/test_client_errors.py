@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from bc_fakes import ERR, Canned
 
-import broker_client as bc
-from broker_client import error_class_for, error_from_response
+import stadtlink.broker_client as bc
+from stadtlink.broker_client import error_class_for, error_from_response
 
 E1 = "urn:ngsi-ld:ParkingSpot:E1"
 

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from broker_client import (
+from stadtlink.broker_client import (
     AlreadyExists,
     LdContextNotAvailable,
     NGSILDClient,
@@ -18,7 +18,7 @@ from broker_client import (
     RetryPolicy,
 )
 
-local_broker = pytest.importorskip("broker_client.local_broker")
+local_broker = pytest.importorskip("stadtlink.broker_client.local_broker")
 
 PARKING = "https://raw.githubusercontent.com/smart-data-models/dataModel.Parking/master/context.jsonld"
 FAST = RetryPolicy(attempts=2, base_delay=0.001, max_delay=0.01)

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker_client import Entity, GeoProperty, Property, Relationship, validate_entity
-from broker_client.models import ValidationError, is_uri
+from stadtlink.broker_client import Entity, GeoProperty, Property, Relationship, validate_entity
+from stadtlink.broker_client.models import ValidationError, is_uri
 
 WEATHER = {
     "id": "urn:ngsi-ld:WeatherObserved:klima:dl-atm41-0042",

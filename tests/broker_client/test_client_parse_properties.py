@@ -6,8 +6,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker_client import parse_batch_response
-from broker_client.results import parse_attribute_update
+from stadtlink.broker_client import parse_batch_response
+from stadtlink.broker_client.results import parse_attribute_update
 
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
 IDS = [f"urn:ngsi-ld:T:{i}" for i in range(12)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from bc_fakes import ERR, Canned, Recorded
 
-from broker_client import BadRequestData, InvalidResponse, ResourceNotFound
+from stadtlink.broker_client import BadRequestData, InvalidResponse, ResourceNotFound
 
 TOTAL = 2345
 ALL = [{"id": f"urn:ngsi-ld:ParkingSpot:{i:05d}", "type": "ParkingSpot", "status": "free"} for i in range(TOTAL)]

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from bc_fakes import CONTEXT, ERR, FAST_RETRY, Canned, entity
 
-from broker_client import (
+from stadtlink.broker_client import (
     BadRequestData,
     BrokerUnavailable,
     InternalError,
@@ -62,7 +62,7 @@ async def test_connection_refused_raises_broker_unavailable_after_n_attempts(mon
         sleeps.append(delay)
         await real_sleep(0)
 
-    monkeypatch.setattr("broker_client.client.asyncio.sleep", recording_sleep)
+    monkeypatch.setattr("stadtlink.broker_client.client.asyncio.sleep", recording_sleep)
     async with NGSILDClient(f"http://127.0.0.1:{port}", retry=RetryPolicy(attempts=3, base_delay=0.05, max_delay=1.0)) as c:
         with pytest.raises(BrokerUnavailable) as info:
             await c.upsert([entity(E1)])
@@ -139,7 +139,7 @@ async def test_retry_after_header_is_honoured_within_max_delay(orion, monkeypatc
         sleeps.append(delay)
         await real_sleep(0)
 
-    monkeypatch.setattr("broker_client.client.asyncio.sleep", recording_sleep)
+    monkeypatch.setattr("stadtlink.broker_client.client.asyncio.sleep", recording_sleep)
     orion.on("GET", f"/entities/{E1}", Canned(503, b"", {"Retry-After": "3"}), Canned(200, {"id": E1, "type": "T"}))
     async with NGSILDClient(orion.url, context=CONTEXT, retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=2.0)) as c:
         await c.get_entity(E1)

@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 import pytest
 from hypothesis import given, strategies as st
 
-from adapters.core.timeutil import TimeFormatError, iso_ms, parse_time
+from stadtlink.adapters.core.timeutil import TimeFormatError, iso_ms, parse_time
 
 
 @pytest.mark.parametrize("text,expected", [

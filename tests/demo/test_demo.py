@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from adapters.core.adapter import STADTLINK_CONTEXT_URL
-from adapters.core.testing import free_port
-from broker_client import NGSILDClient
-from schemas import check_entity
+from stadtlink.adapters.core.adapter import STADTLINK_CONTEXT_URL
+from stadtlink.adapters.core.testing import free_port
+from stadtlink.broker_client import NGSILDClient
+from stadtlink.schemas import check_entity
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("STADTLINK_TEST_ARTIFACTS", ROOT / "artifacts"))
@@ -49,7 +49,7 @@ async def test_demo_runs_the_whole_city(tmp_path):
     report_file = tmp_path / "demo.json"
     broker_port, twin_port = free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "adapters.core.cli", "demo", "--duration", "20", "--report", str(report_file),
+        [sys.executable, "-m", "stadtlink.adapters.core.cli", "demo", "--duration", "20", "--report", str(report_file),
          "--broker-port", str(broker_port), "--twin-port", str(twin_port), "--no-open", "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     try:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from adapters.core.batcher import Batcher
-from adapters.core.deadletter import MemoryDeadLetters
-from adapters.core.metrics import Metrics
-from adapters.core.outbox import MemoryOutbox
-from broker_client import BatchResult
+from stadtlink.adapters.core.batcher import Batcher
+from stadtlink.adapters.core.deadletter import MemoryDeadLetters
+from stadtlink.adapters.core.metrics import Metrics
+from stadtlink.adapters.core.outbox import MemoryOutbox
+from stadtlink.broker_client import BatchResult
 
 
 class HangingBackend:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters.core import plugins
-from adapters.core.errors import DecodeError, ReadingDropped
-from adapters.core.reading import RawMessage
+from stadtlink.adapters.core import plugins
+from stadtlink.adapters.core.errors import DecodeError, ReadingDropped
+from stadtlink.adapters.core.reading import RawMessage
 from benchmarks.fuzz import build_targets, fuzz_target
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from adapters.core.outbox import MemoryOutbox, OutboxFull, RedisOutbox
+from stadtlink.adapters.core.outbox import MemoryOutbox, OutboxFull, RedisOutbox
 
 
 def _entities(n: int, tag: str) -> list[dict]:

@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from adapters.core import context_server as cs
-from adapters.core.testing import free_port, wait_for_port
-from schemas.contexts import CONTEXTS
+from stadtlink.adapters.core import context_server as cs
+from stadtlink.adapters.core.testing import free_port, wait_for_port
+from stadtlink.schemas.contexts import CONTEXTS
 
 pytest.importorskip("helm_python", reason="helm-python-sdk (the Helm engine) is a test dependency")
 import helm_kit as hk  # noqa: E402
@@ -120,17 +120,17 @@ def test_configmap_symlinks_are_skipped(tmp_path):
 
 
 def test_the_command_the_pod_runs(tmp_path):
-    """``python -m adapters.core.context_server --port P --dir D`` as in the chart's Deployment."""
+    """``python -m stadtlink.adapters.core.context_server --port P --dir D`` as in the chart's Deployment."""
     for name, text in chart_context_files().items():
         (tmp_path / name).write_text(text)
     docs = hk.manifests(hk.ci_values("defaults"))
     container = hk.named(docs, "Deployment", "rel-stadtlink-contexts")["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["python", "-m", "adapters.core.context_server"]
+    assert container["command"] == ["python", "-m", "stadtlink.adapters.core.context_server"]
     args = list(container["args"])
     port = free_port()
     args[args.index("--port") + 1] = str(port)
     args[args.index("--dir") + 1] = str(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "adapters.core.context_server", "--host", "127.0.0.1", *args],
+    proc = subprocess.Popen([sys.executable, "-m", "stadtlink.adapters.core.context_server", "--host", "127.0.0.1", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         wait_for_port("127.0.0.1", port, timeout=20)

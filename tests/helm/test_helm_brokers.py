@@ -13,9 +13,9 @@ pytest.importorskip("helm_python", reason="helm-python-sdk (the Helm engine) is 
 import helm_kit as hk  # noqa: E402
 from test_helm_runtime_config import configmaps_of_adapters, mount_broker_secrets, pod_env  # noqa: E402
 
-from adapters.core.runner import Runner  # noqa: E402
-from broker_client import OAuth2ClientCredentials, StaticToken  # noqa: E402
-from broker_client.backends import NGSILDBackend, NGSIv2Backend, make_backend  # noqa: E402
+from stadtlink.adapters.core.runner import Runner  # noqa: E402
+from stadtlink.broker_client import OAuth2ClientCredentials, StaticToken  # noqa: E402
+from stadtlink.broker_client.backends import NGSILDBackend, NGSIv2Backend, make_backend  # noqa: E402
 
 MQTT = {"sources": [{"kind": "mqtt", "host": "mq", "topics": ["t/#"], "profile": "decentlab-dl-atm41"}]}
 
@@ -162,7 +162,7 @@ def test_schema_rejects_a_bad_kind_and_a_bad_sink():
 
 
 def test_schema_accepts_every_runtime_kind_in_brokers():
-    from adapters.core.config import BrokerConfig
+    from stadtlink.adapters.core.config import BrokerConfig
 
     kinds = BrokerConfig.model_json_schema()["properties"]["kind"]["enum"]
     assert {"orion-ld", "scorpio", "stellio", "ngsi-v2"} <= set(kinds)

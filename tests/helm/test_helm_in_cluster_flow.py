@@ -32,9 +32,9 @@ pytest.importorskip("helm_python", reason="helm-python-sdk (the Helm engine) is 
 
 import helm_kit as hk  # noqa: E402
 from test_helm_runtime_config import pod_env as kubelet_env  # noqa: E402
-from adapters.core import context_server as cs  # noqa: E402
-from adapters.core.lorawan import chirpstack_uplink  # noqa: E402
-from adapters.core.testing import free_port, publish_uplinks, wait_for_port  # noqa: E402
+from stadtlink.adapters.core import context_server as cs  # noqa: E402
+from stadtlink.adapters.core.lorawan import chirpstack_uplink  # noqa: E402
+from stadtlink.adapters.core.testing import free_port, publish_uplinks, wait_for_port  # noqa: E402
 
 MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
 CONTEXT_HOST = "rel-stadtlink-contexts.iot.svc.cluster.local:8080"
@@ -78,8 +78,8 @@ def _redis_cli(port: int, password: str | None, *args: str) -> str:
 
 
 async def test_chart_rendered_adapter_redis_and_contexts_work_together(tmp_path):
-    from broker_client.local_broker.app import BROKER_KEY, create_app
-    from adapters.climate.simulator import encode_meteohelix
+    from stadtlink.broker_client.local_broker.app import BROKER_KEY, create_app
+    from stadtlink.adapters.climate.simulator import encode_meteohelix
 
     run = uuid.uuid4().hex[:10]
     cs_app = str(uuid.uuid4())
@@ -169,7 +169,7 @@ async def test_chart_rendered_adapter_redis_and_contexts_work_together(tmp_path)
                "STADTLINK_HTTP__PORT": str(http_port)}
         assert env["STADTLINK_OUTBOX__URL"] == f"redis://:{redis_password}@127.0.0.1:{redis_port}/0"
         exe = Path(sys.executable).with_name("stadtlink")
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "adapters.core.cli"]
+        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "stadtlink.adapters.core.cli"]
         adapter = await asyncio.create_subprocess_exec(*cmd, *container["args"][:2], "--config",
                                                        str(cfg_dir / "config.yaml"), env=env, cwd=tmp_path,
                                                        stdout=asyncio.subprocess.DEVNULL,

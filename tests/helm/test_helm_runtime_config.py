@@ -11,8 +11,8 @@ import yaml
 pytest.importorskip("helm_python", reason="helm-python-sdk (the Helm engine) is a test dependency")
 
 import helm_kit as hk  # noqa: E402
-from adapters.core.config import load_config  # noqa: E402
-from adapters.core.plugins import load_adapters  # noqa: E402
+from stadtlink.adapters.core.config import load_config  # noqa: E402
+from stadtlink.adapters.core.plugins import load_adapters  # noqa: E402
 
 SECRET_DIR = "/var/run/secrets/stadtlink/broker-auth"
 

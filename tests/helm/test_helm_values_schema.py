@@ -47,7 +47,7 @@ def test_schema_knows_every_builtin_adapter_and_values_yaml_lists_them():
 
 def test_adapter_settings_come_from_the_adapter_models():
     """adapters.<name>.config.settings is the adapter's own settings model (not a loose object)."""
-    from adapters.core.plugins import load_adapters
+    from stadtlink.adapters.core.plugins import load_adapters
 
     adapters, _ = load_adapters()
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))

@@ -96,32 +96,32 @@ def test_dockerfile_follows_the_rules():
         assert tool not in runtime, f"final stage must not install/build ({tool})"
     ignore = (ROOT / ".dockerignore").read_text(encoding="utf-8")
     for rel in build_stage_copies():
-        assert f"!{rel.rstrip('/')}" in ignore, f".dockerignore keeps {rel} out of the build context"
+        assert f"!{rel.rstrip('/')}" in ignore or f"!{rel.rstrip('/')}/" in ignore, f".dockerignore keeps {rel} out of the build context"
 
 
 def test_wheel_carries_the_package_data(image_venv):
     wheel, *_ = image_venv
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = [
-        "schemas/ParkingSpot/schema.json",
-        "schemas/WeatherObserved/schema.json",
-        "schemas/common/contexts/dataModel.Parking/context.jsonld",
-        "schemas/common/contexts/data-models/common-context.jsonld",
-        "schemas/contexts/stadtlink-context.jsonld",
-        "adapters/pv/example-config.yaml",
-        "adapters/climate/example-config.yaml",
-        "adapters/pv/sunspec_models/model_1.json",
-        "broker_client/twin/static/index.html",
-        "broker_client/twin/static/app.js",
-        "adapters/core/context_server.py",
+        "stadtlink/schemas/ParkingSpot/schema.json",
+        "stadtlink/schemas/WeatherObserved/schema.json",
+        "stadtlink/schemas/common/contexts/dataModel.Parking/context.jsonld",
+        "stadtlink/schemas/common/contexts/data-models/common-context.jsonld",
+        "stadtlink/schemas/contexts/stadtlink-context.jsonld",
+        "stadtlink/adapters/pv/example-config.yaml",
+        "stadtlink/adapters/climate/example-config.yaml",
+        "stadtlink/adapters/pv/sunspec_models/model_1.json",
+        "stadtlink/broker_client/twin/static/index.html",
+        "stadtlink/broker_client/twin/static/app.js",
+        "stadtlink/adapters/core/context_server.py",
     ]
     missing = [n for n in expected if n not in names]
     assert not missing, f"missing from {wheel.name}: {missing}"
     entry_points = zipfile.ZipFile(wheel).read(
         next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
-    assert "stadtlink = adapters.core.cli:main" in entry_points
+    assert "stadtlink = stadtlink.adapters.core.cli:main" in entry_points
     for name in BUILTIN:
-        assert f"{name} = adapters.{name}:ADAPTER" in entry_points
+        assert f"{name} = stadtlink.adapters.{name}:ADAPTER" in entry_points
 
 
 def test_every_tracked_data_file_is_in_the_wheel(image_venv):
@@ -134,7 +134,7 @@ def test_every_tracked_data_file_is_in_the_wheel(image_venv):
     names = set(zipfile.ZipFile(wheel).namelist())
     # tests and their sample payloads are not part of the runtime; a file tracked but deleted in the
     # work tree does not count
-    missing = [f for f in tracked if f not in names and not _test_only(f) and (ROOT / f).exists()]
+    missing = [f for f in tracked if f"stadtlink/{f}" not in names and not _test_only(f) and (ROOT / f).exists()]
     assert not missing, f"{len(missing)} files missing from {wheel.name}: {missing[:20]}"
 
 
@@ -148,7 +148,7 @@ def test_tests_and_testdata_stay_out_of_the_wheel(image_venv):
     names = zipfile.ZipFile(wheel).namelist()
     shipped = [n for n in names if _test_only(n)]
     assert not shipped, f"{len(shipped)} test files in {wheel.name}: {shipped[:10]}"
-    assert any(n.startswith("adapters/parking/") for n in names)  # the family itself is there
+    assert any(n.startswith("stadtlink/adapters/parking/") for n in names)  # the family itself is there
 
 
 def test_run_help_from_the_installed_wheel(image_venv):
@@ -162,7 +162,7 @@ def test_adapters_are_installed_from_the_wheel_not_the_source_tree(image_venv):
     listing = json.loads(_run([str(venv / "bin" / "stadtlink"), "adapters", "--json"], cwd=run_dir, env=env).stdout)
     assert {a["name"] for a in listing["adapters"]} >= BUILTIN
     assert listing["broken"] == []
-    where = _run([str(venv / "bin" / "python"), "-c", "import adapters, schemas; print(adapters.__file__)"],
+    where = _run([str(venv / "bin" / "python"), "-c", "import stadtlink.adapters, stadtlink.schemas; print(stadtlink.adapters.__file__)"],
                  cwd=run_dir, env=env).stdout.strip()
     assert where.startswith(str(venv)), where
 
@@ -170,7 +170,7 @@ def test_adapters_are_installed_from_the_wheel_not_the_source_tree(image_venv):
 def test_the_chart_commands_work_from_the_wheel(image_venv, tmp_path):
     _, venv, env, run_dir = image_venv
     # the context server's files (what the chart's context-server pod serves)
-    listing = _run([str(venv / "bin" / "python"), "-m", "adapters.core.context_server", "--list"],
+    listing = _run([str(venv / "bin" / "python"), "-m", "stadtlink.adapters.core.context_server", "--list"],
                    cwd=run_dir, env=env).stdout
     assert "/raw.githubusercontent.com/smart-data-models/dataModel.Parking/master/context.jsonld" in listing
     # the packaged SDM schemas answer a validation

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from broker_client.local_broker import running_broker
+from stadtlink.broker_client.local_broker import running_broker
 
 PARKING_CTX = "https://raw.githubusercontent.com/smart-data-models/dataModel.Parking/master/context.jsonld"
 LINK_REL = 'rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'

@@ -1,4 +1,4 @@
-"""The broker as a process: ``python -m broker_client.local_broker`` (what ``stadtlink broker`` runs)."""
+"""The broker as a process: ``python -m stadtlink.broker_client.local_broker`` (what ``stadtlink broker`` runs)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ async def test_module_runs_serves_and_stops_on_sigterm(tmp_path):
     (tmp_path / "ctx.jsonld").write_text('{"@context": {"Car": "http://example.org/Car"}}')
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "broker_client.local_broker", "--port", str(port),
+        sys.executable, "-m", "stadtlink.broker_client.local_broker", "--port", str(port),
         "--context-dir", str(tmp_path), "--log-level", "DEBUG",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
-from broker_client.local_broker import running_broker
-from broker_client.local_broker.contexts import (
+from stadtlink.broker_client.local_broker import running_broker
+from stadtlink.broker_client.local_broker.contexts import (
     ContextResolver,
     HttpContextFetcher,
     is_core_context_url,
 )
-from broker_client.local_broker.errors import NgsiError
+from stadtlink.broker_client.local_broker.errors import NgsiError
 
 from .conftest import CORE_CTX, problem
 

@@ -8,7 +8,7 @@ import json
 
 import aiohttp
 
-from broker_client.local_broker import running_broker
+from stadtlink.broker_client.local_broker import running_broker
 
 from .conftest import PARKING_CTX, PARKING_LINK, problem
 

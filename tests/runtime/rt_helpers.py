@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from adapters.core import RawMessage
+from stadtlink.adapters.core import RawMessage
 
 
 def free_port() -> int:
@@ -144,11 +144,11 @@ class BatcherRig:
     def __init__(self, url, *, semantics="latest-state", batch_size=5, flush_ms=50, max_length=1000,
                  flush: str | None = None, timeout: float = 2, health_interval_s: float = 0.2,
                  stop_timeout: float = 5):
-        from adapters.core.batcher import Batcher
-        from adapters.core.deadletter import MemoryDeadLetters
-        from adapters.core.metrics import Metrics
-        from adapters.core.outbox import MemoryOutbox
-        from broker_client import NGSILDClient, RetryPolicy
+        from stadtlink.adapters.core.batcher import Batcher
+        from stadtlink.adapters.core.deadletter import MemoryDeadLetters
+        from stadtlink.adapters.core.metrics import Metrics
+        from stadtlink.adapters.core.outbox import MemoryOutbox
+        from stadtlink.broker_client import NGSILDClient, RetryPolicy
 
         self.outbox = MemoryOutbox(max_length=max_length, backpressure_wait_s=0.2)
         self.dead = MemoryDeadLetters()

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from adapters.core import (AdapterSpec, DecodeError, FunctionProfile, LoRaWANProfile, MapContext, Reading,
+from stadtlink.adapters.core import (AdapterSpec, DecodeError, FunctionProfile, LoRaWANProfile, MapContext, Reading,
                            datetime_prop, entity_id, geo_point, new_entity, parse_time, prop)
 
 
@@ -46,7 +46,7 @@ class ToySettings(BaseModel):
 
 
 def mapper(reading: Reading, ctx: MapContext) -> list[dict]:
-    from adapters.core import ReadingDropped
+    from stadtlink.adapters.core import ReadingDropped
 
     if reading.values.get("boom"):
         raise ValueError("toy mapper bug")

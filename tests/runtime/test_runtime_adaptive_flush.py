@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from aiohttp import web
 
-from adapters.core.config import BrokerConfig
+from stadtlink.adapters.core.config import BrokerConfig
 from rt_helpers import BatcherRig, FakeBroker, wait_for
 
 

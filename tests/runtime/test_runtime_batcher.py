@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from adapters.core.batcher import merge_entity
+from stadtlink.adapters.core.batcher import merge_entity
 from rt_helpers import BatcherRig, FakeBroker, wait_for
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import copy
 
-from adapters.core.pipeline import CachedChecker
-from schemas import check_entity
+from stadtlink.adapters.core.pipeline import CachedChecker
+from stadtlink.schemas import check_entity
 
 
 def weather(temp, t="2024-05-01T12:00:00.000Z"):

@@ -15,15 +15,15 @@ import pytest
 import redis.asyncio as aioredis
 import yaml
 
-from adapters.core import tts_uplink
-from broker_client import NGSILDClient
-from broker_client.local_broker import running_broker
+from stadtlink.adapters.core import tts_uplink
+from stadtlink.broker_client import NGSILDClient
+from stadtlink.broker_client.local_broker import running_broker
 from rt_helpers import free_port, wait_for
 from rt_toy_adapter import ADAPTER
 
 
 def cli(args, env, stdin: bytes | None = None):
-    return subprocess.run([sys.executable, "-m", "adapters.core.cli", *args], env=env, input=stdin,
+    return subprocess.run([sys.executable, "-m", "stadtlink.adapters.core.cli", *args], env=env, input=stdin,
                           capture_output=True, timeout=60)
 
 
@@ -118,9 +118,9 @@ def test_config_schema_includes_adapter_settings(cli_env):
 
 
 def test_missing_delegate_is_reported(monkeypatch, capsys):
-    from adapters.core import cli as cli_module
+    from stadtlink.adapters.core import cli as cli_module
 
-    monkeypatch.setitem(cli_module.DELEGATES, "ghost", ("adapters.core.no_such_module", "main", "x"))
+    monkeypatch.setitem(cli_module.DELEGATES, "ghost", ("stadtlink.adapters.core.no_such_module", "main", "x"))
     assert cli_module.main(["ghost", "--flag"]) == 1
     assert "'ghost' is not installed" in capsys.readouterr().err
 
@@ -155,7 +155,7 @@ def write_config(path: Path, *, broker_port: int, app: str, n_devices: int, outb
 
 
 def start_run(config: Path, env) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "adapters.core.cli", "run", "toy", "--config", str(config)],
+    return subprocess.Popen([sys.executable, "-m", "stadtlink.adapters.core.cli", "run", "toy", "--config", str(config)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -285,7 +285,7 @@ async def test_deadletter_list_and_replay(cli_env, tmp_path, redis_prefix):
         cfg = {"adapter": "toy", "namespace": "dl", "broker": {"url": url, "flush_ms": 20},
                "outbox": {"kind": "redis", "url": "redis://127.0.0.1:6379/0", "key_prefix": redis_prefix},
                "http": {"enabled": False}, "devices": [{"id": "dev-1", "lat": 50, "lon": 8}]}
-        from adapters.core.runner import Runner
+        from stadtlink.adapters.core.runner import Runner
         from rt_helpers import QueueSource
 
         src = QueueSource()
@@ -328,7 +328,7 @@ async def test_run_takes_config_and_adapter_from_the_environment(cli_env, tmp_pa
     port = free_port()
     config = write_config(tmp_path / "c.yaml", broker_port=port, app="rtenv", n_devices=1)
     env = {**cli_env, "STADTLINK_CONFIG": str(config), "STADTLINK_ADAPTER": "toy"}
-    proc = subprocess.Popen([sys.executable, "-m", "adapters.core.cli", "run"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "stadtlink.adapters.core.cli", "run"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert await wait_source_connected(config)
@@ -399,7 +399,7 @@ async def test_sigterm_of_a_shared_replica_mid_stream_loses_nothing(cli_env, tmp
     (unsubscribe, process what was assigned, end the session: MqttSource.leave) means every reading
     reaches the sink; without it Mosquitto keeps assigning half the stream to the gone replica's
     persistent session, and those readings are never delivered."""
-    from adapters.core.sources.mqtt_client import MqttSettings, connect
+    from stadtlink.adapters.core.sources.mqtt_client import MqttSettings, connect
 
     app = f"rt{uuid.uuid4().hex[:8]}"
     port = free_port()
@@ -464,7 +464,7 @@ async def test_sigkill_of_a_shared_replica_resumes_its_share_under_its_pod_name(
     it), so the restarted process resumes its session — the share the broker queued there while it
     was down, and what it had received but not acknowledged — and every reading reaches the sink
     (the Redis outbox keeps what the killed process had acknowledged)."""
-    from adapters.core.sources.mqtt_client import MqttSettings, connect
+    from stadtlink.adapters.core.sources.mqtt_client import MqttSettings, connect
 
     app = f"rt{uuid.uuid4().hex[:8]}"
     port = free_port()

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from adapters.core.config import apply_env_overrides, load_config
-from adapters.core.errors import ConfigError
-from adapters.core.runner import Runner
+from stadtlink.adapters.core.config import apply_env_overrides, load_config
+from stadtlink.adapters.core.errors import ConfigError
+from stadtlink.adapters.core.runner import Runner
 from rt_helpers import FakeBroker, base_config
 from rt_toy_adapter import ADAPTER
 
@@ -81,7 +81,7 @@ def test_yaml_file_and_registry_relative_to_it(tmp_path):
                                      "registry_files: [devices.csv]\n")
     runner = Runner.from_config(tmp_path / "c.yaml", adapter=ADAPTER)
     assert runner.base_dir == tmp_path
-    from adapters.core.registry import DeviceRegistry
+    from stadtlink.adapters.core.registry import DeviceRegistry
 
     reg = DeviceRegistry.load(inline=runner.config.devices, files=runner.config.registry_files,
                               base_dir=runner.base_dir)
@@ -125,7 +125,7 @@ def test_oauth2_secret_from_file(tmp_path):
 
 
 def run_cli(args, env, **kw):
-    return subprocess.run([sys.executable, "-m", "adapters.core.cli", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "stadtlink.adapters.core.cli", *args], env=env, capture_output=True,
                           text=True, timeout=60, **kw)
 
 

@@ -1,8 +1,8 @@
 """The pipeline's LoRaWAN dedup window (two generations of key hashes)."""
 from __future__ import annotations
 
-import adapters.core.pipeline as pipeline_module
-from adapters.core.pipeline import DedupWindow
+import stadtlink.adapters.core.pipeline as pipeline_module
+from stadtlink.adapters.core.pipeline import DedupWindow
 
 
 class Clock:

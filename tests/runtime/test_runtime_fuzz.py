@@ -15,11 +15,11 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from adapters.core import RawMessage, chirpstack_uplink, tts_uplink
-from adapters.core.plugins import get_adapter
-from adapters.core.registry import DeviceRegistry
-from adapters.core.runner import Runner
-from broker_client.results import BatchResult
+from stadtlink.adapters.core import RawMessage, chirpstack_uplink, tts_uplink
+from stadtlink.adapters.core.plugins import get_adapter
+from stadtlink.adapters.core.registry import DeviceRegistry
+from stadtlink.adapters.core.runner import Runner
+from stadtlink.broker_client.results import BatchResult
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -160,7 +160,7 @@ def _sample_body(profile):
     if profile == "pegelonline":
         doc = json.loads((root / "adapters/water_level/testdata/pegelonline-rest-v2-station-with-timeseries.json").read_text())
         return orjson.dumps(doc["raw"]["json"]), options
-    from adapters.pv.simulator import fronius_documents
+    from stadtlink.adapters.pv.simulator import fronius_documents
     return orjson.dumps(fronius_documents(5000.0, energy_wh=1e6)["CommonInverterData"]), options
 
 

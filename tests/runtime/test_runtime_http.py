@@ -5,8 +5,8 @@ import time
 
 import aiohttp
 
-from adapters.core import tts_uplink
-from adapters.core.runner import Runner
+from stadtlink.adapters.core import tts_uplink
+from stadtlink.adapters.core.runner import Runner
 from rt_helpers import FakeBroker, QueueSource, base_config, free_port, wait_for
 from rt_toy_adapter import ADAPTER
 

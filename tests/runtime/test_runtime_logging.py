@@ -6,7 +6,7 @@ import logging
 
 import orjson
 
-from adapters.core.logging import JsonFormatter, RateLimitedLog, setup_logging
+from stadtlink.adapters.core.logging import JsonFormatter, RateLimitedLog, setup_logging
 
 
 def test_json_lines_carry_adapter_and_extras():

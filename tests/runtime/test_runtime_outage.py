@@ -10,10 +10,10 @@ import uuid
 import aiomqtt
 import orjson
 
-from adapters.core import tts_uplink
-from adapters.core.runner import Runner
-from broker_client import NGSILDClient
-from broker_client.local_broker import serve
+from stadtlink.adapters.core import tts_uplink
+from stadtlink.adapters.core.runner import Runner
+from stadtlink.broker_client import NGSILDClient
+from stadtlink.broker_client.local_broker import serve
 from rt_helpers import base_config, free_port, wait_for
 from rt_toy_adapter import ADAPTER, TS_ADAPTER
 

@@ -10,9 +10,9 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
-from adapters.core import tts_uplink
-from adapters.core.outbox import MemoryOutbox, OutboxFull, RedisOutbox
-from adapters.core.runner import Runner
+from stadtlink.adapters.core import tts_uplink
+from stadtlink.adapters.core.outbox import MemoryOutbox, OutboxFull, RedisOutbox
+from stadtlink.adapters.core.runner import Runner
 from rt_helpers import FakeBroker, QueueSource, base_config, free_port, wait_for
 from rt_toy_adapter import ADAPTER
 

@@ -7,7 +7,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from adapters.core.outbox import RedisOutbox
+from stadtlink.adapters.core.outbox import RedisOutbox
 
 REDIS = "redis://127.0.0.1:6379/0"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from adapters.core import tts_uplink
-from adapters.core.runner import Runner
-from broker_client import NGSILDClient
-from broker_client.local_broker import running_broker
+from stadtlink.adapters.core import tts_uplink
+from stadtlink.adapters.core.runner import Runner
+from stadtlink.broker_client import NGSILDClient
+from stadtlink.broker_client.local_broker import running_broker
 from rt_helpers import QueueSource, base_config, wait_for
 from rt_toy_adapter import ADAPTER, TS_ADAPTER
 
@@ -217,7 +217,7 @@ async def test_replay_after_fixing_the_registry(broker):
         topic, up = uplink("late", b"\x00\x64", 1)
         await src.push(up, topic=topic)
         assert [r["reason"] for _, r in await runner.deadletters.list()] == ["unknown-device"]
-        from adapters.core.registry import DeviceRecord
+        from stadtlink.adapters.core.registry import DeviceRecord
 
         runner.registry.add(DeviceRecord(id="late", lat=50.0, lon=8.0))
         stats = await runner.replay_deadletters()
@@ -249,7 +249,7 @@ async def test_extra_source_kind_from_config(broker):
 
     from pydantic import BaseModel
 
-    from adapters.core import plugins
+    from stadtlink.adapters.core import plugins
     from rt_helpers import QueueSource
 
     class QueueConfig(BaseModel):
@@ -277,7 +277,7 @@ async def test_extra_source_kind_from_config(broker):
             await runner.stop()
     finally:
         plugins._extra_sources.pop("rt-queue", None)
-        from adapters.core.config import _config_model
+        from stadtlink.adapters.core.config import _config_model
 
         _config_model.cache_clear()
 
@@ -286,7 +286,7 @@ async def test_failed_start_releases_everything(broker, monkeypatch):
     monkeypatch.delenv("RT_NOT_SET", raising=False)
     cfg = base_config(broker, sources=[{"kind": "mqtt", "topics": ["rt/x"], "password_env": "RT_NOT_SET"}])
     runner = Runner.from_config(cfg, adapter=ADAPTER)
-    from adapters.core.errors import ConfigError
+    from stadtlink.adapters.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="password_env"):
         await runner.start()
@@ -294,7 +294,7 @@ async def test_failed_start_releases_everything(broker, monkeypatch):
 
 
 async def test_unknown_profile_names_are_config_errors(broker):
-    from adapters.core.errors import ConfigError
+    from stadtlink.adapters.core.errors import ConfigError
 
     runner = Runner.from_config(base_config(broker, sources=[{"kind": "mqtt", "topics": ["rt/x"],
                                                              "profile": "toy-lroa"}]), adapter=ADAPTER)

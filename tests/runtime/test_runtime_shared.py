@@ -10,11 +10,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import redis.asyncio as aioredis
 
-from adapters.core.errors import ConfigError
-from adapters.core.lorawan import tts_uplink
-from adapters.core.runner import Runner
-from adapters.core.shared import DeriveHook, DeriveOptions, DerivedLoop, Lease, SharedState, SharedWrites
-from adapters.parking import ADAPTER as PARKING
+from stadtlink.adapters.core.errors import ConfigError
+from stadtlink.adapters.core.lorawan import tts_uplink
+from stadtlink.adapters.core.runner import Runner
+from stadtlink.adapters.core.shared import DeriveHook, DeriveOptions, DerivedLoop, Lease, SharedState, SharedWrites
+from stadtlink.adapters.parking import ADAPTER as PARKING
 
 from rt_helpers import FakeBroker, QueueSource, wait_for
 
@@ -235,10 +235,10 @@ async def test_parking_shared_uplinks_write_one_field_each_and_the_holder_aggreg
 
 
 def test_parking_mapper_in_shared_mode_yields_spot_and_device_and_queues_one_field():
-    from adapters.core.adapter import MapContext
-    from adapters.core.reading import Reading
-    from adapters.core.registry import DeviceRegistry
-    from adapters.parking.settings import ParkingSettings
+    from stadtlink.adapters.core.adapter import MapContext
+    from stadtlink.adapters.core.reading import Reading
+    from stadtlink.adapters.core.registry import DeviceRegistry
+    from stadtlink.adapters.parking.settings import ParkingSettings
 
     cfg = _parking_config("http://127.0.0.1:1", "p")
     ctx = MapContext(namespace="shr", registry=DeviceRegistry.load(inline=cfg["devices"]),
@@ -328,7 +328,7 @@ async def test_switching_from_local_to_shared_seeds_the_shared_hashes_from_the_p
 async def test_shared_writes_join_the_outbox_put_atomically_in_both_put_paths(r, redis_prefix, n_entities):
     """The outbox puts with one Lua script (its script runs the put-newer write itself) or, for very
     many arguments, with MULTI/EXEC (the write sent as EVAL): the same result either way."""
-    from adapters.core.outbox import RedisOutbox
+    from stadtlink.adapters.core.outbox import RedisOutbox
 
     outbox = RedisOutbox(url=REDIS_URL, stream=f"{redis_prefix}:outbox", client=r, max_length=10_000)
     await outbox.start()

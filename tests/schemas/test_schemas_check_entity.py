@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import (
+from stadtlink.schemas import (
     InvalidEntity,
     Problem,
     assert_valid,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from schemas import (
+from stadtlink.schemas import (
     CONTEXTS,
     STADTLINK_CONTEXT_URL,
     UnknownModel,
@@ -57,7 +57,7 @@ def test_compound_stadtlink_context_names_only_bundled_contexts():
 
 
 def test_stadtlink_context_url_matches_the_runtime_default():
-    adapter = pytest.importorskip("adapters.core.adapter")
+    adapter = pytest.importorskip("stadtlink.adapters.core.adapter")
     assert adapter.STADTLINK_CONTEXT_URL == STADTLINK_CONTEXT_URL
 
 

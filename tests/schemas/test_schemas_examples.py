@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import schemas
-from schemas import check_entity, check_key_values, known_models
-from schemas.validation import COMMON_SCHEMAS, PACKAGE_DIR, validator_for
+from stadtlink import schemas
+from stadtlink.schemas import check_entity, check_key_values, known_models
+from stadtlink.schemas.validation import COMMON_SCHEMAS, PACKAGE_DIR, validator_for
 
 ADAPTER_MODELS = [
     "Alert", "Device", "DeviceMeasurement", "FloodMonitoring", "InverterDevice", "OffStreetParking",
@@ -147,7 +147,7 @@ def test_inlined_schema_means_the_same_as_the_original(model: str):
     """The cached validators use $ref-inlined schemas; they must judge exactly like the originals."""
     from jsonschema import Draft202012Validator
 
-    from schemas.validation import inline_refs, registry, schema_problems
+    from stadtlink.schemas.validation import inline_refs, registry, schema_problems
 
     original = _load(PACKAGE_DIR / model / "schema.json")
     inlined = inline_refs(original)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from schemas import check_entity
-from schemas.validation import fast_validator_for, known_models, validator_for
+from stadtlink.schemas import check_entity
+from stadtlink.schemas.validation import fast_validator_for, known_models, validator_for
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 TRICKY = [None, True, 0, -1, 1.5, 52.4, 0.5, "", "x", "free", "vacant", "urn:ngsi-ld:X:1", "http://a b", "a:b",

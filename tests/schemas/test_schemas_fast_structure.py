@@ -1,4 +1,4 @@
-"""The one-pass structural fast path (``schemas.ngsi_ld.fast_key_values``) may only short-cut
+"""The one-pass structural fast path (``stadtlink.schemas.ngsi_ld.fast_key_values``) may only short-cut
 entities the full structural check passes, and must reduce them exactly as ``to_key_values``
 does; ``check_entity`` must answer as the full check does, problems and messages included."""
 from __future__ import annotations
@@ -9,9 +9,9 @@ import random
 
 import pytest
 
-from schemas import check_entity
-from schemas.ngsi_ld import check_structure, fast_key_values, to_key_values
-from schemas.validation import schema_problems
+from stadtlink.schemas import check_entity
+from stadtlink.schemas.ngsi_ld import check_structure, fast_key_values, to_key_values
+from stadtlink.schemas.validation import schema_problems
 from sdm_entities import BUILDERS
 
 # values that break an attribute (or not) in the ways the full check knows

@@ -1,4 +1,4 @@
-"""`stadtlink validate FILE...` (schemas.validate_cli.main) and `python -m schemas`."""
+"""`stadtlink validate FILE...` (stadtlink.schemas.validate_cli.main) and `python -m stadtlink.schemas`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from schemas.validate_cli import main
-from schemas.validation import PACKAGE_DIR
+from stadtlink.schemas.validate_cli import main
+from stadtlink.schemas.validation import PACKAGE_DIR
 
 from sdm_entities import BUILDERS
 
@@ -105,12 +105,12 @@ def test_python_dash_m_schemas(tmp_path):
     bad["relativeHumidity"]["value"] = 52.4
     path = write(tmp_path, "weather.json", bad)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run([sys.executable, "-m", "schemas", path], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "stadtlink.schemas", path], capture_output=True, text=True,
                             cwd=tmp_path, env=env, timeout=60)
     assert result.returncode == 1, result.stderr
     assert result.stdout == (f"{path}: urn:ngsi-ld:WeatherObserved:mannheim:helix-01: $.relativeHumidity: "
                              "52.4 is greater than the maximum of 1\n")
-    ok = subprocess.run([sys.executable, "-m", "schemas", "-q", str(PACKAGE_DIR / "WeatherObserved" / "examples"
+    ok = subprocess.run([sys.executable, "-m", "stadtlink.schemas", "-q", str(PACKAGE_DIR / "WeatherObserved" / "examples"
                          / "example.jsonld"), "--key-values"], capture_output=True, text=True, cwd=tmp_path,
                         env=env, timeout=60)
     assert (ok.returncode, ok.stdout, ok.stderr) == (0, "", "")

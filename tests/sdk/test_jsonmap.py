@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.core.errors import DecodeError
-from adapters.core.jsonmap import _MISSING, CONVERSIONS, JSON_MAP_PROFILE, parse_path, resolve, validate_options
-from adapters.core.lorawan import chirpstack_uplink, tts_uplink
-from adapters.core.reading import RawMessage
-from adapters.core.testing import run_profile
+from stadtlink.adapters.core.errors import DecodeError
+from stadtlink.adapters.core.jsonmap import _MISSING, CONVERSIONS, JSON_MAP_PROFILE, parse_path, resolve, validate_options
+from stadtlink.adapters.core.lorawan import chirpstack_uplink, tts_uplink
+from stadtlink.adapters.core.reading import RawMessage
+from stadtlink.adapters.core.testing import run_profile
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 TTS_SAMPLE = FIXTURES / "lorawan" / "tts-v3-uplink.json"

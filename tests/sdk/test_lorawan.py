@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.core.errors import DecodeError
-from adapters.core.lorawan import chirpstack_uplink, parse_uplink, tts_uplink
-from adapters.core.reading import Uplink
+from stadtlink.adapters.core.errors import DecodeError
+from stadtlink.adapters.core.lorawan import chirpstack_uplink, parse_uplink, tts_uplink
+from stadtlink.adapters.core.reading import Uplink
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "lorawan"
 TTS = json.loads((FIXTURES / "tts-v3-uplink.json").read_text())

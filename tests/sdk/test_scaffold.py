@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.core.adapter import AdapterSpec
-from adapters.core.scaffold import ScaffoldError, generate, main, names
+from stadtlink.adapters.core.adapter import AdapterSpec
+from stadtlink.adapters.core.scaffold import ScaffoldError, generate, main, names
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,8 +42,8 @@ def test_generated_package_plugs_in(tmp_path, monkeypatch):
         assert set(spec.profiles) == {"river-temp-v1", "json-map"}
         assert spec.example_config.exists()
 
-        from adapters.core.config import load_config
-        from adapters.core.registry import DeviceRegistry
+        from stadtlink.adapters.core.config import load_config
+        from stadtlink.adapters.core.registry import DeviceRegistry
 
         config, base = load_config(spec.example_config, adapter=spec)
         registry = DeviceRegistry.load(inline=config.devices, files=config.registry_files, base_dir=base)

@@ -10,14 +10,14 @@ import aiohttp
 import pytest
 import redis
 
-from adapters.core.adapter import AdapterSpec, LoRaWANProfile, MapContext
-from adapters.core.entity import entity_id, geo_point, new_entity, prop
-from adapters.core.errors import DecodeError, MappingError
-from adapters.core.pytest_plugin import local_broker, mosquitto, mosquitto_persistent, redis_persistent, redis_server  # noqa: F401
-from adapters.core.sources import MqttSource, MqttSourceConfig
-from adapters.core.testing import (MosquittoProcess, assert_entities_match, free_port, map_fixture, publish_uplinks,
+from stadtlink.adapters.core.adapter import AdapterSpec, LoRaWANProfile, MapContext
+from stadtlink.adapters.core.entity import entity_id, geo_point, new_entity, prop
+from stadtlink.adapters.core.errors import DecodeError, MappingError
+from stadtlink.adapters.core.pytest_plugin import local_broker, mosquitto, mosquitto_persistent, redis_persistent, redis_server  # noqa: F401
+from stadtlink.adapters.core.sources import MqttSource, MqttSourceConfig
+from stadtlink.adapters.core.testing import (MosquittoProcess, assert_entities_match, free_port, map_fixture, publish_uplinks,
                                    run_profile)
-from adapters.core.lorawan import chirpstack_uplink, tts_uplink
+from stadtlink.adapters.core.lorawan import chirpstack_uplink, tts_uplink
 
 
 def _listening(port: int) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.core.testing import _ServerProcess
+from stadtlink.adapters.core.testing import _ServerProcess
 
 RUN = Path(__file__).resolve().parent / "sta_server" / "run.py"
 

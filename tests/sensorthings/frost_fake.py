@@ -34,7 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.core.timeutil import parse_time
+from stadtlink.adapters.core.timeutil import parse_time
 
 BASE = "/FROST-Server/v1.1"
 CORE = "http://www.opengis.net/spec/iot_sensing/1.1/req/"

@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from adapters.core.entity import (
+from stadtlink.adapters.core.entity import (
     datetime_prop,
     entity_id,
     geo_point,

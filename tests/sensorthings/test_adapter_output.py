@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from adapters import climate, parking, pv, water_level
-from adapters.core.testing import map_fixture
-from broker_client.sensorthings import SensorThingsBackend
-from broker_client.sensorthings.mapping import plan_entity
-from broker_client.sensorthings.models import MEASURED
+from stadtlink.adapters import climate, parking, pv, water_level
+from stadtlink.adapters.core.testing import map_fixture
+from stadtlink.broker_client.sensorthings import SensorThingsBackend
+from stadtlink.broker_client.sensorthings.mapping import plan_entity
+from stadtlink.broker_client.sensorthings.models import MEASURED
 
 from .frost_fake import start_fake_frost
 from .helpers import Sta

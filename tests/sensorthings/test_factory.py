@@ -6,16 +6,16 @@ import base64
 
 import pytest
 
-from broker_client.backends import (
+from stadtlink.broker_client.backends import (
     KINDS,
     BackendConfigError,
     BrokerDown,
     check_backend,
     make_backend,
 )
-from broker_client.errors import Unauthorized
-from broker_client.retry import RetryPolicy
-from broker_client.sensorthings import SensorThingsBackend
+from stadtlink.broker_client.errors import Unauthorized
+from stadtlink.broker_client.retry import RetryPolicy
+from stadtlink.broker_client.sensorthings import SensorThingsBackend
 
 from .frost_fake import start_fake_frost
 from .helpers import weather
@@ -92,8 +92,8 @@ def test_a_tenant_is_refused_for_sensorthings():
 
 async def test_a_runtime_config_with_a_sensorthings_sink(sta_server, ns):
     """``brokers:`` in an adapter config (validated by the runtime's model) → the SensorThings sink."""
-    from adapters import climate
-    from adapters.core.config import load_config
+    from stadtlink.adapters import climate
+    from stadtlink.adapters.core.config import load_config
 
     config, _ = load_config({
         "adapter": "climate", "namespace": ns,
@@ -112,9 +112,9 @@ async def test_a_runtime_config_with_a_sensorthings_sink(sta_server, ns):
 
 async def test_runtime_config_takes_basic_auth_and_data_array(monkeypatch, ns):
     """The adapter config (not only the factory) accepts FROST's basic auth and the dataArray switch."""
-    from adapters import climate
-    from adapters.core.config import load_config
-    from adapters.core.errors import ConfigError
+    from stadtlink.adapters import climate
+    from stadtlink.adapters.core.config import load_config
+    from stadtlink.adapters.core.errors import ConfigError
 
     fake, runner = await start_fake_frost(authorization="Basic " + base64.b64encode(b"write:write").decode())
     monkeypatch.setenv("FROST_PASSWORD", "write")

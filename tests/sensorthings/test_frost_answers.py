@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from broker_client.client import Response
-from broker_client.sensorthings import SensorThingsBackend
-from broker_client.sensorthings.backend import entity_path, problem_from
+from stadtlink.broker_client.client import Response
+from stadtlink.broker_client.sensorthings import SensorThingsBackend
+from stadtlink.broker_client.sensorthings.backend import entity_path, problem_from
 
 from .frost_fake import start_fake_frost
 from .helpers import later, parking_spot, three_phase, weather

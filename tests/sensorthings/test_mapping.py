@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from adapters.climate.mapper import MEASUREMENT_ROWS, WEATHER_ROWS
-from adapters.pv.mapper import AC_PHASES, AC_TOTALS, DC_ATTRIBUTES, PV_ROWS
-from broker_client.sensorthings import SensorThingsBackend
-from broker_client.sensorthings.mapping import EntityNotMappable, plan_entity
-from broker_client.sensorthings.models import MEASURED, OBSERVATION_TYPE, attribute_iri
+from stadtlink.adapters.climate.mapper import MEASUREMENT_ROWS, WEATHER_ROWS
+from stadtlink.adapters.pv.mapper import AC_PHASES, AC_TOTALS, DC_ATTRIBUTES, PV_ROWS
+from stadtlink.broker_client.sensorthings import SensorThingsBackend
+from stadtlink.broker_client.sensorthings.mapping import EntityNotMappable, plan_entity
+from stadtlink.broker_client.sensorthings.models import MEASURED, OBSERVATION_TYPE, attribute_iri
 
 from .helpers import Sta
 
@@ -167,7 +167,7 @@ def test_every_attribute_the_adapters_measure_is_a_datastream():
 def test_climate_device_measurements_are_named_by_their_quantity():
     """The climate adapter writes one DeviceMeasurement per extra quantity (numValue +
     controlledProperty): each becomes a Datastream named after the quantity."""
-    from adapters.core.entity import entity_id, new_entity, prop
+    from stadtlink.adapters.core.entity import entity_id, new_entity, prop
 
     row = MEASUREMENT_ROWS[0]
     entity = new_entity(entity_id("DeviceMeasurement", "x", f"ws-1-{row.attribute}"), "DeviceMeasurement",

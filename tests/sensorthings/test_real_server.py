@@ -7,10 +7,10 @@ import asyncio
 import aiohttp
 import pytest
 
-from adapters.core.timeutil import parse_time
-from broker_client.errors import BrokerUnavailable
-from broker_client.retry import RetryPolicy
-from broker_client.sensorthings import SensorThingsBackend
+from stadtlink.adapters.core.timeutil import parse_time
+from stadtlink.broker_client.errors import BrokerUnavailable
+from stadtlink.broker_client.retry import RetryPolicy
+from stadtlink.broker_client.sensorthings import SensorThingsBackend
 
 from .helpers import T0, Sta, later, parking_spot, three_phase, weather
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 from typing import Self
 
-from adapters.core.batcher import Batcher
-from adapters.core.deadletter import MemoryDeadLetters
-from adapters.core.metrics import Metrics
-from adapters.core.outbox import MemoryOutbox
-from broker_client.retry import RetryPolicy
-from broker_client.sensorthings import SensorThingsBackend
+from stadtlink.adapters.core.batcher import Batcher
+from stadtlink.adapters.core.deadletter import MemoryDeadLetters
+from stadtlink.adapters.core.metrics import Metrics
+from stadtlink.adapters.core.outbox import MemoryOutbox
+from stadtlink.broker_client.retry import RetryPolicy
+from stadtlink.broker_client.sensorthings import SensorThingsBackend
 
 from .helpers import Sta, later, parking_spot, weather
 

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from adapters.climate.mapper import MEASUREMENT_ROWS, WEATHER_ROWS
-from adapters.pv.mapper import (
+from stadtlink.adapters.climate.mapper import MEASUREMENT_ROWS, WEATHER_ROWS
+from stadtlink.adapters.pv.mapper import (
     AC_PHASES,
     AC_TOTALS,
     DC_ATTRIBUTES,
     PV_ROWS,
     SITE_ENTITIES,
 )
-from broker_client.sensorthings.models import MEASURED
-from broker_client.sensorthings.units import (
+from stadtlink.broker_client.sensorthings.models import MEASURED
+from stadtlink.broker_client.sensorthings.units import (
     QUDT,
     UNITS,
     UnknownUnit,

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.core.sources.backoff import Backoff, jittered
-from adapters.core.sources.secrets import resolve_secret
-from adapters.core.errors import ConfigError
+from stadtlink.adapters.core.sources.backoff import Backoff, jittered
+from stadtlink.adapters.core.sources.secrets import resolve_secret
+from stadtlink.adapters.core.errors import ConfigError
 
 
 def test_exponential_capped_and_reset():

@@ -5,10 +5,10 @@ import pytest
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
-from adapters.core.adapter import AdapterSpec
-from adapters.core.sources import (SOURCE_CONFIGS, HttpPollSource, ModbusSource, MqttSource, SourceConfig,
+from stadtlink.adapters.core.adapter import AdapterSpec
+from stadtlink.adapters.core.sources import (SOURCE_CONFIGS, HttpPollSource, ModbusSource, MqttSource, SourceConfig,
                                    WebhookSource, build_source)
-from adapters.core.sources.base import Source
+from stadtlink.adapters.core.sources.base import Source
 
 SPEC = AdapterSpec(name="demo", description="", profiles={}, mapper=lambda r, c: [])
 SOURCES = TypeAdapter(list[SourceConfig])

@@ -8,9 +8,9 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from adapters.core.reading import RawMessage
-from adapters.core.sources import HttpPollSource, HttpPollSourceConfig
-from adapters.core.testing import free_port
+from stadtlink.adapters.core.reading import RawMessage
+from stadtlink.adapters.core.sources import HttpPollSource, HttpPollSourceConfig
+from stadtlink.adapters.core.testing import free_port
 
 
 class Feed:
@@ -312,6 +312,6 @@ async def test_target_profile_and_secret_headers(monkeypatch):
         assert "profile" not in by_url[f"{feed.base}/lm"].attributes
         assert feed.requests["/fast"][0][1]["X-Api-Key"] == "k-123"
     monkeypatch.delenv("FEED_KEY_TEST")
-    from adapters.core.errors import ConfigError
+    from stadtlink.adapters.core.errors import ConfigError
     with pytest.raises(ConfigError, match="FEED_KEY_TEST"):
         HttpPollSource(_config({"url": "http://x"}, headers_env={"X-Api-Key": "FEED_KEY_TEST"}))

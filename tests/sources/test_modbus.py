@@ -9,11 +9,11 @@ import pytest
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from adapters.core.adapter import AdapterSpec, FunctionProfile
-from adapters.core.errors import ConfigError
-from adapters.core.reading import RawMessage
-from adapters.core.sources import ModbusSource, ModbusSourceConfig, build_source
-from adapters.core.testing import free_port
+from stadtlink.adapters.core.adapter import AdapterSpec, FunctionProfile
+from stadtlink.adapters.core.errors import ConfigError
+from stadtlink.adapters.core.reading import RawMessage
+from stadtlink.adapters.core.sources import ModbusSource, ModbusSourceConfig, build_source
+from stadtlink.adapters.core.testing import free_port
 
 
 class Inverter:

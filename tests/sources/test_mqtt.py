@@ -9,11 +9,11 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from adapters.core.lorawan import parse_uplink, tts_uplink
-from adapters.core.reading import RawMessage
-from adapters.core.sources import MqttSource, MqttSourceConfig
-from adapters.core.sources.mqtt_client import MqttError, MqttSettings, connect
-from adapters.core.testing import MosquittoProcess, publish_uplinks
+from stadtlink.adapters.core.lorawan import parse_uplink, tts_uplink
+from stadtlink.adapters.core.reading import RawMessage
+from stadtlink.adapters.core.sources import MqttSource, MqttSourceConfig
+from stadtlink.adapters.core.sources.mqtt_client import MqttError, MqttSettings, connect
+from stadtlink.adapters.core.testing import MosquittoProcess, publish_uplinks
 
 SHARED = ("127.0.0.1", 1883)
 
@@ -213,7 +213,7 @@ async def test_readiness_false_while_broker_down_and_source_survives():
 
 
 async def test_not_ready_when_broker_unreachable():
-    from adapters.core.testing import free_port
+    from stadtlink.adapters.core.testing import free_port
 
     source = MqttSource(_config("x/y", port=free_port()), adapter_name="test")
     task = asyncio.create_task(source.run(Collector()))
@@ -303,7 +303,7 @@ def test_password_never_shown_and_client_id_default(monkeypatch):
     settings = MqttSource(MqttSourceConfig(password_env="MQTT_PW_TEST"), adapter_name="p")._settings
     assert settings.password == "s3cr3t-env" and "s3cr3t" not in repr(settings)
     # config problems surface when the source is built, not later in its run loop
-    from adapters.core.errors import ConfigError
+    from stadtlink.adapters.core.errors import ConfigError
     monkeypatch.delenv("MQTT_PW_TEST")
     with pytest.raises(ConfigError, match="MQTT_PW_TEST"):
         MqttSource(MqttSourceConfig(password_env="MQTT_PW_TEST"), adapter_name="p")
@@ -341,7 +341,7 @@ async def test_password_authentication_against_own_broker(tmp_path):
 
 
 async def test_mqtt_client_publish_fails_cleanly_without_broker():
-    from adapters.core.testing import free_port
+    from stadtlink.adapters.core.testing import free_port
 
     with pytest.raises(MqttError):
         async with connect(MqttSettings("127.0.0.1", free_port(), client_id="x", connect_timeout=1)):
@@ -387,7 +387,7 @@ async def test_tls_with_client_certificate(tmp_path):
                  for s in (good, no_client_cert, plain)]
         try:
             await _wait(lambda: good.ready, what="TLS connect")
-            from adapters.core.sources.mqtt_client import make_tls_context
+            from stadtlink.adapters.core.sources.mqtt_client import make_tls_context
             ctx = make_tls_context(pki["ca.crt"], pki["client.crt"], pki["client.key"])
             async with connect(MqttSettings(broker.host, broker.port, client_id="tls-pub", tls=ctx,
                                             manual_ack=False, persistent_session=False)) as pub:
@@ -540,7 +540,7 @@ async def test_leave_gives_up_within_its_timeout_and_keeps_the_session(mosquitto
 
 
 def test_client_id_from_the_environment(monkeypatch):
-    from adapters.core.errors import ConfigError
+    from stadtlink.adapters.core.errors import ConfigError
 
     monkeypatch.setenv("POD_NAME_TEST", "stadtlink-parking-2")
     cfg = MqttSourceConfig(client_id_env="POD_NAME_TEST", shared_group="g")

@@ -10,9 +10,9 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from adapters.core.reading import RawMessage
-from adapters.core.sources import MqttSource, MqttSourceConfig
-from adapters.core.sources.mqtt_client import MqttSettings, connect
+from stadtlink.adapters.core.reading import RawMessage
+from stadtlink.adapters.core.sources import MqttSource, MqttSourceConfig
+from stadtlink.adapters.core.sources.mqtt_client import MqttSettings, connect
 
 from .test_mqtt import _config as _shared_config
 from .test_mqtt import _stop

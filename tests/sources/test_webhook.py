@@ -9,11 +9,11 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from adapters.core.adapter import AdapterSpec
-from adapters.core.errors import ConfigError
-from adapters.core.reading import RawMessage
-from adapters.core.sources import WebhookSource, WebhookSourceConfig, build_source
-from adapters.core.testing import free_port
+from stadtlink.adapters.core.adapter import AdapterSpec
+from stadtlink.adapters.core.errors import ConfigError
+from stadtlink.adapters.core.reading import RawMessage
+from stadtlink.adapters.core.sources import WebhookSource, WebhookSourceConfig, build_source
+from stadtlink.adapters.core.testing import free_port
 
 SPEC = AdapterSpec(name="hooks", description="", profiles={}, mapper=lambda r, c: [])
 

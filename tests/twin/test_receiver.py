@@ -7,7 +7,7 @@ import orjson
 import pytest
 from aiohttp import ClientSession, web
 
-from broker_client.notify import NotificationReceiver
+from stadtlink.broker_client.notify import NotificationReceiver
 
 SECRET = "s3cret"
 

@@ -7,9 +7,9 @@ import textwrap
 import pytest
 import yaml
 
-from broker_client import NGSILDClient
-from broker_client.local_broker import running_broker
-from broker_client.subscription_sync import ID_PREFIX, SubscriptionFileError, apply, desired_from_document, load_file
+from stadtlink.broker_client import NGSILDClient
+from stadtlink.broker_client.local_broker import running_broker
+from stadtlink.broker_client.subscription_sync import ID_PREFIX, SubscriptionFileError, apply, desired_from_document, load_file
 
 DOC = {
     "subscriptions": [
@@ -96,7 +96,7 @@ async def test_cli_apply_list_delete(tmp_path):
     path.write_text(yaml.safe_dump(DOC))
     async with running_broker() as url:
         def cli(*args):
-            return subprocess.run([sys.executable, "-m", "broker_client.subscriptions", *args],
+            return subprocess.run([sys.executable, "-m", "stadtlink.broker_client.subscriptions", *args],
                                   capture_output=True, text=True, timeout=60)
         import asyncio
         r = await asyncio.to_thread(cli, "apply", str(path), "--broker", url)

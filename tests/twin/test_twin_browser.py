@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from adapters.core.adapter import STADTLINK_CONTEXT_URL
-from broker_client import NGSILDClient
-from broker_client.local_broker import running_broker
-from broker_client.twin import TwinServer
+from stadtlink.adapters.core.adapter import STADTLINK_CONTEXT_URL
+from stadtlink.broker_client import NGSILDClient
+from stadtlink.broker_client.local_broker import running_broker
+from stadtlink.broker_client.twin import TwinServer
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.browser,

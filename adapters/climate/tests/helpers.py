@@ -6,10 +6,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from adapters.climate.settings import ClimateSettings
-from adapters.core.adapter import MapContext, StateStore
-from adapters.core.reading import Reading
-from adapters.core.registry import DeviceRegistry
+from stadtlink.adapters.climate.settings import ClimateSettings
+from stadtlink.adapters.core.adapter import MapContext, StateStore
+from stadtlink.adapters.core.reading import Reading
+from stadtlink.adapters.core.registry import DeviceRegistry
 
 TESTDATA = Path(__file__).resolve().parent.parent / "testdata"
 T0 = datetime(2026, 6, 21, 12, 0, tzinfo=timezone.utc)

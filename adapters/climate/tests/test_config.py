@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from adapters.climate import ADAPTER, PACKAGE_DIR
-from adapters.climate.decoders import decode_dl_atm41, decode_meteohelix
-from adapters.climate.mapper import map_reading
-from adapters.climate.settings import ClimateSettings
-from adapters.climate.simulator import SimulatedStation
-from adapters.core.adapter import MapContext, StateStore
-from adapters.core.config import load_config
-from adapters.core.reading import Reading
-from adapters.core.registry import DeviceRegistry
-from schemas import check_entity
+from stadtlink.adapters.climate import ADAPTER, PACKAGE_DIR
+from stadtlink.adapters.climate.decoders import decode_dl_atm41, decode_meteohelix
+from stadtlink.adapters.climate.mapper import map_reading
+from stadtlink.adapters.climate.settings import ClimateSettings
+from stadtlink.adapters.climate.simulator import SimulatedStation
+from stadtlink.adapters.core.adapter import MapContext, StateStore
+from stadtlink.adapters.core.config import load_config
+from stadtlink.adapters.core.reading import Reading
+from stadtlink.adapters.core.registry import DeviceRegistry
+from stadtlink.schemas import check_entity
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "climate.yaml"

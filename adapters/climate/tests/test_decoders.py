@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.climate import ADAPTER
-from adapters.climate.decoders import (
+from stadtlink.adapters.climate import ADAPTER
+from stadtlink.adapters.climate.decoders import (
     ATM41_GROUPS,
     READING_KEYS,
     decode_decentlab_v2,
@@ -20,9 +20,9 @@ from adapters.climate.decoders import (
     decode_meteohelix,
     meteohelix_fields,
 )
-from adapters.climate.simulator import encode_meteohelix
-from adapters.core.errors import DecodeError
-from adapters.core.reading import RawMessage
+from stadtlink.adapters.climate.simulator import encode_meteohelix
+from stadtlink.adapters.core.errors import DecodeError
+from stadtlink.adapters.core.reading import RawMessage
 
 from .helpers import ATM41, HELIX, sample
 

@@ -11,9 +11,9 @@ from datetime import datetime, timedelta, timezone
 import aiohttp
 import pytest
 
-from adapters.climate import ADAPTER
-from adapters.climate.simulator import encode_meteohelix
-from adapters.core.lorawan import chirpstack_uplink, tts_uplink
+from stadtlink.adapters.climate import ADAPTER
+from stadtlink.adapters.climate.simulator import encode_meteohelix
+from stadtlink.adapters.core.lorawan import chirpstack_uplink, tts_uplink
 
 from .helpers import ATM41
 
@@ -57,9 +57,9 @@ async def _wait_for(predicate, timeout: float = 20.0):
 
 @pytest.mark.skipif(not _mosquitto_up(), reason="shared Mosquitto on 127.0.0.1:1883 is not running")
 async def test_tts_and_chirpstack_uplinks_become_weather_observed_in_the_broker():
-    from adapters.core.runner import Runner
-    from adapters.core.testing import publish_uplinks
-    from broker_client.local_broker import running_broker
+    from stadtlink.adapters.core.runner import Runner
+    from stadtlink.adapters.core.testing import publish_uplinks
+    from stadtlink.broker_client.local_broker import running_broker
 
     run = uuid.uuid4().hex[:10]
     ns = f"e2e-{run}"
@@ -185,9 +185,9 @@ async def test_rain_baseline_survives_an_adapter_restart_with_the_redis_outbox()
     message gives the rain since the last one — neither lost nor invented."""
     import redis.asyncio as aioredis
 
-    from adapters.core.runner import Runner
-    from adapters.core.testing import publish_uplinks
-    from broker_client.local_broker import running_broker
+    from stadtlink.adapters.core.runner import Runner
+    from stadtlink.adapters.core.testing import publish_uplinks
+    from stadtlink.broker_client.local_broker import running_broker
 
     run = uuid.uuid4().hex[:10]
     ns, prefix, cs_app = f"e2e-{run}", f"climate-test-{run}", str(uuid.uuid4())
@@ -249,9 +249,9 @@ async def test_cli_runs_the_example_config():
     import sys
     from pathlib import Path
 
-    from adapters.climate import PACKAGE_DIR
-    from adapters.core.testing import free_port, publish_uplinks
-    from broker_client.local_broker import running_broker
+    from stadtlink.adapters.climate import PACKAGE_DIR
+    from stadtlink.adapters.core.testing import free_port, publish_uplinks
+    from stadtlink.broker_client.local_broker import running_broker
 
     config = Path(__file__).resolve().parents[3] / "examples" / "climate.yaml"
     if not config.exists():
@@ -269,7 +269,7 @@ async def test_cli_runs_the_example_config():
                "STADTLINK_SOURCES__0__CLIENT_ID": f"climate-cli-{run}",
                "STADTLINK_SOURCES__0__SESSION_EXPIRY_S": "0"}
         exe = Path(sys.executable).with_name("stadtlink")
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "adapters.core.cli"]
+        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "stadtlink.adapters.core.cli"]
         proc = await asyncio.create_subprocess_exec(*cmd, "run", "climate", "--config", str(config), env=env,
                                                     stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         try:
@@ -325,10 +325,10 @@ async def test_500_stations_from_a_geojson_registry_end_to_end(tmp_path):
     through Mosquitto and the runtime: 500 WeatherObserved of the second round in the broker."""
     import json
 
-    from adapters.climate.simulator import StationFleet
-    from adapters.core.runner import Runner
-    from adapters.core.testing import publish_uplinks
-    from broker_client.local_broker import running_broker
+    from stadtlink.adapters.climate.simulator import StationFleet
+    from stadtlink.adapters.core.runner import Runner
+    from stadtlink.adapters.core.testing import publish_uplinks
+    from stadtlink.broker_client.local_broker import running_broker
 
     run = uuid.uuid4().hex[:10]
     ns, tts_app, cs_app = f"e2e-{run}", f"climate-{run}", str(uuid.uuid4())
@@ -390,11 +390,11 @@ async def test_500_stations_from_a_geojson_registry_end_to_end(tmp_path):
 async def test_generic_decoded_station_with_the_json_map_example_config():
     """examples/climate-jsonmap.yaml as shipped (overrides: broker URL, namespace, topic, client id):
     a TTS uplink whose payload formatter already decoded the values becomes a WeatherObserved."""
-    pytest.importorskip("adapters.core.jsonmap")
-    from adapters.climate import PACKAGE_DIR
-    from adapters.core.runner import Runner
-    from adapters.core.testing import publish_uplinks
-    from broker_client.local_broker import running_broker
+    pytest.importorskip("stadtlink.adapters.core.jsonmap")
+    from stadtlink.adapters.climate import PACKAGE_DIR
+    from stadtlink.adapters.core.runner import Runner
+    from stadtlink.adapters.core.testing import publish_uplinks
+    from stadtlink.broker_client.local_broker import running_broker
 
     run = uuid.uuid4().hex[:10]
     ns, app = f"e2e-{run}", f"klima-generic-{run}"

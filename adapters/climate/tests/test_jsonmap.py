@@ -9,15 +9,15 @@ import orjson
 import pytest
 import yaml
 
-from adapters.climate import ADAPTER, PACKAGE_DIR
-from adapters.climate.mapper import map_reading
-from adapters.core.lorawan import chirpstack_uplink, tts_uplink
-from adapters.core.reading import RawMessage
-from schemas import check_entity
+from stadtlink.adapters.climate import ADAPTER, PACKAGE_DIR
+from stadtlink.adapters.climate.mapper import map_reading
+from stadtlink.adapters.core.lorawan import chirpstack_uplink, tts_uplink
+from stadtlink.adapters.core.reading import RawMessage
+from stadtlink.schemas import check_entity
 
 from .helpers import by_type, context, one
 
-jsonmap = pytest.importorskip("adapters.core.jsonmap")
+jsonmap = pytest.importorskip("stadtlink.adapters.core.jsonmap")
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "climate-jsonmap.yaml"
 DECODED = {"temperature": 21.4, "humidity": 55.2, "pressure": 1008.2, "wind_speed_kmh": 7.6, "wind_direction": 230,
@@ -109,8 +109,8 @@ def test_example_jsonmap_config_is_the_packaged_copy():
 
 
 def test_example_jsonmap_config_loads():
-    from adapters.core.config import load_config
-    from adapters.core.sources.mqtt import MqttSourceConfig
+    from stadtlink.adapters.core.config import load_config
+    from stadtlink.adapters.core.sources.mqtt import MqttSourceConfig
 
     if "options" not in MqttSourceConfig.model_fields:
         pytest.skip("the runtime's MQTT source has no `options` yet (needed to configure json-map over MQTT)")

@@ -8,11 +8,11 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from adapters.climate.decoders import decode_dl_atm41, decode_meteohelix
-from adapters.climate.mapper import ATTRIBUTE_DROPS, dew_point, map_reading
-from adapters.climate.settings import ClimateSettings
-from adapters.core.errors import MappingError
-from schemas import check_entity
+from stadtlink.adapters.climate.decoders import decode_dl_atm41, decode_meteohelix
+from stadtlink.adapters.climate.mapper import ATTRIBUTE_DROPS, dew_point, map_reading
+from stadtlink.adapters.climate.settings import ClimateSettings
+from stadtlink.adapters.core.errors import MappingError
+from stadtlink.schemas import check_entity
 
 from .helpers import ATM41, HELIX, T0, by_type, context, measurement, one, reading
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.climate.decoders import decode_meteohelix
-from adapters.climate.mapper import map_reading
-from adapters.climate.rain import rain_step, state_key
-from adapters.climate.simulator import encode_meteohelix
-from adapters.core.adapter import StateStore
-from schemas import check_entity
+from stadtlink.adapters.climate.decoders import decode_meteohelix
+from stadtlink.adapters.climate.mapper import map_reading
+from stadtlink.adapters.climate.rain import rain_step, state_key
+from stadtlink.adapters.climate.simulator import encode_meteohelix
+from stadtlink.adapters.core.adapter import StateStore
+from stadtlink.schemas import check_entity
 
 from .helpers import T0, context, one, reading, timedelta
 

@@ -8,17 +8,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.climate.decoders import decode_dl_atm41, decode_meteohelix
-from adapters.climate.mapper import map_reading
-from adapters.climate.settings import DEFAULT_PLAUSIBLE
-from adapters.climate.simulator import (
+from stadtlink.adapters.climate.decoders import decode_dl_atm41, decode_meteohelix
+from stadtlink.adapters.climate.mapper import map_reading
+from stadtlink.adapters.climate.settings import DEFAULT_PLAUSIBLE
+from stadtlink.adapters.climate.simulator import (
     SimulatedStation,
     StationFleet,
     encode_dl_atm41,
     encode_meteohelix,
     simulate_weather,
 )
-from schemas import check_entity
+from stadtlink.schemas import check_entity
 
 from .helpers import ATM41, HELIX, context, reading
 
@@ -118,9 +118,9 @@ def test_simulated_meteohelix_rain_becomes_precipitation():
 
 
 def test_station_fleet_uplinks_decode_through_the_adapter_profiles():
-    from adapters.climate import ADAPTER
-    from adapters.core.lorawan import parse_uplink
-    from adapters.core.registry import DeviceRegistry
+    from stadtlink.adapters.climate import ADAPTER
+    from stadtlink.adapters.core.lorawan import parse_uplink
+    from stadtlink.adapters.core.registry import DeviceRegistry
 
     from .helpers import STATIONS
 

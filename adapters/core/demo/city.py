@@ -53,7 +53,7 @@ def _rewrite_url(url: str, netlocs: dict[str, str]) -> str:
 def parse_also_to(spec: str) -> dict[str, str]:
     """``--also-to``: ``URL`` (an NGSI-LD broker, kind orion-ld) or ``KIND+URL`` (``ngsi-v2+http://orion:1026``,
     ``scorpio+http://…``, ``stellio+http://…``) → a ``brokers:`` entry named ``also``."""
-    from broker_client.backends import KINDS
+    from stadtlink.broker_client.backends import KINDS
 
     kind, sep, url = spec.partition("+")
     if not sep or "://" in kind:
@@ -115,7 +115,7 @@ class DemoCity:
 
     # -- infrastructure -------------------------------------------------------------------------
     async def _start_broker(self) -> None:
-        from broker_client.local_broker import serve
+        from stadtlink.broker_client.local_broker import serve
 
         runner = await serve(self.host, self.broker_port)
         self._cleanups.append(runner.cleanup)
@@ -149,7 +149,7 @@ class DemoCity:
             ParkingFeeds().add_routes(app)
             netlocs["127.0.0.1:8601"] = f"{self.host}:{await self._serve(app)}"
         if "water_level" in self.families:
-            from adapters.water_level.simulator import PegelonlineSimulator
+            from stadtlink.adapters.water_level.simulator import PegelonlineSimulator
 
             app = web.Application()
             PegelonlineSimulator([
@@ -162,7 +162,7 @@ class DemoCity:
             ]).add_routes(app)
             netlocs["127.0.0.1:8603"] = f"{self.host}:{await self._serve(app)}"
         if "pv" in self.families:
-            from adapters.pv.simulator import create_fronius_app, serve_sunspec_inverter, sunrise_power_fn, sunrise_values_fn
+            from stadtlink.adapters.pv.simulator import create_fronius_app, serve_sunspec_inverter, sunrise_power_fn, sunrise_values_fn
 
             netlocs["127.0.0.1:8604"] = (
                 f"{self.host}:{await self._serve(create_fronius_app(values_fn=sunrise_power_fn(peak_w=9800.0, day_s=600.0)))}")
@@ -222,7 +222,7 @@ class DemoCity:
         netlocs, modbus = await self._start_feeds()
         fleets = await self._start_adapters(netlocs, modbus)
         await self._start_devices(fleets)
-        from broker_client.twin import TwinServer
+        from stadtlink.broker_client.twin import TwinServer
 
         self.twin = TwinServer(self.broker_url, host=self.host, port=self.twin_port)
         await self.twin.start()
@@ -241,8 +241,8 @@ class DemoCity:
         return out
 
     async def entity_counts(self) -> dict[str, int]:
-        from broker_client import NGSILDClient
-        from adapters.core.adapter import STADTLINK_CONTEXT_URL
+        from stadtlink.broker_client import NGSILDClient
+        from stadtlink.adapters.core.adapter import STADTLINK_CONTEXT_URL
 
         types: list[str] = []
         for name in self.families:

@@ -86,7 +86,7 @@ class DeviceFleet:
         if profile == "nwave-nps405":
             return _nwave, 4.0
         if profile in ("decentlab-dl-atm41", "barani-meteohelix"):
-            from adapters.climate.simulator import SimulatedStation
+            from stadtlink.adapters.climate.simulator import SimulatedStation
 
             station = SimulatedStation(rec.id, profile=profile, lat=rec.lat or 49.49, lon=rec.lon or 8.47,
                                        seed=len(self.devices))
@@ -95,7 +95,7 @@ class DeviceFleet:
                 return station.payload(datetime.fromtimestamp(now, timezone.utc)), 1
             return weather, 8.0
         if profile in ("decentlab-dl-mbx", "milesight-em500-udl", "dragino-ldds75"):
-            from adapters.water_level.simulator import gauge_frame, river_level
+            from stadtlink.adapters.water_level.simulator import gauge_frame, river_level
 
             ref = float(rec.get("reference_level", 3.0))
             alert = float(rec.get("alert_level", ref * 0.6))

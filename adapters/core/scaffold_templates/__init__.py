@@ -1,1 +1,1 @@
-"""Templates for ``stadtlink new-adapter`` (see :mod:`adapters.core.scaffold`)."""
+"""Templates for ``stadtlink new-adapter`` (see :mod:`stadtlink.adapters.core.scaffold`)."""

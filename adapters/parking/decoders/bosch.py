@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.core.errors import DecodeError
+from stadtlink.adapters.core.errors import DecodeError
 
 RESET_CAUSES = {1: "watchdog", 2: "power on", 3: "system request", 4: "other"}
 

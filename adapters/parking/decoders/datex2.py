@@ -23,8 +23,8 @@ from typing import Any, Iterator
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as _safe_fromstring
 
-from adapters.core.errors import DecodeError
-from adapters.core.timeutil import UTC, TimeFormatError, parse_time
+from stadtlink.adapters.core.errors import DecodeError
+from stadtlink.adapters.core.timeutil import UTC, TimeFormatError, parse_time
 
 from .vocab import SITE_STATUS, unique
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.core.errors import DecodeError, ReadingDropped
+from stadtlink.adapters.core.errors import DecodeError, ReadingDropped
 
 RESET_CAUSES = {0: "rejoin", 1: "watchdog", 2: "power_on", 3: "user_request", 6: "brownout", 7: "other"}
 

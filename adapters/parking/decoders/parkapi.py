@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from adapters.core.errors import DecodeError
-from adapters.core.timeutil import UTC, TimeFormatError, parse_time
+from stadtlink.adapters.core.errors import DecodeError
+from stadtlink.adapters.core.timeutil import UTC, TimeFormatError, parse_time
 
 from .vocab import PARKAPI_OPENING, PARKAPI_V1_LOT_TYPE, PARKAPI_V3_TYPE
 

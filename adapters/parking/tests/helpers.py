@@ -6,12 +6,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from adapters.core.adapter import MapContext, StateStore
-from adapters.core.errors import MappingError, ReadingDropped
-from adapters.core.reading import RawMessage, Reading
-from adapters.core.registry import DeviceRegistry
-from adapters.parking import ADAPTER
-from adapters.parking.settings import ParkingSettings
+from stadtlink.adapters.core.adapter import MapContext, StateStore
+from stadtlink.adapters.core.errors import MappingError, ReadingDropped
+from stadtlink.adapters.core.reading import RawMessage, Reading
+from stadtlink.adapters.core.registry import DeviceRegistry
+from stadtlink.adapters.parking import ADAPTER
+from stadtlink.adapters.parking.settings import ParkingSettings
 
 TESTDATA = Path(__file__).resolve().parent.parent / "testdata"
 UTC = timezone.utc

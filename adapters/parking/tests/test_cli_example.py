@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from adapters.core.lorawan import chirpstack_uplink, tts_uplink
-from adapters.parking import ADAPTER, PACKAGE_DIR
+from stadtlink.adapters.core.lorawan import chirpstack_uplink, tts_uplink
+from stadtlink.adapters.parking import ADAPTER, PACKAGE_DIR
 
 from .helpers import data, sample
 from .test_e2e import _entities, _iso, _mosquitto_up, _wait_for
@@ -27,7 +27,7 @@ EXAMPLE = PACKAGE_DIR.parent.parent / "examples" / "parking.yaml"
 
 @pytest.mark.skipif(not _mosquitto_up(), reason="shared Mosquitto on 127.0.0.1:1883 is not running")
 async def test_example_config_runs_as_a_process():
-    from broker_client.local_broker import running_broker
+    from stadtlink.broker_client.local_broker import running_broker
 
     routes = {
         "/datex/status.xml": data("datex2-aachen-status-P1.xml"),
@@ -58,7 +58,7 @@ async def test_example_config_runs_as_a_process():
                        STADTLINK_SOURCES__1__TARGETS__1__INTERVAL_S="1",
                        STADTLINK_SOURCES__2__TARGETS__0__URL=f"{feeds}/parkapi/mannheim.json")
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "adapters.core.cli", "run", "parking", "--config", str(EXAMPLE),
+                sys.executable, "-m", "stadtlink.adapters.core.cli", "run", "parking", "--config", str(EXAMPLE),
                 env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
             try:
                 async def feed_sites():
@@ -71,7 +71,7 @@ async def test_example_config_runs_as_a_process():
                 assert found["urn:ngsi-ld:OffStreetParking:wolfsburg:aachen-P1"]["name"]["value"] == "P01-Eurogress"
 
                 t0 = datetime.now(timezone.utc) - timedelta(seconds=30)
-                from adapters.core.testing import publish_uplinks
+                from stadtlink.adapters.core.testing import publish_uplinks
                 messages = [tts_uplink("tps-nord-01", b"\x01", f_port=1, f_cnt=int(t0.timestamp()) % 60000 + 1,
                                        received_at=_iso(t0), application_id="wolfsburg-parking"),
                             chirpstack_uplink("a84041000181c001", b"\x94", f_port=1,

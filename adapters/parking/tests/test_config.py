@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.core.config import load_config
-from adapters.core.registry import DeviceRegistry
-from adapters.parking import ADAPTER, PACKAGE_DIR
-from adapters.parking.settings import ParkingSettings
+from stadtlink.adapters.core.config import load_config
+from stadtlink.adapters.core.registry import DeviceRegistry
+from stadtlink.adapters.parking import ADAPTER, PACKAGE_DIR
+from stadtlink.adapters.parking.settings import ParkingSettings
 
 REPO = PACKAGE_DIR.parent.parent
 

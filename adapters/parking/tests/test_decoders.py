@@ -7,15 +7,15 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from adapters.core.errors import DecodeError, ReadingDropped
-from adapters.core.lorawan import chirpstack_uplink, tts_uplink
-from adapters.core.reading import RawMessage
-from adapters.parking import ADAPTER
-from adapters.parking.decoders.bosch import decode_tps110
-from adapters.parking.decoders.datex2 import parse_datex2
-from adapters.parking.decoders.nwave import battery_health, decode_nps405
-from adapters.parking.decoders.parkapi import parse_parkapi
-from adapters.core.timeutil import iso_ms
+from stadtlink.adapters.core.errors import DecodeError, ReadingDropped
+from stadtlink.adapters.core.lorawan import chirpstack_uplink, tts_uplink
+from stadtlink.adapters.core.reading import RawMessage
+from stadtlink.adapters.parking import ADAPTER
+from stadtlink.adapters.parking.decoders.bosch import decode_tps110
+from stadtlink.adapters.parking.decoders.datex2 import parse_datex2
+from stadtlink.adapters.parking.decoders.nwave import battery_health, decode_nps405
+from stadtlink.adapters.parking.decoders.parkapi import parse_parkapi
+from stadtlink.adapters.core.timeutil import iso_ms
 
 from .helpers import UTC, data, decode, http_message, sample
 

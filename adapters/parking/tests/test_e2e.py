@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from adapters.core.lorawan import chirpstack_uplink, tts_uplink
-from adapters.parking import ADAPTER
+from stadtlink.adapters.core.lorawan import chirpstack_uplink, tts_uplink
+from stadtlink.adapters.parking import ADAPTER
 
 from .helpers import data, sample
 
@@ -89,9 +89,9 @@ def _mqtt_config(broker_url: str, ns: str, tts_app: str, cs_app: str, run: str, 
 
 @pytest.mark.skipif(not _mosquitto_up(), reason="shared Mosquitto on 127.0.0.1:1883 is not running")
 async def test_tts_and_chirpstack_uplinks_become_parking_spots_and_the_site_follows():
-    from adapters.core.runner import Runner
-    from adapters.core.testing import publish_uplinks
-    from broker_client.local_broker import running_broker
+    from stadtlink.adapters.core.runner import Runner
+    from stadtlink.adapters.core.testing import publish_uplinks
+    from stadtlink.broker_client.local_broker import running_broker
 
     run = uuid.uuid4().hex[:10]
     ns, tts_app, cs_app = f"e2e-{run}", f"parking-{run}", str(uuid.uuid4())
@@ -159,9 +159,9 @@ async def test_tts_and_chirpstack_uplinks_become_parking_spots_and_the_site_foll
 
 @pytest.mark.skipif(not _mosquitto_up(), reason="shared Mosquitto on 127.0.0.1:1883 is not running")
 async def test_silent_sensor_turns_unknown_by_the_timer():
-    from adapters.core.runner import Runner
-    from adapters.core.testing import publish_uplinks
-    from broker_client.local_broker import running_broker
+    from stadtlink.adapters.core.runner import Runner
+    from stadtlink.adapters.core.testing import publish_uplinks
+    from stadtlink.broker_client.local_broker import running_broker
 
     run = uuid.uuid4().hex[:10]
     ns, tts_app, cs_app = f"e2e-{run}", f"parking-{run}", str(uuid.uuid4())
@@ -230,8 +230,8 @@ class FeedServer:
 
 
 async def test_datex2_and_parkapi_feeds_become_off_street_parking_with_retries():
-    from adapters.core.runner import Runner
-    from broker_client.local_broker import running_broker
+    from stadtlink.adapters.core.runner import Runner
+    from stadtlink.broker_client.local_broker import running_broker
 
     run = uuid.uuid4().hex[:10]
     ns = f"e2e-{run}"

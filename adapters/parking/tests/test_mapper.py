@@ -6,12 +6,12 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from adapters.core.adapter import StateStore
-from adapters.core.errors import MappingError, ReadingDropped
-from adapters.core.lorawan import chirpstack_uplink, tts_uplink
-from adapters.core.reading import RawMessage, Reading
-from adapters.parking import ADAPTER, tick
-from schemas import check_entity
+from stadtlink.adapters.core.adapter import StateStore
+from stadtlink.adapters.core.errors import MappingError, ReadingDropped
+from stadtlink.adapters.core.lorawan import chirpstack_uplink, tts_uplink
+from stadtlink.adapters.core.reading import RawMessage, Reading
+from stadtlink.adapters.parking import ADAPTER, tick
+from stadtlink.schemas import check_entity
 
 from .helpers import UTC, by_id, data, decode, http_message, make_ctx, map_all, sample, value
 

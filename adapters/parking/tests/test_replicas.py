@@ -24,9 +24,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from adapters.core.lorawan import tts_uplink
-from adapters.core.testing import free_port, publish_uplinks
-from adapters.parking import ADAPTER
+from stadtlink.adapters.core.lorawan import tts_uplink
+from stadtlink.adapters.core.testing import free_port, publish_uplinks
+from stadtlink.adapters.parking import ADAPTER
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -104,7 +104,7 @@ def _start(config: Path) -> subprocess.Popen:
     for key in [k for k in env if k.startswith("STADTLINK_")]:
         del env[key]
     log = open(config.with_suffix(".log"), "ab")
-    return subprocess.Popen([sys.executable, "-m", "adapters.core.cli", "run", "parking", "--config", str(config)],
+    return subprocess.Popen([sys.executable, "-m", "stadtlink.adapters.core.cli", "run", "parking", "--config", str(config)],
                             env=env, stdout=log, stderr=log)
 
 
@@ -198,7 +198,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @needs_servers
 async def test_two_replicas_compute_every_site_aggregate_from_all_its_spots(tmp_path, run_id):
-    from broker_client.local_broker import running_broker
+    from stadtlink.broker_client.local_broker import running_broker
 
     rng = random.Random(11)
     truth: dict[str, bool] = {}
@@ -231,7 +231,7 @@ async def _converged(broker_url: str, rid: str, truth: dict[str, bool], timeout:
 @needs_servers
 async def test_the_lease_holder_killed_mid_stream_the_survivor_takes_over_and_the_aggregates_end_right(
         tmp_path, run_id):
-    from broker_client.local_broker import running_broker
+    from stadtlink.broker_client.local_broker import running_broker
 
     rng = random.Random(12)
     truth: dict[str, bool] = {}

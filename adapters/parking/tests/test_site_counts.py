@@ -12,11 +12,11 @@ from datetime import timedelta
 
 import pytest
 
-from adapters.core.adapter import StateStore
-from adapters.core.errors import ReadingDropped
-from adapters.core.timeutil import parse_time
-from adapters.parking import ADAPTER, tick
-from adapters.parking import mapper as parking_mapper
+from stadtlink.adapters.core.adapter import StateStore
+from stadtlink.adapters.core.errors import ReadingDropped
+from stadtlink.adapters.core.timeutil import parse_time
+from stadtlink.adapters.parking import ADAPTER, tick
+from stadtlink.adapters.parking import mapper as parking_mapper
 
 from .helpers import make_ctx, value
 from .test_mapper import T0, spot_reading

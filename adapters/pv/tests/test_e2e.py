@@ -9,8 +9,8 @@ import uuid
 import aiohttp
 import pytest
 
-from adapters.pv import ADAPTER
-from adapters.pv.simulator import serve_fronius, serve_sunspec_inverter
+from stadtlink.adapters.pv import ADAPTER
+from stadtlink.adapters.pv.simulator import serve_fronius, serve_sunspec_inverter
 
 from .helpers import join_chain, load_sample, model_body, sample_registers, split_chain
 
@@ -64,8 +64,8 @@ def _edge_case_registers() -> list[int]:
 
 
 async def test_sunspec_inverters_over_modbus_tcp_become_entities_in_the_broker():
-    from adapters.core.runner import Runner
-    from broker_client.local_broker import running_broker
+    from stadtlink.adapters.core.runner import Runner
+    from stadtlink.broker_client.local_broker import running_broker
 
     ns = f"e2e-{uuid.uuid4().hex[:10]}"
     sample = await serve_sunspec_inverter("127.0.0.1", 0, registers=sample_registers())
@@ -173,8 +173,8 @@ def _docs(common: str | None = None, powerflow: str | None = None, three_phase: 
 
 
 async def test_fronius_day_night_and_gen24_answers_become_entities_in_the_broker():
-    from adapters.core.runner import Runner
-    from broker_client.local_broker import running_broker
+    from stadtlink.adapters.core.runner import Runner
+    from stadtlink.broker_client.local_broker import running_broker
 
     ns = f"e2e-{uuid.uuid4().hex[:10]}"
     day = await serve_fronius("127.0.0.1", 0, documents=_docs(
@@ -264,8 +264,8 @@ async def test_fronius_day_night_and_gen24_answers_become_entities_in_the_broker
 
 
 async def test_readiness_follows_the_share_of_answering_inverters():
-    from adapters.core.runner import Runner
-    from broker_client.local_broker import running_broker
+    from stadtlink.adapters.core.runner import Runner
+    from stadtlink.broker_client.local_broker import running_broker
 
     ns = f"e2e-{uuid.uuid4().hex[:10]}"
     sample = await serve_sunspec_inverter("127.0.0.1", 0, registers=sample_registers())
@@ -308,9 +308,9 @@ async def test_example_config_against_the_demo_simulators():
     """examples/pv.yaml (packaged copy) with the demo simulators on free ports: every entity type appears."""
     import yaml
 
-    from adapters.core.runner import Runner
-    from adapters.pv.simulator import free_port, start_demo_simulators
-    from broker_client.local_broker import running_broker
+    from stadtlink.adapters.core.runner import Runner
+    from stadtlink.adapters.pv.simulator import free_port, start_demo_simulators
+    from stadtlink.broker_client.local_broker import running_broker
 
     modbus_port, fronius_port = free_port(), free_port()
     servers = await start_demo_simulators(modbus_port=modbus_port, fronius_port=fronius_port, day_s=60.0)

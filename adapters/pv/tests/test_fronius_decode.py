@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.core.errors import DecodeError, ReadingDropped
-from adapters.core.reading import RawMessage
-from adapters.pv.profiles import FRONIUS_PROFILE
+from stadtlink.adapters.core.errors import DecodeError, ReadingDropped
+from stadtlink.adapters.core.reading import RawMessage
+from stadtlink.adapters.pv.profiles import FRONIUS_PROFILE
 
 from .helpers import NOW, load_sample
 

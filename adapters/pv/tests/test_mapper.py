@@ -8,15 +8,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.core.adapter import MapContext
-from adapters.core.errors import MappingError
-from adapters.core.reading import RawMessage, Reading
-from adapters.core.registry import DeviceRegistry, record_from_mapping
-from adapters.pv import ADAPTER
-from adapters.pv.mapper import map_reading
-from adapters.pv.profiles import FRONIUS_PROFILE, SUNSPEC_PROFILE
-from adapters.pv.settings import PvSettings
-from schemas import check_entity
+from stadtlink.adapters.core.adapter import MapContext
+from stadtlink.adapters.core.errors import MappingError
+from stadtlink.adapters.core.reading import RawMessage, Reading
+from stadtlink.adapters.core.registry import DeviceRegistry, record_from_mapping
+from stadtlink.adapters.pv import ADAPTER
+from stadtlink.adapters.pv.mapper import map_reading
+from stadtlink.adapters.pv.profiles import FRONIUS_PROFILE, SUNSPEC_PROFILE
+from stadtlink.adapters.pv.settings import PvSettings
+from stadtlink.schemas import check_entity
 
 from .helpers import (
     NOW,
@@ -295,7 +295,7 @@ def test_adapter_spec():
 
 
 def test_packaged_example_config_is_valid():
-    from adapters.core.config import load_config
+    from stadtlink.adapters.core.config import load_config
 
     cfg, base = load_config(ADAPTER.example_config, adapter=ADAPTER)
     assert [s.kind for s in cfg.sources] == ["modbus", "http-poll"]

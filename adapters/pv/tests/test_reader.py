@@ -6,9 +6,9 @@ import asyncio
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from adapters.core.errors import DecodeError
-from adapters.pv import sunspec
-from adapters.pv.simulator import (
+from stadtlink.adapters.core.errors import DecodeError
+from stadtlink.adapters.pv import sunspec
+from stadtlink.adapters.pv.simulator import (
     build_register_map,
     inverter_chain,
     serve_sunspec_inverter,

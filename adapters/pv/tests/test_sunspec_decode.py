@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.core.errors import DecodeError, ReadingDropped
-from adapters.core.reading import RawMessage
-from adapters.pv import sunspec
-from adapters.pv.profiles import SUNSPEC_PROFILE
+from stadtlink.adapters.core.errors import DecodeError, ReadingDropped
+from stadtlink.adapters.core.reading import RawMessage
+from stadtlink.adapters.pv import sunspec
+from stadtlink.adapters.pv.profiles import SUNSPEC_PROFILE
 
 from .helpers import (
     NOW,

@@ -1,9 +1,9 @@
 """The example config loads through the runtime's config model, and examples/ holds the same files."""
 from pathlib import Path
 
-from adapters.core.config import load_config
-from adapters.core.registry import DeviceRegistry
-from adapters.water_level import ADAPTER
+from stadtlink.adapters.core.config import load_config
+from stadtlink.adapters.core.registry import DeviceRegistry
+from stadtlink.adapters.water_level import ADAPTER
 
 PKG = Path(__file__).resolve().parent.parent
 ROOT = PKG.parent.parent

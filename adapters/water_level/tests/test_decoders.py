@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from adapters.core.errors import DecodeError, ReadingDropped
-from adapters.core.reading import RawMessage
-from adapters.core.timeutil import iso_ms, utcnow
-from adapters.water_level import PROFILES
-from adapters.water_level.decoders import decode_pegelonline
+from stadtlink.adapters.core.errors import DecodeError, ReadingDropped
+from stadtlink.adapters.core.reading import RawMessage
+from stadtlink.adapters.core.timeutil import iso_ms, utcnow
+from stadtlink.adapters.water_level import PROFILES
+from stadtlink.adapters.water_level.decoders import decode_pegelonline
 
 DATA = Path(__file__).resolve().parent.parent / "testdata"
 
@@ -155,7 +155,7 @@ def test_pegelonline_without_measurements_is_a_counted_drop():
 
 
 def test_simulator_frames_round_trip_through_the_decoders():
-    from adapters.water_level.simulator import ENCODERS, gauge_frame
+    from stadtlink.adapters.water_level.simulator import ENCODERS, gauge_frame
 
     for profile in ENCODERS:
         frame, f_port = gauge_frame(profile, reference_level=3.5, level=2.25)
@@ -166,7 +166,7 @@ async def test_pegelonline_simulator_answers_like_the_api():
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    from adapters.water_level.simulator import PegelonlineSimulator
+    from stadtlink.adapters.water_level.simulator import PegelonlineSimulator
 
     clock = iter(range(0, 10_000, 300))
     sim = PegelonlineSimulator([{"uuid": "u1", "number": "2610010", "name": "Trier", "water": "MOSEL", "lon": 6.63,

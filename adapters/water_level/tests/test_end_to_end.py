@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from adapters.core.adapter import STADTLINK_CONTEXT_URL
-from adapters.core.lorawan import chirpstack_uplink, tts_uplink
-from adapters.core.runner import Runner
-from adapters.core.testing import publish_uplinks
-from broker_client import NGSILDClient
-from broker_client.local_broker import running_broker
-from schemas import check_entity
+from stadtlink.adapters.core.adapter import STADTLINK_CONTEXT_URL
+from stadtlink.adapters.core.lorawan import chirpstack_uplink, tts_uplink
+from stadtlink.adapters.core.runner import Runner
+from stadtlink.adapters.core.testing import publish_uplinks
+from stadtlink.broker_client import NGSILDClient
+from stadtlink.broker_client.local_broker import running_broker
+from stadtlink.schemas import check_entity
 
 DATA = Path(__file__).resolve().parent.parent / "testdata"
 T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=3)

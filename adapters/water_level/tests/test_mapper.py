@@ -5,16 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from adapters.core.adapter import MapContext, StateStore
-from adapters.core.errors import MappingError
-from adapters.core.lorawan import parse_uplink, tts_uplink, chirpstack_uplink
-from adapters.core.reading import RawMessage, Reading
-from adapters.core.registry import DeviceRegistry
-from adapters.core.timeutil import utcnow
-from adapters.water_level import ADAPTER, PROFILES
-from adapters.water_level.decoders import decode_pegelonline
-from adapters.water_level.settings import WaterLevelSettings
-from schemas import check_entity
+from stadtlink.adapters.core.adapter import MapContext, StateStore
+from stadtlink.adapters.core.errors import MappingError
+from stadtlink.adapters.core.lorawan import parse_uplink, tts_uplink, chirpstack_uplink
+from stadtlink.adapters.core.reading import RawMessage, Reading
+from stadtlink.adapters.core.registry import DeviceRegistry
+from stadtlink.adapters.core.timeutil import utcnow
+from stadtlink.adapters.water_level import ADAPTER, PROFILES
+from stadtlink.adapters.water_level.decoders import decode_pegelonline
+from stadtlink.adapters.water_level.settings import WaterLevelSettings
+from stadtlink.schemas import check_entity
 
 DATA = Path(__file__).resolve().parent.parent / "testdata"
 T0 = datetime(2024, 3, 1, 6, 0, tzinfo=timezone.utc)
