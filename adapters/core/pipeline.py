@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-from hashlib import blake2b as _blake2b
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
@@ -123,7 +121,7 @@ class Pipeline:
         self.metrics = metrics
         self.check_mode = check
         if checker is None and check != "off":
-            checker = _default_checker()
+            checker = EntityChecker()
         self._checker = checker
         self.dedup_window_s = dedup_window_s
         self._dedup = DedupWindow(dedup_window_s)
@@ -456,55 +454,19 @@ class Pipeline:
                   device=device_id, reason=reason, stage=stage)
 
 
-# ISO 8601 UTC timestamps as iso_ms() renders them (month, day, hour … in range).
-_TIMESTAMP = re.compile(rb'"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d'
-                        rb'(?:\.\d{1,6})?Z"')
+class EntityChecker:
+    """``schemas.check_entity`` for the pipeline: the full check (structure and Smart Data Model
+    schema) for a type with a shipped model; an entity type without one (an integrator's own type)
+    gets the structural NGSI-LD check only, noted once per type in the log."""
 
-
-class CachedChecker:
-    """``schemas.check_entity`` with a bounded memo: an entity equal to one checked before, up to
-    its UTC timestamps, has the same problems. A sensor reporting the same state again (a parking
-    spot still free, a gauge at the same level) is then checked in a few microseconds instead of a
-    full JSON Schema run. Timestamps are only collapsed when they are well-formed ``…T…Z`` strings,
-    so a malformed one still reaches the validator. The memo keeps 16-byte digests (about 100 bytes
-    an entry), cleared when full.
-
-    An entity type without a shipped Smart Data Model (an integrator's own type) gets the
-    structural NGSI-LD check only, noted once in the log.
-    """
-
-    def __init__(self, max_entries: int = 50_000):
+    def __init__(self) -> None:
         from stadtlink.schemas import check_entity, known_models
 
         self._check_entity = check_entity
         self._known = set(known_models())
         self._told: set[str] = set()
-        self._memo: dict[bytes, list] = {}
-        self.max_entries = max_entries
-        self.hits = 0
-        self.misses = 0
 
     def __call__(self, entity: dict) -> list:
-        if not self.max_entries:
-            return self._run(entity)
-        try:
-            key = _blake2b(_TIMESTAMP.sub(b'"T"', orjson.dumps(entity)), digest_size=16).digest()
-        except TypeError:
-            key = None
-        if key is not None:
-            found = self._memo.get(key)
-            if found is not None:
-                self.hits += 1
-                return found
-        self.misses += 1
-        problems = self._run(entity)
-        if key is not None:
-            if len(self._memo) >= self.max_entries:
-                self._memo.clear()
-            self._memo[key] = problems
-        return problems
-
-    def _run(self, entity: dict) -> list:
         etype = entity.get("type")
         if etype in self._known:
             return self._check_entity(entity)
@@ -513,12 +475,6 @@ class CachedChecker:
             self._told.add(etype)
             log.warning("no Smart Data Model schema for type %s: structural NGSI-LD check only", etype)
         return problems
-
-
-def _default_checker() -> Callable[[dict], list]:
-    # No memo: since schemas' one-pass fast path a check costs 4-6 µs per entity, what computing
-    # the memo key costs (3-5 µs), and the memo held up to 50,000 digests.
-    return CachedChecker(max_entries=0)
 
 
 def _json_or_repr(value: Any) -> Any:

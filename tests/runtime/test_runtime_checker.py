@@ -1,41 +1,37 @@
-"""The pipeline's memoised SDM check gives the same answers as schemas.check_entity."""
+"""The pipeline's entity check: the full SDM check for shipped models, structure only otherwise."""
 from __future__ import annotations
 
-import copy
+import logging
 
-from stadtlink.adapters.core.pipeline import CachedChecker
+from stadtlink.adapters.core.pipeline import EntityChecker
 from stadtlink.schemas import check_entity
 
 
-def weather(temp, t="2024-05-01T12:00:00.000Z"):
-    return {"id": "urn:ngsi-ld:WeatherObserved:t:1", "type": "WeatherObserved",
+def weather(temp, t="2024-05-01T12:00:00.000Z", etype="WeatherObserved"):
+    return {"id": f"urn:ngsi-ld:{etype}:t:1", "type": etype,
             "temperature": {"type": "Property", "value": temp, "unitCode": "CEL", "observedAt": t},
             "dateObserved": {"type": "Property", "value": {"@type": "DateTime", "@value": t}},
             "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [8.0, 50.0]}}}
 
 
-def test_same_entity_up_to_timestamps_is_a_hit():
-    check = CachedChecker()
+def test_shipped_model_gets_the_full_check():
+    check = EntityChecker()
     assert check(weather(20.0)) == []
-    assert check(weather(20.0, "2024-05-01T12:10:00.000Z")) == []
-    assert (check.hits, check.misses) == (1, 1)
-    assert check(weather(21.0)) == [] and check.misses == 2          # another value: checked again
-
-
-def test_invalid_entities_stay_invalid_and_bad_timestamps_are_not_collapsed():
-    check = CachedChecker()
     bad = weather("warm")
     assert check(bad) == check_entity(bad) != []
-    assert check(copy.deepcopy(bad)) == check_entity(bad)
     broken_time = weather(20.0, "2024-13-45T99:00:00.000Z")
-    expected = check_entity(broken_time)
-    assert expected, "the validator refuses the impossible date"
-    assert check(broken_time) == expected
-    assert check(weather(20.0)) == []                                 # the memo did not mix them up
+    assert check(broken_time) == check_entity(broken_time) != []
 
 
-def test_memo_is_bounded():
-    check = CachedChecker(max_entries=10)
-    for i in range(25):
-        check(weather(float(i)))
-    assert len(check._memo) <= 10
+def test_own_type_gets_the_structural_check_only_and_is_logged_once(caplog):
+    check = EntityChecker()
+    own = weather("warm", etype="StreetSweeper")
+    with caplog.at_level(logging.WARNING, logger="stadtlink.pipeline"):
+        assert check(own) == []                       # "warm" is no schema problem without a schema
+        assert check(own) == []
+    told = [r for r in caplog.records if "StreetSweeper" in r.getMessage()]
+    assert len(told) == 1
+    broken = weather(20.0, etype="StreetSweeper")
+    broken["temperature"] = {"value": 20.0}           # no "type": a structural NGSI-LD problem
+    problems = check(broken)
+    assert problems and {p.stage for p in problems} == {"structure"}
