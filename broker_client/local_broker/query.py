@@ -18,6 +18,7 @@ from typing import Any
 
 from .contexts import CompiledContext
 from .errors import NgsiError, bad_request
+from .expr import BoolParser, read_until
 from .model import Entity, _check_geometry
 from .timeutil import format_datetime, parse_datetime
 
@@ -35,52 +36,20 @@ def _q_error(detail: str) -> Exception:
     return bad_request("Invalid Q-Filter", detail)
 
 
-class _Parser:
+class _Parser(BoolParser[Entity]):
+    """q: atoms are ``attr``, ``!attr`` and ``attr<op>value``; OR is ``|`` (``,`` lists values)."""
+
     def __init__(self, text: str, ctx: CompiledContext) -> None:
-        self.text = text
-        self.pos = 0
+        super().__init__(text, or_chars="|", error=_q_error, skip_spaces=True,
+                         missing_paren="missing ')' in q")
         self.ctx = ctx
 
-    def peek(self) -> str:
-        return self.text[self.pos] if self.pos < len(self.text) else ""
-
-    def parse(self) -> Predicate:
+    def parse_q(self) -> Predicate:
         if not self.text.strip():
             raise _q_error("empty q")
-        pred = self.parse_or()
-        if self.pos != len(self.text):
-            raise _q_error(f"unexpected '{self.text[self.pos:]}' in q")
-        return pred
+        return self.parse(_Parser.parse_term, trailing=lambda rest: f"unexpected '{rest}' in q")
 
-    def parse_or(self) -> Predicate:
-        parts = [self.parse_and()]
-        while self.peek() == "|":
-            self.pos += 1
-            parts.append(self.parse_and())
-        if len(parts) == 1:
-            return parts[0]
-        return lambda e: any(p(e) for p in parts)
-
-    def parse_and(self) -> Predicate:
-        parts = [self.parse_factor()]
-        while self.peek() == ";":
-            self.pos += 1
-            parts.append(self.parse_factor())
-        if len(parts) == 1:
-            return parts[0]
-        return lambda e: all(p(e) for p in parts)
-
-    def parse_factor(self) -> Predicate:
-        self.skip_spaces()
-        if self.peek() == "(":
-            self.pos += 1
-            inner = self.parse_or()
-            self.skip_spaces()
-            if self.peek() != ")":
-                raise _q_error("missing ')' in q")
-            self.pos += 1
-            self.skip_spaces()
-            return inner
+    def parse_term(self) -> Predicate:
         negate = False
         if self.peek() == "!" and not self.text.startswith("!=", self.pos) and not self.text.startswith("!~=", self.pos):
             negate = True
@@ -120,10 +89,6 @@ class _Parser:
             raise _q_error(f"operator {op} needs a single value")
         compare = _COMPARATORS[op]
         return lambda e: compare(path(e), target)
-
-    def skip_spaces(self) -> None:
-        while self.peek() == " ":
-            self.pos += 1
 
     def parse_path(self) -> Callable[[Entity], list]:
         start = self.pos
@@ -439,7 +404,7 @@ def _match_pattern(values: list, regex: re.Pattern) -> bool:
 
 def compile_q(text: str, ctx: CompiledContext) -> Predicate:
     """Predicate for a q expression; raises 400 BadRequestData on syntax errors."""
-    return _Parser(text, ctx).parse()
+    return _Parser(text, ctx).parse_q()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -758,42 +723,9 @@ def _scope_matcher(term: str) -> Callable[[list[str]], bool]:
 
 def compile_scope_q(text: str) -> Predicate:
     """A predicate over an entity's ``scope`` (a string or a list of strings)."""
-    pos = 0
-
-    def parse_or() -> Callable[[list[str]], bool]:
-        nonlocal pos
-        terms = [parse_and()]
-        while pos < len(text) and text[pos] in ",|":
-            pos += 1
-            terms.append(parse_and())
-        return terms[0] if len(terms) == 1 else (lambda s: any(t(s) for t in terms))
-
-    def parse_and() -> Callable[[list[str]], bool]:
-        nonlocal pos
-        terms = [parse_factor()]
-        while pos < len(text) and text[pos] == ";":
-            pos += 1
-            terms.append(parse_factor())
-        return terms[0] if len(terms) == 1 else (lambda s: all(t(s) for t in terms))
-
-    def parse_factor() -> Callable[[list[str]], bool]:
-        nonlocal pos
-        if pos < len(text) and text[pos] == "(":
-            pos += 1
-            inner = parse_or()
-            if pos >= len(text) or text[pos] != ")":
-                raise bad_request("Invalid scopeQ", text)
-            pos += 1
-            return inner
-        end = pos
-        while end < len(text) and text[end] not in ";,|()":
-            end += 1
-        term, pos = text[pos:end], end
-        return _scope_matcher(term)
-
-    matcher = parse_or()
-    if pos != len(text):
-        raise bad_request("Invalid scopeQ", text)
+    parser: BoolParser[list[str]] = BoolParser(text, or_chars=",|",
+                                               error=lambda _detail: bad_request("Invalid scopeQ", text))
+    matcher = parser.parse(lambda p: _scope_matcher(read_until(p, ";,|()")))
 
     def predicate(entity: Entity) -> bool:
         scope = entity.scope
@@ -801,3 +733,24 @@ def compile_scope_q(text: str) -> Predicate:
         return matcher(scopes)
 
     return predicate
+
+
+# ---------------------------------------------------------------------------------------------
+# type lists and type expressions (NGSI-LD §4.17): "," or "|" = OR, ";" = AND, parentheses
+
+def compile_type_expr(expr: str, ctx: CompiledContext) -> tuple[set[str] | None, Callable[[list[str]], bool]]:
+    """(plain type set usable with the type index, predicate over an entity's types)."""
+    if not any(c in expr for c in ";|()"):
+        names = {ctx.expand(t.strip()) for t in expr.split(",") if t.strip()}
+        return names, lambda types: any(t in names for t in types)
+
+    def atom(parser: BoolParser[list[str]]) -> Callable[[list[str]], bool]:
+        name = read_until(parser, ";|,()").strip()
+        if not name:
+            raise bad_request("Invalid type expression", expr)
+        iri = ctx.expand(name)
+        return lambda types: iri in types
+
+    parser: BoolParser[list[str]] = BoolParser(
+        expr, or_chars="|,", error=lambda _detail: bad_request("Invalid type expression", expr))
+    return None, parser.parse(atom)
