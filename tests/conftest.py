@@ -1,4 +1,4 @@
-"""Shared pytest setup. Fixtures of the runtime's test kit live in adapters/core/pytest_plugin.py."""
+"""Setup of the tests/ tree (the test kit's fixtures are loaded by the repository's conftest.py)."""
 import os
 import sys
 from pathlib import Path
@@ -10,4 +10,3 @@ if str(ROOT) not in sys.path:
 ARTIFACTS = ROOT / "artifacts"
 os.environ.setdefault("STADTLINK_TEST_ARTIFACTS", str(ARTIFACTS))
 
-pytest_plugins = ["stadtlink.adapters.core.pytest_plugin"]
