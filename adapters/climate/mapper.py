@@ -7,9 +7,9 @@ Order of work for one reading:
 
 1. station from the registry (location is required, name optional);
 2. MeteoHelix rain counter → ``precipitation`` (state in ``ctx.state``, see :mod:`.rain`);
-3. plausibility: a value outside its physical range is dropped — the rest is still written. The
-   drop is recorded in ``reading.meta["dropped"]`` (``{attribute: reason}``) and counted in
-   :data:`ATTRIBUTE_DROPS`;
+3. plausibility: a value outside its row's valid range (``settings.plausible`` may override it) is
+   left out — the rest is still written. The refusal is recorded in ``reading.meta["dropped"]``
+   (``{attribute: reason}``), which the runtime counts in ``stadtlink_values_rejected_total``;
 4. ``dewPoint`` from temperature and humidity (Magnus formula);
 5. entities: WeatherObserved (if any weather value is left), Device (always), one
    DeviceMeasurement per further quantity.
@@ -17,39 +17,34 @@ Order of work for one reading:
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 from stadtlink.adapters.core.adapter import MapContext
 from stadtlink.adapters.core.device import battery_fraction_from_voltage, device_entity
 from stadtlink.adapters.core.entity import (
+    REJECT_IMPLAUSIBLE,
+    REJECT_NOT_A_NUMBER,
+    Measure,
     datetime_prop,
     entity_id,
     geo_point,
     new_entity,
     prop,
+    note_rejected,
     rel,
 )
 from stadtlink.adapters.core.reading import Reading
 
 from .decoders import READING_KEYS
 from .rain import rain_step
-from .settings import MEASUREMENT_NAMES, ClimateSettings
-
-#: (attribute, reason) → how many values were dropped since start; the runtime may export it.
-ATTRIBUTE_DROPS: Counter[tuple[str, str]] = Counter()
+from .settings import DEFAULT_PLAUSIBLE, MEASUREMENT_NAMES, ClimateSettings
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One mapping row: reading key → attribute name, UN/CEFACT unit and a value function."""
-
-    source: str
-    attribute: str
-    unit: str
-    convert: Callable[[Any], Any] | None = None
+def _with_ranges(rows: tuple[Measure, ...]) -> tuple[Measure, ...]:
+    """Each row's valid range is its reading key's physical range (settings.DEFAULT_PLAUSIBLE, which a
+    deployment's ``settings.plausible`` overrides per key)."""
+    return tuple(replace(r, valid_range=DEFAULT_PLAUSIBLE.get(r.source)) for r in rows)
 
 
 def _hpa(pa: float) -> float:
@@ -61,33 +56,33 @@ def _kpa(pa: float) -> float:
 
 
 #: WeatherObserved attributes (dataModel.Weather, reference §2.3).
-WEATHER_ROWS: tuple[Row, ...] = (
-    Row("air_temperature", "temperature", "CEL"),
-    Row("relative_humidity", "relativeHumidity", "C62"),
-    Row("atmospheric_pressure", "atmosphericPressure", "A97", _hpa),
-    Row("solar_radiation", "solarRadiation", "D54"),
-    Row("illuminance", "illuminance", "LUX"),
-    Row("wind_speed", "windSpeed", "MTS"),
-    Row("wind_gust", "gustSpeed", "MTS"),
-    Row("wind_direction", "windDirection", "DD"),
-    Row("precipitation", "precipitation", "MMT"),
-    Row("dew_point", "dewPoint", "CEL"),
-)
+WEATHER_ROWS: tuple[Measure, ...] = _with_ranges((
+    Measure("air_temperature", "temperature", "CEL"),
+    Measure("relative_humidity", "relativeHumidity", "C62"),
+    Measure("atmospheric_pressure", "atmosphericPressure", "A97", _hpa),
+    Measure("solar_radiation", "solarRadiation", "D54"),
+    Measure("illuminance", "illuminance", "LUX"),
+    Measure("wind_speed", "windSpeed", "MTS"),
+    Measure("wind_gust", "gustSpeed", "MTS"),
+    Measure("wind_direction", "windDirection", "DD"),
+    Measure("precipitation", "precipitation", "MMT"),
+    Measure("dew_point", "dewPoint", "CEL"),
+))
 
 #: Quantities without a WeatherObserved attribute → DeviceMeasurement (attribute = controlledProperty).
-MEASUREMENT_ROWS: tuple[Row, ...] = (
-    Row("air_temperature_min", "temperatureMin", "CEL"),
-    Row("air_temperature_max", "temperatureMax", "CEL"),
-    Row("solar_radiation_max", "solarRadiationMax", "D54"),
-    Row("vapour_pressure", "vapourPressure", "KPA", _kpa),
-    Row("lightning_count", "lightningCount", "C62"),
-    Row("lightning_distance", "lightningDistance", "KMT"),
-    Row("rain_intensity_max", "precipitationIntensityMax", "H67"),
-    Row("sensor_temperature", "sensorTemperature", "CEL"),
-    Row("tilt_x", "tiltX", "DD"),
-    Row("tilt_y", "tiltY", "DD"),
-    Row("battery_voltage", "batteryVoltage", "VLT"),
-)
+MEASUREMENT_ROWS: tuple[Measure, ...] = _with_ranges((
+    Measure("air_temperature_min", "temperatureMin", "CEL"),
+    Measure("air_temperature_max", "temperatureMax", "CEL"),
+    Measure("solar_radiation_max", "solarRadiationMax", "D54"),
+    Measure("vapour_pressure", "vapourPressure", "KPA", _kpa),
+    Measure("lightning_count", "lightningCount", "C62"),
+    Measure("lightning_distance", "lightningDistance", "KMT"),
+    Measure("rain_intensity_max", "precipitationIntensityMax", "H67"),
+    Measure("sensor_temperature", "sensorTemperature", "CEL"),
+    Measure("tilt_x", "tiltX", "DD"),
+    Measure("tilt_y", "tiltY", "DD"),
+    Measure("battery_voltage", "batteryVoltage", "VLT"),
+))
 
 assert tuple(r.attribute for r in MEASUREMENT_ROWS) == MEASUREMENT_NAMES
 
@@ -134,9 +129,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _drop(reading: Reading, key: str, reason: str) -> None:
-    attribute = _ATTRIBUTE_OF.get(key, key)
-    reading.meta.setdefault("dropped", {})[attribute] = reason
-    ATTRIBUTE_DROPS[(attribute, reason)] += 1
+    note_rejected(reading, {_ATTRIBUTE_OF.get(key, key): reason})
 
 
 def _settings(ctx: MapContext) -> ClimateSettings:
@@ -192,13 +185,13 @@ def plausible_values(reading: Reading, settings: ClimateSettings) -> dict[str, A
             except ValueError:
                 pass
         if not _is_number(value):
-            _drop(reading, key, "not-a-number")
+            _drop(reading, key, REJECT_NOT_A_NUMBER)
             continue
         bounds = settings.plausible_range(key)
         if bounds is None:
             kept[key] = value
         elif not bounds[0] <= value <= bounds[1]:
-            _drop(reading, key, "implausible")
+            _drop(reading, key, REJECT_IMPLAUSIBLE)
         else:
             kept[key] = value
     return kept
@@ -256,7 +249,7 @@ def map_reading(reading: Reading, ctx: MapContext) -> list[dict]:
             bounds = settings.plausible_range(key)
             if bounds and not bounds[0] <= values[key] <= bounds[1]:
                 values.pop(key)
-                _drop(reading, key, "implausible")
+                _drop(reading, key, REJECT_IMPLAUSIBLE)
     if settings.compute_dew_point and "air_temperature" in values and "relative_humidity" in values:
         dp = dew_point(values["air_temperature"], values["relative_humidity"])
         if dp is not None:
@@ -316,11 +309,9 @@ def map_reading(reading: Reading, ctx: MapContext) -> list[dict]:
 
 
 __all__ = [
-    "ATTRIBUTE_DROPS",
     "CONTROLLED",
     "MEASUREMENT_ROWS",
     "WEATHER_ROWS",
-    "Row",
     "dew_point",
     "map_reading",
     "plausible_values",

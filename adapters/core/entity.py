@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
@@ -70,37 +72,88 @@ def new_entity(entity_id_: str, entity_type: str, **attributes: Any) -> dict:
     return ent
 
 
+#: Reasons a value of a reading is left out of the entity (``Reading.meta["dropped"]`` values; the
+#: runtime counts them in ``stadtlink_values_rejected_total{adapter,attribute,reason}``).
+REJECT_SENTINEL = "sentinel"            # the device's or feed's own "no reading" code (e.g. all ones)
+REJECT_IMPLAUSIBLE = "implausible"      # outside the row's valid range (physics, device spec, SDM bounds)
+REJECT_NOT_A_NUMBER = "not-a-number"    # text, NaN, infinity or a boolean where a number belongs
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """One row of a mapping table: reading key → SDM attribute, UN/CEFACT unit and a value function.
+
+    ``valid_range`` (inclusive) and ``sentinels`` are in the *reading's* units (the vocabulary's SI
+    units, before ``convert``): a value equal to a sentinel (a device's "no reading" code) or outside
+    the range is left out of the entity, the rest of the reading is written, and the refusal is
+    recorded for the runtime to count. Every family's tables use this one row type.
+    """
+
+    source: str
+    attribute: str
+    unit: str | None
+    convert: Callable[[Any], Any] | None = None
+    valid_range: tuple[float, float] | None = None
+    sentinels: tuple[float, ...] = ()
+
+    def screen(self, value: Any, valid_range: tuple[float, float] | None = None) -> tuple[Any, str | None]:
+        """(value, None) when ``value`` may be written, else (None, reason). ``valid_range`` overrides
+        the row's own (a deployment's settings may narrow it)."""
+        if isinstance(value, float) and not math.isfinite(value):
+            return None, REJECT_NOT_A_NUMBER    # NaN / infinity can never be written
+        bounds = valid_range if valid_range is not None else self.valid_range
+        if bounds is None and not self.sentinels:
+            return value, None                  # nothing to check (text, objects, unbounded numbers)
+        if not _is_number(value):
+            return None, REJECT_NOT_A_NUMBER
+        if value in self.sentinels:
+            return None, REJECT_SENTINEL
+        if bounds is not None and not bounds[0] <= value <= bounds[1]:
+            return None, REJECT_IMPLAUSIBLE
+        return value, None
+
+    def value(self, values: Mapping[str, Any], rejected: dict[str, str] | None = None) -> Any:
+        """The converted value of this row in ``values`` or None (absent, refused or converted to None);
+        a refusal is noted in ``rejected`` as ``{attribute: reason}``."""
+        raw = values.get(self.source)
+        if raw is None:
+            return None
+        raw, reason = self.screen(raw)
+        if reason is not None:
+            if rejected is not None:
+                rejected[self.attribute] = reason
+            return None
+        return self.convert(raw) if self.convert is not None else raw
+
+
+def note_rejected(reading: Any, rejected: Mapping[str, str]) -> None:
+    """Add refused values ``{attribute: reason}`` to the reading's record (``Reading.meta["dropped"]``),
+    which the runtime counts after mapping (``stadtlink_values_rejected_total``)."""
+    if rejected:
+        reading.meta.setdefault("dropped", {}).update(rejected)
+
+
 def set_measurements(
     entity: dict,
     values: Mapping[str, Any],
-    table: Iterable["Measure"],
+    table: Iterable[Measure],
     observed_at: datetime,
+    rejected: dict[str, str] | None = None,
 ) -> dict:
-    """Fill ``entity`` from ``values`` by a table of :class:`Measure` rows (one row per SDM attribute)."""
+    """Fill ``entity`` from ``values`` by a table of :class:`Measure` rows (one row per SDM attribute).
+
+    Refused values (sentinel, outside the valid range) are left out and noted in ``rejected``."""
     for row in table:
-        raw = values.get(row.source)
-        if raw is None:
-            continue
-        value = row.convert(raw) if row.convert else raw
+        value = row.value(values, rejected)
         if value is None:
             continue
         entity[row.attribute] = prop(value, unit=row.unit, observed_at=observed_at)
     return entity
 
 
-class Measure:
-    """One row of a mapping table: reading key → SDM attribute, unitCode and a value function."""
-
-    __slots__ = ("source", "attribute", "unit", "convert")
-
-    def __init__(self, source: str, attribute: str, unit: str | None, convert=None):
-        self.source = source
-        self.attribute = attribute
-        self.unit = unit
-        self.convert = convert
-
-    def __repr__(self) -> str:  # pragma: no cover - debugging aid
-        return f"Measure({self.source!r} -> {self.attribute!r} [{self.unit}])"
-
-
-__all__ = ["entity_id", "prop", "datetime_prop", "rel", "geo_point", "new_entity", "set_measurements", "Measure"]
+__all__ = ["entity_id", "prop", "datetime_prop", "rel", "geo_point", "new_entity", "set_measurements", "Measure",
+           "note_rejected", "REJECT_SENTINEL", "REJECT_IMPLAUSIBLE", "REJECT_NOT_A_NUMBER"]

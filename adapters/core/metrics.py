@@ -32,6 +32,8 @@ class Metrics:
         self.counts: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.dropped: dict[str, int] = defaultdict(int)
         self.dead_reasons: dict[str, int] = defaultdict(int)
+        #: (attribute, reason) → values left out of an entity (sentinel, implausible …; Reading.meta["dropped"])
+        self.rejected: dict[tuple[str, str], int] = defaultdict(int)
         #: device → last message (unix time) for ``stadtlink_device_last_seen_timestamp_seconds``;
         #: None unless ``http.device_last_seen`` is on: one series per device is a cardinality
         #: Prometheus operators avoid at city scale (10,000 spots), a few ms per scrape and ~100 bytes
@@ -56,6 +58,11 @@ class Metrics:
     def drop(self, reason: str, n: int = 1) -> None:
         self.dropped[reason] += n
 
+    def reject(self, attribute: str, reason: str, n: int = 1) -> None:
+        """A value the device sent was left out of the entity; the rest of the reading was written."""
+        self.dropped[f"value-{reason}"] += n
+        self.rejected[(attribute, reason)] += n
+
     def dead(self, reason: str, n: int = 1) -> None:
         self.counts["dead_lettered"] += n
         self.dead_reasons[reason] += n
@@ -69,6 +76,7 @@ class Metrics:
         out["dropped"] = dict(self.dropped)
         out["dropped_total"] = sum(self.dropped.values())
         out["dead_letter_reasons"] = dict(self.dead_reasons)
+        out["values_rejected"] = {f"{attribute}:{reason}": n for (attribute, reason), n in self.rejected.items()}
         for name, fn in self.gauges.items():
             try:
                 out[name] = fn()
@@ -98,6 +106,12 @@ class _Collector:
                                   labels=["adapter", "reason"])
         for reason, n in sorted(m.dropped.items()):
             fam.add_metric([a, reason], n)
+        yield fam
+        fam = CounterMetricFamily("stadtlink_values_rejected",
+                                  "values left out of an entity (sentinel, outside the valid range, not a number); "
+                                  "the rest of the reading was written", labels=["adapter", "attribute", "reason"])
+        for (attribute, reason), n in sorted(m.rejected.items()):
+            fam.add_metric([a, attribute, reason], n)
         yield fam
         fam = CounterMetricFamily("stadtlink_dead_lettered_by_reason", "dead letters by reason",
                                   labels=["adapter", "reason"])

@@ -217,8 +217,8 @@ class Pipeline:
             if dropped:
                 # Values the device sent but the decoder or mapper refused (no echo, implausible …):
                 # the rest of the reading was written; each refused value is counted by its reason.
-                for reason in dropped.values():
-                    self.metrics.drop(f"value-{reason}")
+                for attribute, reason in dropped.items():
+                    self.metrics.reject(attribute, reason)
         try:
             entities = await self._admit(entities, message, device_id, profile, options)
         except BaseException:

@@ -8,6 +8,11 @@ Below gauge zero: PEGELONLINE's W may be negative, but SDM ``waterLevel`` has mi
 ``waterLevel`` is left out (never an invalid entity) and the signed value is kept in
 ``waterLevelRelativeToGaugeZero`` (m, may be negative; a stadtlink attribute, not SDM), which is
 written for every reading so the series has no hole.
+
+Valid ranges and sentinels (the tables below): a distance equal to its sensor's "no reading" code
+(an all-ones 16-bit word, 65.535 m) or beyond the sensor's range, and a PEGELONLINE level or flow
+outside what any German gauge can report (an API's 1e306), are left out of the entity and counted
+(``stadtlink_values_rejected_total``); the rest of the reading is written.
 """
 from __future__ import annotations
 
@@ -16,13 +21,55 @@ from typing import Any
 
 from stadtlink.adapters.core.adapter import MapContext
 from stadtlink.adapters.core.device import battery_fraction_from_voltage, device_for_reading
-from stadtlink.adapters.core.entity import datetime_prop, entity_id, geo_point, new_entity, prop, rel
+from stadtlink.adapters.core.entity import (
+    Measure,
+    datetime_prop,
+    entity_id,
+    geo_point,
+    new_entity,
+    prop,
+    note_rejected,
+    rel,
+    set_measurements,
+)
 from stadtlink.adapters.core.reading import Reading
 from stadtlink.adapters.core.registry import DeviceRecord
 from stadtlink.adapters.core.timeutil import from_epoch
 
 from .alerts import AlertEvent, ForecastSettings, Thresholds, forecast_events, threshold_events
 from .settings import WaterLevelSettings
+
+
+#: An all-ones 16-bit distance word in mm: the sensors' "no reading" code (no target, sensor fault).
+ALL_ONES_MM = 0xFFFF / 1000.0
+
+#: measuredDistance per profile: the sensor's measuring range (datasheets: DL-MBX MaxBotix
+#: MB7389/MB7369 up to 5 m / 10 m, EM500-UDL up to 15 m, LDDS75 0.28–7.5 m; the lower limits are
+#: the decoders' minimum distances) and its sentinel.
+DISTANCE_ROWS: dict[str, Measure] = {
+    "decentlab-dl-mbx": Measure("distance", "measuredDistance", "MTR", valid_range=(0.0, 10.0),
+                                sentinels=(ALL_ONES_MM,)),
+    "milesight-em500-udl": Measure("distance", "measuredDistance", "MTR", valid_range=(0.0, 15.0),
+                                   sentinels=(ALL_ONES_MM,)),
+    "dragino-ldds75": Measure("distance", "measuredDistance", "MTR", valid_range=(0.0, 7.5),
+                              sentinels=(ALL_ONES_MM,)),
+}
+#: any other distance profile (json-map, an integrator's sensor): the range of the widest above
+DEFAULT_DISTANCE_ROW = Measure("distance", "measuredDistance", "MTR", valid_range=(0.0, 15.0))
+
+#: PEGELONLINE W relative to gauge zero, m: the highest German gauge readings are about 13 m above
+#: gauge zero (Rhine, Elbe); a margin of several times that still refuses an API's absurd values.
+LEVEL_RANGE = (-50.0, 100.0)
+#: PEGELONLINE Q, m³/s: the Rhine's highest discharge is about 12,000 m³/s.
+FLOW_RANGE = (0.0, 100_000.0)
+
+#: WaterObserved level attributes (``waterLevel`` only when ≥ 0: the SDM minimum)
+WATER_LEVEL_ROWS = (
+    Measure("water_level", "waterLevelRelativeToGaugeZero", "MTR", valid_range=LEVEL_RANGE),
+    Measure("water_level", "waterLevel", "MTR", lambda v: v if v >= 0 else None, valid_range=LEVEL_RANGE),
+    Measure("water_level_above_sea_level", "waterLevelAboveSeaLevel", "MTR"),
+)
+FLOW_ROWS = (Measure("flow", "flow", "MQS", valid_range=FLOW_RANGE),)
 
 
 def _settings(ctx: MapContext) -> WaterLevelSettings:
@@ -100,9 +147,14 @@ def _map_gauge(reading: Reading, ctx: MapContext) -> list[dict]:
     out.append(device_for_reading(ctx.namespace, reading, controlled_property=["waterLevel"], battery_level=battery,
                                   name=record.name, lonlat=lonlat, device_id=record.id))
 
-    samples: list[tuple[datetime, float]] = [(from_epoch(ts), d) for ts, d in v.get("history", [])]
-    if "distance" in v:
-        samples.append((at, v["distance"]))
+    row = DISTANCE_ROWS.get(reading.profile, DEFAULT_DISTANCE_ROW)
+    rejected: dict[str, str] = {}
+    samples: list[tuple[datetime, float]] = [(from_epoch(ts), d) for ts, d in v.get("history", [])
+                                             if row.value({"distance": d}, rejected) is not None]
+    distance = row.value(v, rejected)
+    if distance is not None:
+        samples.append((at, distance))
+    note_rejected(reading, rejected)
     if not samples:
         return out
     reference = ctx.require(record, "reference_level")
@@ -153,21 +205,21 @@ def _map_station(reading: Reading, ctx: MapContext) -> list[dict]:
                      name=prop(name) if name else None,
                      description=prop(f"PEGELONLINE gauge on {v['water']}") if v.get("water") else None)
     out = [ent]
-    level = v.get("water_level")
+    rejected: dict[str, str] = {}
+    level = WATER_LEVEL_ROWS[0].value(v, rejected)
     if level is not None:
-        ent["waterLevelRelativeToGaugeZero"] = prop(level, unit="MTR", observed_at=at)
-        if level >= 0:
-            ent["waterLevel"] = prop(level, unit="MTR", observed_at=at)
+        values = dict(v)
         if "gauge_zero" in v:
-            ent["waterLevelAboveSeaLevel"] = prop(round(v["gauge_zero"] + level, 4), unit="MTR", observed_at=at)
+            values["water_level_above_sea_level"] = round(v["gauge_zero"] + level, 4)
+        set_measurements(ent, values, WATER_LEVEL_ROWS, at)
         for key in ("stateMnwMhw", "stateNswHsw"):
             if key in v:
                 ent[key] = prop(v[key], observed_at=at)
         th = _thresholds(record, _settings(ctx))
         _, alerts = _alert_entities(ctx, reading.device_id, level, at, th, water_id, lonlat, name)
         out.extend(alerts)
-    if v.get("flow") is not None and v["flow"] >= 0:
-        ent["flow"] = prop(v["flow"], unit="MQS", observed_at=reading.meta.get("flow_observed_at", at))
+    set_measurements(ent, v, FLOW_ROWS, reading.meta.get("flow_observed_at", at), rejected)
+    note_rejected(reading, rejected)
     return out
 
 
