@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .contexts import CONTEXTS, CORE_CONTEXT_URL, STADTLINK_CONTEXT_URL, context_url, load_context
+from .contexts import CONTEXTS, CORE_CONTEXT_URL, STADTLINK_CONTEXT_URL, all_contexts, context_url, load_context
 from .ngsi_ld import check_structure, fast_key_values, to_key_values
 from .problems import InvalidEntity, Problem, UnknownModel
+from .registry import ModelConflict, SmartDataModel, model_for, register_model, registered_models
 from .validation import known_models, schema_path, schema_problems
 
 __all__ = [
@@ -24,14 +25,20 @@ __all__ = [
     "CORE_CONTEXT_URL",
     "STADTLINK_CONTEXT_URL",
     "InvalidEntity",
+    "ModelConflict",
     "Problem",
+    "SmartDataModel",
     "UnknownModel",
+    "all_contexts",
     "assert_valid",
     "check_entity",
     "check_key_values",
     "context_url",
     "known_models",
     "load_context",
+    "model_for",
+    "register_model",
+    "registered_models",
     "schema_path",
     "to_key_values",
 ]

@@ -1,87 +1,121 @@
-"""The Smart Data Models JSON-LD @context files shipped with this package.
+"""The JSON-LD @context files: every registered model's context, the Smart Data Models common
+context and stadtlink's compound context, each under its canonical URL (and the
+smart-data-models.github.io aliases of the bundled ones).
 
-``CONTEXTS`` maps each upstream @context URL to its local copy, so the runtime can send the right
-``Link`` header per adapter and the Helm chart's context server can serve the files without
-internet access.
+``CONTEXTS`` (URL → local file) is a live view of the model registry, so the runtime's ``Link``
+header, the local broker's context store and the chart's context server also know the contexts
+of models an adapter package registers. Nothing here is fetched: every file is local.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from . import registry as _registry
+from .bundled import (MODELS as _BUNDLED, PACKAGE_DIR, CONTEXT_DIR, repository_alias_urls,
+                      repository_context_file, repository_context_url)
 from .problems import UnknownModel
-from .validation import MODEL_REPOSITORY, PACKAGE_DIR
-
-CONTEXT_DIR = PACKAGE_DIR / "common" / "contexts"
 
 #: NGSI-LD core context; brokers add it implicitly (no local copy here)
 CORE_CONTEXT_URL = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
 
-#: repository → its canonical @context URL
+#: bundled repository → its canonical @context URL
 REPOSITORY_CONTEXT_URL: dict[str, str] = {
-    repo: f"https://raw.githubusercontent.com/smart-data-models/{repo}/master/context.jsonld"
-    for repo in (
-        "dataModel.Parking",
-        "dataModel.Weather",
-        "dataModel.Environment",
-        "dataModel.GreenEnergy",
-        "dataModel.Energy",
-        "dataModel.Device",
-        "dataModel.Alert",
-    )
+    repo: repository_context_url(repo)
+    for repo in dict.fromkeys([repo for repo, _ in _BUNDLED.values()] + ["data-models"])
 }
-REPOSITORY_CONTEXT_URL["data-models"] = (
-    "https://raw.githubusercontent.com/smart-data-models/data-models/master/context/common-context.jsonld"
-)
 
-#: @context URL → local file
-CONTEXTS: dict[str, Path] = {
-    url: CONTEXT_DIR / repo / ("common-context.jsonld" if repo == "data-models" else "context.jsonld")
-    for repo, url in REPOSITORY_CONTEXT_URL.items()
-}
-# the SolarEnergy examples use the GitHub Pages URL of the same file
-CONTEXTS["https://smart-data-models.github.io/dataModel.Energy/context.jsonld"] = (
-    CONTEXT_DIR / "dataModel.Energy" / "context.jsonld"
-)
-
-#: stadtlink's compound default @context (AdapterSpec default): every SDM context above in one
-#: list. JSON-LD lets a later context win a term, and 61 terms (temperature, category, refDevice,
-#: ...) expand differently per repository, so prefer the per-model ``context_url(model)``.
+#: stadtlink's compound default @context (AdapterSpec default): the bundled SDM contexts in one
+#: list, in the order scripts/gen_contexts.py derives. A later context wins a term, and terms such
+#: as ``refDevice`` expand differently per repository, so a single list cannot give every model
+#: its own IRIs: see :mod:`schemas.vocabulary` for the checked facts and the per-type contexts.
 STADTLINK_CONTEXT_URL = (
     "https://raw.githubusercontent.com/stadtlink/stadtlink/main/schemas/contexts/stadtlink-context.jsonld"
 )
-CONTEXTS[STADTLINK_CONTEXT_URL] = PACKAGE_DIR / "contexts" / "stadtlink-context.jsonld"
+STADTLINK_CONTEXT_FILE = PACKAGE_DIR / "contexts" / "stadtlink-context.jsonld"
+
+
+def _bundled_contexts() -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for repo, url in REPOSITORY_CONTEXT_URL.items():
+        out[url] = repository_context_file(repo)
+    for repo in REPOSITORY_CONTEXT_URL:
+        for alias in repository_alias_urls(repo):
+            out.setdefault(alias, repository_context_file(repo))
+    out[STADTLINK_CONTEXT_URL] = STADTLINK_CONTEXT_FILE
+    return out
+
+
+_BUNDLED_CONTEXTS = _bundled_contexts()
+
+
+@functools.lru_cache(maxsize=4)
+def _all_contexts(version: int) -> dict[str, Path]:
+    out = dict(_BUNDLED_CONTEXTS)
+    for model in _registry.registered_models().values():
+        out.setdefault(model.context_url, model.context)
+    return out
+
+
+def all_contexts() -> dict[str, Path]:
+    """URL → local file of every @context this process knows (bundled and registered)."""
+    _registry.discover()
+    return _all_contexts(_registry.version())
+
+
+class _LiveContexts(Mapping):
+    """``CONTEXTS``: a read-only, always current view of :func:`all_contexts`."""
+
+    def __getitem__(self, url: str) -> Path:
+        return all_contexts()[url]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(all_contexts())
+
+    def __len__(self) -> int:
+        return len(all_contexts())
+
+    def __repr__(self) -> str:
+        return f"CONTEXTS({len(self)} @context URLs)"
+
+
+#: @context URL → local file (live: includes contexts of models registered by packages)
+CONTEXTS: Mapping[str, Path] = _LiveContexts()
 
 
 def context_url(model_or_repo: str) -> str:
-    """The @context URL for a model (``"ParkingSpot"``) or repository (``"dataModel.Parking"``,
-    ``"Parking"``, ``"data-models"``)."""
-    repo = MODEL_REPOSITORY.get(model_or_repo)
-    if repo is None:
-        if model_or_repo in REPOSITORY_CONTEXT_URL:
-            repo = model_or_repo
-        elif f"dataModel.{model_or_repo}" in REPOSITORY_CONTEXT_URL:
-            repo = f"dataModel.{model_or_repo}"
-    if repo is None:
-        known = sorted(MODEL_REPOSITORY) + sorted(REPOSITORY_CONTEXT_URL)
-        raise UnknownModel(f"no @context for {model_or_repo!r}; known: {', '.join(known)}")
-    return REPOSITORY_CONTEXT_URL[repo]
+    """The @context URL for a model (``"ParkingSpot"``) or bundled repository
+    (``"dataModel.Parking"``, ``"Parking"``, ``"data-models"``)."""
+    model = _registry.model_for(model_or_repo)
+    if model is not None:
+        return model.context_url
+    for repo in (model_or_repo, f"dataModel.{model_or_repo}"):
+        if repo in REPOSITORY_CONTEXT_URL:
+            return REPOSITORY_CONTEXT_URL[repo]
+    known = sorted(_registry.registered_models()) + sorted(REPOSITORY_CONTEXT_URL)
+    raise UnknownModel(f"no @context for {model_or_repo!r}; known: {', '.join(known)}")
 
 
-@functools.cache
-def _context_text(url: str) -> str:
-    path = CONTEXTS.get(url)
+def context_text(url: str) -> str:
+    """The exact text of a local @context file."""
+    path = all_contexts().get(url)
     if path is None:
-        raise UnknownModel(f"no local copy of @context {url!r}; known: {', '.join(sorted(CONTEXTS))}")
+        raise UnknownModel(f"no local copy of @context {url!r}; known: {', '.join(sorted(all_contexts()))}")
+    return _read(path)
+
+
+@functools.lru_cache(maxsize=256)
+def _read(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
 def load_context(url: str) -> dict[str, Any]:
-    """The parsed @context document (``{"@context": {...}}``) for a URL in ``CONTEXTS``.
+    """The parsed @context document (``{"@context": ...}``) for a URL in ``CONTEXTS``.
 
     Returns a fresh dict on every call, so callers may modify it.
     """
-    return json.loads(_context_text(url))
+    return json.loads(context_text(url))

@@ -22,49 +22,26 @@ from referencing.jsonschema import DRAFT202012
 
 from .problems import Problem, UnknownModel, json_path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-COMMON_DIR = PACKAGE_DIR / "common"
+from . import registry as _registry
+from .bundled import COMMON_DIR, COMMON_SCHEMA_FILES, PACKAGE_DIR
 
-#: $ref URL → local file (the table in SOURCES.md; each file is named like the URL's last segment)
-COMMON_SCHEMAS: dict[str, Path] = {
-    url: COMMON_DIR / url.rsplit("/", 1)[1]
-    for url in (
-        "https://smart-data-models.github.io/data-models/common-schema.json",
-        "https://smart-data-models.github.io/dataModel.Environment/Environment-schema.json",
-        "https://smart-data-models.github.io/dataModel.Weather/weather-schema.json",
-        "https://smart-data-models.github.io/dataModel.Device/device-schema.json",
-        "https://smart-data-models.github.io/dataModel.Alert/alert-schema.json",
-    )
-}
-
-#: model → upstream repository (decides the @context, see contexts.py)
-MODEL_REPOSITORY: dict[str, str] = {
-    "Alert": "dataModel.Alert",
-    "Device": "dataModel.Device",
-    "DeviceMeasurement": "dataModel.Device",
-    "FloodMonitoring": "dataModel.Environment",
-    "WaterObserved": "dataModel.Environment",
-    "InverterDevice": "dataModel.Energy",
-    "SolarEnergy": "dataModel.Energy",
-    "ThreePhaseAcMeasurement": "dataModel.Energy",
-    "OffStreetParking": "dataModel.Parking",
-    "ParkingGroup": "dataModel.Parking",
-    "ParkingSpot": "dataModel.Parking",
-    "PhotovoltaicDevice": "dataModel.GreenEnergy",
-    "PhotovoltaicMeasurement": "dataModel.GreenEnergy",
-    "WeatherObserved": "dataModel.Weather",
-}
+#: $ref URL → local file of the bundled common schemas (each file's $id is that URL)
+COMMON_SCHEMAS: dict[str, Path] = {}
+for _name in COMMON_SCHEMA_FILES:
+    with (COMMON_DIR / _name).open(encoding="utf-8") as _handle:
+        COMMON_SCHEMAS[json.load(_handle)["$id"]] = COMMON_DIR / _name
 
 
 def known_models() -> list[str]:
-    """Names of the Smart Data Models whose schema ships with this package."""
-    return sorted(MODEL_REPOSITORY)
+    """Names of the Smart Data Models known to this process (bundled and registered), sorted."""
+    return sorted(_registry.registered_models())
 
 
 def schema_path(model: str) -> Path:
-    if model not in MODEL_REPOSITORY:
+    found = _registry.model_for(model)
+    if found is None:
         raise UnknownModel(f"unknown model {model!r}; known: {', '.join(known_models())}")
-    return PACKAGE_DIR / model / "schema.json"
+    return found.schema
 
 
 def _load_json(path: Path) -> Any:
@@ -72,12 +49,20 @@ def _load_json(path: Path) -> Any:
         return json.load(handle)
 
 
-@functools.cache
 def registry() -> Registry:
-    """Offline registry: each common schema under the URL the model schemas use in ``$ref``."""
-    resources: list[tuple[str, Resource]] = []
-    for url, path in COMMON_SCHEMAS.items():
-        resources.append((url, DRAFT202012.create_resource(_load_json(path))))
+    """Offline registry: each common schema under the URL the model schemas use in ``$ref`` (the
+    bundled ones and the ``common`` files of registered models, under their ``$id``)."""
+    _registry.discover()
+    return _schema_registry(_registry.version())
+
+
+@functools.lru_cache(maxsize=4)
+def _schema_registry(version: int) -> Registry:
+    files: dict[str, Path] = dict(COMMON_SCHEMAS)
+    for model in _registry.registered_models().values():
+        for path in model.common:
+            files.setdefault(_load_json(path)["$id"], path)
+    resources = [(url, DRAFT202012.create_resource(_load_json(path))) for url, path in files.items()]
     return Registry().with_resources(resources).crawl()
 
 

@@ -13,6 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Mapping, Protocol, runtime_checkable
 
+from stadtlink.schemas.registry import SmartDataModel
+
 from .errors import DecodeError, MappingError
 from .lorawan import parse_uplink
 from .reading import RawMessage, Reading, Uplink
@@ -229,6 +231,11 @@ class AdapterSpec:
     #: Entities derived from state shared by the replicas (Redis), computed by one replica at a
     #: time: an :class:`stadtlink.adapters.core.shared.DeriveHook` (e.g. parking site aggregates). Optional.
     derive: Any = None
+    #: Smart Data Models this package brings (not bundled with stadtlink): registered when the
+    #: spec is loaded; declare the same tuple under the ``stadtlink.models`` entry point too, so
+    #: the local broker, the context server and ``stadtlink validate`` find them without loading
+    #: the adapter (docs/adding-a-model.md).
+    models: tuple[SmartDataModel, ...] = ()
 
     def profile(self, name: str) -> Profile:
         try:

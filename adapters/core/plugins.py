@@ -33,6 +33,7 @@ def register_adapter(spec: AdapterSpec) -> AdapterSpec:
     """Make ``spec`` known to :func:`load_adapters` in this process."""
     if not isinstance(spec, AdapterSpec):
         raise TypeError("register_adapter needs an AdapterSpec")
+    register_spec_models(spec)
     _registered[spec.name] = spec
     return spec
 
@@ -85,7 +86,22 @@ def load_adapters() -> tuple[dict[str, AdapterSpec], list[PluginError]]:
             continue
         found[obj.name] = obj
     found.update(_registered)
+    for spec in list(found.values()):
+        try:
+            register_spec_models(spec)
+        except Exception as exc:  # noqa: BLE001 - reported like an import failure
+            errors.append(PluginError(spec.name, f"{spec.name}.models", f"{type(exc).__name__}: {exc}"))
+            found.pop(spec.name, None)
     return found, errors
+
+
+def register_spec_models(spec: AdapterSpec) -> None:
+    """Make the Smart Data Models an adapter declares (``AdapterSpec.models``) known to the
+    schemas registry, so the entity check and the context lookups of this process find them."""
+    from stadtlink.schemas.registry import register_model
+
+    for model in spec.models:
+        register_model(model, origin=f"adapter {spec.name}")
 
 
 def get_adapter(name: str) -> AdapterSpec:

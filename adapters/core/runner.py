@@ -64,6 +64,9 @@ def _resolve_adapter(adapter: AdapterSpec | str | None, data_adapter: str | None
 class Runner:
     def __init__(self, adapter: AdapterSpec, config: Any, base_dir: Path, *, backend=None,
                  sources: list | None = None, redis_client=None):
+        from .plugins import register_spec_models
+
+        register_spec_models(adapter)  # its own Smart Data Models, before the first entity check
         self.adapter = adapter
         self.config = config
         self.base_dir = base_dir
