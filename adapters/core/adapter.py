@@ -11,7 +11,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Mapping, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator, Literal, Mapping, Protocol, TypeVar, runtime_checkable
 
 from stadtlink.schemas.registry import SmartDataModel
 
@@ -27,6 +27,7 @@ STADTLINK_CONTEXT_URL = (
 )
 
 Semantics = Literal["latest-state", "time-series"]
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -177,6 +178,20 @@ class MapContext:
     #: Field-level writes to state shared by all replicas (adapters/core/shared.py), set by the
     #: runtime when the adapter's ``derive`` hook is on; None otherwise (the mapper maps inline).
     shared: Any = None
+    #: objects the mapper owns for this context (indexes, running counts): see :meth:`owned`
+    _owned: dict[Callable[[], Any], Any] = field(default_factory=dict, repr=False)
+
+    def owned(self, factory: Callable[[], T]) -> T:
+        """The mapper's own object of type/factory ``factory`` for this context, built on first use.
+
+        For state a mapper derives and keeps between readings but never persists (a site index,
+        running counts): it lives exactly as long as this context, so two adapters — or two tests —
+        in one process never share it, unlike a module global."""
+        try:
+            return self._owned[factory]
+        except KeyError:
+            obj = self._owned[factory] = factory()
+            return obj
 
     def device(self, reading: Reading) -> DeviceRecord | None:
         return self.registry.lookup(reading.device_id, reading.meta.get("dev_eui"))

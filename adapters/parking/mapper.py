@@ -28,7 +28,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Iterable
-from weakref import WeakKeyDictionary
 
 from stadtlink.adapters.core.adapter import MapContext
 from stadtlink.adapters.core.device import device_entity
@@ -42,6 +41,7 @@ from stadtlink.adapters.core.timeutil import iso_ms, parse_time
 from .decoders.vocab import LAYOUT_CATEGORY, SITE_CATEGORY, SITE_LAYOUT, split_list, unique
 from .profiles import KIND_INVALID_SITE, KIND_SITE, KIND_SITE_STATIC
 from .settings import ParkingSettings, battery_level
+from .sites import SiteAggregates, Summary, count_statuses, summarize
 
 SPOT_KINDS = frozenset({"status", "heartbeat", "startup"})
 SPOT_CATEGORIES = ("onStreet", "offStreet")
@@ -99,26 +99,9 @@ def _spot_category(rec: DeviceRecord) -> list[str]:
     return chosen[:1] or ["offStreet"]
 
 
-# Per registry: which spot sensors belong to which site (and level). Registries are replaced, not
-# mutated, when a config is reloaded, so the cache is keyed by the registry object itself.
-_SITE_INDEX: "WeakKeyDictionary[DeviceRegistry, dict[str, list[DeviceRecord]]]" = WeakKeyDictionary()
-
-
-def _site_index(registry: DeviceRegistry) -> dict[str, list[DeviceRecord]]:
-    try:
-        return _SITE_INDEX[registry]
-    except (KeyError, TypeError):
-        pass
-    index: dict[str, list[DeviceRecord]] = {}
-    for rec in registry:
-        site = rec.get("site")
-        if site is not None:
-            index.setdefault(str(site), []).append(rec)
-    try:
-        _SITE_INDEX[registry] = index
-    except TypeError:  # not weak-referenceable: no cache
-        pass
-    return index
+def _sites(ctx: MapContext) -> SiteAggregates:
+    """The context's site index and running counts (adapters/parking/sites.py)."""
+    return ctx.owned(SiteAggregates)
 
 
 def _centroid(records: Iterable[DeviceRecord]) -> tuple[float, float] | None:
@@ -194,7 +177,7 @@ def _map_spot(reading: Reading, ctx: MapContext, settings: ParkingSettings) -> l
     if settings.devices:
         entities.append(_device_entity(ctx, rec, reading, settings, lonlat))
     if site is not None and settings.aggregates(site):
-        summary = _summary_after(site, before, spots, previous, entry)
+        summary = _sites(ctx).summary_after(site, before, spots, previous, entry)
         entities.extend(_site_aggregate(ctx, settings, site, levels={level} if level is not None else set(),
                                         spots=spots, summary=summary))
     return entities
@@ -247,83 +230,11 @@ def _device_entity(ctx: MapContext, rec: DeviceRecord, reading: Reading, setting
 
 # --------------------------------------------------------------------------------------------- aggregation
 
-# ---- running counts of the inline path (site_state: local)
-#
-# Counting the ~100 spots of a site on every uplink was the mapper's top cost (benchmarks/README.md).
-# The counts of a site's spot states are kept here, next to the very dict object they were taken
-# from. The mapper never changes a spots dict once it is in ctx.state (each write stores a new dict,
-# which the StateStore journal relies on for rollback), so "the cached dict *is* the state's dict"
-# means the counts are still right; anything else (restart, rollback, tick, another StateStore)
-# finds a different object and recounts. Not persisted: derived, rebuilt on the first uplink.
-
-class _Summary:
-    """What the site aggregate needs from all spots: status counts, on-street spots, the latest
-    ``observed_at`` (as string; ``odd`` counts stamps not in ``iso_ms`` form, for which it falls back)."""
-
-    __slots__ = ("counts", "on_street", "odd", "latest", "size")
-
-    def __init__(self, counts: dict[str, int], on_street: int, odd: int, latest: str | None, size: int):
-        self.counts, self.on_street, self.odd, self.latest, self.size = counts, on_street, odd, latest, size
-
-
-_SUMMARIES: dict[str, tuple[dict, _Summary]] = {}
-_SUMMARIES_MAX = 100_000   # sites; beyond that the cache starts over (it is only a cache)
-
-
-def _canonical(stamp: Any) -> bool:
-    return type(stamp) is str and len(stamp) == 24 and stamp[-1] == "Z"
-
-
-def _summarize(spots: dict[str, dict]) -> _Summary:
-    """The full recount."""
-    values = spots.values()
-    stamps = [s.get("observed_at") for s in values]
-    odd = sum(1 for t in stamps if not _canonical(t))
-    return _Summary(_count(values), sum(1 for s in values if s.get("street") == "onStreet"), odd,
-                    max(stamps) if stamps and not odd else None, len(spots))
-
-
-def _summary_after(site: str, before: dict | None, spots: dict[str, dict], previous: dict | None,
-                   entry: dict) -> _Summary:
-    """The summary of ``spots`` (= ``before`` with ``entry`` in place of ``previous``): from the cached
-    summary of ``before`` when there is one, else recounted. Caches it for ``spots``."""
-    cached = _SUMMARIES.get(site)
-    summary = None
-    if cached is not None and before is not None and cached[0] is before and cached[1].size == len(before):
-        old = cached[1]
-        latest = old.latest
-        stamp = entry["observed_at"]
-        if previous is not None and (old.odd or (latest is not None and previous.get("observed_at") == latest
-                                                 and not (_canonical(stamp) and stamp >= latest))):
-            pass   # the latest stamp may go back (or stamps are odd): recount
-        else:
-            counts = dict(old.counts)
-            on_street, odd = old.on_street, old.odd
-            if previous is not None:
-                status = previous.get("status", "unknown")
-                counts[status] -= 1
-                on_street -= previous.get("street") == "onStreet"
-            status = entry.get("status", "unknown")
-            counts[status] = counts.get(status, 0) + 1
-            on_street += entry.get("street") == "onStreet"
-            if not _canonical(stamp):
-                odd, latest = odd + 1, None
-            elif not odd:
-                latest = stamp if latest is None or stamp > latest else latest
-            summary = _Summary(counts, on_street, odd, latest, len(spots))
-    if summary is None:
-        summary = _summarize(spots)
-    if len(_SUMMARIES) >= _SUMMARIES_MAX and site not in _SUMMARIES:
-        _SUMMARIES.clear()
-    _SUMMARIES[site] = (spots, summary)
-    return summary
-
-
 def _site_aggregate(ctx: MapContext, settings: ParkingSettings, site: str, levels: set,
-                    spots: dict[str, dict] | None = None, summary: _Summary | None = None) -> list[dict]:
+                    spots: dict[str, dict] | None = None, summary: Summary | None = None) -> list[dict]:
     """The OffStreetParking of a sensor-equipped site (+ the ParkingGroups of ``levels``), from
     ``spots`` (spot id → entry), by default the site's spot states in ``ctx.state``. ``summary``:
-    the counts of ``spots`` if known (:func:`_summary_after`), else they are counted here."""
+    the counts of ``spots`` if known (:meth:`SiteAggregates.summary_after`), else they are counted here."""
     if not settings.aggregates(site):
         return []
     if spots is None:
@@ -331,10 +242,10 @@ def _site_aggregate(ctx: MapContext, settings: ParkingSettings, site: str, level
     if not spots:
         return []
     if summary is None:
-        summary = _summarize(spots)
+        summary = summarize(spots)
     if summary.on_street:
         return []  # on-street sites have no OffStreetParking; their spots stand alone
-    registered = _site_index(ctx.registry).get(site, [])
+    registered = _sites(ctx).index(ctx.registry).get(site, [])
     site_rec = ctx.registry.lookup(site)
     if site_rec is not None and site_rec.get("site") is not None:
         site_rec = None  # that id is a spot sensor, not a site record
@@ -394,18 +305,11 @@ def _latest(stamps: Iterable[str]) -> datetime:
     return max(parse_time(t) for t in stamps)
 
 
-def _count(spots: Iterable[dict]) -> dict[str, int]:
-    counts = {"free": 0, "occupied": 0, "closed": 0, "unknown": 0}
-    for s in spots:
-        counts[s.get("status", "unknown")] = counts.get(s.get("status", "unknown"), 0) + 1
-    return counts
-
-
 def _level_group(ctx: MapContext, site: str, level: Any, spots: dict[str, dict], registered: list[DeviceRecord],
                  site_rec: DeviceRecord | None) -> dict:
     on_level = [s for s in spots.values() if str(s.get("level")) == str(level)]
     recs = [r for r in registered if str(r.get("level")) == str(level)]
-    counts = _count(on_level)
+    counts = count_statuses(on_level)
     observed = _latest(s["observed_at"] for s in on_level) if on_level else None
     total = max(len(recs), len(on_level), 1)
     site_name = site_rec.name if site_rec is not None and site_rec.name else site
@@ -488,7 +392,7 @@ async def derive_sites(dc) -> list[dict]:
         _seed_from_local_state(ctx, settings, dc.writes)
     if dc.full:
         marked = await dc.pop_marked(DIRTY_SITES, 1_000_000)
-        sites = sorted(set(_site_index(ctx.registry)) | set(marked))
+        sites = sorted(set(_sites(ctx).index(ctx.registry)) | set(marked))
     else:
         sites = await dc.pop_marked(DIRTY_SITES)
     if not sites:

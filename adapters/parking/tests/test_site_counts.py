@@ -1,4 +1,4 @@
-"""The site aggregate's running counts (mapper._summary_after) against a full recount.
+"""The site aggregate's running counts (sites.SiteAggregates.summary_after) against a full recount.
 
 The inline path keeps each site's status counts and latest observation next to the spots dict
 they were taken from and updates them by the one changed spot; everything that replaces the
@@ -17,6 +17,7 @@ from stadtlink.adapters.core.errors import ReadingDropped
 from stadtlink.adapters.core.timeutil import parse_time
 from stadtlink.adapters.parking import ADAPTER, tick
 from stadtlink.adapters.parking import mapper as parking_mapper
+from stadtlink.adapters.parking.sites import SiteAggregates
 
 from .helpers import make_ctx, value
 from .test_mapper import T0, spot_reading
@@ -90,7 +91,7 @@ def test_running_counts_equal_a_full_recount(seed):
         reading = spot_reading(device, rnd.choice(["00", "01"]), at=at)
         rollback = rnd.random() < 0.1
         before = ctx.state.get(KEY)
-        cached = parking_mapper._SUMMARIES.get(SITE)
+        cached = ctx.owned(SiteAggregates).cached(SITE)
         ctx.state.begin()
         try:
             ents = ADAPTER.mapper(reading, ctx)
@@ -107,7 +108,7 @@ def test_running_counts_equal_a_full_recount(seed):
         site_entity = site_ents[f"urn:ngsi-ld:OffStreetParking:test:{SITE}"]
         _check_against_state(ctx, site_entity)
         seen_available.add(value(site_entity, "availableSpotNumber"))
-        assert parking_mapper._SUMMARIES[SITE][0] is ctx.state[KEY]
+        assert ctx.owned(SiteAggregates).cached(SITE)[0] is ctx.state[KEY]
         if rollback:
             ctx.state.rollback()
             rollbacks += 1
@@ -136,3 +137,22 @@ def test_odd_timestamps_in_a_restored_state_fall_back_to_parsing():
     site = next(e for e in ents if e["type"] == "OffStreetParking")
     assert site["occupancyModified"]["value"]["@value"] == "2025-03-01T11:00:00.000Z"
     assert value(site, "occupiedSpotNumber") == 2
+
+
+def test_site_aggregation_belongs_to_its_context():
+    """Two mapping contexts (two adapters in one process) with a site of the same name but different
+    registries and states: interleaved uplinks give each context the aggregate of its own spots."""
+    small = [d for d in _fleet() if d["id"] in (SITE, "w-0", "w-1")]
+    small[0] = dict(small[0], total_spots=2)
+    big, little = make_ctx(_fleet()), make_ctx(small)
+    assert big.owned(SiteAggregates) is not little.owned(SiteAggregates)
+    for i, (ctx, device) in enumerate([(big, "w-2"), (little, "w-0"), (big, "w-3"), (little, "w-1"), (big, "w-0")]):
+        ents = ADAPTER.mapper(spot_reading(device, "01", at=T0 + timedelta(minutes=i)), ctx)
+        site = next(e for e in ents if e["type"] == "OffStreetParking")
+        _check_against_state(ctx, site)
+        assert ctx.owned(SiteAggregates).cached(SITE)[0] is ctx.state[KEY]
+    assert value(site, "totalSpotNumber") == 14
+    ents = ADAPTER.mapper(spot_reading("w-0", "00", at=T0 + timedelta(minutes=9)), little)
+    site = next(e for e in ents if e["type"] == "OffStreetParking")
+    assert (value(site, "totalSpotNumber"), value(site, "availableSpotNumber"), value(site, "occupiedSpotNumber")) \
+        == (2, 1, 1)
