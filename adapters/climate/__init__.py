@@ -12,6 +12,7 @@ from stadtlink.adapters.core.adapter import AdapterSpec
 from .mapper import map_reading
 from .profiles import PROFILES
 from .settings import ClimateSettings
+from .simulator import DEMO
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -25,6 +26,7 @@ ADAPTER = AdapterSpec(
     settings_model=ClimateSettings,
     entity_types=("WeatherObserved", "Device", "DeviceMeasurement"),
     example_config=PACKAGE_DIR / "example-config.yaml",
+    demo=DEMO,
 )
 
 __all__ = ["ADAPTER", "ClimateSettings", "map_reading"]

@@ -16,8 +16,10 @@ import random
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
+
+from stadtlink.adapters.core.adapter import DemoSimulators
 
 from .decoders import (
     ATM41_GROUP0,
@@ -277,7 +279,23 @@ class StationFleet:
         return out
 
 
+# ------------------------------------------------------------------------------------ stadtlink demo
+
+def _demo_station(rec, fleet) -> tuple:
+    """A demo device for a registry record: the station's simulated weather, every 8 s."""
+    station = SimulatedStation(rec.id, profile=rec.profile, lat=rec.lat or 49.49, lon=rec.lon or 8.47,
+                               seed=len(fleet.devices))
+
+    def weather(state, rnd, now, station=station):
+        return station.payload(datetime.fromtimestamp(now, timezone.utc)), 1
+    return weather, 8.0
+
+
+DEMO = DemoSimulators(devices={"decentlab-dl-atm41": _demo_station, "barani-meteohelix": _demo_station})
+
+
 __all__ = [
+    "DEMO",
     "SimulatedStation",
     "StationFleet",
     "encode_dl_atm41",

@@ -11,7 +11,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Mapping, Protocol, TypeVar, runtime_checkable
+from typing import Any, Awaitable, Callable, Iterator, Literal, Mapping, Protocol, TypeVar, runtime_checkable
 
 from stadtlink.schemas.registry import SmartDataModel
 
@@ -228,6 +228,33 @@ class MapContext:
 Mapper = Callable[[Reading, MapContext], list[dict]]
 
 
+#: ``encode(state, rnd, now) -> (payload bytes, f_port)``: one simulated uplink of a demo device.
+DemoEncoder = Callable[[dict, Any, float], "tuple[bytes, int]"]
+
+
+@dataclass(frozen=True)
+class DemoSimulators:
+    """What ``stadtlink demo`` runs for a family besides its adapter (``AdapterSpec.demo``).
+
+    The demo starts the adapter from its ``example_config`` and points it at these simulators, so a
+    family — built in or an integrator's package — joins the demo without a change to the core.
+
+    ``devices``: LoRaWAN profile → ``make(record, fleet)`` returning ``(encode, interval_s)`` (or None
+    to leave the record out) for every registry record of that profile; the demo publishes the
+    encoded bytes in TTS v3 / ChirpStack v4 uplinks on the example config's topics. ``fleet`` is the
+    family's :class:`~stadtlink.adapters.core.demo.devices.DeviceFleet` (its start time ``t0`` and the
+    ``devices`` built so far).
+
+    ``services``: ``async start(demo)`` starting the HTTP feeds / Modbus servers the example config
+    polls, with ``demo`` a :class:`~stadtlink.adapters.core.demo.city.DemoServices`
+    (``serve_http(app, replaces=...)``, ``redirect_modbus(...)``, ``on_stop(...)``).
+    """
+
+    devices: Mapping[str, Callable[[DeviceRecord, Any], "tuple[DemoEncoder, float] | None"]] = field(
+        default_factory=dict)
+    services: Callable[[Any], Awaitable[None]] | None = None
+
+
 @dataclass(frozen=True)
 class AdapterSpec:
     name: str
@@ -251,6 +278,9 @@ class AdapterSpec:
     #: the local broker, the context server and ``stadtlink validate`` find them without loading
     #: the adapter (docs/adding-a-model.md).
     models: tuple[SmartDataModel, ...] = ()
+    #: How ``stadtlink demo`` simulates this family's devices and feeds (:class:`DemoSimulators`);
+    #: None = the family is not part of the demo.
+    demo: DemoSimulators | None = None
 
     def profile(self, name: str) -> Profile:
         try:

@@ -12,6 +12,7 @@ from stadtlink.adapters.core.shared import DeriveHook
 from .mapper import derive_options, derive_sites, map_reading, tick
 from .profiles import PROFILES
 from .settings import ParkingSettings
+from .simulator import DEMO
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -29,6 +30,7 @@ ADAPTER = AdapterSpec(
     tick_interval=30.0,
     # site_state: shared — site aggregates computed by one replica at a time from spot states in Redis
     derive=DeriveHook(compute=derive_sites, options=derive_options, setting="settings.site_state"),
+    demo=DEMO,
 )
 
 __all__ = ["ADAPTER", "map_reading", "tick", "ParkingSettings", "PROFILES"]

@@ -12,6 +12,7 @@ from stadtlink.adapters.core.adapter import AdapterSpec
 from .mapper import map_reading
 from .profiles import FRONIUS_PROFILE, PROFILES, SUNSPEC_PROFILE
 from .settings import PvSettings
+from .simulator import DEMO
 
 PACKAGE_DIR = Path(__file__).parent
 
@@ -26,6 +27,7 @@ ADAPTER = AdapterSpec(
     settings_model=PvSettings,
     entity_types=("ThreePhaseAcMeasurement", "Device", "DeviceMeasurement", "PhotovoltaicMeasurement"),
     example_config=PACKAGE_DIR / "example-config.yaml",
+    demo=DEMO,
 )
 
 __all__ = ["ADAPTER", "FRONIUS_PROFILE", "SUNSPEC_PROFILE", "PvSettings", "map_reading"]

@@ -24,6 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
+from stadtlink.adapters.core.adapter import DemoSimulators
+
 from .sunspec import END_MODEL_ID, SUNS_MARKER, ModelDef, Point, model_definitions
 
 #: Scale factors the encoder uses when the values do not name one.
@@ -438,3 +440,22 @@ __all__ = [
     "sunrise_power_fn",
     "sunrise_values_fn",
 ]
+
+
+# ------------------------------------------------------------------------------------ stadtlink demo
+
+FRONIUS_NETLOC = "127.0.0.1:8604"     # where the example config polls the Fronius Solar API
+SUNSPEC_ADDRESS = "127.0.0.1:5020"    # where the example config reads the SunSpec inverter
+
+
+async def start_demo_inverters(demo) -> None:
+    """A Fronius Solar API and a SunSpec Modbus inverter whose sun rises and sets every 10 minutes."""
+    await demo.serve_http(create_fronius_app(values_fn=sunrise_power_fn(peak_w=9800.0, day_s=600.0)),
+                          replaces=FRONIUS_NETLOC)
+    inverter = await serve_sunspec_inverter(demo.host, 0, values_fn=sunrise_values_fn(
+        peak_w=29_700.0, day_s=600.0, start_phase=0.05, serial="DEMO-RATHAUS-01"))
+    demo.on_stop(inverter.stop)
+    demo.redirect_modbus(SUNSPEC_ADDRESS, demo.host, inverter.port)
+
+
+DEMO = DemoSimulators(services=start_demo_inverters)

@@ -6,6 +6,7 @@ from stadtlink.adapters.core.adapter import AdapterSpec, FunctionProfile, LoRaWA
 from .decoders import decode_dl_mbx, decode_em500_udl, decode_ldds75, decode_pegelonline
 from .mapper import map_reading
 from .settings import WaterLevelSettings
+from .simulator import DEMO
 
 HERE = Path(__file__).resolve().parent
 
@@ -29,4 +30,5 @@ ADAPTER = AdapterSpec(
     settings_model=WaterLevelSettings,
     entity_types=("FloodMonitoring", "WaterObserved", "Alert", "Device"),
     example_config=HERE / "example-config.yaml",
+    demo=DEMO,
 )

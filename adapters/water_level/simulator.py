@@ -10,6 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
+from stadtlink.adapters.core.adapter import DemoSimulators
+
 
 def encode_dl_mbx(distance_m: float, *, battery_v: float = 3.3, sensor_id: int = 303, samples: int = 8) -> bytes:
     return struct.pack(">BHHHHH", 2, sensor_id, 0x0003, round(distance_m * 1000), samples, round(battery_v * 1000))
@@ -82,3 +84,46 @@ class PegelonlineSimulator:
     def add_routes(self, app: web.Application, prefix: str = "/webservices/rest-api/v2") -> None:
         app.router.add_get(prefix + "/stations.json", self.stations_json)
         app.router.add_get(prefix + "/stations/{station}.json", self.station_json)
+
+
+# ------------------------------------------------------------------------------------ stadtlink demo
+
+GAUGE_PROFILES = ("decentlab-dl-mbx", "milesight-em500-udl", "dragino-ldds75")
+
+#: the PEGELONLINE stations the demo serves where the example config polls them
+DEMO_STATIONS = [
+    {"uuid": "a6ee8177-107b-47dd-bcfd-30960ccc6e9c", "number": "2600010", "name": "Trier UP",
+     "water": "MOSEL", "lon": 6.6297, "lat": 49.7386, "base_m": 2.1, "peak_m": 4.6, "period_s": 600,
+     "gauge_zero": 124.0},
+    {"uuid": "3e5a0c4c-a3b6-4b8c-8a7d-0a8f1c9e2d11", "number": "2620040", "name": "Cochem",
+     "water": "MOSEL", "lon": 7.1667, "lat": 50.1436, "base_m": 1.6, "peak_m": 3.9, "period_s": 720,
+     "gauge_zero": 80.5},
+]
+PEGELONLINE_NETLOC = "127.0.0.1:8603"
+
+
+def _demo_gauge(rec, fleet) -> tuple:
+    """A demo gauge: the first one's river rises past its alert level, the others stay below it."""
+    profile = rec.profile
+    ref = float(rec.get("reference_level", 3.0))
+    alert = float(rec.get("alert_level", ref * 0.6))
+    danger = float(rec.get("danger_level", alert + 0.5))
+    crossing = not any(d.profile in GAUGE_PROFILES for d in fleet.devices)
+    peak = (alert + danger) / 2 if crossing else alert - 0.3
+    base = max(0.2, alert - 1.0)
+    # The crossing river starts near its crest, so its Alert shows within seconds of the start.
+    offset = 0.4 * 240.0 if crossing else 0.0
+
+    def gauge(state, rnd, now, profile=profile):
+        level = river_level(now - fleet.t0 + offset, base=base, peak=peak, period_s=240.0) + rnd.uniform(-0.01, 0.01)
+        return gauge_frame(profile, reference_level=ref, level=min(level, ref - 0.05))
+    return gauge, 5.0
+
+
+async def start_demo_feeds(demo) -> None:
+    app = web.Application()
+    PegelonlineSimulator(DEMO_STATIONS).add_routes(app)
+    await demo.serve_http(app, replaces=PEGELONLINE_NETLOC)
+
+
+DEMO = DemoSimulators(devices={p: _demo_gauge for p in GAUGE_PROFILES}, services=start_demo_feeds)

@@ -10,7 +10,7 @@ import sys
 import time
 import webbrowser
 
-from .city import FAMILIES, DemoCity
+from .city import DemoCity, demo_families
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--broker-port", type=int, default=1026, help="local broker port (a free one if taken or 0)")
     p.add_argument("--twin-port", type=int, default=8080, help="twin view port (a free one if taken or 0)")
-    p.add_argument("--only", action="append", choices=FAMILIES, help="run only these families (repeatable)")
+    p.add_argument("--only", action="append", choices=demo_families(),
+                   help="run only these families (repeatable; every installed adapter with demo simulators)")
     p.add_argument("--no-open", action="store_true", help="don't open a browser (the default without a display)")
     p.add_argument("--quiet", action="store_true", help="no live counters")
     p.add_argument("--also-to", metavar="[KIND+]URL",
@@ -40,7 +41,7 @@ def _table(counters: dict[str, dict[str, int]]) -> str:
 async def _run(args) -> int:
     try:
         city = DemoCity(host=args.host, broker_port=args.broker_port, twin_port=args.twin_port,
-                        families=tuple(args.only) if args.only else FAMILIES, also_to=args.also_to)
+                        families=tuple(args.only) if args.only else None, also_to=args.also_to)
     except ValueError as exc:
         print(f"stadtlink demo: {exc}", file=sys.stderr)
         return 2

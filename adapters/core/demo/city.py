@@ -22,10 +22,16 @@ from .. import plugins
 from ..registry import DeviceRegistry
 from ..runner import Runner
 from .devices import DeviceFleet, run_fleets
-from .feeds import ParkingFeeds
 
 log = logging.getLogger("stadtlink.demo")
-FAMILIES = ("parking", "climate", "water_level", "pv")
+
+
+def demo_families() -> tuple[str, ...]:
+    """Every installed adapter that registers demo simulators (``AdapterSpec.demo``), by name: the
+    built-in families and any integrator's package, with no list of them in the core."""
+    adapters, _errors = plugins.load_adapters()
+    return tuple(sorted(name for name, spec in adapters.items()
+                        if spec.demo is not None and spec.example_config is not None))
 
 
 def port_free(host: str, port: int) -> bool:
@@ -96,14 +102,43 @@ def demo_config(raw: dict[str, Any], *, broker_url: str, mqtt_port: int, netlocs
     return cfg
 
 
+class DemoServices:
+    """What a family's ``DemoSimulators.services`` may do: serve its simulated feeds and servers and
+    have the demo point the family's example config at them."""
+
+    def __init__(self, city: "DemoCity", netlocs: dict[str, str], modbus: dict[str, tuple[str, int]]):
+        self._city = city
+        self._netlocs = netlocs
+        self._modbus = modbus
+
+    @property
+    def host(self) -> str:
+        return self._city.host
+
+    async def serve_http(self, app: web.Application, *, replaces: str) -> int:
+        """Serve ``app`` on a free port; every polled URL of ``replaces`` (``host:port`` as the example
+        config names it) is rewritten to it. Returns the port."""
+        port = await self._city._serve(app)
+        self._netlocs[replaces] = f"{self.host}:{port}"
+        return port
+
+    def redirect_modbus(self, configured: str, host: str, port: int) -> None:
+        """Modbus targets at ``configured`` (``host:port`` of the example config) go to ``host:port``."""
+        self._modbus[configured] = (host, port)
+
+    def on_stop(self, cleanup) -> None:
+        """``await cleanup()`` when the demo stops."""
+        self._city._cleanups.append(cleanup)
+
+
 class DemoCity:
     def __init__(self, *, host: str = "127.0.0.1", broker_port: int = 1026, twin_port: int = 8080,
-                 families: tuple[str, ...] = FAMILIES, also_to: str | None = None):
+                 families: tuple[str, ...] | None = None, also_to: str | None = None):
         self.also_to = parse_also_to(also_to) if also_to else None
         self.host = host
         self.broker_port = broker_port if broker_port and port_free(host, broker_port) else free_port(host)
         self.twin_port = twin_port if twin_port and port_free(host, twin_port) else free_port(host)
-        self.families = families
+        self.families = families if families is not None else demo_families()
         self.runners: dict[str, Runner] = {}
         self.failed: dict[str, str] = {}
         self._cleanups: list = []
@@ -141,35 +176,15 @@ class DemoCity:
         return port
 
     async def _start_feeds(self) -> tuple[dict[str, str], dict[str, tuple[str, int]]]:
-        """The simulated HTTP feeds and the inverter; returns the address rewrites for the configs."""
+        """Each family's simulated feeds and servers (``AdapterSpec.demo.services``); returns the address
+        rewrites for the example configs."""
         netlocs: dict[str, str] = {}
         modbus: dict[str, tuple[str, int]] = {}
-        if "parking" in self.families:
-            app = web.Application()
-            ParkingFeeds().add_routes(app)
-            netlocs["127.0.0.1:8601"] = f"{self.host}:{await self._serve(app)}"
-        if "water_level" in self.families:
-            from stadtlink.adapters.water_level.simulator import PegelonlineSimulator
-
-            app = web.Application()
-            PegelonlineSimulator([
-                {"uuid": "a6ee8177-107b-47dd-bcfd-30960ccc6e9c", "number": "2600010", "name": "Trier UP",
-                 "water": "MOSEL", "lon": 6.6297, "lat": 49.7386, "base_m": 2.1, "peak_m": 4.6, "period_s": 600,
-                 "gauge_zero": 124.0},
-                {"uuid": "3e5a0c4c-a3b6-4b8c-8a7d-0a8f1c9e2d11", "number": "2620040", "name": "Cochem",
-                 "water": "MOSEL", "lon": 7.1667, "lat": 50.1436, "base_m": 1.6, "peak_m": 3.9, "period_s": 720,
-                 "gauge_zero": 80.5},
-            ]).add_routes(app)
-            netlocs["127.0.0.1:8603"] = f"{self.host}:{await self._serve(app)}"
-        if "pv" in self.families:
-            from stadtlink.adapters.pv.simulator import create_fronius_app, serve_sunspec_inverter, sunrise_power_fn, sunrise_values_fn
-
-            netlocs["127.0.0.1:8604"] = (
-                f"{self.host}:{await self._serve(create_fronius_app(values_fn=sunrise_power_fn(peak_w=9800.0, day_s=600.0)))}")
-            inverter = await serve_sunspec_inverter(self.host, 0, values_fn=sunrise_values_fn(
-                peak_w=29_700.0, day_s=600.0, start_phase=0.05, serial="DEMO-RATHAUS-01"))
-            self._cleanups.append(inverter.stop)
-            modbus["127.0.0.1:5020"] = (self.host, inverter.port)
+        services = DemoServices(self, netlocs, modbus)
+        for name in self.families:
+            demo = plugins.get_adapter(name).demo
+            if demo is not None and demo.services is not None:
+                await demo.services(services)
         return netlocs, modbus
 
     # -- adapters ---------------------------------------------------------------------------------
@@ -193,7 +208,8 @@ class DemoCity:
             if topics:
                 registry = DeviceRegistry.load(inline=cfg.get("devices", []), files=cfg.get("registry_files", []),
                                                base_dir=path.parent)
-                fleets.append(DeviceFleet(name, list(registry), topics, seed=i + 1))
+                encoders = spec.demo.devices if spec.demo is not None else {}
+                fleets.append(DeviceFleet(name, list(registry), topics, seed=i + 1, encoders=encoders))
         return fleets
 
     async def _start_devices(self, fleets: list[DeviceFleet]) -> None:

@@ -1,7 +1,8 @@
-"""Simulated LoRaWAN devices for the demo: every registry record of a LoRaWAN profile becomes a
-device that sends vendor-encoded bytes inside TTS v3 or ChirpStack v4 uplinks (alternating, so both
-envelopes flow), with values that change over time: cars arrive and leave, the weather follows the
-day, a river rises towards its alert level and falls again."""
+"""Simulated LoRaWAN devices for the demo: every registry record of a LoRaWAN profile for which the
+family registers a simulator (``AdapterSpec.demo.devices``) becomes a device that sends
+vendor-encoded bytes inside TTS v3 or ChirpStack v4 uplinks (alternating, so both envelopes flow),
+with values that change over time as the family's simulator decides: cars arrive and leave, the
+weather follows the day, a river rises towards its alert level and falls again."""
 from __future__ import annotations
 
 import asyncio
@@ -9,7 +10,7 @@ import random
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from ..lorawan import chirpstack_uplink, tts_uplink
 from ..registry import DeviceRecord
@@ -30,18 +31,6 @@ def applications(topics: list[str]) -> tuple[str | None, str | None, str | None]
     return tts, tenant, cs
 
 
-def _bosch(state: dict, rnd: random.Random, now: float) -> tuple[bytes, int]:
-    if rnd.random() < 0.35:
-        state["occupied"] = not state.get("occupied", False)
-    return bytes([1 if state.get("occupied") else 0]), 1
-
-
-def _nwave(state: dict, rnd: random.Random, now: float) -> tuple[bytes, int]:
-    if rnd.random() < 0.35:
-        state["occupied"] = not state.get("occupied", False)
-    return bytes([(1 if state.get("occupied") else 0) | (min(89, rnd.randint(1, 60)) << 1)]), 1
-
-
 @dataclass
 class SimDevice:
     record: DeviceRecord
@@ -57,8 +46,9 @@ class DeviceFleet:
     """The simulated devices of one adapter; :meth:`due` yields the uplinks to publish now."""
 
     def __init__(self, adapter: str, records: list[DeviceRecord], topics: list[str], *, seed: int = 1,
-                 clock=None):
+                 clock=None, encoders: Mapping[str, Callable[[DeviceRecord, "DeviceFleet"], Any]] | None = None):
         self.adapter = adapter
+        self._encoders = dict(encoders or {})
         self.tts_app, self.tts_tenant, self.cs_app = applications(topics)
         self._rnd = random.Random(seed)
         self._clock = clock or (lambda: datetime.now(timezone.utc).timestamp())
@@ -80,39 +70,9 @@ class DeviceFleet:
             self._next[rec.id] = self.t0 + self._rnd.uniform(0.2, 1.5)
 
     def _encoder(self, rec: DeviceRecord):
-        profile = rec.profile
-        if profile == "bosch-tps110":
-            return _bosch, 4.0
-        if profile == "nwave-nps405":
-            return _nwave, 4.0
-        if profile in ("decentlab-dl-atm41", "barani-meteohelix"):
-            from stadtlink.adapters.climate.simulator import SimulatedStation
-
-            station = SimulatedStation(rec.id, profile=profile, lat=rec.lat or 49.49, lon=rec.lon or 8.47,
-                                       seed=len(self.devices))
-
-            def weather(state, rnd, now, station=station):
-                return station.payload(datetime.fromtimestamp(now, timezone.utc)), 1
-            return weather, 8.0
-        if profile in ("decentlab-dl-mbx", "milesight-em500-udl", "dragino-ldds75"):
-            from stadtlink.adapters.water_level.simulator import gauge_frame, river_level
-
-            ref = float(rec.get("reference_level", 3.0))
-            alert = float(rec.get("alert_level", ref * 0.6))
-            danger = float(rec.get("danger_level", alert + 0.5))
-            # The first gauge's river rises past its alert level; the others stay below it.
-            crossing = not any(d.profile in ("decentlab-dl-mbx", "milesight-em500-udl", "dragino-ldds75")
-                               for d in self.devices)
-            peak = (alert + danger) / 2 if crossing else alert - 0.3
-            base = max(0.2, alert - 1.0)
-            # The crossing river starts near its crest, so its Alert shows within seconds of the start.
-            offset = 0.4 * 240.0 if crossing else 0.0
-
-            def gauge(state, rnd, now, profile=profile):
-                level = river_level(now - self.t0 + offset, base=base, peak=peak, period_s=240.0) + rnd.uniform(-0.01, 0.01)
-                return gauge_frame(profile, reference_level=ref, level=min(level, ref - 0.05))
-            return gauge, 5.0
-        return None
+        """(encode, interval_s) from the family's simulator for this record's profile, or None."""
+        make = self._encoders.get(rec.profile or "")
+        return make(rec, self) if make is not None else None
 
     def due(self, now: float | None = None) -> list[tuple[str, dict]]:
         now = self._clock() if now is None else now

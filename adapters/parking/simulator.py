@@ -1,5 +1,9 @@
-"""Simulated car-park feeds for the demo: a DATEX II v2.3 ParkingStatusPublication with its
-ParkingTablePublication (static data), and a ParkAPI v3 document — cars arrive and leave."""
+"""The parking family's simulators for ``stadtlink demo`` (registered as ``ADAPTER.demo``).
+
+* spot sensors: Bosch TPS110 and Nwave NPS405 occupancy frames — cars arrive and leave;
+* car-park feeds: a DATEX II v2.3 ParkingStatusPublication with its ParkingTablePublication
+  (static data), and a ParkAPI v3 document, served where the example config polls them.
+"""
 from __future__ import annotations
 
 import math
@@ -9,6 +13,8 @@ from datetime import datetime, timezone
 from xml.sax.saxutils import escape
 
 from aiohttp import web
+
+from stadtlink.adapters.core.adapter import DemoSimulators
 
 NS = "http://datex2.eu/schema/2/2_0"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
@@ -113,3 +119,36 @@ class ParkingFeeds:
         app.router.add_get("/datex/static.xml", static)
         app.router.add_get("/datex/status.xml", status)
         app.router.add_get("/parkapi/mannheim.json", parkapi)
+
+
+# ------------------------------------------------------------------------------------ spot sensors
+
+def encode_bosch(state: dict, rnd: random.Random, now: float) -> tuple[bytes, int]:
+    """Bosch TPS110 occupancy frame (fPort 1); the spot changes state now and then."""
+    if rnd.random() < 0.35:
+        state["occupied"] = not state.get("occupied", False)
+    return bytes([1 if state.get("occupied") else 0]), 1
+
+
+def encode_nwave(state: dict, rnd: random.Random, now: float) -> tuple[bytes, int]:
+    """Nwave NPS405 occupancy frame (fPort 1: bit 0 occupied, the rest a counter)."""
+    if rnd.random() < 0.35:
+        state["occupied"] = not state.get("occupied", False)
+    return bytes([(1 if state.get("occupied") else 0) | (min(89, rnd.randint(1, 60)) << 1)]), 1
+
+
+#: where the example config polls the feeds (rewritten by the demo to the simulator's address)
+FEEDS_NETLOC = "127.0.0.1:8601"
+
+
+async def start_demo_feeds(demo) -> None:
+    app = web.Application()
+    ParkingFeeds().add_routes(app)
+    await demo.serve_http(app, replaces=FEEDS_NETLOC)
+
+
+DEMO = DemoSimulators(
+    devices={"bosch-tps110": lambda rec, fleet: (encode_bosch, 4.0),
+             "nwave-nps405": lambda rec, fleet: (encode_nwave, 4.0)},
+    services=start_demo_feeds,
+)
