@@ -115,7 +115,7 @@ def _normalise(sub: Mapping[str, Any], scalar_lists: tuple[str, ...] = ()) -> di
 
 def _ms(ts: str) -> str:
     """Brokers return expiresAt with milliseconds: compare in that form."""
-    from stadtlink.adapters.core.timeutil import TimeFormatError, iso_ms, parse_time
+    from stadtlink.timeutil import TimeFormatError, iso_ms, parse_time
 
     try:
         return iso_ms(parse_time(ts))

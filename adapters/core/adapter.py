@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator, Literal, Mapping, Protocol, TypeVar, runtime_checkable
 
+from stadtlink.schemas.contexts import STADTLINK_CONTEXT_URL  # default @context of every stadtlink entity
 from stadtlink.schemas.registry import SmartDataModel
 
 from .errors import DecodeError, MappingError
@@ -20,11 +21,6 @@ from .lorawan import parse_uplink
 from .reading import RawMessage, Reading, Uplink
 from .registry import DeviceRecord, DeviceRegistry
 
-#: Default @context of every stadtlink entity: a compound context naming the Smart Data Models
-#: domain contexts the built-in adapters use (schemas/contexts/stadtlink-context.jsonld).
-STADTLINK_CONTEXT_URL = (
-    "https://raw.githubusercontent.com/stadtlink/stadtlink/main/schemas/contexts/stadtlink-context.jsonld"
-)
 
 Semantics = Literal["latest-state", "time-series"]
 T = TypeVar("T")

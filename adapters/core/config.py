@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, Mapping, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, model_validator
 
+from . import plugins
 from .errors import ConfigError
 
 ENV_PREFIX = "STADTLINK_"
@@ -264,31 +265,19 @@ class StadtlinkConfigBase(_Strict):
 # --- sources --------------------------------------------------------------------------------------
 
 def source_configs() -> tuple[type[BaseModel], ...]:
-    """Every installed source config model: the built-in ones plus those registered in plugins."""
-    from . import plugins
+    """Every installed source config model: the built-in ones plus those registered in plugins.
 
-    models: list[type[BaseModel]] = []
-    try:
-        from .sources import SOURCE_CONFIGS  # type: ignore[attr-defined]
+    The built-in sources are imported here, not at the top: reading a config file must not pull in
+    the MQTT, HTTP and Modbus clients. A built-in source that fails to import is a broken
+    installation, and the ImportError propagates."""
+    from .sources import SOURCE_CONFIGS
 
-        models.extend(SOURCE_CONFIGS)
-    except ImportError:
-        pass
-    models.extend(m for m, _ in plugins.extra_sources().values())
-    return tuple(models)
-
-
-def source_kind(model: type[BaseModel]) -> str:
-    field = model.model_fields["kind"]
-    default = field.default
-    if isinstance(default, str):
-        return default
-    args = getattr(field.annotation, "__args__", ())
-    return args[0]
+    return (*SOURCE_CONFIGS, *(m for m, _ in plugins.extra_sources().values()))
 
 
 @lru_cache(maxsize=64)
 def _config_model(settings_model: type | None, sources: tuple[type[BaseModel], ...]) -> type[BaseModel]:
+    # keyed by the source models too: a source kind registered later gets a new model, no cache reset
     if sources:
         union = sources[0] if len(sources) == 1 else Annotated[Union[sources], Field(discriminator="kind")]
         source_type: Any = list[union]  # type: ignore[valid-type]
@@ -406,7 +395,7 @@ def format_validation_error(exc: ValidationError, data: Any) -> str:
             msg = f"unknown source kind {err.get('input', {}).get('kind') if isinstance(err.get('input'), dict) else ''!r}; " \
                   + err["msg"].split("does not match any of the expected tags: ")[-1].join(("installed kinds: ", ""))
         elif err["type"] == "union_tag_not_found":
-            kinds = ", ".join(repr(source_kind(m)) for m in source_configs())
+            kinds = ", ".join(repr(plugins.source_kind(m)) for m in source_configs())
             where, msg = f"{where}.kind", f"required key is missing (one of {kinds})"
         lines.append(f"{where}: {msg}")
     return "\n".join(lines)

@@ -45,10 +45,15 @@ def unregister_adapter(name: str) -> None:
 def register_source(config_model: type, builder: Callable[..., Any]) -> None:
     """Add a source kind: ``config_model`` (pydantic, with a literal ``kind`` field) and
     ``builder(config, *, adapter, http_app=None) -> Source``."""
-    from .config import _config_model, source_kind
-
     _extra_sources[source_kind(config_model)] = (config_model, builder)
-    _config_model.cache_clear()
+
+
+def source_kind(model: type) -> str:
+    """The ``kind`` a source config model answers to (its default, else its Literal's value)."""
+    field = model.model_fields["kind"]  # type: ignore[attr-defined]
+    if isinstance(field.default, str):
+        return field.default
+    return getattr(field.annotation, "__args__", ())[0]
 
 
 def extra_sources() -> dict[str, tuple[type, Callable[..., Any]]]:

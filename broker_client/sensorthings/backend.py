@@ -34,7 +34,7 @@ from urllib.parse import quote
 
 import orjson
 
-from stadtlink.adapters.core.timeutil import iso_ms, parse_time
+from stadtlink.timeutil import iso_ms, parse_time
 
 from ..auth import Auth
 from ..client import NGSILDClient, Response

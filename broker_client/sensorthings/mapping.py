@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from stadtlink.adapters.core.timeutil import iso_ms, parse_time
+from stadtlink.timeutil import iso_ms, parse_time
 from stadtlink.schemas.ngsi_ld import to_key_values
 
 from .models import (

@@ -33,7 +33,7 @@ _DEFAULT_CONTEXT = None
 
 
 def _default_context() -> str:
-    from stadtlink.adapters.core.adapter import STADTLINK_CONTEXT_URL
+    from stadtlink.schemas.contexts import STADTLINK_CONTEXT_URL
 
     return STADTLINK_CONTEXT_URL
 
