@@ -68,20 +68,3 @@ def repository_alias_urls(repo: str) -> tuple[str, ...]:
         return ("https://smart-data-models.github.io/data-models/context.jsonld",
                 "https://smart-data-models.github.io/data-models/common-context.jsonld")
     return (f"https://smart-data-models.github.io/{repo}/context.jsonld",)
-
-
-def bundled_models():
-    from .registry import SmartDataModel
-
-    out = []
-    for model, (repo, common) in MODELS.items():
-        out.append(SmartDataModel(
-            type=model,
-            schema=PACKAGE_DIR / model / "schema.json",
-            context=repository_context_file(repo),
-            context_url=repository_context_url(repo),
-            source=f"smart-data-models/{repo}@{REPOSITORY_COMMIT[repo]}",
-            licence=PACKAGE_DIR / model / "LICENSE.md",
-            common=tuple(COMMON_DIR / name for name in common),
-        ))
-    return out

@@ -30,7 +30,9 @@ import threading
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
+
+from . import bundled
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,7 @@ _origin: dict[str, str] = {}
 _plugin_errors: list[tuple[str, str]] = []
 _discovered = False
 _version = 0
+_on_unregister: list[Callable[[], None]] = []
 
 
 def version() -> int:
@@ -141,18 +144,19 @@ def _same(a: SmartDataModel, b: SmartDataModel) -> bool:
 def unregister_model(type_: str) -> None:
     """Forget a model registered at run time (tests); bundled models stay."""
     global _version
-    from .bundled import BUNDLED_TYPES
-
-    if type_ in BUNDLED_TYPES:
+    if type_ in bundled.BUNDLED_TYPES:
         raise ValueError(f"{type_!r} is a bundled model")
     with _lock:
         if _models.pop(type_, None) is not None:
             _origin.pop(type_, None)
             _version += 1
-    from .validation import fast_validator_for, validator_for
+    for forget in _on_unregister:
+        forget()
 
-    validator_for.cache_clear()
-    fast_validator_for.cache_clear()
+
+def on_unregister(callback: Callable[[], None]) -> None:
+    """Call ``callback`` whenever a model is unregistered (the entity check drops what it compiled)."""
+    _on_unregister.append(callback)
 
 
 def models_of(obj: Any) -> list[SmartDataModel]:
@@ -227,10 +231,16 @@ def model_origin(type_: str) -> str | None:
 
 
 def _register_bundled() -> None:
-    from .bundled import bundled_models
-
-    for model in bundled_models():
-        register_model(model, origin="bundled")
+    for model, (repo, common) in bundled.MODELS.items():
+        register_model(SmartDataModel(
+            type=model,
+            schema=bundled.PACKAGE_DIR / model / "schema.json",
+            context=bundled.repository_context_file(repo),
+            context_url=bundled.repository_context_url(repo),
+            source=f"smart-data-models/{repo}@{bundled.REPOSITORY_COMMIT[repo]}",
+            licence=bundled.PACKAGE_DIR / model / "LICENSE.md",
+            common=tuple(bundled.COMMON_DIR / name for name in common),
+        ), origin="bundled")
 
 
 _register_bundled()

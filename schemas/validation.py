@@ -137,6 +137,11 @@ def fast_validator_for(model: str):
         return None
 
 
+# an unregistered model's compiled validators go with it
+_registry.on_unregister(validator_for.cache_clear)
+_registry.on_unregister(fast_validator_for.cache_clear)
+
+
 # -- turning ValidationErrors into Problems -------------------------------------------------
 
 _FORMAT_HINTS = {
