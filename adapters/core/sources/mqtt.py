@@ -3,11 +3,10 @@
 Delivery guarantee (what this module achieves, with QoS 1 subscriptions):
 
 * **At-least-once, acknowledged after the outbox.** paho-mqtt's automatic PUBACK is switched off
-  (see :mod:`.mqtt_client`). Each message is handed to ``emit``; the PUBACK is sent only after
-  ``await emit(message)`` returned, i.e. once its entities are in the outbox (or it was
-  dead-lettered). Messages are processed one at a time, so PUBACKs go out in arrival order, as
-  MQTT requires. They are collected and written together (up to 64 per ``send``, and always
-  before we wait for the next message or disconnect; see :mod:`.mqtt_client`).
+  (see :mod:`.mqtt_client`). The messages read off the socket together are handed to the
+  pipeline as one group (``emit.group``, one outbox write for all of them; a plain ``emit`` gets
+  them one by one); their PUBACKs are sent only after that returned, i.e. once their entities are
+  in the outbox (or the message was dead-lettered), in arrival order, as MQTT requires.
 * **Nothing is lost across broker restarts or our reconnects** as long as the broker keeps the
   session: we connect with a persistent session (MQTT 5 ``clean_start=False`` +
   ``SessionExpiryInterval``, default 1 h; MQTT 3.1.1 ``clean_session=False``) under the same
@@ -208,6 +207,7 @@ class MqttSource:
         conn_backoff = Backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
         refused_backoff = Backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
         where = f"{settings.host}:{settings.port}"
+        stats = self._stats
         while True:
             if self._left:   # leave() ended our session: never reconnect (the runner cancels us)
                 await asyncio.Future()
@@ -223,26 +223,28 @@ class MqttSource:
                     conn_backoff.reset()
                     log.info("mqtt %s: connected to %s as %s, %s %s", self.name, where, self.client_id,
                              "leaving, not subscribing" if self._leaving else "subscribed", topics)
-                    async for msg in conn.messages():
-                        self._stats["messages"] += 1
-                        self._taken += 1
-                        raw = RawMessage(source="mqtt", payload=msg.payload, topic=msg.topic,
-                                         received_at=datetime.now(timezone.utc),
-                                         attributes={"qos": msg.qos, "retain": msg.retain})
+                    emit_group = getattr(emit, "group", None)
+                    async for group in conn.groups():
+                        stats["messages"] += len(group)
+                        self._taken += len(group)
+                        now = datetime.now(timezone.utc)
+                        raws = [RawMessage(source="mqtt", payload=msg.payload, topic=msg.topic, received_at=now,
+                                           attributes={"qos": msg.qos, "retain": msg.retain}) for msg in group]
                         try:
-                            await emit(raw)
+                            if emit_group is not None:
+                                await emit_group(raws)    # one outbox write for the whole group
+                                self._ack(conn, group)
+                            else:
+                                for msg, raw in zip(group, raws):
+                                    await emit(raw)
+                                    self._ack(conn, (msg,))
                         except asyncio.CancelledError:
                             raise
                         except Exception as exc:
-                            # Not acked: the broker keeps it in our session and redelivers it.
-                            self._stats["emit_refused"] += 1
+                            # Not acked: the broker keeps them in our session and redelivers them.
+                            stats["emit_refused"] += 1
                             raise _EmitRefused(f"{type(exc).__name__}: {exc}") from None
                         refused_backoff.reset()
-                        if conn.ack(msg):
-                            self._stats["acked"] += 1
-                        else:
-                            self._stats["ack_failures"] += 1
-                        self._done += 1
                 delay = conn_backoff.next()  # the broker closed the connection cleanly
             except _EmitRefused as exc:
                 delay = refused_backoff.next()
@@ -262,6 +264,16 @@ class MqttSource:
                 self._conn = None
                 self._conn_up.clear()
             await asyncio.sleep(delay)
+
+    def _ack(self, conn: MqttConnection, messages) -> None:
+        """PUBACK each message, in arrival order (MQTT requires it)."""
+        acked = 0
+        for msg in messages:
+            if conn.ack(msg):
+                acked += 1
+        self._stats["acked"] += acked
+        self._stats["ack_failures"] += len(messages) - acked
+        self._done += len(messages)
 
     async def leave(self, timeout: float) -> bool:
         """Leave the shared group for good (the runner calls this on SIGTERM before it cancels
@@ -342,7 +354,6 @@ class MqttSource:
             await asyncio.sleep(0.005)
         if conn.closed or conn is not self._conn:
             raise MqttError("connection lost while leaving")
-        if conn.lean:
-            conn.flush_acks()
+        conn.flush_acks()
 
 __all__ = ["MqttSourceConfig", "TlsConfig", "MqttSource"]

@@ -1,29 +1,29 @@
-"""Our small MQTT interface. The only module that imports aiomqtt / paho-mqtt.
+"""Our small MQTT interface. The only module of the runtime that imports paho-mqtt.
 
-It adds what the sources need and aiomqtt 2.x does not offer directly:
+Built on paho-mqtt 2.x's *public* API for an external event loop (``loop_read``, ``loop_write``,
+``loop_misc`` and the ``on_socket_*`` callbacks; paho's documentation, "External event loop
+support"), driven by asyncio here. No private attribute of paho is touched. What the sources need
+on top of a plain subscribe loop:
 
-* **manual acknowledgement**: aiomqtt lets paho-mqtt send the QoS 1 PUBACK as soon as a PUBLISH
-  is read off the socket. We switch the underlying paho client (``aiomqtt.Client._client``, paho
-  2.x) to ``manual_ack_set(True)``; :meth:`MqttConnection.ack` then sends the PUBACK for one
-  message via paho's ``Client.ack(mid, qos)``. A message that is never acked stays in-flight in the
-  broker's session and is redelivered (DUP) after the next connect with the same client id.
+* **manual acknowledgement**: the client is made with ``manual_ack=True``; a QoS 1 message is
+  acknowledged (PUBACK) only when :meth:`MqttConnection.ack` calls paho's ``Client.ack(mid, qos)``
+  — after the pipeline stored its entities. A message that is never acknowledged stays in flight
+  in the broker's session and is redelivered (DUP) after the next connect with the same client id.
+* **groups**: :meth:`MqttConnection.groups` hands over every message read off the socket and not
+  yet handed over, as one list — what arrives together is committed together by the pipeline
+  (one outbox write) and acknowledged together.
 * **persistent sessions**: MQTT 5 ``clean_start=False`` with a ``SessionExpiryInterval`` (so an
   abandoned session is eventually discarded by the broker) or MQTT 3.1.1 ``clean_session=False``.
 * a ``ReceiveMaximum`` (MQTT 5) bounding how many unacknowledged messages the broker sends us.
 * **ending a session on purpose** (:meth:`MqttConnection.end_session`: MQTT 5 DISCONNECT with
   ``SessionExpiryInterval`` 0, 3.1.1 a clean-session connect) and :meth:`MqttConnection.unsubscribe`,
   for a shared-subscription member that leaves for good (:meth:`.MqttSource.leave`).
-* a **lean receive path** (:class:`_LeanPaho`, measured in benchmarks/README.md): paho-mqtt and
-  aiomqtt spend more per incoming message than our whole pipeline can afford — paho reads a
-  packet with three ``recv`` calls and one event-loop wake-up, builds an ``MQTTMessage`` with a
-  ``threading.Condition`` and an MQTT 5 ``Properties`` object, matches per-topic callbacks;
-  aiomqtt converts it into its own ``Message`` and creates a Task per ``__anext__``; and every
-  manual PUBACK is one ``send`` plus an add/remove of the socket writer. Here PUBLISH packets
-  (QoS 0/1) are parsed straight into an :class:`IncomingMessage` in our own inbox, the socket is
-  read in 64 KiB chunks, and PUBACKs are collected and written together (see
-  :meth:`MqttConnection.ack`). Everything else (CONNACK, SUBACK, PUBACK of our publishes, QoS 2,
-  keepalive) stays paho's. It relies on paho 2.x internals (``_handle_publish``, ``_sock_recv``,
-  ``_in_packet``, ``_out_packet``); with a paho lacking them the standard path is used.
+
+Each message keeps the topic and the QoS it was *delivered* with (the broker may downgrade a QoS 1
+subscription's message to QoS 0 when it was published with QoS 0).
+
+Why paho and not gmqtt or aiomqtt: benchmarks/mqtt_clients.py measures the candidates in one run
+(figures in benchmarks/README.md). aiomqtt exposes no manual acknowledgement.
 
 One :class:`MqttConnection` is one network connection; reconnecting means calling :func:`connect`
 again with the same :class:`MqttSettings` (same client id → same broker session).
@@ -35,20 +35,20 @@ import contextlib
 import dataclasses
 import logging
 import ssl
-import struct
-from collections import deque
+import threading
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Literal
 
-import aiomqtt
 import paho.mqtt.client as paho
-from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 
 #: paho-mqtt's own log lines (e.g. "failed to receive on socket" when the broker goes away)
 _PAHO_LOG = logging.getLogger("stadtlink.mqtt.paho")
+
+#: packets handled per readable event at most before other tasks get the loop again
+_READ_BURST = 512
 
 
 class MqttError(Exception):
@@ -81,148 +81,10 @@ class MqttSettings:
 class IncomingMessage:
     topic: str
     payload: bytes
+    #: the QoS the broker delivered this message with (≤ the subscription's)
     qos: int
     retain: bool
     mid: int
-
-
-_PUBACK = 0x40
-_PUBACK_PACKET = struct.Struct("!BBH")
-#: collected PUBACKs are written once this many are waiting (or when no message is waiting), at
-#: most half the ReceiveMaximum so that the broker's window never runs dry
-_ACK_FLUSH_AT = 64
-_READ_CHUNK = 65536
-
-
-class _LeanPaho(paho.Client):
-    """paho's client with the lean receive path (module docstring). Instances are made by
-    switching the class of the client aiomqtt built (:func:`_make_lean`), so aiomqtt's own
-    set-up stays as it is. Runs in the event loop thread, like every paho call under aiomqtt."""
-
-    # set by _make_lean (the class switch does not run __init__)
-    _lean_inbox: "_Inbox"
-    _lean_sock: object
-    _lean_data: bytes
-    _lean_pos: int
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        data = self._lean_data
-        pos = self._lean_pos
-        sock = self._sock
-        if pos >= len(data) or sock is not self._lean_sock:
-            if sock is None:
-                raise ConnectionError("self._sock is None")
-            try:
-                data = sock.recv(_READ_CHUNK)
-            except ssl.SSLWantReadError as err:
-                raise BlockingIOError() from err
-            except ssl.SSLWantWriteError as err:
-                self._call_socket_register_write()
-                raise BlockingIOError() from err
-            self._lean_sock = sock
-            if not data:
-                self._lean_data, self._lean_pos = b"", 0
-                return b""
-            pos = 0
-            if bufsize >= len(data):
-                self._lean_data, self._lean_pos = b"", 0
-                return data
-        end = pos + bufsize
-        self._lean_data = data
-        self._lean_pos = end if end < len(data) else len(data)
-        return data[pos:end]
-
-    def loop_read(self, max_packets: int = 1) -> paho.MQTTErrorCode:
-        """Handle every packet read so far (paho handles one per call and relies on the socket
-        still being readable for the next; our chunk may hold the rest)."""
-        while True:
-            if self._sock is None:
-                return paho.MQTTErrorCode.MQTT_ERR_NO_CONN
-            rc = self._packet_read()
-            if rc > 0:
-                return self._loop_rc_handle(rc)
-            if self._lean_pos >= len(self._lean_data):
-                return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    def _handle_publish(self) -> paho.MQTTErrorCode:
-        header = self._in_packet["command"]
-        qos = (header & 0x06) >> 1
-        if qos == 2:   # never with our subscriptions (QoS <= 1); paho's own handling then
-            return super()._handle_publish()
-        data = self._in_packet["packet"]
-        try:
-            end = 2 + ((data[0] << 8) | data[1])
-            topic = bytes(data[2:end])
-            pos = end
-            mid = 0
-            if qos:
-                mid = (data[pos] << 8) | data[pos + 1]
-                pos += 2
-            if self._protocol == paho.MQTTv5:   # skip the properties: we use none of them
-                length = shift = 0
-                while True:
-                    byte = data[pos]
-                    pos += 1
-                    length |= (byte & 0x7F) << shift
-                    if not byte & 0x80:
-                        break
-                    shift += 7
-                    if shift > 21:
-                        raise MalformedPacket("properties length over 4 bytes")
-                pos += length
-        except IndexError:
-            raise MalformedPacket("PUBLISH shorter than its headers") from None
-        if pos > len(data) or end > len(data):
-            raise MalformedPacket("PUBLISH shorter than its headers")
-        if not topic and self._protocol != paho.MQTTv5:
-            raise MalformedPacket("topic can't be empty in MQTTv3")
-        self._lean_inbox.put(IncomingMessage(topic=topic.decode("utf-8", "replace"), payload=bytes(data[pos:]),
-                                             qos=qos, retain=bool(header & 0x01), mid=mid))
-        if qos == 1 and not self._manual_ack:
-            return self._send_puback(mid)
-        return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    def _lean_write(self, packet: bytes) -> bool:
-        """Queue raw bytes (several PUBACKs) behind whatever paho has queued and write now."""
-        if self._sock is None:
-            return False
-        self._out_packet.append({"command": _PUBACK, "mid": 0, "qos": 1, "pos": 0,
-                                 "to_process": len(packet), "packet": packet, "info": None})
-        return self.loop_write() == paho.MQTTErrorCode.MQTT_ERR_SUCCESS
-
-
-class _Inbox:
-    """Messages read off the socket, waiting for :meth:`MqttConnection.messages`."""
-
-    __slots__ = ("items", "waiter")
-
-    def __init__(self) -> None:
-        self.items: deque[IncomingMessage] = deque()
-        self.waiter: asyncio.Future | None = None
-
-    def put(self, message: IncomingMessage) -> None:
-        self.items.append(message)
-        self.wake()
-
-    def wake(self, *_args) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-
-def _make_lean(paho_client: paho.Client) -> _Inbox | None:
-    """Switch aiomqtt's paho client to :class:`_LeanPaho`; None if this paho lacks what it needs."""
-    needed = ("_handle_publish", "_sock_recv", "_packet_read", "_loop_rc_handle", "_in_packet", "_out_packet",
-              "_manual_ack", "_protocol")
-    if type(paho_client) is not paho.Client or not all(hasattr(paho_client, n) for n in needed):
-        return None
-    inbox = _Inbox()
-    paho_client.__class__ = _LeanPaho
-    paho_client._lean_inbox = inbox
-    paho_client._lean_sock = None
-    paho_client._lean_data = b""
-    paho_client._lean_pos = 0
-    return inbox
 
 
 def make_tls_context(ca: str | None = None, cert: str | None = None, key: str | None = None,
@@ -238,44 +100,201 @@ def make_tls_context(ca: str | None = None, cert: str | None = None, key: str | 
     return ctx
 
 
+def _code(value) -> int:
+    """A paho ReasonCode (or int) as its number."""
+    return value.value if hasattr(value, "value") else int(value)
+
+
+class _Driver:
+    """Drives one paho client from the asyncio loop (paho's external-loop callbacks). paho calls
+    the socket callbacks from the thread that runs ``connect`` too; those are moved to the loop."""
+
+    def __init__(self, client: paho.Client, loop: asyncio.AbstractEventLoop):
+        self.client = client
+        self.loop = loop
+        self.loop_thread = threading.get_ident()
+        self.inbox: list[IncomingMessage] = []
+        self.waiter: asyncio.Future | None = None
+        self.connected: asyncio.Future = loop.create_future()
+        self.lost: asyncio.Future = loop.create_future()
+        self.replies: dict[int, asyncio.Future] = {}     # SUBACK / UNSUBACK / PUBACK by mid
+        self.early: dict[int, object] = {}                # replies that came before their future
+        self.sock = None
+        self.writing = False
+        client.on_socket_open = self._on_socket_open
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_register_write
+        client.on_socket_unregister_write = self._on_unregister_write
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_subscribe
+        client.on_publish = self._on_publish
+        self.misc_task: asyncio.Task | None = None
+
+    # -- paho callbacks (socket) ---------------------------------------------------------------------
+    def _in_loop(self, fn, *args) -> None:
+        if threading.get_ident() == self.loop_thread:
+            fn(*args)
+        else:
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def _on_socket_open(self, client, userdata, sock) -> None:
+        self._in_loop(self._add_reader, sock)
+
+    def _add_reader(self, sock) -> None:
+        if self.lost.done():
+            return
+        self.sock = sock
+        self.loop.add_reader(sock, self._on_readable)
+
+    def _on_socket_close(self, client, userdata, sock) -> None:
+        self._in_loop(self.remove, sock)
+
+    def remove(self, sock) -> None:
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(sock)
+        with contextlib.suppress(Exception):
+            self.loop.remove_writer(sock)
+        self.writing = False
+        if sock is self.sock:
+            self.sock = None
+        self.mark_lost(None)
+
+    def _on_register_write(self, client, userdata, sock) -> None:
+        self._in_loop(self._add_writer, sock)
+
+    def _add_writer(self, sock) -> None:
+        if not self.writing and sock is self.sock:
+            self.writing = True
+            self.loop.add_writer(sock, self._on_writable)
+
+    def _on_unregister_write(self, client, userdata, sock) -> None:
+        self._in_loop(self._remove_writer, sock)
+
+    def _remove_writer(self, sock) -> None:
+        if self.writing:
+            self.writing = False
+            with contextlib.suppress(Exception):
+                self.loop.remove_writer(sock)
+
+    def _on_readable(self) -> None:
+        client = self.client
+        inbox = self.inbox
+        before = len(inbox)
+        for _ in range(_READ_BURST):
+            n = len(inbox)
+            if client.loop_read() != paho.MQTT_ERR_SUCCESS or len(inbox) == n:
+                break      # nothing more to read now, a non-PUBLISH packet, or the connection closed
+        sock = self.sock
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            self.loop.call_soon(self._on_readable)   # decrypted bytes the selector cannot see
+        if len(inbox) != before:
+            self.wake()
+
+    def _on_writable(self) -> None:
+        self.client.loop_write()
+
+    # -- paho callbacks (protocol) -------------------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not self.connected.done():
+            self.connected.set_result(_code(reason_code))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._in_loop(self.mark_lost, reason_code)
+
+    def mark_lost(self, reason_code) -> None:
+        if not self.lost.done():
+            self.lost.set_result(reason_code)
+        if not self.connected.done():
+            self.connected.set_result(None)
+        for fut in self.replies.values():
+            if not fut.done():
+                fut.set_exception(MqttError("connection lost"))
+        self.replies.clear()
+        if self.misc_task is not None:
+            self.misc_task.cancel()
+        self.wake()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        self.inbox.append(IncomingMessage(msg.topic, msg.payload, msg.qos, msg.retain, msg.mid))
+
+    def _reply(self, mid: int, value) -> None:
+        fut = self.replies.pop(mid, None)
+        if fut is None:
+            self.early[mid] = value
+        elif not fut.done():
+            fut.set_result(value)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self._reply(mid, [_code(c) for c in reason_codes])
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        self._reply(mid, _code(reason_code))
+
+    # -- for MqttConnection --------------------------------------------------------------------------
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def expect(self, mid: int) -> asyncio.Future:
+        fut = self.loop.create_future()
+        if mid in self.early:
+            fut.set_result(self.early.pop(mid))
+        elif self.lost.done():
+            fut.set_exception(MqttError("connection lost"))
+        else:
+            self.replies[mid] = fut
+        return fut
+
+    async def misc(self) -> None:
+        """paho's keepalive: PINGREQ when due, closing the connection when no PINGRESP came."""
+        while True:
+            await asyncio.sleep(1.0)
+            if self.client.loop_misc() != paho.MQTT_ERR_SUCCESS:
+                self.mark_lost(None)
+                return
+
+
 class MqttConnection:
     """A connected client. Obtain with :func:`connect`."""
 
-    def __init__(self, client: aiomqtt.Client, settings: MqttSettings, lost: asyncio.Future,
-                 inbox: _Inbox | None = None):
-        self._client = client
+    def __init__(self, driver: _Driver, settings: MqttSettings):
+        self._driver = driver
+        self._client = driver.client
         self._settings = settings
-        self._lost = lost
-        self._inbox = inbox
-        self._acks = bytearray()
-        self._acks_waiting = 0
-        self._ack_flush_at = max(1, min(_ACK_FLUSH_AT, (settings.receive_maximum or 2 * _ACK_FLUSH_AT) // 2))
-        if inbox is not None:
-            lost.add_done_callback(inbox.wake)
-            client._disconnected.add_done_callback(inbox.wake)  # noqa: SLF001
-
-    @property
-    def lean(self) -> bool:
-        """Whether the lean receive path is active (module docstring)."""
-        return self._inbox is not None
 
     @property
     def client_id(self) -> str:
-        return self._client.identifier
+        return self._settings.client_id or ""
+
+    async def _await_reply(self, rc_mid: tuple, what: str):
+        rc, mid = rc_mid
+        if rc != paho.MQTT_ERR_SUCCESS:
+            raise MqttError(f"{what} failed: {paho.error_string(rc)}")
+        fut = self._driver.expect(mid)
+        lost = self._driver.lost
+        try:
+            await asyncio.wait({fut, lost}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            self._driver.replies.pop(mid, None)
+            raise
+        if not fut.done():
+            self._driver.replies.pop(mid, None)
+            raise MqttError(f"{what} failed: connection lost before the broker answered")
+        return fut.result()
 
     async def subscribe(self, topics: list[str], qos: int = 1) -> None:
         """Subscribe to every topic (wildcards and ``$share/<group>/…`` allowed); raise
         :class:`MqttError` if the broker refuses one."""
         if not topics:
             return
-        try:
-            result = await self._client.subscribe([(t, qos) for t in topics])
-        except aiomqtt.MqttError as exc:
-            raise MqttError(f"subscribe failed: {exc}") from None
-        for topic, code in zip(topics, result):
-            value = code.value if hasattr(code, "value") else int(code)
-            if value >= 0x80:
-                raise MqttError(f"broker refused the subscription to {topic!r} (reason code {value:#x})")
+        codes = await self._await_reply(self._client.subscribe([(t, qos) for t in topics]), "subscribe")
+        for topic, code in zip(topics, codes):
+            if code >= 0x80:
+                raise MqttError(f"broker refused the subscription to {topic!r} (reason code {code:#x})")
 
     async def unsubscribe(self, topics: list[str]) -> None:
         """Unsubscribe and wait for the UNSUBACK; raise :class:`MqttError` if the connection is lost
@@ -284,56 +303,39 @@ class MqttConnection:
         :meth:`.MqttSource.leave`)."""
         if not topics:
             return
-        unsubscribing = asyncio.ensure_future(self._client.unsubscribe(list(topics)))
-        try:
-            await asyncio.wait({unsubscribing, self._lost}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            unsubscribing.cancel()
-            raise
-        if not unsubscribing.done():
-            unsubscribing.cancel()
-            raise MqttError("unsubscribe failed: connection lost before the UNSUBACK")
-        try:
-            unsubscribing.result()
-        except aiomqtt.MqttError as exc:
-            raise MqttError(f"unsubscribe failed: {exc}") from None
+        await self._await_reply(self._client.unsubscribe(list(topics)), "unsubscribe")
 
     @property
     def closed(self) -> bool:
         """The connection is lost or was closed."""
-        return self._lost.done() or self._client._disconnected.done()  # noqa: SLF001
+        return self._driver.lost.done()
 
     @property
     def pending(self) -> int:
-        """Messages read off the socket that :meth:`messages` has not yielded yet."""
-        if self._inbox is not None:
-            return len(self._inbox.items)
-        return self._client._queue.qsize()  # noqa: SLF001
+        """Messages read off the socket that :meth:`groups` / :meth:`messages` has not handed over yet."""
+        return len(self._driver.inbox)
 
     async def end_session(self, timeout: float = 5.0) -> None:
-        """Disconnect *ending the broker session* (the collected PUBACKs are written first).
+        """Disconnect *ending the broker session*.
 
         MQTT 5: DISCONNECT with ``SessionExpiryInterval`` 0 — the broker discards the session at
         once (its subscriptions and anything still queued in it). MQTT 3.1.1 has no such field: we
         disconnect and connect once more with ``clean_session=True`` under the same client id, which
         discards the old session; that clean session ends with its own disconnect. Raises
         :class:`MqttError` if the broker could not be told (the session then persists)."""
-        if self._inbox is not None:
-            self.flush_acks()
-        client = self._client
-        if client._disconnected.done():  # noqa: SLF001
+        driver = self._driver
+        if driver.lost.done():
             raise MqttError("end_session: not connected")
         if self._settings.protocol == "5":
             props = Properties(PacketTypes.DISCONNECT)
             props.SessionExpiryInterval = 0
-            rc = client._client.disconnect(properties=props)  # noqa: SLF001
+            rc = self._client.disconnect(properties=props)
             if rc != paho.MQTT_ERR_SUCCESS:
-                raise MqttError(f"end_session: DISCONNECT not sent ({rc})")
+                raise MqttError(f"end_session: DISCONNECT not sent ({paho.error_string(rc)})")
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(client._disconnected), timeout)  # noqa: SLF001
+                await asyncio.wait_for(asyncio.shield(driver.lost), timeout)
             return
-        with contextlib.suppress(aiomqtt.MqttError, OSError):
-            await asyncio.wait_for(client.__aexit__(None, None, None), timeout)
+        await _disconnect(driver, timeout)
         clean = dataclasses.replace(self._settings, persistent_session=False, manual_ack=False,
                                     connect_timeout=min(self._settings.connect_timeout, timeout))
         async with connect(clean):
@@ -341,183 +343,161 @@ class MqttConnection:
 
     async def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> None:
         """Publish; for QoS 1 returns once the broker acknowledged (PUBACK). Raises
-        :class:`MqttError` at once if the connection drops first (aiomqtt alone would wait for its timeout)."""
-        publishing = asyncio.ensure_future(self._client.publish(topic, payload, qos=qos, retain=retain))
-        try:
-            await asyncio.wait({publishing, self._lost}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            publishing.cancel()
-            raise
-        if not publishing.done():
-            publishing.cancel()
-            raise MqttError("publish failed: connection lost before the broker acknowledged")
-        try:
-            publishing.result()
-        except aiomqtt.MqttError as exc:
-            raise MqttError(f"publish failed: {exc}") from None
+        :class:`MqttError` at once if the connection drops first."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if qos == 0:
+            if info.rc != paho.MQTT_ERR_SUCCESS:
+                raise MqttError(f"publish failed: {paho.error_string(info.rc)}")
+            return
+        await self._await_reply((info.rc, info.mid), "publish")
+
+    async def groups(self, max_size: int = 1000) -> AsyncIterator[list[IncomingMessage]]:
+        """Lists of incoming messages in arrival order: each list is everything read off the socket
+        and not handed over yet (at most ``max_size``). Raises :class:`MqttError` when the
+        connection drops (after the messages read before that)."""
+        driver = self._driver
+        loop = asyncio.get_running_loop()
+        while True:
+            inbox = driver.inbox
+            if inbox:
+                if len(inbox) <= max_size:
+                    driver.inbox = []
+                    yield inbox
+                else:
+                    group = inbox[:max_size]
+                    del inbox[:max_size]
+                    yield group
+                continue
+            if driver.lost.done():
+                raise MqttError(f"connection lost: {_lost_reason(driver.lost)}")
+            driver.waiter = loop.create_future()
+            try:
+                await driver.waiter
+            finally:
+                driver.waiter = None
 
     async def messages(self) -> AsyncIterator[IncomingMessage]:
-        """Incoming messages in arrival order; raises :class:`MqttError` when the connection drops
-        (after the messages read before that). Collected PUBACKs are written before waiting."""
-        inbox = self._inbox
-        if inbox is None:
-            async for message in self._aiomqtt_messages():
+        """Incoming messages one by one, in arrival order (see :meth:`groups`)."""
+        async for group in self.groups():
+            for message in group:
                 yield message
-            return
-        items = inbox.items
-        loop = asyncio.get_running_loop()
-        disconnected = self._client._disconnected  # noqa: SLF001
-        handed = 0
-        while True:
-            if items:
-                yield items.popleft()
-                # Let the other tasks run every 8 messages (the batcher, the HTTP server: ~2 ms at
-                # most): the pipeline may not suspend at all (memory outbox), and the inbox can hold
-                # a receive_maximum's worth of messages. Every message cost 9 % more CPU per uplink
-                # (benchmarks/README.md).
-                handed += 1
-                if not handed & 7:
-                    await asyncio.sleep(0)
-                continue
-            self.flush_acks()
-            if self._lost.done() or disconnected.done():
-                exc = disconnected.exception() if disconnected.done() and not disconnected.cancelled() else None
-                raise MqttError(f"connection lost: {exc or 'closed by the broker'}")
-            inbox.waiter = loop.create_future()
-            try:
-                await inbox.waiter
-            finally:
-                inbox.waiter = None
-
-    async def _aiomqtt_messages(self) -> AsyncIterator[IncomingMessage]:
-        iterator = self._client.messages
-        while True:
-            try:
-                msg = await iterator.__anext__()
-            except aiomqtt.MqttError as exc:
-                raise MqttError(f"connection lost: {exc}") from None
-            payload = msg.payload
-            if isinstance(payload, str):
-                payload = payload.encode()
-            elif payload is None:
-                payload = b""
-            elif not isinstance(payload, (bytes, bytearray)):
-                payload = str(payload).encode()
-            yield IncomingMessage(topic=msg.topic.value, payload=bytes(payload), qos=msg.qos,
-                                  retain=bool(msg.retain), mid=msg.mid)
 
     def ack(self, message: IncomingMessage) -> bool:
-        """Acknowledge a QoS 1 message (PUBACK). False if the connection is gone: the broker then
-        redelivers the message on the next connect.
-
-        On the lean path PUBACKs are collected and written together — when
-        ``_ACK_FLUSH_AT`` (at most half the ReceiveMaximum) are waiting, before :meth:`messages`
-        waits for the next message, and when
-        the connection is closed by :func:`connect` — always in the order of the ``ack`` calls.
-        A PUBACK lost with the connection only means a redelivery (at-least-once)."""
+        """Acknowledge a QoS 1 message (PUBACK) — in the order the messages came (MQTT requires it).
+        False if the connection is gone: the broker then redelivers the message on the next connect.
+        PUBACKs queued together are written when the socket is next writable (one loop iteration)."""
         if message.qos == 0 or not self._settings.manual_ack:
             return True
-        if self._inbox is None:
-            rc = self._client._client.ack(message.mid, message.qos)  # noqa: SLF001 - paho's manual ack
-            return rc == paho.MQTT_ERR_SUCCESS
-        if self._client._client._sock is None:  # noqa: SLF001
+        if self._driver.lost.done():
             return False
-        self._acks += _PUBACK_PACKET.pack(_PUBACK, 2, message.mid)
-        self._acks_waiting += 1
-        if self._acks_waiting >= self._ack_flush_at:
-            return self.flush_acks()
-        return True
+        return self._client.ack(message.mid, message.qos) == paho.MQTT_ERR_SUCCESS
 
     def flush_acks(self) -> bool:
-        """Write the collected PUBACKs now (one ``send``). False if the connection is gone."""
-        if not self._acks:
-            return True
-        packet = bytes(self._acks)
-        self._acks.clear()
-        self._acks_waiting = 0
-        return self._client._client._lean_write(packet)  # noqa: SLF001
+        """Write what paho has queued (PUBACKs) now instead of at the next loop iteration."""
+        if self._driver.lost.done():
+            return False
+        return self._client.loop_write() == paho.MQTT_ERR_SUCCESS
 
 
-def _watch_connection_loss(client: aiomqtt.Client) -> asyncio.Future:
-    """A future that completes when paho reports the connection closed — also before CONNACK,
-    which aiomqtt's ``__aenter__`` does not notice (it would wait for its whole timeout)."""
-    loop = asyncio.get_running_loop()
-    lost: asyncio.Future = loop.create_future()
-    paho_client = client._client  # noqa: SLF001
-    aiomqtt_handler = paho_client.on_disconnect
-
-    def mark_lost() -> None:
-        if not lost.done():
-            lost.set_result(None)
-
-    def on_disconnect(*args, **kwargs):
-        loop.call_soon_threadsafe(mark_lost)
-        return aiomqtt_handler(*args, **kwargs)
-
-    paho_client.on_disconnect = on_disconnect
-    return lost
+def _lost_reason(lost: asyncio.Future) -> str:
+    reason = lost.result() if lost.done() and not lost.cancelled() else None
+    if reason is None:
+        return "closed"
+    return f"{reason} ({_code(reason):#x})" if hasattr(reason, "value") else str(reason)
 
 
-def _build_client(settings: MqttSettings) -> tuple[aiomqtt.Client, _Inbox | None]:
-    kwargs: dict = {}
-    if settings.protocol == "5":
-        props = Properties(PacketTypes.CONNECT)
-        if settings.persistent_session:
-            props.SessionExpiryInterval = int(settings.session_expiry_s)
-        if settings.receive_maximum:
-            props.ReceiveMaximum = int(settings.receive_maximum)
-        kwargs.update(protocol=aiomqtt.ProtocolVersion.V5, clean_start=not settings.persistent_session,
-                      properties=props)
-    else:
-        kwargs.update(protocol=aiomqtt.ProtocolVersion.V311, clean_session=not settings.persistent_session)
-    client = aiomqtt.Client(
-        settings.host, settings.port, identifier=settings.client_id, logger=_PAHO_LOG, username=settings.username,
-        password=settings.password, keepalive=settings.keepalive, timeout=settings.connect_timeout,
-        tls_context=settings.tls, tls_insecure=(True if settings.tls is not None and settings.tls_insecure else None),
-        **kwargs,
-    )
-    if settings.manual_ack:
-        client._client.manual_ack_set(True)  # noqa: SLF001 - see the module docstring
-    return client, _make_lean(client._client)  # noqa: SLF001
+def _build_client(settings: MqttSettings) -> paho.Client:
+    v5 = settings.protocol == "5"
+    client = paho.Client(
+        paho.CallbackAPIVersion.VERSION2, client_id=settings.client_id or "",
+        clean_session=None if v5 else not settings.persistent_session,
+        protocol=paho.MQTTv5 if v5 else paho.MQTTv311, reconnect_on_failure=False,
+        manual_ack=settings.manual_ack)
+    client.enable_logger(_PAHO_LOG)
+    client.connect_timeout = settings.connect_timeout
+    if settings.username is not None:
+        client.username_pw_set(settings.username, settings.password)
+    if settings.tls is not None:
+        client.tls_set_context(settings.tls)
+        if settings.tls_insecure:
+            client.tls_insecure_set(True)
+    return client
+
+
+def _connect_kwargs(settings: MqttSettings) -> dict:
+    if settings.protocol != "5":
+        return {}
+    props = Properties(PacketTypes.CONNECT)
+    if settings.persistent_session:
+        props.SessionExpiryInterval = int(settings.session_expiry_s)
+    if settings.receive_maximum:
+        props.ReceiveMaximum = int(settings.receive_maximum)
+    return {"clean_start": not settings.persistent_session, "properties": props}
+
+
+async def _disconnect(driver: _Driver, timeout: float) -> None:
+    """DISCONNECT (written by the loop) and wait until paho closed the socket."""
+    if driver.lost.done():
+        return
+    driver.client.loop_write()      # PUBACKs still queued go first
+    driver.client.disconnect()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(asyncio.shield(driver.lost), timeout)
+    if not driver.lost.done():
+        sock = driver.client.socket()
+        driver.remove(sock) if sock is not None else driver.mark_lost(None)
 
 
 @contextlib.asynccontextmanager
 async def connect(settings: MqttSettings) -> AsyncIterator[MqttConnection]:
     """Connect (raises :class:`MqttError`), yield the connection, disconnect on exit."""
-    client, inbox = _build_client(settings)
-    lost = _watch_connection_loss(client)
+    loop = asyncio.get_running_loop()
+    client = _build_client(settings)
+    driver = _Driver(client, loop)
     where = f"{settings.host}:{settings.port}"
-    entering = asyncio.ensure_future(client.__aenter__())
+    kwargs = _connect_kwargs(settings)
     try:
-        await asyncio.wait({entering, lost}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        entering.cancel()
-        with contextlib.suppress(BaseException):
-            client._client.disconnect()  # noqa: SLF001
+        # paho opens the socket (and does the TLS handshake) blocking: in a worker thread
+        rc = await asyncio.wait_for(
+            loop.run_in_executor(None, lambda: client.connect(settings.host, settings.port, settings.keepalive,
+                                                              **kwargs)),
+            settings.connect_timeout + 1)
+        if rc != paho.MQTT_ERR_SUCCESS:
+            raise MqttError(f"cannot connect to {where}: {paho.error_string(rc)}")
+        code = await asyncio.wait_for(asyncio.shield(driver.connected), settings.connect_timeout)
+    except (OSError, ssl.SSLError, asyncio.TimeoutError, ValueError) as exc:
+        driver.mark_lost(None)
+        with contextlib.suppress(Exception):
+            client.disconnect()
+        sock = client.socket()
+        if sock is not None:
+            driver.remove(sock)
+            with contextlib.suppress(Exception):
+                sock.close()
+        text = str(exc) or type(exc).__name__
+        raise MqttError(f"cannot connect to {where}: {text}") from None
+    except BaseException:
+        driver.mark_lost(None)
+        sock = client.socket()
+        if sock is not None:
+            driver.remove(sock)
+            with contextlib.suppress(Exception):
+                sock.close()
         raise
-    if not entering.done():
-        entering.cancel()
-        with contextlib.suppress(BaseException):
-            await entering
+    if code is None:
         raise MqttError(f"cannot connect to {where}: connection closed before CONNACK")
-    try:
-        entering.result()
-    except aiomqtt.MqttError as exc:
-        raise MqttError(f"cannot connect to {where}: {exc}") from None
-    except OSError as exc:  # TLS handshake / DNS problems surface as OSError
-        raise MqttError(f"cannot connect to {where}: {exc}") from None
-    conn = MqttConnection(client, settings, lost, inbox)
+    if code >= 0x80 or (settings.protocol != "5" and code != 0):
+        await _disconnect(driver, 1.0)
+        raise MqttError(f"cannot connect to {where}: refused by the broker (reason code {code:#x})")
+    driver.misc_task = loop.create_task(driver.misc(), name="mqtt-keepalive")
+    conn = MqttConnection(driver, settings)
     try:
         yield conn
     finally:
-        if conn.lean:
-            with contextlib.suppress(Exception):
-                conn.flush_acks()   # what was processed is acknowledged before we disconnect
-        with contextlib.suppress(aiomqtt.MqttError, OSError):
-            await client.__aexit__(None, None, None)
-        disconnected = client._disconnected  # noqa: SLF001 - mark its exception as seen
-        if disconnected.done() and not disconnected.cancelled():
-            disconnected.exception()
+        if driver.misc_task is not None:
+            driver.misc_task.cancel()
+        with contextlib.suppress(Exception):
+            await _disconnect(driver, 5.0)
 
 
 __all__ = ["MqttError", "MqttSettings", "IncomingMessage", "MqttConnection", "connect", "make_tls_context"]

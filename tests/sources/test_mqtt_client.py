@@ -1,5 +1,5 @@
-"""The lean MQTT receive path (adapters/core/sources/mqtt_client.py): own PUBLISH parsing, chunked
-socket reads, collected PUBACKs — against the shared Mosquitto (unique topics and client ids)."""
+"""The MQTT client (adapters/core/sources/mqtt_client.py, paho's public external-loop API): groups,
+delivered QoS, order, acknowledgements — against the shared Mosquitto (unique topics and client ids)."""
 from __future__ import annotations
 
 import asyncio
@@ -38,7 +38,7 @@ def _payload(i: int) -> bytes:
 
 
 async def _publish(topic: str, n: int, protocol: str) -> None:
-    """QoS 1 publishes; with MQTT 5 each PUBLISH carries properties the lean parser must skip."""
+    """QoS 1 publishes; with MQTT 5 each PUBLISH carries properties the client must skip."""
     version = aiomqtt.ProtocolVersion.V5 if protocol == "5" else aiomqtt.ProtocolVersion.V311
     async with aiomqtt.Client(HOST, PORT, identifier=f"stadtlink-pub-{uuid.uuid4().hex[:10]}",
                               protocol=version) as client:
@@ -52,13 +52,38 @@ async def _publish(topic: str, n: int, protocol: str) -> None:
             await client.publish(topic, _payload(i), qos=1, properties=props)
 
 
-async def test_lean_path_is_active_with_the_installed_paho():
-    """If a paho upgrade drops the internals the lean path relies on, this fails (the source would
-    silently fall back to the slow standard path)."""
-    settings = MqttSettings(host=HOST, port=PORT, client_id=f"stadtlink-lean-{uuid.uuid4().hex[:8]}",
-                            persistent_session=False)
+async def test_messages_read_together_come_as_one_group_with_their_delivered_qos():
+    """A backlog queued in the session arrives in groups of several messages (one socket read),
+    each message with its topic and the QoS it was delivered with: QoS 0 when published with 0."""
+    topic = f"stadtlink-test/{uuid.uuid4().hex}/up"
+    settings = MqttSettings(host=HOST, port=PORT, client_id=f"stadtlink-grp-{uuid.uuid4().hex[:8]}",
+                            receive_maximum=50)
     async with connect(settings) as conn:
-        assert conn.lean
+        await conn.subscribe([topic], qos=1)
+    pub_id = f"stadtlink-pub-{uuid.uuid4().hex[:10]}"
+    async with aiomqtt.Client(HOST, PORT, identifier=pub_id) as client:
+        for i in range(40):      # queued in the offline session
+            await client.publish(topic, f"q1-{i}".encode(), qos=1)
+    groups: list[list] = []
+    async with connect(settings) as conn:
+        async def take(n_wanted: int):
+            n = 0
+            async for group in conn.groups():
+                groups.append(group)
+                for m in group:
+                    conn.ack(m)
+                n += len(group)
+                if n >= n_wanted:
+                    return
+        await asyncio.wait_for(take(40), 20)
+        async with aiomqtt.Client(HOST, PORT, identifier=pub_id) as client:
+            await client.publish(topic, b"q0", qos=0)      # delivered with QoS 0 on our QoS 1 subscription
+        await asyncio.wait_for(take(1), 20)
+    flat = [m for g in groups for m in g]
+    assert [m.payload for m in flat] == [f"q1-{i}".encode() for i in range(40)] + [b"q0"]
+    assert [m.qos for m in flat] == [1] * 40 + [0]
+    assert all(m.topic == topic for m in flat)
+    assert max(len(g) for g in groups) > 1, [len(g) for g in groups]
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
@@ -67,7 +92,7 @@ async def test_every_message_arrives_in_order_intact_and_acked(protocol):
     than one PUBACK flush: the collected PUBACKs must keep flowing, payloads arrive byte-exact and
     in order, and after a restart of the source under the same client id nothing comes again."""
     topic = f"stadtlink-test/{uuid.uuid4().hex}/up"
-    client_id = f"stadtlink-lean-{uuid.uuid4().hex[:8]}"
+    client_id = f"stadtlink-cl-{uuid.uuid4().hex[:8]}"
     n = 150
     got: list[RawMessage] = []
 
