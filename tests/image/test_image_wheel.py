@@ -185,3 +185,25 @@ def test_the_chart_commands_work_from_the_wheel(image_venv, tmp_path):
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "broker" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_only_top_level_import_package_is_stadtlink(image_venv):
+    """``adapters`` is another PyPI package's import name; ``schemas`` and ``broker_client`` are as
+    generic: the wheel installs ``stadtlink`` and nothing else at the top of site-packages."""
+    wheel, venv, env, run_dir = image_venv
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith((".dist-info", ".data"))}
+    assert top == {"stadtlink"}, sorted(top)
+    top_level_txt = [n for n in names if n.endswith(".dist-info/top_level.txt")]
+    if top_level_txt:
+        assert zipfile.ZipFile(wheel).read(top_level_txt[0]).decode().split() == ["stadtlink"]
+    # and in the installed environment: what the wheel's RECORD put into site-packages
+    site = _run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                cwd=run_dir, env=env).stdout.strip()
+    record = next(Path(site).glob("stadtlink-*.dist-info/RECORD")).read_text(encoding="utf-8")
+    installed = {line.split(",", 1)[0].split("/", 1)[0] for line in record.splitlines() if line}
+    assert {n for n in installed if not n.endswith(".dist-info") and not n.startswith("..")} == {"stadtlink"}
+    for generic in ("adapters", "schemas", "broker_client"):
+        probe = subprocess.run([str(venv / "bin" / "python"), "-c", f"import {generic}"], cwd=run_dir, env=env,
+                               capture_output=True, text=True, timeout=60)
+        assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr, f"import {generic} worked"
