@@ -9,7 +9,7 @@ from stadtlink.adapters.core.adapter import FunctionProfile
 from stadtlink.adapters.core.errors import DecodeError
 from stadtlink.adapters.core.reading import RawMessage, Reading
 
-from . import fronius, sunspec
+from .decoders import fronius, sunspec
 
 SUNSPEC = "sunspec"
 FRONIUS = "fronius-solarapi"

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from stadtlink.adapters.core.adapter import DemoSimulators
 
-from .sunspec import END_MODEL_ID, SUNS_MARKER, ModelDef, Point, model_definitions
+from .decoders.sunspec import END_MODEL_ID, SUNS_MARKER, ModelDef, Point, model_definitions
 
 #: Scale factors the encoder uses when the values do not name one.
 DEFAULT_SCALE_FACTORS = {

@@ -110,7 +110,7 @@ def test_wheel_carries_the_package_data(image_venv):
         "stadtlink/schemas/contexts/stadtlink-context.jsonld",
         "stadtlink/adapters/pv/example-config.yaml",
         "stadtlink/adapters/climate/example-config.yaml",
-        "stadtlink/adapters/pv/sunspec_models/model_1.json",
+        "stadtlink/adapters/pv/decoders/sunspec_models/model_1.json",
         "stadtlink/broker_client/twin/static/index.html",
         "stadtlink/broker_client/twin/static/app.js",
         "stadtlink/adapters/core/context_server.py",

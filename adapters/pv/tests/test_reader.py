@@ -7,7 +7,7 @@ import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
 from stadtlink.adapters.core.errors import DecodeError
-from stadtlink.adapters.pv import sunspec
+from stadtlink.adapters.pv.decoders import sunspec
 from stadtlink.adapters.pv.simulator import (
     build_register_map,
     inverter_chain,

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from stadtlink.adapters.core.errors import DecodeError, ReadingDropped
 from stadtlink.adapters.core.reading import RawMessage
-from stadtlink.adapters.pv import sunspec
+from stadtlink.adapters.pv.decoders import sunspec
 from stadtlink.adapters.pv.profiles import SUNSPEC_PROFILE
 
 from .helpers import (
