@@ -16,6 +16,7 @@ Secrets (tokens, passwords) are :class:`pydantic.SecretStr` and may be given as 
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Union
@@ -212,6 +213,32 @@ class HttpConfig(_Strict):
                                                       "thousands of series)")
 
 
+class TimeAdmissionConfig(_Strict):
+    """Which observation times a reading may carry (adapters/core/timecheck.py); outside → dead letter
+    ``implausible-time``."""
+
+    future_margin_s: float = Field(300.0, ge=0, description="a reading more than this many seconds ahead of "
+                                                              "the adapter's clock is dead-lettered")
+    not_before: datetime = Field(datetime(2000, 1, 1, tzinfo=timezone.utc),
+                                 description="a reading observed before this time is dead-lettered "
+                                             "(a clock reset to 1970, a GPS week rollover)")
+    max_age_s: float | None = Field(None, gt=0, description="also dead-letter readings older than this many "
+                                                            "seconds (off by default: a gateway may deliver a "
+                                                            "backlog after an outage)")
+
+    @model_validator(mode="after")
+    def _utc(self) -> "TimeAdmissionConfig":
+        if self.not_before.tzinfo is None:
+            self.not_before = self.not_before.replace(tzinfo=timezone.utc)
+        return self
+
+    def build(self):
+        from .timecheck import TimeAdmission
+
+        return TimeAdmission(future_margin_s=self.future_margin_s, not_before=self.not_before,
+                             max_age_s=self.max_age_s)
+
+
 class StadtlinkConfigBase(_Strict):
     adapter: str | None = None
     namespace: str = Field(min_length=1)
@@ -223,6 +250,7 @@ class StadtlinkConfigBase(_Strict):
     check: Literal["strict", "warn", "off"] = "strict"
     http: HttpConfig = HttpConfig()
     dedup_window_s: float = Field(600.0, ge=0)
+    time_admission: TimeAdmissionConfig = TimeAdmissionConfig()
     shutdown_grace_s: float = Field(20.0, ge=0)
     heartbeat_timeout_s: float = Field(10.0, gt=0, description="/healthz fails when the loop heartbeat is older")
     devices: list[dict[str, Any]] = []

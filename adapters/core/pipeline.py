@@ -9,6 +9,8 @@ Profile choice: the registry record's ``profile`` for the device, else the sourc
 (or ``message.attributes["profile"]``, which a source may set per target). LoRaWAN envelopes are
 parsed once (:func:`parse_uplink`), retransmissions (same device, fCnt and fPort within
 ``dedup_window_s``) dropped as ``duplicate``, then the profile's ``decode_uplink`` runs.
+Each reading's ``observed_at`` then passes time admission (adapters/core/timecheck.py) before the
+mapper sees it; outside the window it is dead-lettered as ``implausible-time``.
 Profile options are the source's ``options`` overlaid with ``message.attributes["options"]``.
 
 No pydantic and no logging per message on the hot path: failures are counted, dead-lettered and
@@ -31,6 +33,7 @@ from .logging import RateLimitedLog
 from .lorawan import parse_uplink
 from .metrics import Metrics
 from .reading import RawMessage, Reading, Uplink
+from .timecheck import IMPLAUSIBLE_TIME, TimeAdmission
 
 log = logging.getLogger("stadtlink.pipeline")
 
@@ -63,7 +66,7 @@ def newest_observed_at(entity: dict) -> str | None:
     for value in entity.values():
         if type(value) is dict:
             obs = value.get("observedAt")
-            if obs is not None and (newest is None or obs > newest):
+            if type(obs) is str and (newest is None or obs > newest):
                 newest = obs
     return newest
 
@@ -110,7 +113,7 @@ class Pipeline:
     def __init__(self, adapter: AdapterSpec, *, namespace: str, registry, settings: Any = None,
                  state: StateStore | None = None, state_backend=None, outbox, deadletters, metrics: Metrics,
                  check: str = "strict", dedup_window_s: float = 600.0,
-                 checker: Callable[[dict], list] | None = None):
+                 checker: Callable[[dict], list] | None = None, time_admission: TimeAdmission | None = None):
         self.adapter = adapter
         self.registry = registry
         self.ctx = MapContext(namespace=namespace, registry=registry, settings=settings,
@@ -126,6 +129,8 @@ class Pipeline:
         self.dedup_window_s = dedup_window_s
         self._dedup = DedupWindow(dedup_window_s)
         self._last_obs: dict[str, str] = {}
+        self.time_admission = time_admission if time_admission is not None else TimeAdmission()
+        self._iso_bounds: tuple[int, str, str] = (-1, "", "")   # (second, earliest, latest) of _admit
         self.latest_state = adapter.semantics == "latest-state"
         self._log = RateLimitedLog(log, interval=300.0)
         self._counts = metrics.counts
@@ -194,9 +199,19 @@ class Pipeline:
         entities: list[dict] = []
         seen = self.metrics.last_seen
         wall = time.time()
+        earliest, latest = self.time_admission.bounds(now)
         for reading in readings:
             if seen is not None:
                 seen[reading.device_id] = wall
+            obs = reading.observed_at
+            try:
+                implausible = obs > latest or obs < earliest
+            except TypeError:   # naive or no datetime: the mapper's iso_ms fails (decoder-crash)
+                implausible = False
+            if implausible:
+                await self._dead(message, IMPLAUSIBLE_TIME, "admit", self.time_admission.problem(obs, now) or "",
+                                 reading.device_id, profile, options, reading=_reading_json(reading))
+                continue
             try:
                 produced = self.adapter.mapper(reading, ctx)
             except ReadingDropped as exc:
@@ -377,11 +392,24 @@ class Pipeline:
             self._log(logging.ERROR, ("state", type(exc).__name__), "state not persisted: %s", exc)
 
     async def load_observed(self) -> None:
-        """Restore the newest ``observedAt`` per entity (latest-state; Redis outbox)."""
+        """Restore the newest ``observedAt`` per entity (latest-state; Redis outbox).
+
+        A persisted time in the future (written before time admission existed, or by a clock that
+        has since been set back) would make every correct reading of that entity stale: it is
+        removed here, from Redis too, and logged."""
         if self.state_backend is not None and self.latest_state:
             loader = getattr(self.state_backend, "load_observed", None)
             if loader is not None:
-                self._last_obs.update(await loader())
+                observed = await loader()
+                future = self.time_admission.repair(observed, datetime.now(timezone.utc))
+                if future:
+                    forget = getattr(self.state_backend, "forget_observed", None)
+                    if forget is not None:
+                        await forget(list(future))
+                    sample = ", ".join(f"{eid} ({t[:40]})" for eid, t in list(future.items())[:5])
+                    log.warning("%d persisted newest observedAt in the future removed (%s): later readings of "
+                                "these entities are no longer dropped as stale", len(future), sample)
+                self._last_obs.update(observed)
 
     async def _admit(self, entities: list[dict], message: RawMessage | None, device_id: str | None,
                      profile: str | None, options: Mapping[str, Any] | None) -> list[dict]:
@@ -396,18 +424,31 @@ class Pipeline:
                 self._counts["invalid"] += 1
                 await self._dead(message, "invalid-entity", "check", "entity without a string id and type",
                                  device_id, profile, options, entity=_json_or_repr(ent))
-        if self.latest_state:
-            last = self._last_obs
-            fresh = []
-            for ent in entities:
-                prev = last.get(ent.get("id"))
-                if prev is not None:
-                    newest = newest_observed_at(ent)
-                    if newest is not None and newest < prev:
+        # Time admission of what the mapper, a tick or a replay produced (readings were checked
+        # before mapping), then the stale check of latest-state adapters.
+        second = int(time.time())
+        bounds = self._iso_bounds
+        if bounds[0] != second:
+            lo, hi = self.time_admission.iso_bounds(datetime.now(timezone.utc))
+            bounds = self._iso_bounds = (second, lo, hi)
+        _, lo, hi = bounds
+        last = self._last_obs if self.latest_state else None
+        fresh = []
+        for ent in entities:
+            newest = newest_observed_at(ent)
+            if type(newest) is str:
+                if newest > hi or newest < lo:
+                    await self._dead(message, IMPLAUSIBLE_TIME, "admit",
+                                     self.time_admission.problem(newest, datetime.now(timezone.utc)) or "",
+                                     device_id, profile, options, entity=_json_or_repr(ent))
+                    continue
+                if last is not None:
+                    prev = last.get(ent.get("id"))
+                    if prev is not None and newest < prev:
                         self.metrics.drop("stale")
                         continue
-                fresh.append(ent)
-            entities = fresh
+            fresh.append(ent)
+        entities = fresh
         if self._checker is None:
             return entities
         out = []

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import signal
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -193,11 +194,14 @@ class Runner:
 
             raise StartupError(f"cannot load the adapter state from redis ({redact_url(cfg.outbox.url)}): "
                                f"{redact_url(str(exc))}") from None
+        admission = cfg.time_admission.build()
+        await self._repair_state_times(initial_state, admission)
         self.pipeline = Pipeline(self.adapter, namespace=cfg.namespace, registry=self.registry,
                                  settings=cfg.settings, state=StateStore(initial_state),
                                  state_backend=self.state_backend if cfg.outbox.kind == "redis" else None,
                                  outbox=self.outbox, deadletters=self.deadletters, metrics=self.metrics,
-                                 check=cfg.check, dedup_window_s=cfg.dedup_window_s)
+                                 check=cfg.check, dedup_window_s=cfg.dedup_window_s,
+                                 time_admission=admission)
         opts = derive_options(self.adapter, cfg)
         if opts is not None:
             shared = SharedState(self._redis, prefix)
@@ -236,6 +240,21 @@ class Runner:
             "broker_up": lambda: 1.0 if self.batcher.broker_ok else 0.0,
             "ready": lambda: 1.0 if self.readiness()[0] else 0.0,
         })
+
+    async def _repair_state_times(self, state: dict, admission) -> None:
+        """Future times in persisted mapper state set back (adapters/core/timecheck.py), persisted."""
+        from .timecheck import repair_state_times
+
+        repaired = repair_state_times(state, admission, datetime.now(timezone.utc))
+        if not repaired:
+            return
+        log.warning("%d mapper state keys held times in the future; set back to %s so that correct readings "
+                    "are accepted again: %s", len(repaired), admission.not_before.isoformat(),
+                    ", ".join(list(repaired)[:5]))
+        try:
+            await self.state_backend.save(repaired, set(), None)
+        except Exception as exc:  # noqa: BLE001 - repaired in memory; saved with the next change
+            log.error("repaired mapper state not persisted: %s", exc)
 
     async def _load_state(self) -> dict:
         """The persisted mapper state; waits up to ``outbox.startup_wait_s`` for Redis (it may be

@@ -24,6 +24,9 @@ class MemoryStateBackend:
     async def load_observed(self) -> dict[str, str]:
         return {}
 
+    async def forget_observed(self, entity_ids: list[str]) -> None:
+        return None
+
 
 class RedisStateBackend:
     """Mapper state in the hash ``<prefix>:<adapter>:state`` (one orjson value per key), and the
@@ -40,6 +43,11 @@ class RedisStateBackend:
     async def load_observed(self) -> dict[str, str]:
         raw = await self._client_factory().hgetall(self.observed_key)
         return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def forget_observed(self, entity_ids: list[str]) -> None:
+        """Drop the persisted newest ``observedAt`` of these entities (time admission's repair)."""
+        if entity_ids:
+            await self._client_factory().hdel(self.observed_key, *entity_ids)
 
     async def load(self) -> dict[str, Any]:
         raw = await self._client_factory().hgetall(self.key)
