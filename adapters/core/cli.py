@@ -164,9 +164,7 @@ def decode_input(profile, data: bytes, *, f_port: int | None, device: str | None
             raise DecodeError("not-an-uplink", "a JSON array is not a LoRaWAN uplink")
         else:
             payload = _raw_bytes(text.decode("ascii", errors="replace"))
-            if f_port is None:
-                raise DecodeError("input", "raw LoRaWAN bytes need --fport")
-            uplink = Uplink(network="cli", device_id=device or "cli", dev_eui=None, application_id=None,
+            uplink = Uplink(network="cli", device_id=device or CLI_DEVICE, dev_eui=None, application_id=None,
                             tenant=None, f_port=f_port, f_cnt=0, payload=payload, received_at=now,
                             gateway_time=None, rssi=None, snr=None, decoded=None)
         if hasattr(profile, "decode_uplink"):
@@ -182,6 +180,42 @@ def decode_input(profile, data: bytes, *, f_port: int | None, device: str | None
     return profile.decode(msg, options)
 
 
+#: what the CLI names a device when the input does not and --device was not given
+CLI_DEVICE = "cli"
+
+
+def decode_cli_input(profile, data: bytes, *, f_port: int | None, device: str | None,
+                     options: dict[str, Any]) -> list:
+    """:func:`decode_input` with the CLI's defaults instead of demands.
+
+    Raw LoRaWAN bytes go to the decoder without a port when ``--fport`` is not given: most
+    decoders never read it. One that dispatches on the port refuses the frame (a reason tag naming
+    the port), and the error then says to give ``--fport``. A polled answer that names no device (a
+    PEGELONLINE current measurement, a Fronius answer) is decoded again as device ``cli`` when the
+    first attempt refused it and ``--device`` was not given, with a note on stderr.
+    """
+    try:
+        return decode_input(profile, data, f_port=f_port, device=device, options=options)
+    except DecodeError as exc:
+        if f_port is None and "port" in exc.reason and _is_raw(data):
+            raise DecodeError(exc.reason, f"{exc.detail} (this profile reads the LoRaWAN port: give --fport N)"
+                              if exc.detail else "this profile reads the LoRaWAN port: give --fport N") from None
+        if device is not None or _is_raw(data) and (profile.kind == "lorawan" or hasattr(profile, "decode_uplink")):
+            raise
+        try:
+            readings = decode_input(profile, data, f_port=f_port, device=CLI_DEVICE, options=options)
+        except DecodeError:
+            raise exc from None
+        print(f"note: the input names no device ({exc.reason}); decoded as device {CLI_DEVICE!r}, "
+              f"give --device ID to name it", file=sys.stderr)
+        return readings
+
+
+def _is_raw(data: bytes) -> bool:
+    """Raw payload bytes (hex or base64), not a JSON or XML document."""
+    return data.strip()[:1] not in (b"{", b"[", b"<")
+
+
 def cmd_decode(args) -> int:
     from . import plugins
     from .adapter import MapContext
@@ -194,7 +228,7 @@ def cmd_decode(args) -> int:
     spec, profile = plugins.find_profile(args.profile, args.adapter)
     data = _read_input(args.input)
     try:
-        readings = decode_input(profile, data, f_port=args.fport, device=args.device, options=options)
+        readings = decode_cli_input(profile, data, f_port=args.fport, device=args.device, options=options)
     except (DecodeError, ReadingDropped):
         raise
     except Exception as exc:  # noqa: BLE001 - a decoder bug is reported, not a traceback
@@ -317,8 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decode", help="decode one payload with a profile (and map it with --entity)")
     d.add_argument("profile")
     d.add_argument("input", help="file or '-': hex/base64 bytes, a TTS v3 / ChirpStack v4 uplink, API JSON/XML")
-    d.add_argument("--fport", type=int, default=None, help="LoRaWAN port for raw bytes")
-    d.add_argument("--device", default=None, help="device id for raw bytes / polled payloads")
+    d.add_argument("--fport", type=int, default=None,
+                   help="LoRaWAN port of raw bytes, for profiles whose frames depend on it")
+    d.add_argument("--device", default=None,
+                   help=f"device id for raw bytes / polled answers that name none (default: {CLI_DEVICE!r})")
     d.add_argument("--options", default=None, help="profile options as a JSON object")
     d.add_argument("--entity", action="store_true", help="print the normalized NGSI-LD entities")
     d.add_argument("--config", default=None, help="config whose registry and settings --entity uses")

@@ -68,6 +68,43 @@ def test_decode_uplink_to_entity_with_config_registry(cli_env, tmp_path):
     assert b"device 'dev-9' is not in the registry" in res.stderr and b"'location' missing" in res.stderr
 
 
+def test_decode_raw_bytes_without_fport_when_the_profile_ignores_the_port(cli_env):
+    res = cli(["decode", "toy-lora", "-"], cli_env, stdin=b"0866")
+    assert res.returncode == 0, res.stderr
+    reading = orjson.loads(res.stdout)[0]
+    assert reading["values"] == {"temperature": 21.5} and "f_port" not in reading["meta"]
+    # a built-in family whose decoder never reads the port (DL-MBX; TTN device repository vector)
+    res = cli(["decode", "decentlab-dl-mbx", "-"], cli_env, stdin=b"02012F000304D200010BB1")
+    assert res.returncode == 0, res.stderr
+    assert orjson.loads(res.stdout)[0]["values"]["distance"] == 1.234
+
+
+def test_decode_raw_bytes_of_a_port_dispatching_profile_asks_for_fport(cli_env):
+    res = cli(["decode", "bosch-tps110", "-"], cli_env, stdin=b"01")
+    assert res.returncode == 1 and b"give --fport" in res.stderr and b"Traceback" not in res.stderr
+    res = cli(["decode", "bosch-tps110", "-", "--fport", "1"], cli_env, stdin=b"01")
+    assert res.returncode == 0, res.stderr
+    assert orjson.loads(res.stdout)[0]["values"]["occupied"] is True
+
+
+def test_decode_a_polled_answer_without_device(cli_env):
+    """A PEGELONLINE current measurement names no station: decoded as device 'cli' with a note,
+    or as the --device given."""
+    answer = b'{"timestamp": "2024-05-01T12:00:00+02:00", "value": 312.0}'
+    res = cli(["decode", "pegelonline", "-"], cli_env, stdin=answer)
+    assert res.returncode == 0, res.stderr
+    reading = orjson.loads(res.stdout)[0]
+    assert reading["device_id"] == "cli" and reading["values"]["water_level"] == 3.12
+    assert b"give --device" in res.stderr
+    res = cli(["decode", "pegelonline", "-", "--device", "593647aa-9fea-43ec-a7d6-6476a76ae868"], cli_env,
+              stdin=answer)
+    assert res.returncode == 0 and res.stderr == b""
+    assert orjson.loads(res.stdout)[0]["device_id"] == "593647aa-9fea-43ec-a7d6-6476a76ae868"
+    # an answer that is broken for another reason still fails with that reason
+    res = cli(["decode", "pegelonline", "-"], cli_env, stdin=b'{"unexpected": true}')
+    assert res.returncode == 1 and b"give --device" not in res.stderr and b"Traceback" not in res.stderr
+
+
 def test_decode_api_json_with_options(cli_env):
     doc = b'{"device": "st-3", "t": 2.0, "time": "2024-05-01T12:00:00+02:00"}'
     res = cli(["decode", "toy-json", "-", "--options", '{"scale": 3}'], cli_env, stdin=doc)
@@ -77,7 +114,6 @@ def test_decode_api_json_with_options(cli_env):
 
 
 @pytest.mark.parametrize("args, stdin, message", [
-    (["decode", "toy-lora", "-"], b"0866", b"raw LoRaWAN bytes need --fport"),
     (["decode", "toy-lora", "-", "--fport", "1"], b"zz-not-bytes", b"not hex, base64, JSON or XML"),
     (["decode", "toy-lora", "-", "--fport", "1"], b"010203", b"bad-length"),
     (["decode", "toy-lora", "-", "--fport", "1"], b"dead", b"decoder-crash: RuntimeError: toy decoder bug"),
