@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_ARGS ?=
 
-.PHONY: demo test venv install install-test services clean chart-schema
+.PHONY: demo test venv install install-test services clean chart-schema contexts
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,13 @@ test: install-test services
 
 # Regenerate helm/stadtlink/values.schema.json (and the chart README's values table) after a change
 # to a config or settings model; tests/helm fails while it is stale.
-chart-schema: install
+chart-schema: install contexts
 	$(BIN)/python scripts/gen_values_schema.py
+
+# Regenerate every copy of the @context files from schemas/ (the compound context's derived order
+# and the chart's copy); tests/schemas/test_schemas_context_copies.py fails while one is stale.
+contexts: install
+	$(BIN)/python scripts/gen_contexts.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

@@ -6,8 +6,10 @@ The NGSI-LD core context is always applied last, so its terms cannot be redefine
 specification's ``@protected`` core context demands).
 
 Context documents come from a :class:`ContextResolver`: the built-in core context (every
-``ngsi-ld-core-context-v1.3`` … ``v1.9`` URL and the unversioned one), the Smart Data Models files
-shipped in ``contexts/`` and any directory given with ``--context-dir`` are held and never fetched.
+``ngsi-ld-core-context-v1.3`` … ``v1.9`` URL and the unversioned one), every @context the
+``stadtlink.schemas`` model registry knows (the bundled Smart Data Models, stadtlink's compound
+context and the contexts of models installed packages declare — read from there, never copied)
+and any directory given with ``--context-dir`` are held and never fetched.
 Any other URL is downloaded by :class:`HttpContextFetcher` (5 s timeout, 3 attempts, as Orion-LD
 does) and kept in a bounded in-memory cache; only a failed download is answered with 503
 LdContextNotAvailable. Failures are not cached, so a context server that comes back is used again
@@ -32,7 +34,6 @@ from .errors import LD_CONTEXT_NOT_AVAILABLE, NgsiError, bad_request
 
 log = logging.getLogger(__name__)
 
-CONTEXTS_DIR = Path(__file__).parent / "contexts"
 CORE_CONTEXT_URL = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.6.jsonld"
 _CORE_URL_RE = re.compile(r"^https://uri\.etsi\.org/ngsi-ld/v1/ngsi-ld-core-context(-v1\.[3-9])?\.jsonld$")
 NGSI_LD = "https://uri.etsi.org/ngsi-ld/"
@@ -53,7 +54,21 @@ def _load_json(path: Path) -> Any:
 
 
 def load_core_context() -> dict:
-    return _load_json(CONTEXTS_DIR / "ngsi-ld-core-context.jsonld")["@context"]
+    from stadtlink.schemas.vocabulary import CORE_CONTEXT_FILE
+
+    return _load_json(CORE_CONTEXT_FILE)["@context"]
+
+
+def packaged_documents() -> dict[str, Any]:
+    """URL → ``@context`` value of every context the schemas registry knows (bundled and the
+    ``stadtlink.models`` entry points of installed packages)."""
+    from stadtlink.schemas.contexts import all_contexts
+
+    documents: dict[str, Any] = {}
+    for url, path in all_contexts().items():
+        doc = _load_json(path)
+        documents[url] = doc["@context"] if isinstance(doc, dict) and "@context" in doc else doc
+    return documents
 
 
 def load_context_dir(directory: Path) -> dict[str, Any]:
@@ -291,7 +306,7 @@ class ContextResolver:
                  cache_size: int = 512, fetched_cache_size: int = 256) -> None:
         self.core = load_core_context()
         self.documents: dict[str, Any] = {}
-        self.documents.update(load_context_dir(CONTEXTS_DIR))
+        self.documents.update(packaged_documents())
         if documents:
             self.documents.update(documents)
         if fetcher is None:

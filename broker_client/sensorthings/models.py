@@ -18,7 +18,8 @@ from __future__ import annotations
 import functools
 from typing import Literal, NamedTuple
 
-from stadtlink.schemas.contexts import STADTLINK_CONTEXT_URL, context_url, load_context
+from stadtlink.schemas import registry, vocabulary
+from stadtlink.schemas.contexts import STADTLINK_CONTEXT_URL
 from stadtlink.schemas.problems import UnknownModel
 
 Kind = Literal["measurement", "count", "category", "phases"]
@@ -115,37 +116,50 @@ TIME_ATTRIBUTES = ("dateObserved", "observationDateTime")
 
 
 def measured(entity_type: str) -> dict[str, Measured]:
-    """The measured attributes of a model; an unknown model has none (a Thing with properties)."""
-    return MEASURED.get(entity_type, {})
+    """The measured attributes of a model. A model an adapter package registers (not in the
+    table) has its schema's numeric attributes measured (numbers → OM_Measurement, integers →
+    OM_CountObservation); an unknown type has none (a Thing with properties)."""
+    found = MEASURED.get(entity_type)
+    if found is not None:
+        return found
+    return _registered_measured(entity_type, registry.version())
 
 
-@functools.cache
-def _terms(url: str) -> dict[str, str]:
-    """term → IRI of a local @context document; a list of contexts: later ones win (JSON-LD)."""
-    out: dict[str, str] = {}
-    ctx = load_context(url)["@context"]
-    for part in ctx if isinstance(ctx, list) else [ctx]:
-        if isinstance(part, str):
-            try:
-                out.update(_terms(part))
-            except UnknownModel:  # the core context: brokers add it implicitly
+@functools.lru_cache(maxsize=64)
+def _registered_measured(entity_type: str, version: int) -> dict[str, Measured]:
+    if registry.model_for(entity_type) is None or registry.model_origin(entity_type) == "bundled":
+        return {}  # a bundled model missing from the table is static (InverterDevice, ...)
+    from stadtlink.schemas.validation import validator_for
+
+    out: dict[str, Measured] = {}
+
+    def walk(node) -> None:
+        if not isinstance(node, dict):
+            return
+        for name, prop in (node.get("properties") or {}).items():
+            kind = prop.get("type") if isinstance(prop, dict) else None
+            if name in STRUCTURAL or name in TIME_ATTRIBUTES:
                 continue
-            continue
-        for term, value in part.items():
-            if isinstance(value, str):
-                out[term] = value
-            elif isinstance(value, dict) and isinstance(value.get("@id"), str):
-                out[term] = value["@id"]
+            if kind == "number":
+                out[name] = _m()
+            elif kind == "integer":
+                out[name] = COUNT
+        for key in ("allOf", "anyOf", "oneOf"):
+            for sub in node.get(key) or ():
+                walk(sub)
+
+    walk(validator_for(entity_type).schema)
     return out
 
 
 def attribute_iri(entity_type: str, attribute: str) -> str:
-    """The attribute's Smart Data Models IRI: from the model's own @context, else stadtlink's
-    compound one, else the NGSI-LD default vocabulary (what a broker would expand it to)."""
+    """The attribute's Smart Data Models IRI: what the model's own @context expands it to (the
+    model registry: bundled or registered by a package), else stadtlink's compound context's,
+    else the NGSI-LD default vocabulary (what a broker would expand it to)."""
     try:
-        iri = _terms(context_url(entity_type)).get(attribute)
+        iri = vocabulary.own_iri(entity_type, attribute)
     except UnknownModel:
         iri = None
     if iri is None:
-        iri = _terms(STADTLINK_CONTEXT_URL).get(attribute)
-    return iri or f"https://uri.etsi.org/ngsi-ld/default-context/{attribute}"
+        iri = vocabulary.expand(STADTLINK_CONTEXT_URL, attribute)
+    return iri
