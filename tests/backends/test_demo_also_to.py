@@ -15,7 +15,7 @@ from .servers import OrionV2Server
 
 
 def test_also_to_spec():
-    assert parse_also_to("http://o:1026") == {"name": "also", "kind": "orion-ld", "url": "http://o:1026"}
+    assert parse_also_to("http://o:1026") == {"name": "also", "kind": None, "url": "http://o:1026"}  # asked later
     assert parse_also_to("ngsi-v2+http://o:1026")["kind"] == "ngsi-v2"
     with pytest.raises(ValueError, match="unknown broker kind 'orion3'"):
         parse_also_to("orion3+http://o:1026")
@@ -25,9 +25,10 @@ def test_also_to_spec():
 
 
 async def test_parking_city_also_written_to_an_ngsi_v2_orion():
+    """Given as a bare URL: the demo tells the classic Orion from its answers."""
     async with OrionV2Server() as orion:
         city = DemoCity(broker_port=free_port(), twin_port=free_port(), families=("parking",),
-                        also_to=f"ngsi-v2+{orion.url}")
+                        also_to=orion.url)
         await city.start()
         try:
             assert not city.failed, city.failed

@@ -26,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-open", action="store_true", help="don't open a browser (the default without a display)")
     p.add_argument("--quiet", action="store_true", help="no live counters")
     p.add_argument("--also-to", metavar="[KIND+]URL",
-                   help="write the same city to a second sink too: an NGSI-LD broker URL, or "
-                        "ngsi-v2+URL / scorpio+URL / stellio+URL (docs/backends/)")
+                   help="write the same city to a second sink too: a URL (Orion-LD, NGSI-v2 Orion or a "
+                        "SensorThings service, told from its answers) or KIND+URL: scorpio+URL, stellio+URL, "
+                        "ngsi-v2+URL, sensorthings+URL (docs/backends/)")
     return p
 
 
@@ -42,6 +43,7 @@ async def _run(args) -> int:
     try:
         city = DemoCity(host=args.host, broker_port=args.broker_port, twin_port=args.twin_port,
                         families=tuple(args.only) if args.only else None, also_to=args.also_to)
+        await city.resolve_also_to()
     except ValueError as exc:
         print(f"stadtlink demo: {exc}", file=sys.stderr)
         return 2

@@ -56,15 +56,18 @@ def _rewrite_url(url: str, netlocs: dict[str, str]) -> str:
     return urlunsplit(parts._replace(netloc=target)) if target else url
 
 
-def parse_also_to(spec: str) -> dict[str, str]:
-    """``--also-to``: ``URL`` (an NGSI-LD broker, kind orion-ld) or ``KIND+URL`` (``ngsi-v2+http://orion:1026``,
-    ``scorpio+http://…``, ``stellio+http://…``) → a ``brokers:`` entry named ``also``."""
+def parse_also_to(spec: str) -> dict[str, str | None]:
+    """``--also-to``: ``KIND+URL`` (``ngsi-v2+http://orion:1026``, ``scorpio+http://…``,
+    ``sensorthings+http://…``) or a bare ``URL``, whose kind (``None`` here) the demo tells from the
+    server's answers before it starts (:meth:`DemoCity.resolve_also_to`) → a ``brokers:`` entry
+    named ``also``."""
     from stadtlink.broker_client.backends import KINDS
 
+    kind: str | None
     kind, sep, url = spec.partition("+")
     if not sep or "://" in kind:
-        kind, url = "orion-ld", spec
-    if kind not in KINDS:
+        kind, url = None, spec
+    elif kind not in KINDS:
         raise ValueError(f"--also-to: unknown broker kind {kind!r}; one of {', '.join(KINDS)} (KIND+URL)")
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"--also-to: {url!r} is not an http(s) URL")
@@ -232,7 +235,16 @@ class DemoCity:
 
         self._tasks.append(asyncio.create_task(devices(), name="demo-devices"))
 
+    async def resolve_also_to(self) -> None:
+        """Ask the ``--also-to`` server what it is when no kind was given
+        (:func:`~stadtlink.broker_client.backends.detect.detect_kind`); ValueError if it does not say."""
+        if self.also_to is not None and self.also_to["kind"] is None:
+            from stadtlink.broker_client.backends.detect import detect_kind
+
+            self.also_to["kind"] = await detect_kind(self.also_to["url"])
+
     async def start(self) -> None:
+        await self.resolve_also_to()
         await self._start_broker()
         await self._start_mqtt()
         netlocs, modbus = await self._start_feeds()
