@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import contextlib
 import logging
 import signal
@@ -30,14 +31,27 @@ async def serve(host: str = "127.0.0.1", port: int = 1026, **kw: Any) -> web.App
     """Start the broker on host:port; returns the started AppRunner (``await runner.cleanup()`` stops it).
 
     Keyword arguments go to :func:`create_app`. With ``port=0`` a free port is chosen; read it from
-    ``runner.addresses``.
+    ``runner.addresses``. Unless ``context_allow_private`` is given, a broker listening on a
+    loopback address only may download @context documents from private addresses (its clients
+    are on this machine and reach them anyway); one listening on any other address may not.
     """
+    if kw.get("context_allow_private") is None:
+        kw["context_allow_private"] = is_loopback_host(host)
     app = create_app(**kw)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
     return runner
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def runner_url(runner: web.AppRunner) -> str:
@@ -66,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=1026, help="port (default 1026; 0 = any free port)")
     parser.add_argument("--context-dir", default=None,
                         help="directory of extra @context files to preload (see README.md)")
+    parser.add_argument("--allow-private-contexts", action=argparse.BooleanOptionalAction, default=None,
+                        help="download @context documents from loopback, link-local and private addresses "
+                             "too (default: only when listening on a loopback address)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                         help="log level; DEBUG logs one line per request")
@@ -80,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("stadtlink.broker_client.local_broker")
 
     async def run() -> None:
-        runner = await serve(args.host, args.port, context_dir=args.context_dir)
+        runner = await serve(args.host, args.port, context_dir=args.context_dir,
+                             context_allow_private=args.allow_private_contexts)
         log.info("local NGSI-LD broker (in memory, not for production) listening on %s/ngsi-ld/v1",
                  runner_url(runner))
         stop = asyncio.Event()

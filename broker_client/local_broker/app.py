@@ -40,10 +40,12 @@ class BrokerApp:
 
     def __init__(self, *, context_dir: str | Path | None = None, max_body: int = 1024 * 1024,
                  page_size: int = 20, notification_timeout: float = 5.0,
-                 context_timeout: float = 5.0, context_attempts: int = 3) -> None:
+                 context_timeout: float = 5.0, context_attempts: int = 3,
+                 context_allow_private: bool = False) -> None:
         documents = load_context_dir(Path(context_dir)) if context_dir else None
         self.resolver = ContextResolver(
-            documents, fetcher=HttpContextFetcher(timeout=context_timeout, attempts=context_attempts))
+            documents, fetcher=HttpContextFetcher(timeout=context_timeout, attempts=context_attempts,
+                                                  allow_private=context_allow_private))
         self.store = Store()
         self.notifier = Notifier(timeout=notification_timeout)
         self.max_body = max_body
@@ -193,16 +195,18 @@ BROKER_KEY = web.AppKey("broker", BrokerApp)
 
 def create_app(*, context_dir: str | Path | None = None, max_body: int = 1024 * 1024,
                page_size: int = 20, context_timeout: float = 5.0,
-               context_attempts: int = 3) -> web.Application:
+               context_attempts: int = 3, context_allow_private: bool = False) -> web.Application:
     """The local NGSI-LD broker as an aiohttp application (all state in memory).
 
     ``context_timeout`` (seconds per attempt) and ``context_attempts`` govern the download of
-    @context URLs the broker does not hold.
+    @context URLs the broker does not hold; ``context_allow_private`` lets it download them from
+    loopback, link-local and private addresses too (refused by default: docs/security.md).
     """
     if not 1 <= page_size <= 1000:
         raise ValueError("page_size must be within 1..1000")
     broker = BrokerApp(context_dir=context_dir, max_body=max_body, page_size=page_size,
-                       context_timeout=context_timeout, context_attempts=context_attempts)
+                       context_timeout=context_timeout, context_attempts=context_attempts,
+                       context_allow_private=context_allow_private)
     # the body is read by the broker itself (with its own 413), so aiohttp's limit only needs to be
     # above it
     app = web.Application(client_max_size=max_body * 2 + 1024)

@@ -19,9 +19,11 @@ without a restart.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import re
+import socket
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,6 +31,9 @@ from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
 from .errors import LD_CONTEXT_NOT_AVAILABLE, NgsiError, bad_request
 
@@ -107,26 +112,71 @@ class ContextNotAvailable(Exception):
     """A context URL could not be resolved; ``args[0]`` is the URL, ``args[1]`` (if any) why."""
 
 
+UNREACHABLE = "the context server could not be reached"
+MAX_REDIRECTS = 5
+
+
+def address_allowed(address: str) -> bool:
+    """A global unicast address (not loopback, link-local, private, multicast, reserved, unspecified)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+class _PublicOnlyResolver(AbstractResolver):
+    """Resolves host names with aiohttp's default resolver and keeps only public addresses, so the
+    check holds for the address actually connected to (no DNS rebinding between check and use)."""
+
+    def __init__(self) -> None:
+        self._inner = DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET):  # type: ignore[override]
+        infos = await self._inner.resolve(host, port, family)
+        allowed = [i for i in infos if address_allowed(i["host"])]
+        if not allowed:
+            raise OSError(f"{host} resolves to no public address")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class _Refused(Exception):
+    """A URL whose host may not be fetched from (the reason stays in the broker's log)."""
+
+
 class HttpContextFetcher:
     """Downloads remote @context documents (``async fetcher(url) -> {"@context": ...}``).
 
     ``timeout`` seconds per attempt, ``attempts`` tries for connection errors, timeouts and 5xx
     answers (a 4xx or a document that is not a JSON-LD context fails at once). Documents above
     ``max_bytes`` are refused. Only http(s) URLs are fetched.
+
+    Unless ``allow_private`` is set, only public addresses are fetched from: a URL (or a redirect)
+    naming or resolving to a loopback, link-local, private or otherwise non-global address is
+    refused, so a client cannot make the broker probe its own network. Every way of not reaching
+    the server (refused address, connection refused, timeout, DNS failure) answers the client the
+    same :data:`UNREACHABLE` detail; the cause is logged.
     """
 
     def __init__(self, *, timeout: float = 5.0, attempts: int = 3, retry_delay: float = 0.2,
-                 max_bytes: int = 2 * 1024 * 1024) -> None:
+                 max_bytes: int = 2 * 1024 * 1024, allow_private: bool = False) -> None:
         self.timeout = timeout
         self.attempts = max(1, attempts)
         self.retry_delay = retry_delay
         self.max_bytes = max_bytes
+        self.allow_private = allow_private
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            connector = None if self.allow_private else aiohttp.TCPConnector(resolver=_PublicOnlyResolver())
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout), trust_env=False,
                 headers={"Accept": "application/ld+json, application/json;q=0.9, */*;q=0.1"})
         return self._session
 
@@ -135,34 +185,64 @@ class HttpContextFetcher:
             await self._session.close()
             self._session = None
 
+    def _check_host(self, url: URL) -> None:
+        if url.scheme not in ("http", "https") or not url.host:
+            raise _Refused(f"{url}: only http(s) URLs with a host are fetched")
+        if self.allow_private:
+            return
+        host = url.host
+        try:
+            ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            if host.rstrip(".").lower() == "localhost" or host.rstrip(".").lower().endswith(".localhost"):
+                raise _Refused(f"{host} is a loopback name") from None
+            return      # a name: the resolver keeps only its public addresses
+        if not address_allowed(host):
+            raise _Refused(f"{host} is not a public address")
+
+    async def _get(self, url: str) -> tuple[int, bytes | None]:
+        """(status, body) following up to MAX_REDIRECTS redirects, each hop's host checked."""
+        target = URL(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            self._check_host(target)
+            async with self._client().get(target, allow_redirects=False) as resp:
+                if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+                    target = target.join(URL(resp.headers["Location"]))
+                    continue
+                if resp.status != 200:
+                    return resp.status, None
+                if resp.content_length is not None and resp.content_length > self.max_bytes:
+                    raise ContextNotAvailable(url, "context document too large")
+                raw = await resp.content.read(self.max_bytes + 1)
+                if len(raw) > self.max_bytes:
+                    raise ContextNotAvailable(url, "context document too large")
+                return 200, raw
+        raise ContextNotAvailable(url, "too many redirects")
+
     async def __call__(self, url: str) -> Any:
         if not url.startswith(("http://", "https://")):
             raise ContextNotAvailable(url, "only http(s) context URLs can be downloaded")
-        reason = "no attempt made"
+        reason = UNREACHABLE
         for attempt in range(self.attempts):
             if attempt:
                 await asyncio.sleep(self.retry_delay)
             try:
-                async with self._client().get(url, allow_redirects=True) as resp:
-                    if resp.status >= 500:
-                        reason = f"HTTP {resp.status}"
-                        continue
-                    if resp.status != 200:
-                        raise ContextNotAvailable(url, f"HTTP {resp.status}")
-                    if resp.content_length is not None and resp.content_length > self.max_bytes:
-                        raise ContextNotAvailable(url, "context document too large")
-                    raw = await resp.content.read(self.max_bytes + 1)
-                    if len(raw) > self.max_bytes:
-                        raise ContextNotAvailable(url, "context document too large")
-            except TimeoutError:
-                reason = f"no answer within {self.timeout:g} s"
+                status, raw = await self._get(url)
+            except _Refused as exc:
+                log.warning("@context %s not fetched: %s", url, exc)
+                raise ContextNotAvailable(url, UNREACHABLE) from None
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                log.info("@context %s: attempt %d failed: %s: %s", url, attempt + 1, type(exc).__name__, exc)
+                reason = UNREACHABLE
                 continue
-            except aiohttp.ClientError as exc:
-                reason = f"{type(exc).__name__}: {exc}"
+            if status >= 500:
+                reason = f"HTTP {status}"
                 continue
+            if status != 200 or raw is None:
+                raise ContextNotAvailable(url, f"HTTP {status}")
             try:
                 doc = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise ContextNotAvailable(url, "the document is not JSON") from None
             if not isinstance(doc, dict) or "@context" not in doc:
                 raise ContextNotAvailable(url, "the document has no @context member")

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from aiohttp import web
 
 from . import errors as E
 from .contexts import CORE_CONTEXT_URL, CompiledContext, ContextResolver
 from .errors import NgsiError, bad_request, invalid_request
 from .model import Entity
-from .render import CONCISE, NORMALIZED, SIMPLIFIED, render_entity
+from .render import CONCISE, NORMALIZED, SIMPLIFIED, encodable_only, render_entity
 from .request import GEOJSON, JSON, JSONLD, Req, dumps, link_url
 from .store import Change, Store, Tenant
 from .subscriptions import LINK_REL, Notifier
@@ -118,8 +119,19 @@ class RouteFamily:
                 links.insert(0, f"<{ctx.link_url}>; {LINK_REL}")
         if links:
             headers["Link"] = ", ".join(links)
-        return web.Response(status=status, body=dumps(payload), content_type=content_type,
-                            headers=headers)
+        try:
+            body = dumps(payload)
+        except (orjson.JSONEncodeError, TypeError):
+            # one entity the encoder cannot take must not fail the answer for the others
+            if isinstance(payload, list):
+                payload = encodable_only(payload)
+            elif isinstance(payload, dict) and isinstance(payload.get("features"), list):
+                payload = {**payload, "features": encodable_only(payload["features"])}
+            else:
+                raise NgsiError(500, E.INTERNAL_ERROR, "Internal Error",
+                                "the entity cannot be encoded as JSON") from None
+            body = dumps(payload)
+        return web.Response(status=status, body=body, content_type=content_type, headers=headers)
 
     @staticmethod
     def _empty(status: int, headers: dict[str, str] | None = None) -> web.Response:

@@ -20,7 +20,9 @@ from .contexts import CompiledContext
 from .errors import NgsiError, bad_request
 from .expr import BoolParser, read_until
 from .model import Entity, _check_geometry
+from .request import nested_deeper_than
 from .timeutil import format_datetime, parse_datetime
+from .userregex import UserRegex, compile_user_regex
 
 Predicate = Callable[[Entity], bool]
 
@@ -72,10 +74,8 @@ class _Parser(BoolParser[Entity]):
             raise _q_error("'!' only negates an attribute name")
         if op in ("~=", "!~="):
             raw = self.read_pattern()
-            try:
-                regex = re.compile(raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw)
-            except re.error as exc:
-                raise _q_error(f"invalid regular expression: {exc}") from None
+            regex = compile_user_regex(raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw,
+                                       title="Invalid Q-Filter")
             if op == "~=":
                 return lambda e: _match_pattern(path(e), regex)
 
@@ -398,7 +398,7 @@ _COMPARATORS: dict[str, Callable[[list, Any], bool]] = {
 }
 
 
-def _match_pattern(values: list, regex: re.Pattern) -> bool:
+def _match_pattern(values: list, regex: UserRegex) -> bool:
     return any(isinstance(v, str) and regex.search(v) for v in _flatten(values))
 
 
@@ -431,18 +431,38 @@ def parse_georel(georel: str) -> tuple[str, str | None, float | None]:
     return rel, None, None
 
 
+# GeoJSON nests positions at most four arrays deep (MultiPolygon)
+MAX_COORDINATE_DEPTH = 4
+
+
+def _bracket_depth(text: str) -> int:
+    depth = deepest = 0
+    for ch in text:
+        if ch == "[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == "]":
+            depth -= 1
+    return deepest
+
+
 def parse_coordinates(raw: Any) -> Any:
+    """The ``coordinates`` of a geo-query, nested no deeper than GeoJSON allows (else 400)."""
     if isinstance(raw, list):
+        if nested_deeper_than(raw, MAX_COORDINATE_DEPTH):
+            raise bad_request("Invalid coordinates", "nested deeper than GeoJSON coordinates")
         return raw
     if not isinstance(raw, str):
-        raise bad_request("Invalid coordinates", str(raw))
+        raise bad_request("Invalid coordinates", str(raw)[:200])
     text = raw.strip()
     if not text.startswith("["):
         text = "[" + text + "]"
+    if _bracket_depth(text) > MAX_COORDINATE_DEPTH:
+        raise bad_request("Invalid coordinates", "nested deeper than GeoJSON coordinates")
     try:
         return json.loads(text)
-    except ValueError:
-        raise bad_request("Invalid coordinates", raw) from None
+    except (ValueError, RecursionError):
+        raise bad_request("Invalid coordinates", raw[:200]) from None
 
 
 def compile_geo(geometry: str | None, georel: str | None, coordinates: Any, geoproperty: str | None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +16,7 @@ from .model import Entity
 from .query import compile_geo, compile_order_by, compile_q, compile_scope_q, compile_type_expr
 from .request import GEOJSON, Req
 from .store import Tenant
+from .userregex import compile_user_regex
 
 
 class QueryRoutes(RouteFamily):
@@ -67,10 +67,7 @@ class QueryRoutes(RouteFamily):
             if ids is not None or names is None:
                 filters.append(lambda e: type_pred(e.types))
         if "idPattern" in p:
-            try:
-                pattern = re.compile(p["idPattern"])
-            except re.error:
-                raise bad_request("Invalid idPattern", p["idPattern"]) from None
+            pattern = compile_user_regex(p["idPattern"], title="Invalid idPattern")
             filters.append(lambda e: bool(pattern.search(e.id)))
         attrs = self._name_set(req, "attrs", ctx)
         if attrs:
@@ -129,10 +126,7 @@ class QueryRoutes(RouteFamily):
                 type_sets.append(names)
                 pattern = None
                 if "idPattern" in sel:
-                    try:
-                        pattern = re.compile(sel["idPattern"])
-                    except (re.error, TypeError):
-                        raise bad_request("Invalid idPattern", str(sel["idPattern"])) from None
+                    pattern = compile_user_regex(sel["idPattern"], title="Invalid idPattern")
                 selectors.append((sel.get("id"), pattern, type_pred))
 
             def match_selectors(e: Entity) -> bool:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import orjson
 
 from .contexts import CompiledContext
 from .model import Entity
@@ -149,3 +152,19 @@ def render_entity(entity: Entity, ctx: CompiledContext, *, fmt: str = NORMALIZED
         out["createdAt"] = format_datetime(entity.created)
         out["modifiedAt"] = format_datetime(entity.modified)
     return out
+
+
+def encodable_only(items: list, what: str = "entity") -> list:
+    """The items JSON can encode; one that cannot (a value too deep or too large for the encoder)
+    is left out and logged, so it never fails the answer or the notification of the others."""
+    kept = []
+    for item in items:
+        try:
+            orjson.dumps(item)
+        except (orjson.JSONEncodeError, TypeError, RecursionError):
+            ident = item.get("id") if isinstance(item, dict) else None
+            logging.getLogger("stadtlink.broker_client.local_broker").error(
+                "%s %s cannot be encoded as JSON: left out of the answer", what, ident)
+            continue
+        kept.append(item)
+    return kept

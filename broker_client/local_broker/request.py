@@ -71,6 +71,23 @@ class Req:
         self.headers: dict[str, str] = {}
 
 
+# the deepest request body taken: an answer or a notification wraps a stored value in a few more
+# levels (list, entity, attribute, MQTT envelope), which must stay below the encoder's limit
+MAX_JSON_DEPTH = 100
+
+
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """True when arrays / objects in ``value`` nest more than ``limit`` levels (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
 def mime_type(value: str | None) -> str | None:
     if not value:
         return None
@@ -200,6 +217,9 @@ async def read_body(request: web.Request, req: Req, max_body: int) -> None:
         raise invalid_request("JSON Parse Error", str(exc)) from None
     if not isinstance(body, (dict, list)):
         raise invalid_request("Invalid Payload Body", "the payload must be a JSON object or array")
+    if nested_deeper_than(body, MAX_JSON_DEPTH):
+        # stored, it could not be served back: JSON encoders stop at a nesting depth (orjson at 255)
+        raise bad_request("Invalid Payload Body", f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
     req.body = body
 
 

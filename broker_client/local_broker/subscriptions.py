@@ -19,9 +19,10 @@ from .contexts import CompiledContext
 from .errors import bad_request
 from .model import Entity, is_uri
 from .query import compile_geo, compile_q, compile_scope_q
-from .render import CONCISE, FORMAT_HEADER, NORMALIZED, SIMPLIFIED, render_entity
+from .render import CONCISE, FORMAT_HEADER, NORMALIZED, SIMPLIFIED, encodable_only, render_entity
 from .store import Change
 from .timeutil import format_datetime, now as now_ms, parse_datetime
+from .userregex import compile_user_regex
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +115,7 @@ class Subscription:
                 if pattern is not None:
                     if not isinstance(pattern, str):
                         raise bad_request("Not a JSON String", "entities[*]::idPattern")
-                    try:
-                        compiled = re.compile(pattern)
-                    except re.error:
-                        raise bad_request("Invalid idPattern", pattern) from None
+                    compiled = compile_user_regex(pattern, title="Invalid idPattern")
                 types = {ctx.expand(t) for t in re.split(r"[,;|()]+", etype) if t}
                 selectors.append((eid, compiled, types))
                 entry: dict[str, Any] = {}
@@ -551,6 +549,14 @@ class Notifier:
                     headers[pair["key"]] = request_headers[pair["key"]]
             else:
                 headers[pair["key"]] = pair["value"]
+        try:
+            encoded = orjson.dumps(body)
+        except (orjson.JSONEncodeError, TypeError):
+            # an entity the encoder cannot take is left out; the others are still notified
+            body["data"] = encodable_only(body["data"])
+            if not body["data"]:
+                return
+            encoded = orjson.dumps(body)
         sub.times_sent += 1
         sub.last_notification = now
         uri = endpoint["uri"]
@@ -562,7 +568,7 @@ class Notifier:
             coro = self._deliver_mqtt(sub, uri, body, headers, endpoint.get("notifierInfo", []))
         else:
             target = uri + ("&" if "?" in uri else "?") + "subscriptionId=" + sub.id
-            coro = self._deliver_http(sub, target, orjson.dumps(body), headers)
+            coro = self._deliver_http(sub, target, encoded, headers)
         sub.pending += 1
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)

@@ -171,7 +171,9 @@ async def test_slow_context_server(http, ctx_server):
         ctx_server.delay = 2
         status, _, body = await answer(http, "GET", f"{base}/entities", params={"type": "Car"},
                                        headers=link(ctx_server.url("slow.jsonld") + "?v=2"))
-        assert status == 503 and "no answer within 0.5 s" in body["detail"]
+        # the same words as a closed port (test_context_server_goes_away_and_comes_back): the
+        # answer does not describe the network
+        assert status == 503 and "could not be reached" in body["detail"]
         assert ctx_server.hits["slow.jsonld"] == 3  # 1 before, 2 attempts now
         # other requests are served meanwhile: a slow download blocks only the requests needing it
         ctx_server.delay = 1.5
@@ -204,7 +206,7 @@ async def test_context_server_goes_away_and_comes_back(http, broker, ctx_server)
     other = ctx_server.url("fresh-1.jsonld")
     status, _, body = await answer(http, "GET", f"{broker}/entities/urn:ngsi-ld:Car:1", headers=link(other))
     assert status == 503 and problem(body)[0] == "LdContextNotAvailable"
-    assert "ClientConnectorError" in body["detail"] or "Connect" in body["detail"]
+    assert body["detail"] == f"{other} (the context server could not be reached)"
     # back on the same port: the same broker uses it again, no restart
     await ctx_server.start()
     status, _, body = await answer(http, "GET", f"{broker}/entities/urn:ngsi-ld:Car:1", headers=link(other))
@@ -236,7 +238,7 @@ def test_core_context_urls_are_built_in():
 
 
 async def test_fetched_documents_are_bounded(ctx_server):
-    resolver = ContextResolver(fetcher=HttpContextFetcher(timeout=2), fetched_cache_size=2)
+    resolver = ContextResolver(fetcher=HttpContextFetcher(timeout=2, allow_private=True), fetched_cache_size=2)
     try:
         for i in (1, 2, 3):
             await resolver.compile(ctx_server.url(f"fresh-{i}.jsonld"))
