@@ -57,8 +57,8 @@ def iso_ms(dt: datetime) -> str:
     """``2024-05-01T12:00:00.000Z``: UTC, millisecond precision, as Orion-LD stores it.
 
     On every mapper's hot path (each attribute of an entity renders its ``observedAt``, usually the
-    same datetime object): the last datetime rendered is remembered, and ``isoformat`` is 2× faster
-    than ``strftime`` (which also left years before 1000 unpadded)."""
+    same datetime object): the last datetime rendered is remembered, and ``isoformat`` is used rather
+    than ``strftime`` (faster, and strftime left years before 1000 unpadded)."""
     global _LAST_ISO
     last = _LAST_ISO
     if dt is last[0]:

@@ -198,8 +198,8 @@ class MemoryOutbox(_Limit):
 
 #: One put = one Redis command: the entities' XADDs and the commands ``extra`` adds (mapper state)
 #: run by this script, atomically as MULTI/EXEC would (and, like it, without rollback should a
-#: command fail). A MULTI/EXEC of 3 XADDs and 2 HSETs costs redis-py about 170 µs of CPU (a reply
-#: per command, each read under its own timeout); the script about 100 µs (one reply). ARGV: the
+#: command fail), but with one reply instead of one per command (each read under its own timeout):
+#: less CPU per put (figures in benchmarks/README.md). ARGV: the
 #: number of commands, then per command its argument count and its arguments. Returns the first
 #: command's reply (the first entry id).
 _PUT_SCRIPT = PUT_NEWER_FN + """
@@ -402,7 +402,7 @@ class RedisOutbox(_Limit):
             self._failed(exc)
             raise OutboxUnavailable(f"redis outbox unreachable: {exc}") from exc
         self._ok()
-        # Counted here rather than asked (an XLEN per put was a sixth of the commands per uplink);
+        # Counted here rather than asked (an XLEN per put would add a command to every uplink);
         # ack() and the runner's refresh() every second read the true length, which also counts
         # what other replicas on the same stream added.
         self._depth += n

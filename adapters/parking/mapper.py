@@ -298,7 +298,8 @@ def _site_aggregate(ctx: MapContext, settings: ParkingSettings, site: str, level
 def _latest(stamps: Iterable[str]) -> datetime:
     """The latest of the spots' ``observed_at``. They are written by ``iso_ms`` (fixed width, UTC ``Z``),
     so the latest string is the latest time and only that one is parsed: the aggregate runs on every
-    uplink over every spot of the site, and parsing them all was the adapter's top cost (benchmarks/)."""
+    uplink over every spot of the site, and parsing them all would be the adapter's top cost
+    (benchmarks/README.md)."""
     stamps = list(stamps)
     if all(type(t) is str and len(t) == 24 and t[-1] == "Z" for t in stamps):
         return parse_time(max(stamps))

@@ -78,8 +78,8 @@ class ParkingSettings(BaseModel):
         return self
 
     def site(self, site_id: str) -> SiteSettings:
-        """The site's settings, or the defaults: one shared instance (read only; building a model per
-        call was ≈ 10 % of the mapper's time, it runs several times per uplink)."""
+        """The site's settings, or the defaults: one shared instance (read only; it is asked several
+        times per uplink, and building a model per call is not free: benchmarks/README.md)."""
         return self.sites.get(site_id) or _DEFAULT_SITE
 
     def aggregates(self, site_id: str) -> bool:

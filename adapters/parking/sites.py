@@ -6,7 +6,7 @@ the registry and the spot states, so that it need not be recomputed on every upl
 * the site index: which spot sensors belong to which site (rebuilt when the context's registry is
   replaced by a reload — registries are replaced, never mutated);
 * the running counts of each site's spot states. Counting the ~100 spots of a site on every uplink
-  was the mapper's top cost (benchmarks/README.md). The counts are kept next to the very dict
+  would be the mapper's top cost (benchmarks/README.md). The counts are kept next to the very dict
   object they were taken from. The mapper never changes a spots dict once it is in ``ctx.state``
   (each write stores a new dict, which the StateStore journal relies on for rollback), so "the
   cached dict *is* the state's dict" means the counts are still right; anything else (restart,
