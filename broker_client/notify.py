@@ -9,6 +9,10 @@ and hands each notification to the async handlers through a bounded queue. When 
 subscription's notification status ``failed`` — visible to operators — instead of the receiver
 silently falling behind.
 
+A notification's content is untrusted (the shared secret is readable by whoever may read the
+subscription): :class:`ReadBack` takes only the ids of the changed entities and reads them back
+from the broker; the twin view uses it (docs/security.md, "Notification receiver").
+
 NGSI-v2 notifications from classic Orion (``{"subscriptionId", "data"}``) are accepted too, their
 entities converted to NGSI-LD normalized. Both Orion-LD notifiers are accepted (legacy: ``Ngsiv2-Attrsformat``, ``Fiware-Servicepath``,
 ``charset``; native: ``Ngsild-Attribute-Format``), the subscription id is taken from the body or
@@ -253,4 +257,94 @@ class NotificationReceiver:
         return app
 
 
-__all__ = ["BadNotification", "Handler", "Notification", "NotificationReceiver", "parse_notification"]
+class ReadBack:
+    """A notification handler that trusts a notification only for *which* entities changed.
+
+    The receiver's shared secret travels in the subscription's ``receiverInfo``, and NGSI-LD
+    brokers return ``receiverInfo`` to everyone who may read the subscription: the secret keeps
+    strangers out, not readers of subscriptions. So the content of a notification is never used:
+    its entity ids are collected, the entities are read back from the broker (``GET /entities``
+    with ``id`` and ``type``, ``batch`` ids per request, one request in flight) and ``handler``
+    gets them as the broker holds them. A forged notification can at most make the receiver read
+    real entities again; ids the broker does not know change nothing. More than ``max_pending``
+    waiting ids (a flood) turn into one full read of ``types`` instead of an unbounded set.
+
+        receiver.add_handler(ReadBack(client, show_entities, types=["ParkingSpot"]))
+    """
+
+    def __init__(self, client: Any, handler: Callable[[list[dict[str, Any]]], Awaitable[None]], *,
+                 types: list[str] | tuple[str, ...], batch: int = 50, max_pending: int = 10000,
+                 max_id_length: int = 1024) -> None:
+        self.client = client
+        self.handler = handler
+        self.types = list(types)
+        self.batch = batch
+        self.max_pending = max_pending
+        self.max_id_length = max_id_length
+        self._pending: dict[str, None] = {}
+        self._resync = False
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.counters = {"notified_ids": 0, "read": 0, "unknown": 0, "errors": 0, "resyncs": 0}
+
+    async def __call__(self, note: Notification) -> None:
+        for entity in note.data:
+            eid = entity.get("id")
+            if not isinstance(eid, str) or len(eid) > self.max_id_length:
+                continue
+            self.counters["notified_ids"] += 1
+            if len(self._pending) >= self.max_pending and eid not in self._pending:
+                self._resync = True
+                self._pending.clear()
+                break
+            self._pending[eid] = None
+        if self._pending or self._resync:
+            self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="notify-read-back")
+
+    async def _read(self, **query: Any) -> list[dict[str, Any]]:
+        return [e async for e in self.client.query_entities(**query)]
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending or self._resync:
+                try:
+                    if self._resync:
+                        self._resync = False
+                        self.counters["resyncs"] += 1
+                        found = await self._read(type=self.types, page_size=1000)
+                        wanted = None
+                    else:
+                        ids = list(self._pending)[:self.batch]
+                        for eid in ids:
+                            del self._pending[eid]
+                        found = await self._read(id=ids, type=self.types, page_size=self.batch)
+                        wanted = set(ids)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the broker may be away; later changes notify again
+                    self.counters["errors"] += 1
+                    log.warning("reading back notified entities failed: %s", exc)
+                    continue
+                entities = [e for e in found if isinstance(e, dict)
+                            and (wanted is None or e.get("id") in wanted)]
+                self.counters["read"] += len(entities)
+                if wanted is not None:
+                    self.counters["unknown"] += len(wanted) - len(entities)
+                if entities:
+                    try:
+                        await self.handler(entities)
+                    except Exception:  # a handler's bug must not stop the read-back
+                        log.exception("read-back handler failed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+
+__all__ = ["BadNotification", "Handler", "Notification", "NotificationReceiver", "ReadBack", "parse_notification"]

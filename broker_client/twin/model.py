@@ -125,11 +125,12 @@ class TwinState:
         self.entities: dict[str, dict[str, Any]] = {}
         self._raw: dict[str, dict[str, Any]] = {}
 
-    def update(self, entity: Mapping[str, Any]) -> dict[str, Any] | None:
+    def update(self, entity: Mapping[str, Any], *, replace: bool = False) -> dict[str, Any] | None:
+        """Merge a (partial) entity into the state; ``replace``: it is the whole entity."""
         eid, etype = entity.get("id"), entity.get("type")
         if not isinstance(eid, str) or etype not in FAMILIES:
             return None
-        merged = dict(self._raw.get(eid, {}))
+        merged = {} if replace else dict(self._raw.get(eid, {}))
         merged.update(entity)
         self._raw[eid] = merged
         item = summarise(merged)

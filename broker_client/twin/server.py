@@ -5,31 +5,55 @@ subscriptions (stable ids, so restarts don't pile up subscriptions), and serves:
 
 * ``/`` the page (vendored Leaflet, no CDN; tiles only if ``--tile-url`` is given),
 * ``/events`` the SSE stream: one ``snapshot`` event, then ``update`` events,
-* ``/notify`` the notification receiver (shared secret sent by the broker as a receiverInfo header),
+* ``/notify`` the notification receiver,
 * ``/api/entities`` the current state as JSON, ``/healthz``.
+
+Security (docs/security.md, "Twin view" and "Notification receiver"):
+
+* every entity value is data, never markup: the page builds its DOM with ``textContent`` and serves
+  a strict Content-Security-Policy (scripts and styles from this origin only, no inline code, no
+  framing), ``X-Content-Type-Options: nosniff``;
+* optional access control (:class:`AccessControl`) for the page, the API and the stream;
+* a notification is only a hint *which* entities changed: the twin reads those entities back from
+  the broker and never shows what a notification body says, so a forged notification (someone who
+  read the subscription's ``receiverInfo`` secret) cannot change what the twin shows;
+* ``/events``: one serialized snapshot shared by all browsers, at most ``max_clients`` streams, a
+  browser that stops reading is dropped after ``send_timeout`` with at most one 64 KiB chunk
+  buffered for it.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
 import logging
+import os
 import secrets
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import web
 
 from ..client import NGSILDClient
 from ..errors import NGSILDError, BrokerUnavailable
-from ..notify import Notification, NotificationReceiver
+from ..notify import NotificationReceiver, ReadBack
 from ..subscription_sync import apply
 from .model import TWIN_TYPES, TwinState
 
 log = logging.getLogger("stadtlink.twin")
 STATIC = Path(__file__).resolve().parent / "static"
-_DEFAULT_CONTEXT = None
+
+TOKEN_ENV = "STADTLINK_TWIN_TOKEN"
+BASIC_ENV = "STADTLINK_TWIN_BASIC_AUTH"
+SESSION_COOKIE = "stadtlink_twin"
+CHUNK = 64 * 1024            # the most a slow browser's stream buffers in this process (plus aiohttp's own)
 
 
 def _default_context() -> str:
@@ -38,10 +62,92 @@ def _default_context() -> str:
     return STADTLINK_CONTEXT_URL
 
 
+def _read_secret(path: str | os.PathLike | None) -> str | None:
+    if not path:
+        return None
+    text = Path(path).read_text(encoding="utf-8").strip()
+    if not text:
+        raise ValueError(f"{path} is empty")
+    return text
+
+
+@dataclass(frozen=True)
+class AccessControl:
+    """Who may see the twin: a bearer token and/or basic credentials (``user:password``).
+
+    Browsers: basic credentials are asked by the browser itself; with a token, open
+    ``/?access_token=TOKEN`` once: the server answers with an HttpOnly, SameSite=Strict session
+    cookie (a digest of the token, never the token) and redirects to ``/`` so the token leaves the
+    address bar. API clients send ``Authorization: Bearer TOKEN`` or ``Authorization: Basic ...``.
+    ``/healthz`` (probes) and ``/notify`` (the broker; see the receiver's own rules) are not covered.
+    """
+
+    token: str | None = None
+    basic: str | None = None      # "user:password"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.token or self.basic)
+
+    @classmethod
+    def from_sources(cls, *, token_file: str | None = None, basic_file: str | None = None,
+                     environ: dict[str, str] | None = None) -> AccessControl:
+        """Files first, then the environment (``STADTLINK_TWIN_TOKEN``, ``STADTLINK_TWIN_BASIC_AUTH``)."""
+        env = os.environ if environ is None else environ
+        token = _read_secret(token_file) or env.get(TOKEN_ENV) or None
+        basic = _read_secret(basic_file) or env.get(BASIC_ENV) or None
+        if basic is not None and ":" not in basic:
+            raise ValueError("basic credentials must be 'user:password'")
+        return cls(token=token, basic=basic)
+
+    def session_value(self) -> str:
+        assert self.token is not None
+        return hmac.new(self.token.encode(), b"stadtlink-twin-session", hashlib.sha256).hexdigest()
+
+    def allows(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        scheme = scheme.lower()
+        value = value.strip()
+        if self.token and scheme == "bearer" and hmac.compare_digest(value.encode(), self.token.encode()):
+            return True
+        if self.basic and scheme == "basic":
+            try:
+                given = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                return False
+            if hmac.compare_digest(given, self.basic.encode()):
+                return True
+        if self.token:
+            cookie = request.cookies.get(SESSION_COOKIE, "")
+            if cookie and hmac.compare_digest(cookie.encode(), self.session_value().encode()):
+                return True
+        return False
+
+    def challenge(self) -> web.Response:
+        scheme = 'Basic realm="stadtlink twin", charset="UTF-8"' if self.basic else 'Bearer realm="stadtlink twin"'
+        return web.Response(status=401, text="authentication required\n", headers={"WWW-Authenticate": scheme})
+
+
+def content_security_policy(tile_url: str | None) -> str:
+    """Scripts, styles, data and images from this origin only (map tiles from the tile server)."""
+    img = "'self' data:"
+    if tile_url:
+        parts = urlsplit(tile_url.replace("{s}", "a"))
+        if parts.scheme in ("http", "https") and parts.netloc:
+            host = parts.netloc
+            if "{s}" in tile_url.split("/")[2]:
+                host = "*." + host.split(".", 1)[1] if "." in host else host
+            img += f" {parts.scheme}://{host}"
+    return ("default-src 'none'; script-src 'self'; style-src 'self'; " f"img-src {img}; "
+            "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
 class TwinServer:
     def __init__(self, broker_url: str, *, host: str = "127.0.0.1", port: int = 8080, tenant: str | None = None,
                  context: str | None = None, notify_url: str | None = None, tile_url: str | None = None,
-                 name: str = "twin", throttling: float | None = None, client: NGSILDClient | None = None):
+                 name: str = "twin", throttling: float | None = None, client: NGSILDClient | None = None,
+                 access: AccessControl | None = None, max_clients: int = 1000, send_timeout: float = 30.0):
         self.broker_url = broker_url
         self.host, self.port = host, port
         self.tenant = tenant
@@ -50,14 +156,21 @@ class TwinServer:
         self.tile_url = tile_url
         self.name = name
         self.throttling = throttling
+        self.access = access if access is not None else AccessControl.from_sources()
+        self.max_clients = max_clients
+        self.send_timeout = send_timeout
+        self.csp = content_security_policy(tile_url)
         self.state = TwinState()
         self.secret = secrets.token_urlsafe(24)
         self.receiver = NotificationReceiver(secret=self.secret, queue_size=10000)
-        self.receiver.add_handler(self._on_notification)
+        self.read_back: ReadBack | None = None
         self._clients: set[asyncio.Queue] = set()
         self._client = client
         self._runner: web.AppRunner | None = None
+        self._snapshot_frame: bytes | None = None
+        self._tasks: list[asyncio.Task] = []
         self.broker_ok = False
+        self.counters = {"streams_refused": 0, "streams_dropped": 0}
 
     @property
     def url(self) -> str:
@@ -91,11 +204,12 @@ class TwinServer:
         assert self._client is not None
         for etype in TWIN_TYPES:
             async for ent in self._client.query_entities(type=etype, page_size=1000):
-                self.state.update(ent)
+                self.state.update(ent, replace=True)
+        self._snapshot_frame = None
         await apply(self._client, self.subscriptions(), prune=False)
         self.broker_ok = True
         await self._broadcast("status", {"broker": True})
-        await self._broadcast("snapshot", self.state.snapshot())
+        self._broadcast_frame(self._snapshot())
 
     async def _keep_connected(self) -> None:
         """Retry the initial load and subscriptions until the broker answers; then check it."""
@@ -122,36 +236,69 @@ class TwinServer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-    # -- notifications → SSE ---------------------------------------------------------------------
-    async def _on_notification(self, note: Notification) -> None:
-        updates = [item for item in (self.state.update(e) for e in note.data) if item is not None]
+    # -- notifications: only which entities changed; their content is read back from the broker ---
+    async def _show(self, entities: list[dict[str, Any]]) -> None:
+        updates = [item for item in (self.state.update(e, replace=True) for e in entities) if item is not None]
         if updates:
+            self._snapshot_frame = None
             await self._broadcast("update", updates)
 
+    # -- the browsers' stream ----------------------------------------------------------------------
+    def _snapshot(self) -> bytes:
+        """The ``snapshot`` event, serialized once per state and shared by every stream."""
+        if self._snapshot_frame is None:
+            self._snapshot_frame = b"event: snapshot\ndata: " + orjson.dumps(self.state.snapshot()) + b"\n\n"
+        return self._snapshot_frame
+
     async def _broadcast(self, event: str, data: Any) -> None:
-        frame = b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+        self._broadcast_frame(b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n")
+
+    def _broadcast_frame(self, frame: bytes) -> None:
         for queue in list(self._clients):
             try:
                 queue.put_nowait(frame)
-            except asyncio.QueueFull:   # a browser that stopped reading: drop it, it reconnects
+            except asyncio.QueueFull:   # a browser that stopped reading: its stream ends, it reconnects
                 self._clients.discard(queue)
+                self._drop(queue)
+
+    def _drop(self, queue: asyncio.Queue) -> None:
+        self.counters["streams_dropped"] += 1
+        while not queue.empty():
+            queue.get_nowait()
+        queue.put_nowait(None)
+
+    async def _send(self, resp: web.StreamResponse, frame: bytes) -> None:
+        """Write in chunks, so a browser that stops reading holds at most one chunk here."""
+        view = memoryview(frame)
+        for start in range(0, len(view), CHUNK):
+            await resp.write(view[start:start + CHUNK])
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
+        if len(self._clients) >= self.max_clients:
+            self.counters["streams_refused"] += 1
+            return web.Response(status=503, text="too many live streams\n", headers={"Retry-After": "10"})
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
-        await resp.prepare(request)
-        queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
+        queue: asyncio.Queue = asyncio.Queue(maxsize=256)   # references to shared frames
         self._clients.add(queue)
         try:
-            await resp.write(b"retry: 2000\n\n")
-            await resp.write(b"event: status\ndata: " + orjson.dumps({"broker": self.broker_ok}) + b"\n\n")
-            await resp.write(b"event: snapshot\ndata: " + orjson.dumps(self.state.snapshot()) + b"\n\n")
+            await resp.prepare(request)
+            first = (b"retry: 2000\n\nevent: status\ndata: " + orjson.dumps({"broker": self.broker_ok})
+                     + b"\n\n")
+            await asyncio.wait_for(self._send(resp, first), self.send_timeout)
+            await asyncio.wait_for(self._send(resp, self._snapshot()), self.send_timeout)
             while True:
                 try:
                     frame = await asyncio.wait_for(queue.get(), 15)
                 except asyncio.TimeoutError:
                     frame = b": keep-alive\n\n"
-                await resp.write(frame)
+                if frame is None:
+                    break
+                await asyncio.wait_for(self._send(resp, frame), self.send_timeout)
+        except asyncio.TimeoutError:     # a reader too slow for send_timeout: end its stream
+            self.counters["streams_dropped"] += 1
+            if request.transport is not None:
+                request.transport.abort()
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -159,8 +306,38 @@ class TwinServer:
         return resp
 
     # -- app ---------------------------------------------------------------------------------------
+    @web.middleware
+    async def _guard(self, request: web.Request, handler) -> web.StreamResponse:
+        """Access control (page, API, stream) and the security headers of every answer."""
+        path = request.path
+        response: web.StreamResponse
+        guarded = self.access.enabled and path not in ("/healthz", "/notify")
+        token = request.query.get("access_token") if guarded and path == "/" else None
+        if token is not None and self.access.token \
+                and hmac.compare_digest(token.encode(), self.access.token.encode()):
+            response = web.Response(status=303, headers={"Location": "/"})
+            response.set_cookie(SESSION_COOKIE, self.access.session_value(), httponly=True,
+                                samesite="Strict", secure=request.secure, path="/")
+        elif guarded and not self.access.allows(request):
+            response = self.access.challenge()
+        else:
+            response = await handler(request)
+        return response   # the security headers: _on_prepare, for every answer
+
+    def _security_headers(self, response: web.StreamResponse) -> None:
+        h = response.headers
+        h["Content-Security-Policy"] = self.csp
+        h["X-Content-Type-Options"] = "nosniff"
+        h["X-Frame-Options"] = "DENY"
+        h["Referrer-Policy"] = "no-referrer"
+        h.setdefault("Cache-Control", "no-store")
+
+    async def _on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        self._security_headers(response)
+
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._guard], client_max_size=self.receiver.max_body)
+        app.on_response_prepare.append(self._on_prepare)
         app.router.add_get("/", self._index)
         app.router.add_get("/config.json", self._config)
         app.router.add_get("/events", self._events)
@@ -181,30 +358,42 @@ class TwinServer:
         return web.json_response({"tileUrl": self.tile_url, "types": list(TWIN_TYPES)})
 
     async def _entities(self, request: web.Request) -> web.Response:
-        return web.Response(body=orjson.dumps(self.state.snapshot()), content_type="application/json")
+        data = self._snapshot()
+        body = data[len(b"event: snapshot\ndata: "):-2]
+        return web.Response(body=body, content_type="application/json")
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"broker": self.broker_ok, "browsers": len(self._clients),
-                                  "entities": len(self.state.entities), "notifications": self.receiver.counters})
+                                  "entities": len(self.state.entities), "notifications": self.receiver.counters,
+                                  "twin": self.counters,
+                                  "read_back": self.read_back.counters if self.read_back else None})
 
     async def start(self) -> None:
         if self._client is None:
             self._client = NGSILDClient(self.broker_url, tenant=self.tenant, context=self.context)
         await self._client.open()
+        self.read_back = ReadBack(self._client, self._show, types=TWIN_TYPES)
+        self.receiver.add_handler(self.read_back)
         await self.receiver.start()
         self._runner = web.AppRunner(self.app(), shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         if self.port == 0:
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._task = asyncio.create_task(self._keep_connected(), name="twin-broker")
+            self.port = self._runner.addresses[0][1]
+        self._tasks = [asyncio.create_task(self._keep_connected(), name="twin-broker")]
 
     async def stop(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.read_back is not None:
+            await self.read_back.stop()
         for queue in list(self._clients):
-            queue.put_nowait(b"event: bye\ndata: {}\n\n") if not queue.full() else None
+            if queue.full():
+                self._drop(queue)
+            else:
+                queue.put_nowait(b"event: bye\ndata: {}\n\n")
         if self._runner is not None:
             await self._runner.cleanup()
         await self.receiver.stop(drain_timeout=1.0)
@@ -223,19 +412,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-url", help="map tile URL template ({z}/{x}/{y}); none by default (no external network)")
     p.add_argument("--throttling", type=float, help="subscription throttling in seconds")
     p.add_argument("--name", default="twin", help="prefix of this twin's subscription names")
+    p.add_argument("--token-file", help=f"file holding the access token for page, API and stream (or ${TOKEN_ENV})")
+    p.add_argument("--basic-auth-file",
+                   help=f"file holding 'user:password' for page, API and stream (or ${BASIC_ENV})")
+    p.add_argument("--max-clients", type=int, default=1000, help="most live streams (/events) at once (default 1000)")
+    p.add_argument("--send-timeout", type=float, default=30.0,
+                   help="seconds a browser may take to read one chunk of its stream before it is dropped")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        access = AccessControl.from_sources(token_file=args.token_file, basic_file=args.basic_auth_file)
+    except (OSError, ValueError) as exc:
+        print(f"stadtlink twin: access control: {exc}", flush=True)
+        return 2
 
     async def run() -> None:
         server = TwinServer(args.broker, host=args.host, port=args.port, tenant=args.tenant, context=args.context,
                             notify_url=args.notify_url, tile_url=args.tile_url, name=args.name,
-                            throttling=args.throttling)
+                            throttling=args.throttling, access=access, max_clients=args.max_clients,
+                            send_timeout=args.send_timeout)
         await server.start()
-        print(f"twin view on {server.url}  (broker {args.broker})", flush=True)
+        protected = "access control on" if access.enabled else "no access control"
+        print(f"twin view on {server.url}  (broker {args.broker}; {protected})", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

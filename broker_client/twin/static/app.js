@@ -1,5 +1,8 @@
 // stadtlink twin view: entities from Server-Sent Events on a Leaflet map (no tiles unless
 // configured) and in a table. All interpretation (summary, colour) is done by the server.
+// Every value of an entity is untrusted text: it reaches the page only through textContent (or
+// DOM nodes built with it), never as HTML -- Leaflet's bindTooltip/setTooltipContent/bindPopup
+// would parse a string as HTML. The server's Content-Security-Policy forbids inline scripts too.
 (function () {
   "use strict";
   const COLORS = { ok: "#1a7f37", warn: "#b7791f", bad: "#c53030", unknown: "#718096", closed: "#1a202c", idle: "#4a5568" };
@@ -25,6 +28,14 @@
     return (item.name || item.id.split(":").slice(-1)[0]) + (item.summary ? ": " + item.summary : "");
   }
 
+  // A tooltip's content as a DOM node holding plain text (a string would be parsed as HTML).
+  function labelNode(item) {
+    const span = document.createElement("span");
+    span.className = "twin-label-text";
+    span.textContent = label(item);
+    return span;
+  }
+
   function upsertMarker(item) {
     if (!item.location) return;
     const [lon, lat] = item.location;
@@ -34,12 +45,12 @@
     let m = markers.get(item.id);
     if (!m) {
       m = L.circleMarker([lat, lon], style);
-      m.bindTooltip(label(item), { className: "twin-label", direction: "right" });
+      m.bindTooltip(labelNode(item), { className: "twin-label", direction: "right" });
       markers.set(item.id, m);
     } else {
       m.setLatLng([lat, lon]);
       m.setStyle(style);
-      m.setTooltipContent(label(item));
+      m.setTooltipContent(labelNode(item));
       const el = m.getElement();
       if (el) el.setAttribute("class", "leaflet-interactive " + style.className);
     }
