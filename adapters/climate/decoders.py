@@ -19,6 +19,14 @@ from collections.abc import Callable
 from typing import Any
 
 from stadtlink.adapters.core.errors import DecodeError
+from stadtlink.adapters.core.reasons import (
+    BAD_LENGTH,
+    BAD_PAYLOAD,
+    EMPTY_FRAME,
+    UNKNOWN_FPORT,
+    UNKNOWN_SENSOR_GROUP,
+    UNSUPPORTED_VERSION,
+)
 
 #: Reading keys and their units (what a decoder — or a json-map config — puts in ``Reading.values``).
 READING_KEYS: dict[str, str] = {
@@ -97,21 +105,21 @@ ATM41_GROUPS = (ATM41_GROUP0, ATM41_GROUP1)
 def decode_decentlab_v2(payload: bytes, groups: tuple[tuple[tuple[str, Callable[[int], Any]], ...], ...]) -> dict[str, Any]:
     """Decode a Decentlab protocol-version-2 frame whose sensor groups are ``groups``."""
     if not isinstance(payload, (bytes, bytearray)):
-        raise DecodeError("bad-payload", "payload is not bytes")
+        raise DecodeError(BAD_PAYLOAD, "payload is not bytes")
     if len(payload) < 5:
-        raise DecodeError("bad-length", f"Decentlab frame needs at least 5 bytes, got {len(payload)}")
+        raise DecodeError(BAD_LENGTH, f"Decentlab frame needs at least 5 bytes, got {len(payload)}")
     if payload[0] != 2:
-        raise DecodeError("unsupported-version", f"Decentlab protocol version {payload[0]} (only 2 is known)")
+        raise DecodeError(UNSUPPORTED_VERSION, f"Decentlab protocol version {payload[0]} (only 2 is known)")
     device_id = int.from_bytes(payload[1:3], "big")
     flags = int.from_bytes(payload[3:5], "big")
     known_mask = (1 << len(groups)) - 1
     if flags & ~known_mask:
-        raise DecodeError("unknown-sensor-group", f"flags 0x{flags:04x} name groups this device does not have")
+        raise DecodeError(UNKNOWN_SENSOR_GROUP, f"flags 0x{flags:04x} name groups this device does not have")
     if flags == 0:
-        raise DecodeError("empty-frame", "flags 0x0000: the frame carries no sensor group")
+        raise DecodeError(EMPTY_FRAME, "flags 0x0000: the frame carries no sensor group")
     words_needed = sum(len(g) for i, g in enumerate(groups) if flags & (1 << i))
     if len(payload) != 5 + 2 * words_needed:
-        raise DecodeError("bad-length",
+        raise DecodeError(BAD_LENGTH,
                           f"flags 0x{flags:04x} need {5 + 2 * words_needed} bytes, got {len(payload)}")
     values: dict[str, Any] = {"device_serial": device_id}
     pos = 5
@@ -131,7 +139,7 @@ def decode_dl_atm41(payload: bytes, f_port: int | None = None) -> dict[str, Any]
     battery voltage for the Device entity.
     """
     if f_port is not None and f_port != 1:
-        raise DecodeError("unknown-fport", f"DL-ATM41 sends measurements on fPort 1, got {f_port}")
+        raise DecodeError(UNKNOWN_FPORT, f"DL-ATM41 sends measurements on fPort 1, got {f_port}")
     values = decode_decentlab_v2(payload, ATM41_GROUPS)
     if "air_temperature" not in values:
         values["kind"] = "battery"
@@ -163,9 +171,9 @@ assert sum(w for _, w in METEOHELIX_FIELDS) == METEOHELIX_LENGTH * 8
 def meteohelix_fields(payload: bytes) -> dict[str, int | None]:
     """The raw field values of an 11-byte message; an all-ones field (sensor error) becomes None."""
     if not isinstance(payload, (bytes, bytearray)):
-        raise DecodeError("bad-payload", "payload is not bytes")
+        raise DecodeError(BAD_PAYLOAD, "payload is not bytes")
     if len(payload) != METEOHELIX_LENGTH:
-        raise DecodeError("bad-length", f"MeteoHelix type-1 message has {METEOHELIX_LENGTH} bytes, got {len(payload)}")
+        raise DecodeError(BAD_LENGTH, f"MeteoHelix type-1 message has {METEOHELIX_LENGTH} bytes, got {len(payload)}")
     bits = int.from_bytes(payload, "big")
     remaining = METEOHELIX_LENGTH * 8
     out: dict[str, int | None] = {}

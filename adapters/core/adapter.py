@@ -11,19 +11,22 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator, Literal, Mapping, Protocol, TypeVar, runtime_checkable
+from typing import Any, Awaitable, Callable, Generic, Iterator, Literal, Mapping, Protocol, TypeVar, runtime_checkable
 
 from stadtlink.schemas.contexts import STADTLINK_CONTEXT_URL  # default @context of every stadtlink entity
 from stadtlink.schemas.registry import SmartDataModel
 
 from .errors import DecodeError, MappingError
 from .lorawan import parse_uplink
+from .reasons import REGISTRY_FIELD_MISSING, UNKNOWN_DEVICE
 from .reading import RawMessage, Reading, Uplink
 from .registry import DeviceRecord, DeviceRegistry
 
 
 Semantics = Literal["latest-state", "time-series"]
 T = TypeVar("T")
+#: the adapter's settings model (``AdapterSpec.settings_model``)
+S = TypeVar("S")
 
 
 @runtime_checkable
@@ -161,12 +164,17 @@ class StateStore(MutableMapping):
 
 
 @dataclass
-class MapContext:
-    """Everything a mapper may use besides the reading. No I/O happens through it."""
+class MapContext(Generic[S]):
+    """Everything a mapper may use besides the reading. No I/O happens through it.
+
+    ``settings`` is an instance of the adapter's ``settings_model``, validated once by the runtime
+    from the config's ``settings:`` section (the defaults when the section is absent); a mapper
+    annotates its context ``MapContext[MySettings]`` and reads typed fields, never a dict.
+    """
 
     namespace: str
     registry: DeviceRegistry
-    settings: Any = None                 # the adapter's settings model instance
+    settings: S = None  # type: ignore[assignment]
     state: StateStore = field(default_factory=StateStore)
     now: datetime | None = None          # the adapter clock (for timers only; never an observedAt)
     lenient: bool = False                # `stadtlink decode --entity`: report missing registry data, don't fail
@@ -203,7 +211,7 @@ class MapContext:
         if self.lenient:
             self.missing.append(f"device {reading.device_id!r} is not in the registry")
             return DeviceRecord(id=reading.device_id)
-        raise MappingError("unknown-device", f"device {reading.device_id!r} is not in the registry")
+        raise MappingError(UNKNOWN_DEVICE, f"device {reading.device_id!r} is not in the registry")
 
     def require(self, record: DeviceRecord, key: str) -> Any:
         """A registry field the entity needs (location, reference level …)."""
@@ -217,7 +225,7 @@ class MapContext:
         if self.lenient:
             self.missing.append(f"{record.id}: registry field {key!r} missing")
             return None
-        raise MappingError("registry-field-missing", f"device {record.id!r} has no {key!r} in the registry",
+        raise MappingError(REGISTRY_FIELD_MISSING, f"device {record.id!r} has no {key!r} in the registry",
                            missing=[key])
 
 

@@ -14,6 +14,17 @@ from typing import Any, Mapping
 import orjson
 
 from stadtlink.adapters.core.errors import DecodeError, ReadingDropped
+from stadtlink.adapters.core.reasons import (
+    BAD_LENGTH,
+    BAD_TIMESTAMP,
+    EMPTY_FRAME,
+    INVALID_JSON,
+    TRUNCATED,
+    UNKNOWN_CHANNEL,
+    UNKNOWN_FPORT,
+    UNKNOWN_SENSOR_GROUP,
+    UNSUPPORTED_VERSION,
+)
 from stadtlink.adapters.core.reading import RawMessage, Reading
 from stadtlink.adapters.core.timeutil import TimeFormatError, from_epoch, parse_time
 
@@ -40,15 +51,15 @@ def decode_dl_mbx(payload: bytes, f_port: int | None) -> dict[str, Any]:
     """Decentlab v2 frame: version 2, device id, flags; group 0 = distance mm + valid samples,
     group 1 = battery (V = word / 1000)."""
     if len(payload) < 5:
-        raise DecodeError("too-short", f"DL-MBX frame of {len(payload)} bytes, need at least 5")
+        raise DecodeError(BAD_LENGTH, f"DL-MBX frame of {len(payload)} bytes, need at least 5")
     if payload[0] != 2:
-        raise DecodeError("unsupported-protocol", f"Decentlab protocol version {payload[0]}, expected 2")
+        raise DecodeError(UNSUPPORTED_VERSION, f"Decentlab protocol version {payload[0]}, expected 2")
     device_id, flags = struct.unpack_from(">HH", payload, 1)
     words_needed = (2 if flags & 0x01 else 0) + (1 if flags & 0x02 else 0)
     if flags & ~0x03:
-        raise DecodeError("unknown-flags", f"flags 0x{flags:04x} name sensor groups a DL-MBX does not have")
+        raise DecodeError(UNKNOWN_SENSOR_GROUP, f"flags 0x{flags:04x} name sensor groups a DL-MBX does not have")
     if len(payload) != 5 + 2 * words_needed:
-        raise DecodeError("bad-length", f"{len(payload)} bytes for flags 0x{flags:04x}, expected {5 + 2 * words_needed}")
+        raise DecodeError(BAD_LENGTH, f"{len(payload)} bytes for flags 0x{flags:04x}, expected {5 + 2 * words_needed}")
     words = struct.unpack_from(f">{words_needed}H", payload, 5)
     values: dict[str, Any] = {"sensor_id": device_id}
     dropped: dict[str, str] = {}
@@ -77,7 +88,7 @@ def decode_em500_udl(payload: bytes, f_port: int | None) -> dict[str, Any]:
     """Channels ``01 75`` battery %, ``03 82`` distance mm, ``83 E9`` distance alarm,
     ``20 CE`` history record (time + distance), ``FF xx`` device information."""
     if not payload:
-        raise DecodeError("empty", "empty EM500-UDL frame")
+        raise DecodeError(EMPTY_FRAME, "empty EM500-UDL frame")
     values: dict[str, Any] = {}
     dropped: dict[str, str] = {}
     history: list[list[Any]] = []
@@ -86,7 +97,7 @@ def decode_em500_udl(payload: bytes, f_port: int | None) -> dict[str, Any]:
 
     def need(count: int, what: str) -> None:
         if pos + count > n:
-            raise DecodeError("truncated", f"{what} at byte {pos} needs {count} bytes, {n - pos} left")
+            raise DecodeError(TRUNCATED, f"{what} at byte {pos} needs {count} bytes, {n - pos} left")
 
     while pos < n:
         need(2, "channel header")
@@ -120,13 +131,13 @@ def decode_em500_udl(payload: bytes, f_port: int | None) -> dict[str, Any]:
         elif channel == 0xFF:
             size = _DEVICE_INFO_LENGTHS.get(ctype)
             if size is None:
-                raise DecodeError("unknown-channel", f"device-info type 0x{ctype:02x}")
+                raise DecodeError(UNKNOWN_CHANNEL, f"device-info type 0x{ctype:02x}")
             need(size, "device info")
             if ctype == 0x16:
                 values["serial_number"] = payload[pos:pos + 8].hex()
             pos += size
         else:
-            raise DecodeError("unknown-channel", f"channel 0x{channel:02x} type 0x{ctype:02x}")
+            raise DecodeError(UNKNOWN_CHANNEL, f"channel 0x{channel:02x} type 0x{ctype:02x}")
     if history:
         values["history"] = history
     return _drop_or_return(values, dropped)
@@ -136,9 +147,9 @@ def decode_em500_udl(payload: bytes, f_port: int | None) -> dict[str, Any]:
 
 def decode_ldds75(payload: bytes, f_port: int | None) -> dict[str, Any]:
     if f_port not in (2, None):
-        raise DecodeError("wrong-fport", f"LDDS75 sends measurements on fPort 2, got {f_port}")
+        raise DecodeError(UNKNOWN_FPORT, f"LDDS75 sends measurements on fPort 2, got {f_port}")
     if len(payload) != 8:
-        raise DecodeError("bad-length", f"LDDS75 frame of {len(payload)} bytes, expected 8")
+        raise DecodeError(BAD_LENGTH, f"LDDS75 frame of {len(payload)} bytes, expected 8")
     battery_raw, distance_mm, interrupt, temp_raw, sensor_flag = struct.unpack(">HHBhB", payload)
     values: dict[str, Any] = {
         "battery_voltage": (battery_raw & 0x3FFF) / 1000.0,
@@ -181,7 +192,7 @@ def _current(ts: Mapping[str, Any] | None) -> tuple[float, datetime] | None:
     try:
         return float(value), parse_time(cur.get("timestamp"), naive_is=None)
     except TimeFormatError as exc:
-        raise DecodeError("bad-timestamp", str(exc)) from None
+        raise DecodeError(BAD_TIMESTAMP, str(exc)) from None
 
 
 def _station_reading(station: Mapping[str, Any], profile: str) -> Reading | None:
@@ -230,7 +241,7 @@ def decode_pegelonline(message: RawMessage, options: Mapping[str, Any]) -> list[
     try:
         doc = orjson.loads(body) if isinstance(body, (bytes, bytearray, str)) else body
     except orjson.JSONDecodeError as exc:
-        raise DecodeError("invalid-json", str(exc)) from None
+        raise DecodeError(INVALID_JSON, str(exc)) from None
     if isinstance(doc, Mapping) and "timestamp" in doc and "value" in doc and "uuid" not in doc:
         if not message.device_hint:
             raise DecodeError("no-station", "a current-measurement answer needs the target's device id")

@@ -21,7 +21,7 @@ def test_generated_package_tests_pass(tmp_path):
     assert main(["soil-moisture", "--dir", str(target)]) == 0
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(target)]))
     env.pop("PYTEST_ADDOPTS", None)
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=target,
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=target,
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout
@@ -47,8 +47,9 @@ def test_generated_package_plugs_in(tmp_path, monkeypatch):
 
         config, base = load_config(spec.example_config, adapter=spec)
         registry = DeviceRegistry.load(inline=config.devices, files=config.registry_files, base_dir=base)
-        assert registry.lookup("env-001") is not None and registry.lookup("70b3d57ed0000002").id == "env-002"
-        assert tuple(config.settings.plausible_temperature) == (-40.0, 60.0)
+        assert registry.lookup("river_temp-001") is not None
+        assert registry.lookup("70b3d57ed0000002").id == "river_temp-002"
+        assert config.settings == spec.settings_model()
     finally:
         for name in [m for m in sys.modules if m == "river_temp" or m.startswith("river_temp.")]:
             del sys.modules[name]
@@ -67,10 +68,10 @@ def test_refuses_non_empty_directory_unless_forced(tmp_path):
     assert main(["gauge", "--dir", str(tmp_path)]) == 2
     assert main(["gauge", "--dir", str(tmp_path), "--force"]) == 0
     assert (tmp_path / "keep.txt").read_text() == "mine"
-    assert (tmp_path / "gauge" / "__init__.py").exists() and (tmp_path / "tests" / "test_gauge.py").exists()
+    assert (tmp_path / "gauge" / "__init__.py").exists() and (tmp_path / "gauge" / "tests" / "test_gauge.py").exists()
 
 
 def test_default_directory_is_the_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["noise-level"]) == 0
-    assert (tmp_path / "noise-level" / "noise_level" / "decoder.py").exists()
+    assert (tmp_path / "noise-level" / "noise_level" / "decoders.py").exists()

@@ -8,8 +8,11 @@ runs them (only addresses are pointed at the simulators), and the twin view.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -155,8 +158,32 @@ class DemoCity:
     async def _start_broker(self) -> None:
         from stadtlink.broker_client.local_broker import serve
 
-        runner = await serve(self.host, self.broker_port)
+        runner = await serve(self.host, self.broker_port, context_dir=self._package_contexts())
         self._cleanups.append(runner.cleanup)
+
+    def _package_contexts(self) -> str | None:
+        """A folder (index.json + files) with the @context of every Smart Data Model an adapter package
+        brings (``AdapterSpec.models``, ``stadtlink.models``): the demo's broker resolves them offline,
+        as it does the bundled ones."""
+        from stadtlink.schemas.registry import model_origin, registered_models
+
+        plugins.load_adapters()        # registers the models the adapters declare
+        extra = {m.context_url: m.context for m in registered_models().values()
+                 if model_origin(m.type) != "bundled"}
+        if not extra:
+            return None
+        folder = Path(tempfile.mkdtemp(prefix="stadtlink-demo-contexts-"))
+
+        async def remove() -> None:
+            shutil.rmtree(folder, ignore_errors=True)
+        self._cleanups.append(remove)
+        index = {}
+        for i, (url, path) in enumerate(sorted(extra.items())):
+            name = f"context-{i}.jsonld"
+            shutil.copyfile(path, folder / name)
+            index[url] = name
+        (folder / "index.json").write_text(json.dumps(index), encoding="utf-8")
+        return str(folder)
 
     async def _start_mqtt(self) -> None:
         from amqtt.broker import Broker
@@ -269,18 +296,21 @@ class DemoCity:
         return out
 
     async def entity_counts(self) -> dict[str, int]:
+        """Entities in the broker per type, each type asked in its adapter's @context (a package's
+        own model expands to its own IRIs)."""
         from stadtlink.broker_client import NGSILDClient
-        from stadtlink.adapters.core.adapter import STADTLINK_CONTEXT_URL
 
-        types: list[str] = []
+        by_context: dict[str, list[str]] = {}
         for name in self.families:
-            for t in plugins.get_adapter(name).entity_types:
-                if t not in types:
-                    types.append(t)
-        counts = {}
-        async with NGSILDClient(self.broker_url, context=STADTLINK_CONTEXT_URL) as client:
-            for t in types:
-                counts[t] = await client.count_entities(type=t)
+            spec = plugins.get_adapter(name)
+            types = by_context.setdefault(spec.context, [])
+            types.extend(t for t in spec.entity_types if t not in types)
+        counts: dict[str, int] = {}
+        for context, types in by_context.items():
+            async with NGSILDClient(self.broker_url, context=context) as client:
+                for t in types:
+                    if t not in counts:
+                        counts[t] = await client.count_entities(type=t)
         return counts
 
     async def report(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from stadtlink.adapters.core.errors import DecodeError, ReadingDropped
+from stadtlink.adapters.core.reasons import BAD_TIMESTAMP, INVALID_JSON
 from stadtlink.adapters.core.timeutil import TimeFormatError, parse_time
 
 #: Fronius DeviceStatus.StatusCode → state name (0–6 start-up, 7 running, 8 standby, 9 boot loading, 10 error).
@@ -98,7 +99,7 @@ def load_document(payload: Any) -> dict[str, Any]:
         try:
             payload = json.loads(payload)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise DecodeError("fronius-invalid-json", str(exc)[:200]) from None
+            raise DecodeError(INVALID_JSON, str(exc)[:200]) from None
     if not isinstance(payload, dict):
         raise DecodeError("fronius-not-solar-api", f"expected a JSON object, got {type(payload).__name__}")
     raw = payload.get("raw")
@@ -130,7 +131,7 @@ def observed_at(doc: Mapping[str, Any], fallback: datetime) -> datetime:
     try:
         return parse_time(stamp)
     except TimeFormatError as exc:
-        raise DecodeError("fronius-bad-timestamp", str(exc)) from None
+        raise DecodeError(BAD_TIMESTAMP, str(exc)) from None
 
 
 def check_status(doc: Mapping[str, Any]) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from stadtlink.adapters.core.errors import DecodeError
+from stadtlink.adapters.core.reasons import BAD_PAYLOAD
 
 MODELS_DIR = Path(__file__).with_name("sunspec_models")
 
@@ -263,33 +264,33 @@ def payload_models(payload: Any) -> list[tuple[int, int, list[int]]]:
         try:
             payload = json.loads(payload)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise DecodeError("sunspec-bad-payload", f"not JSON: {str(exc)[:200]}") from None
+            raise DecodeError(BAD_PAYLOAD, f"not JSON: {str(exc)[:200]}") from None
     if isinstance(payload, list):
         payload = {"registers": payload}               # a bare register dump starting at "SunS"
     if not isinstance(payload, Mapping):
-        raise DecodeError("sunspec-bad-payload", f"expected a mapping, got {type(payload).__name__}")
+        raise DecodeError(BAD_PAYLOAD, f"expected a mapping, got {type(payload).__name__}")
     if isinstance(payload.get("raw"), Mapping) and "models" not in payload:
         payload = payload["raw"]                       # a device-samples document (stadtlink decode)
     registers = payload.get("registers", payload.get("registers_uint16"))
     if "models" not in payload and registers is not None:
         start = payload.get("start_address", 40000)
         if not isinstance(start, int) or isinstance(start, bool):
-            raise DecodeError("sunspec-bad-payload", "start_address must be an integer")
+            raise DecodeError(BAD_PAYLOAD, "start_address must be an integer")
         payload = walk_register_block(registers, start)
     models = payload.get("models")
     if not isinstance(models, (list, tuple)):
-        raise DecodeError("sunspec-bad-payload", "no 'models' list")
+        raise DecodeError(BAD_PAYLOAD, "no 'models' list")
     out: list[tuple[int, int, list[int]]] = []
     for n, entry in enumerate(models):
         if isinstance(entry, Mapping):
             entry = (entry.get("id"), entry.get("length"), entry.get("registers"))
         if not isinstance(entry, (list, tuple)) or len(entry) != 3:
-            raise DecodeError("sunspec-bad-payload", f"model #{n} is not [id, length, registers]")
+            raise DecodeError(BAD_PAYLOAD, f"model #{n} is not [id, length, registers]")
         model_id, length, regs = entry
         if not _is_register(model_id) or not _is_register(length):
-            raise DecodeError("sunspec-bad-payload", f"model #{n}: id and length must be 0..65535")
+            raise DecodeError(BAD_PAYLOAD, f"model #{n}: id and length must be 0..65535")
         if not isinstance(regs, (list, tuple)) or not all(_is_register(r) for r in regs):
-            raise DecodeError("sunspec-bad-payload", f"model {model_id}: registers must be integers 0..65535")
+            raise DecodeError(BAD_PAYLOAD, f"model {model_id}: registers must be integers 0..65535")
         if regs and len(regs) != length:
             raise DecodeError("sunspec-length-mismatch",
                               f"model {model_id} declares {length} registers, {len(regs)} were read")

@@ -80,13 +80,13 @@ def test_ldds75_invalid_distance(distance_hex, reason):
 
 
 @pytest.mark.parametrize("profile,frame,f_port,reason", [
-    ("decentlab-dl-mbx", "03012F000304D200010BB1", 1, "unsupported-protocol"),
+    ("decentlab-dl-mbx", "03012F000304D200010BB1", 1, "unsupported-version"),
     ("decentlab-dl-mbx", "02012F000304D2", 1, "bad-length"),
-    ("decentlab-dl-mbx", "0201", 1, "too-short"),
+    ("decentlab-dl-mbx", "0201", 1, "bad-length"),
     ("milesight-em500-udl", "0175", 85, "truncated"),
     ("milesight-em500-udl", "0999aa", 85, "unknown-channel"),
     ("dragino-ldds75", "0B4509C4000105", 2, "bad-length"),
-    ("dragino-ldds75", "0B4509C400010501", 5, "wrong-fport"),
+    ("dragino-ldds75", "0B4509C400010501", 5, "unknown-fport"),
 ])
 def test_bad_frames_have_a_reason(profile, frame, f_port, reason):
     with pytest.raises(DecodeError) as err:

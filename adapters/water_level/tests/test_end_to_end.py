@@ -119,7 +119,7 @@ async def test_invalid_frames_are_dead_lettered_and_the_adapter_keeps_going():
                 assert await wait_until(lambda: _has(client, "FloodMonitoring"))
             assert await wait_until(lambda: _counter(runner, "dead_lettered", 3))
             reasons = {d.get("reason") for _, d in await runner.deadletters.list(10)}
-            assert {"too-short", "invalid-json", "unknown-device"} <= reasons, reasons
+            assert {"bad-length", "invalid-json", "unknown-device"} <= reasons, reasons
         finally:
             await runner.stop()
 
