@@ -34,6 +34,8 @@ def parse_uplink(payload: bytes | str | dict, topic: str | None = None) -> Uplin
         try:
             doc = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
+            if topic and CHIRPSTACK_TOPIC.match(topic) and not _looks_like_json(payload):
+                raise DecodeError("chirpstack-protobuf", CHIRPSTACK_PROTOBUF) from None
             raise DecodeError("invalid-json", str(exc)) from None
     if not isinstance(doc, dict):
         raise DecodeError("not-an-uplink", "the envelope is not a JSON object")
@@ -47,6 +49,27 @@ def parse_uplink(payload: bytes | str | dict, topic: str | None = None) -> Uplin
     if "deviceInfo" in doc:
         return _parse_chirpstack(doc, topic)
     raise DecodeError("not-an-uplink", "neither a TTS v3 nor a ChirpStack v4 uplink")
+
+
+#: The dead-letter text for a ChirpStack event in Protobuf. ChirpStack v4 encodes its MQTT events
+#: as JSON unless ``[integration.mqtt] json=false`` (``chirpstack/src/config.rs`` @
+#: d77207cd362d6b18d35712750c41d6a8a1efbad5: ``json: true``; ``src/integration/mqtt.rs``
+#: ``uplink_event``: ``pl.encode_to_vec()`` otherwise, an ``integration.UplinkEvent``). stadtlink reads
+#: JSON only: decoding Protobuf would take ChirpStack's ``chirpstack-api`` package, which pulls in
+#: grpcio and google-api-core (about 56 MB) and needs protobuf >= 7.35 (its gencode checks the
+#: runtime). The raw bytes stay in the dead letter; replay them once JSON is configured.
+CHIRPSTACK_PROTOBUF = ("ChirpStack sends this event as Protobuf ([integration.mqtt] json=false in chirpstack.toml); "
+                       "stadtlink reads ChirpStack's JSON events only: set json=true (ChirpStack's default) under "
+                       "[integration.mqtt] and restart ChirpStack")
+
+
+def _looks_like_json(payload: bytes | str) -> bool:
+    head = payload[:64].lstrip() if isinstance(payload, (bytes, bytearray, memoryview)) else payload[:64].lstrip()
+    if isinstance(head, str):
+        return head[:1] in ("{", "[", '"') or head[:1].isdigit() or head[:4] in ("true", "null") or head[:5] == "false"
+    first = bytes(head[:1])
+    return first in (b"{", b"[", b'"') or first.isdigit() or bytes(head[:4]) in (b"true", b"null") \
+        or bytes(head[:5]) == b"false"
 
 
 def _b64(value: Any, field: str) -> bytes:

@@ -345,6 +345,8 @@ class Runner:
         if sources:
             for src, profile, options in self._build_sources():
                 self.sources.append(src)
+                if callable(getattr(src, "use_store", None)):   # the TTS backfill's state
+                    src.use_store(self._source_store())
                 name = getattr(src, "name", type(src).__name__)
                 if hasattr(src, "stats"):
                     self.metrics.source_stats.append((name, src.stats))
@@ -363,6 +365,15 @@ class Runner:
         self._started = True
         log.info("adapter started", extra={"adapter": self.adapter.name, "sources": len(self.sources),
                                            "outbox": cfg.outbox.kind, "http_port": self.http_port})
+
+    def _source_store(self):
+        """Where sources keep their own durable state (the TTS backfill's watermark and seen set):
+        the outbox's store, Redis or memory."""
+        from .sources.tts_storage import backfill_store
+
+        cfg = self.config
+        return backfill_store(cfg.outbox.kind, f"{cfg.outbox.key_prefix}:{self.adapter.name}",
+                              self._redis if cfg.outbox.kind == "redis" else None)
 
     @property
     def http_port(self) -> int | None:

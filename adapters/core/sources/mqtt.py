@@ -46,6 +46,12 @@ Delivery guarantee (what this module achieves, with QoS 1 subscriptions):
   Subscriptions without ``shared_group`` are not left: their session persists for the restart.
 * With MQTT 3.1.1 (``protocol: "3.1.1"``) the session never expires on the broker side: a random
   default client id leaves an orphaned session behind at every process restart — configure one.
+* **Network-server presets** (``network:``): ``tts`` connects to The Things Stack as it is (MQTT
+  3.1.1, QoS 0, TLS, ``{app}@{tenant}``; :mod:`.tts`) and backfills what QoS 0 lost from its
+  Storage Integration (:mod:`.tts_storage`); ``chirpstack`` subscribes to ChirpStack v4's uplink
+  topic. Deliveries below the subscribed QoS (ChirpStack's default ``qos=0``) are counted and
+  warned about with the fix (:mod:`.qos_watch`). A connect that an MQTT 3.1.1-only server refuses
+  says ``protocol: "3.1.1"``.
 
 ``ready`` is False while we are not connected and subscribed.
 """
@@ -66,7 +72,10 @@ from ..reading import RawMessage
 from .backoff import Backoff
 from .base import Emit
 from .mqtt_client import MqttConnection, MqttError, MqttSettings, connect, make_tls_context
+from .qos_watch import QosWatch
 from .secrets import resolve_secret
+from .tts import TtsConfig, apply_chirpstack_preset, apply_tts_preset, connect_hint
+from .tts_storage import make_backfill
 
 log = logging.getLogger("stadtlink.source.mqtt")
 
@@ -85,6 +94,10 @@ class MqttSourceConfig(BaseModel):
 
     kind: Literal["mqtt"] = "mqtt"
     name: str | None = None
+    #: a LoRaWAN network server preset: ``tts`` (The Things Stack; needs ``tts:``) or ``chirpstack``
+    network: Literal["tts", "chirpstack"] | None = None
+    #: the TTS application (``network: tts``): application_id, tenant_id, API key, backfill
+    tts: TtsConfig | None = None
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     topics: list[str] = Field(default_factory=lambda: ["v3/+/devices/+/up", "application/+/device/+/event/up"])
@@ -100,6 +113,8 @@ class MqttSourceConfig(BaseModel):
     password_file: str | None = None
     tls: TlsConfig | None = None
     qos: Literal[0, 1] = 1
+    #: MQTT 5 keeps a session for ``session_expiry_s`` only; ``network: tts`` sets "3.1.1" (The
+    #: Things Stack does not answer an MQTT 5 CONNECT)
     protocol: Literal["5", "3.1.1"] = "5"
     keepalive_s: int = Field(30, ge=5)
     connect_timeout_s: float = Field(10.0, gt=0)
@@ -107,6 +122,18 @@ class MqttSourceConfig(BaseModel):
     receive_maximum: int = Field(100, ge=1, le=65535)
     reconnect_min_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _network_preset(cls, values):
+        if isinstance(values, dict):
+            if values.get("network") == "tts":
+                return apply_tts_preset(values)
+            if values.get("network") == "chirpstack":
+                return apply_chirpstack_preset(values)
+            if values.get("tts") is not None:
+                raise ValueError("tts: is read with network: tts only")
+        return values
 
     @field_validator("protocol", mode="before")
     @classmethod
@@ -168,6 +195,14 @@ class MqttSource:
         self._left = False
         # Secrets and TLS files are read now, so a bad config fails at start-up with a ConfigError.
         self._settings: MqttSettings = self._build_settings()
+        self._qos_watch = QosWatch(config.qos, source=self.name, network=config.network)
+        #: The Things Stack: catch-ups from its Storage Integration (None otherwise)
+        self.backfill = make_backfill(config.tts, default_host=config.host, source_kind="mqtt", name=self.name)
+
+    def use_store(self, store) -> None:
+        """Where the backfill keeps its state (the runner: the outbox's store)."""
+        if self.backfill is not None:
+            self.backfill.use_store(store)
 
     @staticmethod
     def _client_id(config: MqttSourceConfig, adapter_name: str) -> str:
@@ -199,9 +234,23 @@ class MqttSource:
         return self._connected
 
     def stats(self) -> dict[str, float]:
-        return {**self._stats, "connected": 1.0 if self._connected else 0.0}
+        out = {**self._stats, "connected": 1.0 if self._connected else 0.0,
+               "qos_downgraded": float(self._qos_watch.count)}
+        if self.backfill is not None:
+            out.update(self.backfill.stats())
+        return out
 
     async def run(self, emit: Emit) -> None:
+        if self.backfill is None:
+            return await self._run(emit)
+        catching_up = asyncio.create_task(self.backfill.run(emit), name=f"tts-backfill:{self.name}")
+        try:
+            await self._run(emit)
+        finally:
+            catching_up.cancel()
+            await asyncio.gather(catching_up, return_exceptions=True)
+
+    async def _run(self, emit: Emit) -> None:
         settings = self._settings
         topics = self.config.subscription_topics()
         conn_backoff = Backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
@@ -220,13 +269,21 @@ class MqttSource:
                     self._conn_up.set()
                     self._connected = True
                     self._stats["connects"] += 1
+                    if self.backfill is not None and self._stats["connects"] > 1:
+                        self.backfill.kick("reconnect")   # what QoS 0 lost while we were away
                     conn_backoff.reset()
                     log.info("mqtt %s: connected to %s as %s, %s %s", self.name, where, self.client_id,
                              "leaving, not subscribing" if self._leaving else "subscribed", topics)
                     emit_group = getattr(emit, "group", None)
+                    sub_qos = self.config.qos
+                    backfill = self.backfill
                     async for group in conn.groups():
                         stats["messages"] += len(group)
                         self._taken += len(group)
+                        if sub_qos:
+                            for msg in group:
+                                if msg.qos < sub_qos:   # the publisher's QoS is lower (qos_watch.py)
+                                    self._qos_watch.note(msg.topic, msg.qos)
                         now = datetime.now(timezone.utc)
                         raws = [RawMessage(source="mqtt", payload=msg.payload, topic=msg.topic, received_at=now,
                                            attributes={"qos": msg.qos, "retain": msg.retain}) for msg in group]
@@ -245,6 +302,9 @@ class MqttSource:
                             stats["emit_refused"] += 1
                             raise _EmitRefused(f"{type(exc).__name__}: {exc}") from None
                         refused_backoff.reset()
+                        if backfill is not None:   # admitted: a catch-up skips them
+                            for msg in group:
+                                backfill.note(msg.payload)
                 delay = conn_backoff.next()  # the broker closed the connection cleanly
             except _EmitRefused as exc:
                 delay = refused_backoff.next()
@@ -253,12 +313,15 @@ class MqttSource:
             except MqttError as exc:
                 if self._left:
                     continue
+                hint = ""
                 if self._connected:
                     self._stats["disconnects"] += 1
                 else:
                     self._stats["connect_failures"] += 1
+                    hint = connect_hint(str(exc), protocol=settings.protocol, network=self.config.network,
+                                        username=settings.username)
                 delay = conn_backoff.next()
-                log.warning("mqtt %s: %s; reconnecting in %.1fs", self.name, exc, delay)
+                log.warning("mqtt %s: %s%s; reconnecting in %.1fs", self.name, exc, hint, delay)
             finally:
                 self._connected = False
                 self._conn = None

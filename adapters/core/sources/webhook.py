@@ -9,6 +9,13 @@ after ``emit`` returned, i.e. the message is in the outbox; ``503`` if the pipel
 ChirpStack's HTTP integration posts every event type to one URL with ``?event=up|join|status|…``:
 events other than ``up`` (and TTS-style ``?event=`` values listed in ``events``) are answered
 ``202`` and counted as ``ignored``, not emitted — they are not uplinks and would only be dead letters.
+
+The Things Stack tries a webhook at most once per uplink unless its paid retries feature is on
+(lorawan-stack-docs ``doc/content/integrations/webhooks/retries.md`` @
+a189a5255199ce9ac016abbcf66d69fd3a73fed9): with a ``tts:`` block (``application_id``, ``api_url``,
+the API key) the source catches up from the Storage Integration at start and every
+``tts.backfill.period_s`` (:mod:`.tts_storage`), so a push that failed while the adapter was down
+is fetched from there.
 """
 from __future__ import annotations
 
@@ -24,6 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from ..reading import RawMessage
 from .base import Emit
 from .secrets import resolve_secret
+from .tts import TtsConfig
+from .tts_storage import make_backfill
 
 log = logging.getLogger("stadtlink.source.webhook")
 
@@ -54,6 +63,8 @@ class WebhookSourceConfig(BaseModel):
     max_body_bytes: int = Field(1024 * 1024, ge=1)
     #: values of the ``event`` query parameter that are emitted (absent parameter: always emitted)
     events: list[str] = Field(default_factory=lambda: ["up"])
+    #: The Things Stack pushes here: backfill from its Storage Integration (needs ``tts.api_url``)
+    tts: TtsConfig | None = None
 
     @field_validator("path")
     @classmethod
@@ -81,18 +92,29 @@ class WebhookSource:
         self._emit: Emit | None = None
         self._stats = {"requests": 0.0, "accepted": 0.0, "unauthorized": 0.0, "too_large": 0.0,
                        "emit_refused": 0.0, "ignored": 0.0}
+        #: catch-ups from TTS's Storage Integration (None without ``tts:``)
+        self.backfill = make_backfill(config.tts, default_host=None, source_kind="webhook", name=self.name)
         http_app.router.add_post(config.path, self._handle)
+
+    def use_store(self, store) -> None:
+        if self.backfill is not None:
+            self.backfill.use_store(store)
 
     @property
     def ready(self) -> bool:
         return self._emit is not None
 
     def stats(self) -> dict[str, float]:
-        return dict(self._stats)
+        out = dict(self._stats)
+        if self.backfill is not None:
+            out.update(self.backfill.stats())
+        return out
 
     async def run(self, emit: Emit) -> None:
         self._emit = emit
         try:
+            if self.backfill is not None:
+                await self.backfill.run(emit)   # runs until cancelled, like the wait below
             await asyncio.Event().wait()   # requests arrive through the route; run until cancelled
         finally:
             self._emit = None
@@ -144,6 +166,8 @@ class WebhookSource:
             return web.json_response({"error": "temporarily unavailable"}, status=503,
                                      headers={"Retry-After": "5"})
         self._stats["accepted"] += 1
+        if self.backfill is not None:
+            self.backfill.note(body)
         return web.json_response({"status": "accepted"}, status=202)
 
 

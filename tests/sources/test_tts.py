@@ -1,0 +1,293 @@
+"""The Things Stack preset, the Storage API client against its stand-in, QoS downgrade warnings
+(ChirpStack's default qos=0) against real Mosquitto, and ChirpStack Protobuf events."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import subprocess
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from stadtlink.adapters.core.errors import DecodeError
+from stadtlink.adapters.core.lorawan import chirpstack_uplink, parse_uplink, tts_uplink
+from stadtlink.adapters.core.sources import MqttSource, MqttSourceConfig
+from stadtlink.adapters.core.sources.tts_storage import StorageClient, StorageError, uplink_identity
+from stadtlink.adapters.core.testing import MosquittoProcess, publish_uplinks
+
+from .tts_standins import TOY_TS_ADAPTER, StorageStandIn, TtsMqttStandIn, stored_uplink
+
+UTC = timezone.utc
+
+
+async def _wait(predicate, timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def _stop(task: asyncio.Task) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+class Collector:
+    def __init__(self):
+        self.messages = []
+
+    async def __call__(self, message) -> None:
+        self.messages.append(message)
+
+
+# -- the preset ---------------------------------------------------------------------------------------
+
+
+def test_tts_preset_sets_what_the_things_stack_needs(tmp_path):
+    key = tmp_path / "key"
+    key.write_text("NNSXS.SECRET\n")
+    cfg = MqttSourceConfig(network="tts", host="eu1.cloud.thethings.network",
+                           tts={"application_id": "parking-wob", "api_key_file": str(key)})
+    assert cfg.protocol == "3.1.1" and cfg.qos == 0
+    assert cfg.port == 8883 and cfg.tls is not None
+    assert cfg.username == "parking-wob@ttn"
+    assert cfg.password_file == str(key)
+    assert cfg.topics == ["v3/parking-wob@ttn/devices/+/up"]
+    src = MqttSource(cfg, adapter_name="parking")
+    assert src._settings.password == "NNSXS.SECRET"
+    assert src.backfill is not None
+    assert src.backfill.client.url == ("https://eu1.cloud.thethings.network/api/v3/as/applications/parking-wob/"
+                                       "packages/storage/uplink_message")
+    # open source deployment: no tenant; plain port given explicitly: no TLS
+    cfg = MqttSourceConfig(network="tts", host="tts.local", port=1883,
+                           tts={"application_id": "app1", "tenant_id": None, "api_key": "k",
+                                "backfill": {"enabled": False}})
+    assert cfg.username == "app1" and cfg.topics == ["v3/app1/devices/+/up"] and cfg.tls is None
+    assert MqttSource(cfg, adapter_name="p").backfill is None
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ({"protocol": "5"}, 'protocol: "3.1.1"'),
+    ({"qos": 1}, "QoS 0 only"),
+    ({"username": "x"}, "remove username"),
+    ({"shared_group": "g"}, "no shared subscriptions"),
+])
+def test_tts_preset_refuses_what_the_things_stack_cannot_do(extra, needle):
+    with pytest.raises(ValidationError, match=needle.replace("(", r"\(")):
+        MqttSourceConfig(network="tts", tts={"application_id": "app1", "api_key": "k"}, **extra)
+
+
+def test_tts_preset_needs_an_api_key_and_valid_ids():
+    with pytest.raises(ValidationError, match="RIGHT_APPLICATION_TRAFFIC_READ"):
+        MqttSourceConfig(network="tts", tts={"application_id": "app1"})
+    with pytest.raises(ValidationError, match="application_id"):
+        MqttSourceConfig(network="tts", tts={"application_id": "App_1", "api_key": "k"})
+    with pytest.raises(ValidationError, match="network: tts"):
+        MqttSourceConfig(tts={"application_id": "app1", "api_key": "k"})
+    assert MqttSourceConfig(network="chirpstack").topics == ["application/+/device/+/event/up"]
+
+
+# -- the MQTT server's CONNECT handling ---------------------------------------------------------------
+
+
+async def test_mqtt5_against_the_things_stack_names_the_setting(caplog):
+    server = await TtsMqttStandIn("app1@ttn", "NNSXS.KEY").start()
+    try:
+        caplog.set_level(logging.WARNING, logger="stadtlink.source.mqtt")
+        for creds in ({"username": "app1@ttn", "password": "NNSXS.KEY"}, {}):
+            caplog.clear()
+            src = MqttSource(MqttSourceConfig(host="127.0.0.1", port=server.port, topics=["v3/app1@ttn/devices/+/up"],
+                                              protocol="5", reconnect_min_s=0.05, reconnect_max_s=0.2,
+                                              connect_timeout_s=3, **creds), adapter_name="t")
+            task = asyncio.create_task(src.run(Collector()))
+            try:
+                await _wait(lambda: src.stats()["connect_failures"] >= 1, what="a refused connect")
+            finally:
+                await _stop(task)
+            assert not src.ready
+            text = "\n".join(r.getMessage() for r in caplog.records)
+            assert 'set protocol: "3.1.1"' in text, text
+        answers = [c["answer"] for c in server.connects if c["level"] == 5]
+        assert "closed" in answers and 0x01 in answers    # as mystique answers (see tts_standins.py)
+    finally:
+        await server.stop()
+
+
+async def test_the_preset_connects_and_receives_qos0_uplinks():
+    server = await TtsMqttStandIn("app1@ttn", "NNSXS.KEY").start()
+    try:
+        cfg = MqttSourceConfig(network="tts", host="127.0.0.1", port=server.port, reconnect_min_s=0.05,
+                               tts={"application_id": "app1", "api_key": "NNSXS.KEY", "backfill": {"enabled": False}})
+        src = MqttSource(cfg, adapter_name="t")
+        got = Collector()
+        task = asyncio.create_task(src.run(got))
+        try:
+            await _wait(lambda: src.ready and server.subscribed, what="connected and subscribed")
+            assert server.connects[-1] == {"protocol_name": "MQTT", "level": 4, "username": True, "password": True,
+                                           "answer": 0}
+            topic, doc = tts_uplink("dev-1", b"\x01\x02", f_port=1, f_cnt=7, received_at="2024-05-01T10:00:00Z",
+                                    application_id="app1")
+            assert await server.publish(topic, orjson.dumps(doc)) == 1
+            await _wait(lambda: got.messages, what="the uplink")
+            assert got.messages[0].topic == "v3/app1@ttn/devices/dev-1/up"
+            assert src.stats()["qos_downgraded"] == 0      # subscribed at QoS 0: nothing below it
+        finally:
+            await _stop(task)
+        # a wrong key: refused with CONNACK 0x05, the log says what the login must be
+        bad = MqttSource(MqttSourceConfig(network="tts", host="127.0.0.1", port=server.port, reconnect_min_s=0.05,
+                                          tts={"application_id": "app1", "api_key": "wrong",
+                                               "backfill": {"enabled": False}}), adapter_name="t")
+        task = asyncio.create_task(bad.run(Collector()))
+        try:
+            await _wait(lambda: bad.stats()["connect_failures"] >= 1, what="refused login")
+        finally:
+            await _stop(task)
+        assert server.connects[-1]["answer"] == 0x05
+    finally:
+        await server.stop()
+
+
+@pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="mosquitto_passwd not installed")
+async def test_the_preset_connects_to_a_real_mosquitto_with_the_api_key_as_password(tmp_path):
+    pwfile = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "app1@ttn", "NNSXS.KEY"], check=True)
+    (tmp_path / "key").write_text("NNSXS.KEY\n")
+    broker = MosquittoProcess(allow_anonymous=False, password_file=pwfile, data_dir=tmp_path / "m")
+    await asyncio.to_thread(broker.start)
+    try:
+        cfg = MqttSourceConfig(network="tts", host=broker.host, port=broker.port, reconnect_min_s=0.05,
+                               tts={"application_id": "app1", "api_key_file": str(tmp_path / "key"),
+                                    "backfill": {"enabled": False}})
+        src = MqttSource(cfg, adapter_name="t")
+        got = Collector()
+        task = asyncio.create_task(src.run(got))
+        try:
+            await _wait(lambda: src.ready, what="connected")
+            from stadtlink.adapters.core.sources.mqtt_client import MqttSettings, connect
+
+            pub = MqttSettings(host=broker.host, port=broker.port, client_id=f"pub-{uuid.uuid4().hex[:8]}",
+                               username="app1@ttn", password="NNSXS.KEY", persistent_session=False,
+                               manual_ack=False, receive_maximum=None)
+            topic, doc = tts_uplink("dev-1", b"\x01\x02", f_port=1, f_cnt=1, received_at="2024-05-01T10:00:00Z",
+                                    application_id="app1")
+            async with connect(pub) as conn:
+                await conn.publish(topic, orjson.dumps(doc), qos=0)
+            await _wait(lambda: got.messages, what="the uplink")
+        finally:
+            await _stop(task)
+    finally:
+        await asyncio.to_thread(broker.cleanup)
+
+
+# -- QoS downgrade (ChirpStack's default qos=0) ----------------------------------------------------------
+
+
+async def test_qos0_publications_on_a_qos1_subscription_warn_once_per_topic_and_count(caplog):
+    app = str(uuid.uuid4())
+    topic_filter = f"application/{app}/device/+/event/up"
+    src = MqttSource(MqttSourceConfig(host="127.0.0.1", port=1883, topics=[topic_filter], qos=1,
+                                      reconnect_min_s=0.05, connect_timeout_s=3), adapter_name="t")
+    got = Collector()
+    caplog.set_level(logging.WARNING, logger="stadtlink.source.mqtt")
+    task = asyncio.create_task(src.run(got))
+    try:
+        await _wait(lambda: src.ready, what="subscribed")
+        ups = [chirpstack_uplink(f"70b3d57ed00000{i:02x}", b"\x01\x02", f_port=1, f_cnt=i + 1,
+                                 time="2024-05-01T10:00:00Z", application_id=app) for i in range(5)]
+        await publish_uplinks("127.0.0.1", 1883, ups, qos=0)
+        await publish_uplinks("127.0.0.1", 1883, ups[:2], qos=1)
+        await _wait(lambda: len(got.messages) == 7, what="all 7 messages")
+    finally:
+        await _stop(task)
+    assert src.stats()["qos_downgraded"] == 5          # the QoS 1 ones are not counted
+    warnings = [r.getMessage() for r in caplog.records if "arrive at QoS 0" in r.getMessage()]
+    assert len(warnings) == 1, warnings                 # once for the topic family, not per device
+    assert "[integration.mqtt] qos=1" in warnings[0] and "queue_qos0_messages true" in warnings[0]
+    assert f"application/{app}/device/+/event/up" in warnings[0]
+
+
+def test_chirpstack_protobuf_events_are_refused_naming_json_true():
+    # an integration.UplinkEvent as ChirpStack encodes it with json=false: field 1 deduplication_id
+    # (string), field 7 f_cnt (varint), field 8 f_port, field 10 data (bytes)
+    dedup = b"0e3a4c36-92c3-4f24-a9b8-8ac2a0f1a4a0"
+    pb = b"\x0a" + bytes([len(dedup)]) + dedup + b"\x38\x0a\x40\x01\x52\x02\x01\x02"
+    topic = "application/7a0e1c4d-0000-0000-0000-000000000001/device/70b3d57ed0000001/event/up"
+    with pytest.raises(DecodeError) as err:
+        parse_uplink(pb, topic)
+    assert err.value.reason == "chirpstack-protobuf"
+    assert "json=true" in str(err.value) and "[integration.mqtt]" in str(err.value)
+    with pytest.raises(DecodeError) as err:             # broken JSON stays invalid-json
+        parse_uplink(b'{"deviceInfo": ', topic)
+    assert err.value.reason == "invalid-json"
+
+
+async def test_a_protobuf_event_becomes_a_dead_letter_with_the_setting():
+    from stadtlink.adapters.core.deadletter import MemoryDeadLetters
+    from stadtlink.adapters.core.metrics import Metrics
+    from stadtlink.adapters.core.outbox import MemoryOutbox
+    from stadtlink.adapters.core.pipeline import Pipeline
+    from stadtlink.adapters.core.reading import RawMessage
+    from stadtlink.adapters.core.registry import DeviceRegistry
+
+    dead = MemoryDeadLetters()
+    pipe = Pipeline(TOY_TS_ADAPTER, namespace="t", registry=DeviceRegistry.load(inline=[]), outbox=MemoryOutbox(),
+                    deadletters=dead, metrics=Metrics("t"), check="off")
+    pb = b"\x0a\x05abcde\x38\x0a\x52\x02\xff\xfe"
+    await pipe.process(RawMessage(source="mqtt", payload=pb, received_at=datetime.now(UTC),
+                                  topic="application/a1/device/70b3d57ed0000001/event/up"), "toy-lora")
+    [(_, rec)] = await dead.list(10)
+    assert rec["reason"] == "chirpstack-protobuf" and "json=true" in rec["error"]
+    from stadtlink.adapters.core.deadletter import decode_payload
+
+    assert decode_payload(rec) == pb                    # the raw bytes are kept for a replay
+
+
+# -- the Storage API client -------------------------------------------------------------------------------
+
+
+async def _standin_with(n: int, app: str = "app1") -> tuple[StorageStandIn, datetime]:
+    s = await StorageStandIn(api_key="NNSXS.KEY").start()
+    t0 = datetime.now(UTC) - timedelta(minutes=10)
+    for i in range(n):
+        s.store(app, stored_uplink(app, f"dev-{i % 3}", i + 1, t0 + timedelta(seconds=i), bytes([i % 256, 1]))[1])
+    return s, t0
+
+
+async def test_storage_client_reads_pages_and_every_error_form():
+    s, t0 = await _standin_with(12)
+    client = StorageClient(s.url, "app1", "NNSXS.KEY", timeout_s=5, max_line_bytes=4096)
+    try:
+        page = await client.page(t0 - timedelta(seconds=1), 5)
+        assert [d["uplink_message"]["f_cnt"] for d in page] == [1, 2, 3, 4, 5]
+        assert s.requests[-1]["order"] == "received_at" and s.requests[-1]["limit"] == "5"
+        rest = await client.page(t0 + timedelta(seconds=4, milliseconds=500), 100)
+        assert [d["uplink_message"]["f_cnt"] for d in rest] == list(range(6, 13))
+        # the same record from MQTT and from storage has the same identity
+        assert uplink_identity(page[0]) == uplink_identity(orjson.loads(orjson.dumps(page[0])))
+        # before any output: HTTP status + {"error": …}
+        s.fail_next = 1
+        with pytest.raises(StorageError) as err:
+            await client.page(t0, 5)
+        assert err.value.status == 503 and "storage unavailable" in str(err.value) and not err.value.permanent
+        # after some output: 200 and an error line
+        s.fail_midstream, s.fail_midstream_after = 1, 2
+        with pytest.raises(StorageError, match="storage read failed"):
+            await client.page(t0 - timedelta(seconds=1), 5)
+        wrong = StorageClient(s.url, "app1", "nope", timeout_s=5, max_line_bytes=4096)
+        with pytest.raises(StorageError) as err:
+            await wrong.page(t0, 5)
+        await wrong.close()
+        assert err.value.status == 403 and err.value.permanent and "RIGHT_APPLICATION_TRAFFIC_READ" in str(err.value)
+        # a record longer than max_line_bytes is skipped and counted, the others are read
+        big = stored_uplink("app1", "dev-big", 99, t0 + timedelta(seconds=30), b"\x00" * 5000)[1]
+        s.store("app1", big)
+        page = await client.page(t0 + timedelta(seconds=11, milliseconds=500), 100)
+        assert page == [] and client.oversized == 1
+    finally:
+        await client.close()
+        await s.stop()
