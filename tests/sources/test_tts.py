@@ -118,7 +118,7 @@ async def test_mqtt5_against_the_things_stack_names_the_setting(caplog):
         await server.stop()
 
 
-async def test_the_preset_connects_and_receives_qos0_uplinks():
+async def test_the_preset_connects_and_receives_qos0_uplinks(caplog):
     server = await TtsMqttStandIn("app1@ttn", "NNSXS.KEY").start()
     try:
         cfg = MqttSourceConfig(network="tts", host="127.0.0.1", port=server.port, reconnect_min_s=0.05,
@@ -142,12 +142,16 @@ async def test_the_preset_connects_and_receives_qos0_uplinks():
         bad = MqttSource(MqttSourceConfig(network="tts", host="127.0.0.1", port=server.port, reconnect_min_s=0.05,
                                           tts={"application_id": "app1", "api_key": "wrong",
                                                "backfill": {"enabled": False}}), adapter_name="t")
+        caplog.clear()
+        caplog.set_level(logging.WARNING, logger="stadtlink.source.mqtt")
         task = asyncio.create_task(bad.run(Collector()))
         try:
             await _wait(lambda: bad.stats()["connect_failures"] >= 1, what="refused login")
         finally:
             await _stop(task)
         assert server.connects[-1]["answer"] == 0x05
+        text = "\n".join(r.getMessage() for r in caplog.records)
+        assert "'app1@ttn'" in text and "RIGHT_APPLICATION_TRAFFIC_READ" in text, text
     finally:
         await server.stop()
 

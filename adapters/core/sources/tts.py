@@ -208,18 +208,25 @@ def apply_chirpstack_preset(values: dict[str, Any]) -> dict[str, Any]:
 def connect_hint(error: str, *, protocol: str, network: str | None, username: str | None) -> str:
     """What to change, appended to a failed connect's log line (empty when we have no advice)."""
     text = error.lower()
+    # paho reports a 3.1.1 CONNACK 0x01 to an MQTT 5 client as reason 0x84 (132, "Unsupported
+    # protocol version"); older wording says it in words
     if protocol == "5" and ("closed before connack" in text or "protocol version" in text
+                            or "reason code 0x84" in text or "reason code 0x1)" in text
                             or "unspecified error" in text):
         return ("; this server may speak MQTT 3.1.1 only (The Things Stack closes the connection without a "
                 "CONNACK, or answers 'unacceptable protocol version', to an MQTT 5 CONNECT): "
                 "set protocol: \"3.1.1\" (or network: tts)")
     if network == "tts":
-        if "not authori" in text or "bad user name or password" in text or "not authorized" in text:
+        # CONNACK 0x04 bad user name or password, 0x05 not authorized (mystique maps TTS's
+        # permission-denied to 0x05, lorawan-stack pkg/applicationserver/io/mqtt/mqtt.go lines
+        # 158-163); paho reports them as the MQTT 5 reasons 0x86 and 0x87
+        if ("not authori" in text or "bad user name or password" in text
+                or any(f"reason code {c})" in text for c in ("0x4", "0x5", "0x86", "0x87"))):
             return (f"; The Things Stack refused the login {username!r}: the username is "
                     "{application id}@{tenant id} (tts.application_id, tts.tenant_id: ttn on The Things "
                     "Network, null on an open-source deployment) and the password an API key of that "
                     "application with the right RIGHT_APPLICATION_TRAFFIC_READ (tts.api_key_file)")
-        if "server unavailable" in text:
+        if "server unavailable" in text or "reason code 0x3)" in text or "reason code 0x88)" in text:
             return "; The Things Stack answered 'server unavailable' (rate limit or overload): retrying"
     return ""
 
