@@ -3,6 +3,12 @@
 A file holds one entity or a list of entities (normalized unless ``--key-values``). Each problem
 is printed to stdout as ``FILE: <entity id>: <path>: <message>``. Exit status: 0 when everything
 is valid, 1 when any entity is invalid, 2 when a file cannot be read or is not JSON.
+
+Besides the schema, every attribute of a normalized entity must expand through the @context it is
+written with (``--context URL``, e.g. the adapter's; default: the entity's own ``@context`` member,
+else its model's own @context) to the IRI its model's own @context gives it; an attribute that
+lands on another model's term or in the default vocabulary is reported with the IRI it got
+(``--no-vocabulary`` skips this check).
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ import json
 import sys
 from typing import Any, Sequence, TextIO
 
-from . import check_entity, check_key_values, known_models
+from . import check_entity, check_key_values, known_models, vocabulary
+from .registry import model_for
+from .problems import UnknownModel
 
 EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE = 0, 1, 2
 
@@ -29,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="check against this model instead of each entity's type")
     parser.add_argument("--key-values", action="store_true",
                         help="the files hold keyValues entities, not normalized ones")
+    parser.add_argument("--context", metavar="URL", default=None,
+                        help="the @context the entities are written with, e.g. the adapter's (default: each "
+                             "entity's own @context member, else its model's own @context)")
+    parser.add_argument("--no-vocabulary", action="store_true",
+                        help="do not check that attributes expand to their model's own IRIs")
     parser.add_argument("-q", "--quiet", action="store_true", help="no summary line on stderr")
     return parser
 
@@ -46,6 +59,34 @@ def _label(entity: object, index: int | None) -> str:
     return "<entity without id>" if index is None else f"<entity #{index} without id>"
 
 
+def _vocabulary_lines(entity: dict, context: str | None, err: TextIO, told: set[str]) -> list[str]:
+    """``$.<attribute>: vocabulary: ...`` for every attribute off its model's own IRI."""
+    if context is None:
+        context = entity.get("@context")
+    if context is None:
+        model = model_for(entity.get("type")) if isinstance(entity.get("type"), str) else None
+        if model is None:
+            return []
+        context = model.context_url
+    if isinstance(context, str):
+        local = vocabulary.local_context(context)
+        if local is None:
+            if context not in told:
+                told.add(context)
+                print(f"note: @context {context} has no local copy: attribute IRIs not checked", file=err)
+            return []
+        context = local
+    try:
+        found = vocabulary.vocabulary_problems(entity, context)
+    except (UnknownModel, TypeError, ValueError) as exc:
+        key = str(exc)
+        if key not in told:
+            told.add(key)
+            print(f"note: attribute IRIs not checked: {exc}", file=err)
+        return []
+    return [f"{'$.type' if p.attribute == 'type' else '$.' + p.attribute}: vocabulary: {p}" for p in found]
+
+
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
          stderr: TextIO | None = None) -> int:
     """Run the validator; ``argv`` excludes the program name. Returns the exit status."""
@@ -58,6 +99,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
 
     status = EXIT_OK
     checked = invalid = 0
+    told: set[str] = set()
     for name in args.files:
         try:
             document = _read(name)
@@ -75,12 +117,15 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
                 problems = check_key_values(entity, args.model)
             else:
                 problems = check_entity(entity, model=args.model)
+            lines = [f"{problem.path}: {problem.message}" for problem in problems]
+            if not args.key_values and not args.no_vocabulary and isinstance(entity, dict):
+                lines += _vocabulary_lines(entity, args.context, err, told)
             checked += 1
-            if problems:
+            if lines:
                 invalid += 1
                 label = _label(entity, index if isinstance(document, list) else None)
-                for problem in problems:
-                    print(f"{name}: {label}: {problem.path}: {problem.message}", file=out)
+                for line in lines:
+                    print(f"{name}: {label}: {line}", file=out)
         if invalid and status == EXIT_OK:
             status = EXIT_INVALID
     if not args.quiet:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from . import registry as _registry
+from .registry import model_for
 from .contexts import PACKAGE_DIR, load_context
 from .problems import UnknownModel
 
@@ -115,6 +116,28 @@ def expand(context: Any, term: str) -> str:
     if iri is not None:
         return iri
     return table.get("@vocab", DEFAULT_VOCAB) + term
+
+
+def local_context(url: str) -> str | None:
+    """The local @context URL that holds the same terms as ``url``: itself when a local copy
+    exists, the mirrored upstream URL for a context server's ``/<host><path>`` (the chart's
+    in-cluster server), stadtlink's compound context for any ``.../stadtlink-context.jsonld``;
+    None when nothing local matches (the vocabulary cannot be checked offline)."""
+    from urllib.parse import urlsplit
+
+    from .contexts import STADTLINK_CONTEXT_URL, all_contexts
+
+    known = all_contexts()
+    if url in known:
+        return url
+    parts = urlsplit(url)
+    for candidate in known:
+        c = urlsplit(candidate)
+        if parts.path == "/" + c.netloc + c.path:
+            return candidate
+    if parts.path.rsplit("/", 1)[-1] == "stadtlink-context.jsonld":
+        return STADTLINK_CONTEXT_URL
+    return None
 
 
 def own_iri(entity_type: str, term: str) -> str | None:

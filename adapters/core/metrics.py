@@ -39,6 +39,9 @@ class Metrics:
         #: Prometheus operators avoid at city scale (10,000 spots), a few ms per scrape and ~100 bytes
         #: per device in the adapter.
         self.last_seen: dict[str, float] | None = {} if device_last_seen else None
+        #: (entity type, attribute, IRI) → attributes written under an IRI that is not their
+        #: model's own (adapters/core/vocabulary_watch.py)
+        self.vocabulary: dict[tuple[str, str, str], int] = defaultdict(int)
         self.gauges: dict[str, Callable[[], float]] = {}
         self.source_stats: list[tuple[str, Callable[[], dict[str, float]]]] = []
         self.registry = CollectorRegistry(auto_describe=True)
@@ -63,6 +66,9 @@ class Metrics:
         self.dropped[f"value-{reason}"] += n
         self.rejected[(attribute, reason)] += n
 
+    def vocabulary_mismatch(self, entity_type: str, attribute: str, iri: str, n: int = 1) -> None:
+        self.vocabulary[(entity_type, attribute, iri)] += n
+
     def dead(self, reason: str, n: int = 1) -> None:
         self.counts["dead_lettered"] += n
         self.dead_reasons[reason] += n
@@ -76,6 +82,7 @@ class Metrics:
         out["dropped"] = dict(self.dropped)
         out["dropped_total"] = sum(self.dropped.values())
         out["dead_letter_reasons"] = dict(self.dead_reasons)
+        out["vocabulary_mismatches"] = {f"{t}.{attr}": n for (t, attr, _), n in self.vocabulary.items()}
         out["values_rejected"] = {f"{attribute}:{reason}": n for (attribute, reason), n in self.rejected.items()}
         for name, fn in self.gauges.items():
             try:
@@ -112,6 +119,13 @@ class _Collector:
                                   "the rest of the reading was written", labels=["adapter", "attribute", "reason"])
         for (attribute, reason), n in sorted(m.rejected.items()):
             fam.add_metric([a, attribute, reason], n)
+        yield fam
+        fam = CounterMetricFamily("stadtlink_vocabulary_mismatches",
+                                  "attributes written under an IRI that is not their Smart Data Model's own "
+                                  "(another model's term or the default vocabulary), by the IRI they got",
+                                  labels=["adapter", "entity_type", "attribute", "iri"])
+        for (etype, attribute, iri), n in sorted(m.vocabulary.items()):
+            fam.add_metric([a, etype, attribute, iri], n)
         yield fam
         fam = CounterMetricFamily("stadtlink_dead_lettered_by_reason", "dead letters by reason",
                                   labels=["adapter", "reason"])

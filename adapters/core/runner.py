@@ -129,6 +129,18 @@ class Runner:
                                                    socket_timeout=5, health_check_interval=10)
         return self._redis_client
 
+    def _entity_checker(self, cfg):
+        """The pipeline's entity check, watching attribute IRIs too (None: the pipeline's default,
+        i.e. no check when ``check: off``)."""
+        if cfg.check == "off":
+            return None
+        from .pipeline import EntityChecker
+        from .vocabulary_watch import VocabularyWatch
+
+        sinks = cfg.sink_configs()
+        context = (sinks[0][2].context if sinks else None) or self.adapter.context
+        return VocabularyWatch(EntityChecker(), context, self.metrics)
+
     def _build_sinks(self):
         """One sink per configured broker (``broker:`` or ``brokers:``), each with its own outbox and
         batcher (adapters/core/sinks.py); the ``backend`` override replaces the first one's backend."""

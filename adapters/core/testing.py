@@ -3,6 +3,8 @@
 * :func:`run_profile` — fixture bytes / file in, :class:`Reading` list out.
 * :func:`map_fixture` — fixture in, entities out (decode + map with a registry and settings).
 * :func:`assert_entities_match` — compare entity lists ignoring volatile keys, with a readable diff.
+* :func:`assert_terms_expand` — every attribute expands through the adapter's @context to its
+  model's own IRI (no silent default-vocabulary fallback, no other model's term).
 * :class:`MosquittoProcess`, :class:`RedisProcess` — own throw-away servers on free ports that a
   test may stop, kill and restart (never touch the shared ones).
 * :func:`publish_uplinks` — publish LoRaWAN envelopes (see :func:`stadtlink.adapters.core.lorawan.tts_uplink`).
@@ -208,6 +210,33 @@ def assert_entities_match(actual: Sequence[dict] | dict, expected: Sequence[dict
         diff = _first_difference(act[eid], exp[eid])
         if diff:
             raise AssertionError(f"entity {eid}: {diff}")
+
+
+def assert_terms_expand(entities: Sequence[dict] | dict, context: Any) -> None:
+    """Every attribute (and the type) of each entity expands through ``context`` — the @context
+    the adapter writes with, e.g. ``ADAPTER.context`` — to the IRI its Smart Data Model's own
+    @context gives it: no attribute lands in the NGSI-LD default vocabulary or on another model's
+    term. Raises AssertionError naming each attribute and the IRI it got.
+
+    The entity's model must be known (bundled, or declared by the package: ``AdapterSpec.models``
+    or the ``stadtlink.models`` entry point); an unknown type is an error too.
+    """
+    from stadtlink.schemas import vocabulary
+    from stadtlink.schemas.registry import model_for
+
+    if isinstance(entities, dict):
+        entities = [entities]
+    lines = []
+    for entity in entities:
+        etype = entity.get("type")
+        if model_for(etype) is None:
+            lines.append(f"{entity.get('id')}: no Smart Data Model {etype!r} is registered "
+                         "(declare it in AdapterSpec.models and the stadtlink.models entry point)")
+            continue
+        for problem in vocabulary.vocabulary_problems(entity, context):
+            lines.append(f"{entity.get('id')}: {problem}")
+    if lines:
+        raise AssertionError("attributes off their model's vocabulary:\n  " + "\n  ".join(lines))
 
 
 def load_json(path: str | Path) -> Any:
