@@ -132,15 +132,6 @@ def _drop(reading: Reading, key: str, reason: str) -> None:
     note_rejected(reading, {_ATTRIBUTE_OF.get(key, key): reason})
 
 
-def _settings(ctx: MapContext) -> ClimateSettings:
-    s = ctx.settings
-    if isinstance(s, ClimateSettings):
-        return s
-    if isinstance(s, dict):
-        return ClimateSettings.model_validate(s)
-    return ClimateSettings()
-
-
 #: json-map readings may name their values by the attribute (in the attribute's unit) instead of by
 #: the reading key: attribute → (reading key, factor from the attribute's unit to the reading key's).
 ATTRIBUTE_ALIASES: dict[str, tuple[str, float]] = {
@@ -232,8 +223,8 @@ def _battery_level(values: dict[str, Any], profile: str, settings: ClimateSettin
     return battery_fraction_from_voltage(volts, *rng)
 
 
-def map_reading(reading: Reading, ctx: MapContext) -> list[dict]:
-    settings = _settings(ctx)
+def map_reading(reading: Reading, ctx: MapContext[ClimateSettings]) -> list[dict]:
+    settings = ctx.settings
     station = ctx.require_device(reading)
     lonlat = ctx.require(station, "location")
     name = station.name

@@ -13,10 +13,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Generic, Iterator, Literal, Mapping, Protocol, TypeVar, runtime_checkable
 
+from pydantic import ValidationError
+
 from stadtlink.schemas.contexts import STADTLINK_CONTEXT_URL  # default @context of every stadtlink entity
 from stadtlink.schemas.registry import SmartDataModel
 
-from .errors import DecodeError, MappingError
+from .errors import ConfigError, DecodeError, MappingError
 from .lorawan import parse_uplink
 from .reasons import REGISTRY_FIELD_MISSING, UNKNOWN_DEVICE
 from .reading import RawMessage, Reading, Uplink
@@ -285,6 +287,22 @@ class AdapterSpec:
     #: How ``stadtlink demo`` simulates this family's devices and feeds (:class:`DemoSimulators`);
     #: None = the family is not part of the demo.
     demo: DemoSimulators | None = None
+
+    def validate_settings(self, raw: Any = None) -> Any:
+        """The config's ``settings:`` section as an instance of ``settings_model`` — the one place a
+        family's settings are validated (the runtime does it before any mapper runs, so a mapper reads
+        ``ctx.settings`` typed and never falls back to defaults). ``None`` gives the model's defaults;
+        an instance passes as it is; anything invalid is a :class:`ConfigError` naming the key."""
+        model = self.settings_model
+        if model is None or isinstance(raw, model):
+            return raw
+        try:
+            return model.model_validate(dict(raw or {}))
+        except ValidationError as exc:
+            problems = "; ".join(f"settings.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"adapter {self.name!r}: {problems}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"adapter {self.name!r}: settings must be a mapping ({exc})") from None
 
     def profile(self, name: str) -> Profile:
         try:

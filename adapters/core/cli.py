@@ -246,8 +246,8 @@ def cmd_decode(args) -> int:
         cfg, base = load_config(config_path, adapter=spec)
         registry = DeviceRegistry.load(inline=cfg.devices, files=cfg.registry_files, base_dir=base)
         settings, namespace = cfg.settings, cfg.namespace
-    elif spec.settings_model is not None:
-        settings = spec.settings_model()
+    else:
+        settings = spec.validate_settings(None)
     ctx = MapContext(namespace=namespace, registry=registry, settings=settings, lenient=True,
                      now=datetime.now(timezone.utc))
     entities = []

@@ -116,7 +116,7 @@ class Pipeline:
                  checker: Callable[[dict], list] | None = None, time_admission: TimeAdmission | None = None):
         self.adapter = adapter
         self.registry = registry
-        self.ctx = MapContext(namespace=namespace, registry=registry, settings=settings,
+        self.ctx = MapContext(namespace=namespace, registry=registry, settings=adapter.validate_settings(settings),
                               state=state if state is not None else StateStore())
         self.state_backend = state_backend
         self.outbox = outbox

@@ -124,14 +124,7 @@ def _registry(registry: DeviceRegistry | Iterable[Mapping[str, Any]] | None) -> 
 
 
 def _settings(adapter: AdapterSpec, settings: Any) -> Any:
-    model = adapter.settings_model
-    if model is None:
-        return settings
-    if settings is None:
-        return model()
-    if isinstance(settings, Mapping):
-        return model.model_validate(dict(settings)) if hasattr(model, "model_validate") else model(**settings)
-    return settings
+    return adapter.validate_settings(settings)
 
 
 def map_fixture(adapter: AdapterSpec, fixture: str | Path | bytes | dict, *,

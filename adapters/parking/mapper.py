@@ -63,11 +63,9 @@ DIRTY_SITES = "dirty-sites"
 entity_id = lru_cache(maxsize=1 << 16)(_entity_id)
 
 
-def settings_of(ctx: MapContext) -> ParkingSettings:
-    s = ctx.settings
-    if isinstance(s, ParkingSettings):
-        return s
-    return ParkingSettings.model_validate(s or {})
+def settings_of(ctx: MapContext[ParkingSettings]) -> ParkingSettings:
+    """The adapter's settings, validated by the runtime before any mapping (AdapterSpec.validate_settings)."""
+    return ctx.settings
 
 
 def _positive_int(value: Any) -> int | None:

@@ -257,8 +257,8 @@ def site_entities(reading: Reading, ctx: MapContext, record) -> list[dict]:
     return out
 
 
-def map_reading(reading: Reading, ctx: MapContext) -> list[dict]:
-    settings: PvSettings = ctx.settings if isinstance(ctx.settings, PvSettings) else PvSettings()
+def map_reading(reading: Reading, ctx: MapContext[PvSettings]) -> list[dict]:
+    settings = ctx.settings      # validated by the runtime (AdapterSpec.validate_settings)
     record = ctx.device(reading)
     if reading.kind == "powerflow":
         return site_entities(reading, ctx, record) if settings.site_entities else []

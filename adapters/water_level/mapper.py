@@ -72,8 +72,8 @@ WATER_LEVEL_ROWS = (
 FLOW_ROWS = (Measure("flow", "flow", "MQS", valid_range=FLOW_RANGE),)
 
 
-def _settings(ctx: MapContext) -> WaterLevelSettings:
-    return ctx.settings if isinstance(ctx.settings, WaterLevelSettings) else WaterLevelSettings()
+def _settings(ctx: MapContext[WaterLevelSettings]) -> WaterLevelSettings:
+    return ctx.settings          # validated by the runtime (AdapterSpec.validate_settings)
 
 
 def _float(record: DeviceRecord, key: str) -> float | None:
