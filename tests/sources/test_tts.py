@@ -295,3 +295,55 @@ async def test_storage_client_reads_pages_and_every_error_form():
     finally:
         await client.close()
         await s.stop()
+
+
+async def test_a_stalled_storage_answer_times_out():
+    s, t0 = await _standin_with(5)
+    s.stall_next, s.stall_s = 1, 3
+    client = StorageClient(s.url, "app1", "NNSXS.KEY", timeout_s=0.5, max_line_bytes=4096)
+    try:
+        with pytest.raises(StorageError, match="within 0.5s"):
+            await client.page(t0 - timedelta(seconds=1), 5)
+        assert len(await client.page(t0 - timedelta(seconds=1), 5)) == 5    # the next one is fine
+    finally:
+        await client.close()
+        await s.stop()
+
+
+async def test_a_reconnect_triggers_a_catch_up_of_what_qos0_lost_meanwhile():
+    """TTS keeps no session: what is published while we reconnect is gone from MQTT. With only
+    start and reconnect as triggers (period_s: 0), the reconnect's catch-up fetches it."""
+    from stadtlink.adapters.core.sources.tts_storage import MemoryBackfillStore
+
+    storage, _ = await _standin_with(0)
+    server = await TtsMqttStandIn("app1@ttn", "NNSXS.KEY").start()
+    src = MqttSource(MqttSourceConfig(network="tts", host="127.0.0.1", port=server.port, reconnect_min_s=0.05,
+                                      reconnect_max_s=0.2,
+                                      tts={"application_id": "app1", "api_key": "NNSXS.KEY", "api_url": storage.url,
+                                           "backfill": {"period_s": 0, "retry_min_s": 0.1}}), adapter_name="t")
+    src.use_store(MemoryBackfillStore())
+    got = Collector()
+    task = asyncio.create_task(src.run(got))
+    now = datetime.now(UTC) - timedelta(seconds=30)
+    ups = [stored_uplink("app1", "dev-1", i + 1, now + timedelta(seconds=i), bytes([i, 1])) for i in range(6)]
+    try:
+        await _wait(lambda: src.ready and server.subscribed and src.stats()["tts_backfill_runs"] >= 1,
+                    what="connected, first catch-up done")
+        for topic, doc in ups[:2]:                     # live
+            storage.store("app1", doc)
+            await server.publish(topic, orjson.dumps(doc))
+        await _wait(lambda: len(got.messages) == 2, what="2 live")
+        await server.stop()                            # the server goes away …
+        await _wait(lambda: not src.ready, what="disconnected")
+        for _, doc in ups[2:]:                         # … uplinks meanwhile reach only the storage
+            storage.store("app1", doc)
+        server.server = await asyncio.start_server(server._serve, "127.0.0.1", server.port)
+        await _wait(lambda: src.stats()["tts_backfill_uplinks"] == 4, what="the reconnect's catch-up")
+        assert src.stats()["tts_backfill_runs"] == 2 and src.stats()["tts_backfill_skipped"] == 2
+    finally:
+        await _stop(task)
+        await server.stop()
+        await storage.stop()
+    f_cnts = sorted(orjson.loads(m.payload)["uplink_message"]["f_cnt"] for m in got.messages)
+    assert f_cnts == [1, 2, 3, 4, 5, 6]
+    assert all(m.attributes.get("backfill") == "tts-storage" for m in got.messages[2:])

@@ -60,6 +60,9 @@ class StorageStandIn:
     fail_midstream_after: int = 3
     #: records become visible this long after they were stored (batched writes)
     visible_after_s: float = 0.0
+    #: the next N answers send their first result and then stall this long (a hung server)
+    stall_next: int = 0
+    stall_s: float = 0.0
     requests: list[dict] = field(default_factory=list)
     _stored_at: dict[int, float] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
@@ -147,7 +150,12 @@ class StorageStandIn:
         resp = web.StreamResponse(status=200, headers={"Content-Type": ctype})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
+        stall = self.stall_next > 0
+        if stall:
+            self.stall_next -= 1
         for i, (_, doc) in enumerate(rows):
+            if stall and i == 1:
+                await asyncio.sleep(self.stall_s)
             if midstream and i == self.fail_midstream_after:
                 await resp.write(orjson.dumps({"error": _status(14, "storage read failed", "unavailable")}) + delim)
                 break
