@@ -234,3 +234,16 @@ async def test_context_urls_into_the_private_network_are_refused_alike(http):
                 assert resp.status == 200
     finally:
         await ctx_runner.cleanup()
+
+
+async def test_deeply_parenthesised_expressions_are_400(http, broker):
+    """q, scopeQ and type expressions share one parser; before, 3,000 parentheses overflowed
+    Python's recursion and answered 500."""
+    await _seed(http, broker)
+    deep = "(" * 3000 + "name==1" + ")" * 3000
+    status, body = await _get(http, f"{broker}/entities", type="Thing", q=deep)
+    assert status == 400, body
+    status, body = await _get(http, f"{broker}/entities", type="(" * 3000 + "Thing" + ")" * 3000)
+    assert status == 400, body
+    status, body = await _get(http, f"{broker}/entities", type="Thing", q="(" * 50 + "name==\"ok\"" + ")" * 50)
+    assert status == 200 and [e["id"] for e in json.loads(body)] == ["urn:ngsi-ld:Thing:ok"]
