@@ -4,7 +4,7 @@
     stadtlink adapters [--json]                 installed adapters and their profiles
     stadtlink decode PROFILE INPUT [--fport N] [--entity] [--config FILE] [--adapter NAME]
     stadtlink config schema [--adapter NAME]    JSON Schema of a config file
-    stadtlink deadletter list|replay ADAPTER --config FILE
+    stadtlink deadletter list|replay ADAPTER --config FILE [--url http://HOST:PORT]
     stadtlink validate FILE...                  check entities against the SDM schemas
     stadtlink broker ...                        the local development broker
     stadtlink new-adapter NAME                  scaffold a device family
@@ -119,14 +119,29 @@ def cmd_adapters(args) -> int:
 _HEX = re.compile(r"^(?:0x)?[0-9a-fA-F\s]+$")
 
 
+_BASE64 = re.compile(r"^[A-Za-z0-9+/\s]+={0,2}$")
+
+
 def _read_input(spec: str) -> bytes:
+    """INPUT: ``-`` (stdin), a file, or the payload inline — hex (``0x`` and spaces allowed),
+    base64, or a JSON document. An existing file of that name wins."""
     if spec == "-":
         return sys.stdin.buffer.read()
     path = Path(spec)
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise DecodeError("input", f"cannot read {spec}: {exc.strerror}") from None
+    if path.is_file():
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise DecodeError("input", f"cannot read {spec}: {exc.strerror}") from None
+    text = spec.strip()
+    looks_like_path = text.startswith(("/", "./", "../", "~")) or (
+        "/" in text and Path(text).parent.is_dir() and str(Path(text).parent) not in ("", "."))
+    if text[:1] in ("{", "[", "<") or _HEX.match(text) or (
+            not looks_like_path and _BASE64.match(text) and len(re.sub(r"\s+", "", text)) % 4 == 0):
+        return text.encode()
+    if looks_like_path:
+        raise DecodeError("input", f"cannot read {spec}: No such file")
+    raise DecodeError("input", f"{spec!r} is neither a file nor inline hex, base64 or JSON")
 
 
 def _raw_bytes(text: str) -> bytes:
@@ -286,9 +301,12 @@ async def _deadletter(args) -> int:
     from .runner import Runner
 
     runner = Runner.from_config(args.config, adapter=args.adapter)
-    if runner.config.outbox.kind != "redis":
-        _err("dead letters of an adapter with the memory outbox live only inside its process; "
-             "configure `outbox: {kind: redis}` to list or replay them")
+    if runner.config.outbox.kind != "redis" or args.url:
+        if args.action == "list":
+            return await _deadletter_list_http(args, runner.config)
+        _err("dead letters of an adapter with the memory outbox live only inside its process: "
+             "`stadtlink deadletter list` shows them through its HTTP port; to replay them, "
+             "configure `outbox: {kind: redis}`")
         return 1
     if args.action == "list":
         await runner._setup_core()
@@ -316,6 +334,42 @@ async def _deadletter(args) -> int:
         await runner.stop(grace=args.grace)
     print(_dump({**stats, "upserted": runner.metrics.counts["upserted"],
                  "dead_lettered_again": runner.metrics.counts["dead_lettered"]}))
+    return 0
+
+
+async def _deadletter_list_http(args, cfg) -> int:
+    """The dead letters of a running adapter, through its HTTP port (``GET /deadletters``)."""
+    import aiohttp
+
+    url = args.url
+    if not url:
+        if not cfg.http.enabled:
+            _err("the adapter's HTTP server is disabled (http.enabled: false): its memory outbox's dead "
+                 "letters cannot be read from outside; give --url of a running adapter")
+            return 1
+        host = cfg.http.host if cfg.http.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        url = f"http://{host}:{cfg.http.port}"
+    target = url.rstrip("/") + "/deadletters"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            async with session.get(target, params={"limit": str(args.limit)}) as resp:
+                if resp.status != 200:
+                    _err(f"{target} answered HTTP {resp.status}: {(await resp.text())[:200]}")
+                    return 1
+                data = await resp.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        _err(f"no running adapter answers at {url} ({type(exc).__name__}: {exc}); the memory outbox's dead "
+             "letters live in the running process: start it, or give --url of its HTTP port")
+        return 1
+    if args.json:
+        print(_dump({"total": data.get("total"), "records": data.get("records", [])}))
+        return 0
+    records = data.get("records", [])
+    total = data.get("total", len(records))
+    print(f"{total} dead letter(s)" + (f", showing {len(records)}" if total > len(records) else ""))
+    for r in records:
+        print(f"{r.get('id')}  {r.get('time')}  {r.get('reason')} [{r.get('stage')}]  "
+              f"device={r.get('device_id')}  {r.get('error')}")
     return 0
 
 
@@ -350,7 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("decode", help="decode one payload with a profile (and map it with --entity)")
     d.add_argument("profile")
-    d.add_argument("input", help="file or '-': hex/base64 bytes, a TTS v3 / ChirpStack v4 uplink, API JSON/XML")
+    d.add_argument("input", help="the payload inline (hex such as 0x01A4 or '01 a4', base64, JSON) or a "
+                                 "file or '-' holding hex/base64 bytes, a TTS v3 / ChirpStack v4 uplink, API JSON/XML")
     d.add_argument("--fport", type=int, default=None,
                    help="LoRaWAN port of raw bytes, for profiles whose frames depend on it")
     d.add_argument("--device", default=None,
@@ -367,12 +422,16 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--adapter", default=None, help="only this adapter's config (settings typed)")
     cs.set_defaults(func=cmd_config)
 
-    dl = sub.add_parser("deadletter", help="list or replay dead letters (redis outbox)")
+    dl = sub.add_parser("deadletter", help="list or replay dead letters (list: any outbox; the memory "
+                        "outbox's through the running adapter's HTTP port; replay: redis outbox)")
     dl.add_argument("action", choices=["list", "replay"])
     dl.add_argument("adapter", nargs="?")
     dl.add_argument("--config", "-c", required=True)
     dl.add_argument("--limit", type=int, default=100)
     dl.add_argument("--json", action="store_true")
+    dl.add_argument("--url", default=None,
+                    help="list: the running adapter's HTTP base URL (default: http://127.0.0.1:<http.port> "
+                         "of the config when the outbox is memory)")
     dl.add_argument("--grace", type=float, default=20.0, help="replay: seconds to write the entities")
     dl.set_defaults(func=cmd_deadletter)
 

@@ -6,6 +6,9 @@ One aiohttp application per runner; the webhook source mounts its route on the s
 * ``/readyz``: 200 when every source is ready, the broker answered its last request, and the
   outbox is reachable and under its limit; else 503. The JSON body names each check.
 * ``/metrics``: Prometheus text format from the runner's own registry.
+* ``/deadletters?limit=N``: read-only, the newest ``N`` (default 20, at most 500) dead letters and
+  the total, as ``stadtlink deadletter list`` prints them — the only way to see those of the
+  memory outbox, which live in the process. The body is capped at 1 MiB (``"truncated": true``).
 """
 from __future__ import annotations
 
@@ -47,12 +50,40 @@ async def metrics(request: web.Request) -> web.Response:
     return resp
 
 
+MAX_DEADLETTERS = 500
+MAX_DEADLETTER_BYTES = 1 << 20
+
+
+async def deadletters(request: web.Request) -> web.Response:
+    runner: Runner = request.app[RUNNER_KEY]  # type: ignore[assignment]
+    raw = request.query.get("limit", "20")
+    if not raw.isdigit() or len(raw) > 6:
+        return _json({"error": "limit must be a positive integer"}, 400)
+    limit = max(1, min(int(raw), MAX_DEADLETTERS))
+    store = runner.deadletters
+    if store is None:
+        return _json({"error": "the adapter has not started its dead-letter store yet"}, 503)
+    records = await store.list(limit)
+    total = await store.count()
+    out, size, truncated = [], 0, False
+    for rec_id, record in records:
+        item = {"id": rec_id, **record}
+        blob = orjson.dumps(item, default=str)
+        if size + len(blob) > MAX_DEADLETTER_BYTES:
+            truncated = True
+            break
+        out.append(orjson.loads(blob))
+        size += len(blob)
+    return _json({"total": total, "records": out, "truncated": truncated})
+
+
 def create_app(runner: "Runner") -> web.Application:
     app = web.Application()
     app[RUNNER_KEY] = runner
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/deadletters", deadletters)
     return app
 
 

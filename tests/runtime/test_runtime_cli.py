@@ -377,10 +377,13 @@ async def test_run_takes_config_and_adapter_from_the_environment(cli_env, tmp_pa
             proc.wait(5)
 
 
-def test_deadletter_commands_need_the_redis_outbox(cli_env, tmp_path):
-    (tmp_path / "c.yaml").write_text("namespace: t\nbroker: {url: 'http://127.0.0.1:1'}\n")
-    res = cli(["deadletter", "list", "toy", "--config", str(tmp_path / "c.yaml")], cli_env)
+def test_deadletter_replay_needs_the_redis_outbox_and_list_a_running_adapter(cli_env, tmp_path):
+    (tmp_path / "c.yaml").write_text(f"namespace: t\nbroker: {{url: 'http://127.0.0.1:1'}}\n"
+                                     f"http: {{port: {free_port()}}}\n")
+    res = cli(["deadletter", "replay", "toy", "--config", str(tmp_path / "c.yaml")], cli_env)
     assert res.returncode == 1 and b"outbox: {kind: redis}" in res.stderr
+    res = cli(["deadletter", "list", "toy", "--config", str(tmp_path / "c.yaml")], cli_env)
+    assert res.returncode == 1 and b"no running adapter answers at http://127.0.0.1:" in res.stderr
 
 
 async def _received(config: Path) -> int:
