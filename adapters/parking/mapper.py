@@ -215,7 +215,7 @@ def _device_entity(ctx: MapContext, rec: DeviceRecord, reading: Reading, setting
     curve = settings.battery_curves.get(reading.profile)
     battery = battery_level(float(volts), curve) if isinstance(volts, (int, float)) and curve else None
     rssi = reading.meta.get("rssi")
-    firmware = reading.values.get("firmwareVersion") or reading.values.get("firmware_version")
+    firmware = reading.values.get("firmware_version")
     extra = {
         "firmwareVersion": prop(firmware, observed_at=observed) if isinstance(firmware, str) else None,
         "serialNumber": prop(str(reading.meta["dev_eui"])) if reading.meta.get("dev_eui") else None,

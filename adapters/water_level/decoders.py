@@ -33,7 +33,7 @@ MIN_DISTANCE_MM = {"decentlab-dl-mbx": 1, "milesight-em500-udl": 1, "dragino-ldd
 
 
 #: Values worth writing; a frame without any of them is a counted drop.
-USEFUL_KEYS = frozenset({"distance", "battery_voltage", "battery_percent", "history"})
+USEFUL_KEYS = frozenset({"distance", "battery_voltage", "battery_level", "history"})
 
 
 def _drop_or_return(values: dict[str, Any], dropped: dict[str, str]) -> dict[str, Any]:
@@ -110,7 +110,7 @@ def decode_em500_udl(payload: bytes, f_port: int | None) -> dict[str, Any]:
             if battery > 100:
                 dropped["batteryLevel"] = "battery-out-of-range"
             else:
-                values["battery_percent"] = battery
+                values["battery_level"] = battery / 100.0     # % → fraction (the vocabulary's unit)
         elif (channel, ctype) in ((0x03, 0x82), (0x83, 0xE9)):
             size = 2 if ctype == 0x82 else 5
             need(size, "distance")
@@ -212,9 +212,9 @@ def _station_reading(station: Mapping[str, Any], profile: str) -> Reading | None
             raise DecodeError("unexpected-unit", f"W in {unit!r}, expected cm")
         values["water_level"] = round(w[0] / 100.0, 4)
         cur = w_series["currentMeasurement"]
-        for key in ("stateMnwMhw", "stateNswHsw"):
+        for key, name in (("stateMnwMhw", "state_mnw_mhw"), ("stateNswHsw", "state_nsw_hsw")):
             if isinstance(cur.get(key), str):
-                values[key] = cur[key]
+                values[name] = cur[key]
         zero = (w_series or {}).get("gaugeZero")
         if isinstance(zero, Mapping) and isinstance(zero.get("value"), (int, float)):
             values["gauge_zero"] = float(zero["value"])

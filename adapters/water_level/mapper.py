@@ -140,8 +140,8 @@ def _map_gauge(reading: Reading, ctx: MapContext) -> list[dict]:
     out: list[dict] = []
 
     battery = None
-    if "battery_percent" in v:
-        battery = v["battery_percent"] / 100.0
+    if "battery_level" in v:
+        battery = v["battery_level"]
     elif "battery_voltage" in v:
         battery = battery_fraction_from_voltage(v["battery_voltage"], s.battery_empty_v, s.battery_full_v)
     out.append(device_for_reading(ctx.namespace, reading, controlled_property=["waterLevel"], battery_level=battery,
@@ -212,9 +212,9 @@ def _map_station(reading: Reading, ctx: MapContext) -> list[dict]:
         if "gauge_zero" in v:
             values["water_level_above_sea_level"] = round(v["gauge_zero"] + level, 4)
         set_measurements(ent, values, WATER_LEVEL_ROWS, at)
-        for key in ("stateMnwMhw", "stateNswHsw"):
+        for key, attribute in (("state_mnw_mhw", "stateMnwMhw"), ("state_nsw_hsw", "stateNswHsw")):
             if key in v:
-                ent[key] = prop(v[key], observed_at=at)
+                ent[attribute] = prop(v[key], observed_at=at)
         th = _thresholds(record, _settings(ctx))
         _, alerts = _alert_entities(ctx, reading.device_id, level, at, th, water_id, lonlat, name)
         out.extend(alerts)

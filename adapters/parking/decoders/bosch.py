@@ -30,7 +30,7 @@ def decode_tps110(payload: bytes, f_port: int | None) -> dict[str, Any]:
         _require_length(payload, 2, (1, 2))
         out: dict[str, Any] = {"kind": "heartbeat", "occupied": bool(payload[0] & 0x01)}
         if len(payload) == 2:
-            out["temperature"] = int.from_bytes(payload[1:2], "big", signed=True)
+            out["sensor_temperature"] = int.from_bytes(payload[1:2], "big", signed=True)
         return out
     if f_port == 3:
         _require_length(payload, 3, (17,))
@@ -42,9 +42,9 @@ def decode_tps110(payload: bytes, f_port: int | None) -> dict[str, Any]:
                 codes.append(code)
         return {
             "kind": "startup",
-            "debugCodes": codes,
-            "firmwareVersion": f"{payload[12]}.{payload[13]}.{payload[14]}",
-            "resetCause": RESET_CAUSES.get(payload[15], "other"),
+            "debug_codes": codes,
+            "firmware_version": f"{payload[12]}.{payload[13]}.{payload[14]}",
+            "reset_cause": RESET_CAUSES.get(payload[15], "other"),
             "occupied": bool(payload[16] & 0x01),
         }
     raise DecodeError("unknown-fport", f"bosch-tps110 has no frame on fPort {f_port}")

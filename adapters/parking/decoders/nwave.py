@@ -55,7 +55,7 @@ def decode_nps405(payload: bytes, f_port: int | None) -> dict[str, Any]:
             "kind": "heartbeat",
             "occupied": bool(payload[0] & 0x01),
             "hw_health_status": payload[0] & 0x7F,   # the vendor codec keeps bit0 in it too
-            "temperature": temperature,
+            "sensor_temperature": temperature,
             "battery_voltage": millivolts / 1000,
             "battery_health": battery_health(millivolts, temperature),
         }

@@ -21,6 +21,9 @@ from .helpers import UTC, data, decode, http_message, sample
 
 KIND_OF_TYPE = {"parking status": "status", "parking_status": "status", "heartbeat": "heartbeat",
                 "startup": "startup"}
+#: the vendor codecs' names (the samples' `expected`) → the shared vocabulary (adapters/core/vocabulary.py)
+VOCABULARY_OF = {"firmwareVersion": "firmware_version", "debugCodes": "debug_codes", "resetCause": "reset_cause",
+                 "temperature": "sensor_temperature"}
 
 
 def _cases(doc: dict):
@@ -42,6 +45,7 @@ def test_lorawan_samples_decode_to_expected_values(name, decoder):
         for key, want in expected.items():
             if key in ("type", "sdm"):
                 continue
+            key = VOCABULARY_OF.get(key, key)
             assert out[key] == pytest.approx(want) if isinstance(want, float) else out[key] == want, key
         n += 1
     assert n == 3
@@ -71,7 +75,7 @@ def test_bosch_frames_and_errors():
     assert decode_tps110(b"\x00", 1) == {"kind": "status", "occupied": False}
     assert decode_tps110(b"\x02", 1)["occupied"] is False          # only bit0 counts
     assert decode_tps110(b"\x00", 2) == {"kind": "heartbeat", "occupied": False}   # temperature optional
-    assert decode_tps110(b"\x01\x15", 2)["temperature"] == 21
+    assert decode_tps110(b"\x01\x15", 2)["sensor_temperature"] == 21
     for payload, port, reason in [(b"", 1, "bad-length"), (b"\x01\x01", 1, "bad-length"),
                                   (b"\x01\x02\x03", 2, "bad-length"), (b"\x00" * 16, 3, "bad-length"),
                                   (b"\x01", 4, "unknown-fport"), (b"\x01", None, "unknown-fport")]:
@@ -79,8 +83,8 @@ def test_bosch_frames_and_errors():
             decode_tps110(payload, port)
         assert exc.value.reason == reason
     startup = decode_tps110(bytes.fromhex("000000000000000000000000010203" + "0100"), 3)
-    assert startup["debugCodes"] == [] and startup["firmwareVersion"] == "1.2.3"
-    assert startup["resetCause"] == "watchdog" and startup["occupied"] is False
+    assert startup["debug_codes"] == [] and startup["firmware_version"] == "1.2.3"
+    assert startup["reset_cause"] == "watchdog" and startup["occupied"] is False
 
 
 def test_nwave_uses_the_bit0_layout_and_duration_table():

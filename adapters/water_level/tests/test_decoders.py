@@ -50,7 +50,7 @@ def test_dl_mbx_no_echo_without_battery_is_a_counted_drop():
 def test_em500_udl_sample():
     s = sample("milesight-em500-udl.json")
     v = payload("milesight-em500-udl", s["raw"])
-    assert v["battery_percent"] == s["expected"]["battery"]["value"]
+    assert v["battery_level"] == s["expected"]["battery"]["value"] / 100
     assert v["distance"] == pytest.approx(s["expected"]["sdm"]["FloodMonitoring.measuredDistance"]["value"])
 
 
