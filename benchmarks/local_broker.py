@@ -45,7 +45,9 @@ async def main(entities: int, batch: int) -> None:
                 ("type + q, count", {"type": "ParkingSpot", "q": 'status=="occupied"', "count": "true", "limit": "100"}),
                 ("geo near 200 m", {"type": "ParkingSpot", "georel": "near;maxDistance==200", "geometry": "Point",
                                     "coordinates": "[8.6,50.1]", "limit": "100"}),
-                ("type + id", {"type": "ParkingSpot", "id": f"urn:ngsi-ld:ParkingSpot:bench:{entities // 2}"})):
+                ("type + id", {"type": "ParkingSpot", "id": f"urn:ngsi-ld:ParkingSpot:bench:{entities // 2}"}),
+                ("type + idPattern", {"type": "ParkingSpot", "idPattern": "bench:[0-9]*7$", "limit": "100"}),
+                ("type + q ~=", {"type": "ParkingSpot", "q": "name~=P-[0-9]*7$", "limit": "100"})):
             started = time.perf_counter()
             n = 20
             for _ in range(n):
@@ -53,6 +55,28 @@ async def main(entities: int, batch: int) -> None:
                     assert r.status == 200
                     await r.read()
             print(f"query {label}: {(time.perf_counter() - started) / n * 1000:.1f} ms per request")
+    regex_costs(entities)
+
+
+def regex_costs(entities: int) -> None:
+    """Clients' regular expressions run on RE2 (linear time): its cost per match against Python's
+    backtracking ``re`` for a benign pattern, and both on a catastrophic one."""
+    import re
+
+    from stadtlink.broker_client.local_broker.userregex import compile_user_regex
+
+    ids = [f"urn:ngsi-ld:ParkingSpot:bench:{i}" for i in range(entities)]
+    for name, rx in (("re", re.compile("bench:[0-9]*7$")), ("re2", compile_user_regex("bench:[0-9]*7$"))):
+        started = time.perf_counter()
+        hits = sum(1 for i in ids if rx.search(i))
+        per = (time.perf_counter() - started) / len(ids) * 1e6
+        print(f"regex {name}: {per:.2f} us per id ({hits} of {len(ids)} match)")
+    subject = "urn:ngsi-ld:T:" + "a" * 22 + "!"
+    for name, rx in (("re", re.compile("^(a+)+$")), ("re2", compile_user_regex("^(a+)+$"))):
+        started = time.perf_counter()
+        rx.search(subject[14:])
+        print(f"regex {name} on ^(a+)+$ against 22 a and '!': {(time.perf_counter() - started) * 1000:.2f} ms "
+              f"(each further 'a' doubles re's time)")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import secrets
@@ -401,6 +402,15 @@ class TwinServer:
             await self._client.close()
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stadtlink twin", description="Live twin view of a broker's entities.")
     p.add_argument("--broker", required=True, help="broker base URL, e.g. http://127.0.0.1:1026")
@@ -437,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
                             send_timeout=args.send_timeout)
         await server.start()
         protected = "access control on" if access.enabled else "no access control"
+        if not access.enabled and not _loopback(args.host):
+            log.warning("the twin view listens on %s without access control: anyone who reaches it sees "
+                        "every entity (--token-file / --basic-auth-file, docs/security.md)", args.host)
         print(f"twin view on {server.url}  (broker {args.broker}; {protected})", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
