@@ -347,3 +347,30 @@ async def test_a_reconnect_triggers_a_catch_up_of_what_qos0_lost_meanwhile():
     f_cnts = sorted(orjson.loads(m.payload)["uplink_message"]["f_cnt"] for m in got.messages)
     assert f_cnts == [1, 2, 3, 4, 5, 6]
     assert all(m.attributes.get("backfill") == "tts-storage" for m in got.messages[2:])
+
+
+async def test_a_future_stamped_record_does_not_move_the_watermark_past_now():
+    """Storage records are untrusted: one stamped a day ahead must not make later catch-ups start
+    after uplinks that are not read yet."""
+    from stadtlink.adapters.core.sources.tts import TtsConfig
+    from stadtlink.adapters.core.sources.tts_storage import TtsBackfill
+
+    storage, _ = await _standin_with(0)
+    now = datetime.now(UTC)
+    storage.store("app1", stored_uplink("app1", "dev-1", 1, now - timedelta(seconds=20), b"\x01\x01")[1])
+    storage.store("app1", stored_uplink("app1", "dev-2", 1, now + timedelta(days=1), b"\x01\x02")[1])
+    cfg = TtsConfig(application_id="app1", api_key="NNSXS.KEY", api_url=storage.url,
+                    backfill={"period_s": 0, "overlap_s": 5, "retry_min_s": 0.05})
+    bf = TtsBackfill(cfg, api_url=storage.url, source_kind="mqtt", name="t", api_key="NNSXS.KEY")
+    got = Collector()
+    task = asyncio.create_task(bf.run(got))
+    try:
+        await _wait(lambda: len(got.messages) == 2, what="both records")
+        assert bf.stats()["tts_backfill_lag_seconds"] >= 0       # the watermark is not in the future
+        late = stored_uplink("app1", "dev-3", 1, datetime.now(UTC), b"\x01\x03")[1]
+        storage.store("app1", late)
+        bf.kick("test")
+        await _wait(lambda: len(got.messages) == 3, what="the uplink stored after the future one")
+    finally:
+        await _stop(task)
+        await storage.stop()

@@ -44,6 +44,7 @@ is skipped). Writes to the storage are batched: the newest uplinks may appear la
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from datetime import datetime, timedelta, timezone
@@ -378,11 +379,13 @@ class TtsBackfill:
         self._added[key] = at
         self._dirty = True
         if len(self._seen) > self.bf.max_seen:
-            # the oldest go first (the dict is in insertion order, nearly time order)
-            for old in list(self._seen)[: len(self._seen) - self.bf.max_seen]:
+            # the oldest tenth goes (the dict is in insertion order, nearly time order): amortised,
+            # not a pass over the whole set per uplink once it is full
+            drop = max(1, self.bf.max_seen // 10)
+            for old in list(itertools.islice(self._seen, drop)):
                 del self._seen[old]
                 self._added.pop(old, None)
-                self._stats["tts_backfill_seen_evicted"] += 1
+            self._stats["tts_backfill_seen_evicted"] += drop
 
     # -- running ------------------------------------------------------------------------------------
     async def run(self, emit: Callable[[RawMessage], Awaitable[None]]) -> None:
@@ -415,8 +418,13 @@ class TtsBackfill:
                         level = logging.ERROR if exc.permanent else logging.WARNING
                         log.log(level, "tts backfill %s (%s): storage API failed: %s; retrying in %.1fs",
                                 self.app, self.name, exc, delay)
-                        await asyncio.sleep(delay)
-                        self._wanted.clear()   # this retry serves the kicks meanwhile
+                    except Exception as exc:  # noqa: BLE001 - a bug here must not end the backfill
+                        self._stats["tts_backfill_failures"] += 1
+                        delay = retry.next()
+                        log.exception("tts backfill %s (%s): catch-up failed (%s); retrying in %.1fs",
+                                      self.app, self.name, type(exc).__name__, delay)
+                    await asyncio.sleep(delay)
+                    self._wanted.clear()   # this retry serves the kicks meanwhile
         finally:
             flusher.cancel()
             await asyncio.gather(flusher, return_exceptions=True)
@@ -479,6 +487,7 @@ class TtsBackfill:
     async def _catch_up(self, emit, reasons: str) -> None:
         bf = self.bf
         now = self._clock()
+        now_us = _us(now)
         floor = _us(now - timedelta(seconds=bf.max_lookback_s))
         if self._resume is not None:
             after = self._resume
@@ -511,8 +520,11 @@ class TtsBackfill:
                     self._remember(key, at)
                     handed += 1
                     self._stats["tts_backfill_uplinks"] += 1
-                if last is not None and (self._watermark is None or last > self._watermark):
-                    self._watermark = last
+                # a record stamped in the future (a server clock off, or garbage) must not move
+                # the watermark past now: later catch-ups would start after uplinks not read yet
+                mark = min(last, now_us) if last is not None else None
+                if mark is not None and (self._watermark is None or mark > self._watermark):
+                    self._watermark = mark
                     self._dirty = True
                 if len(page) < bf.page_size or last is None:
                     break
