@@ -31,7 +31,7 @@ from typing import Any, Iterable
 
 from stadtlink.adapters.core.adapter import MapContext
 from stadtlink.adapters.core.device import device_entity
-from stadtlink.adapters.core.entity import datetime_prop, geo_point, new_entity, prop, rel
+from stadtlink.adapters.core.entity import Measure, datetime_prop, geo_point, new_entity, note_rejected, prop, rel, set_measurements
 from stadtlink.adapters.core.entity import entity_id as _entity_id
 from stadtlink.adapters.core.errors import MappingError, ReadingDropped
 from stadtlink.adapters.core.reading import Reading
@@ -44,6 +44,20 @@ from .settings import ParkingSettings, battery_level
 from .sites import SiteAggregates, Summary, count_statuses, summarize
 
 SPOT_KINDS = frozenset({"status", "heartbeat", "startup"})
+
+#: more spaces than any car park has (the largest hold some 20,000): a count above is a feed error
+MAX_SPOTS = 100_000
+
+#: A feed site's counts → OffStreetParking / ParkingGroup attributes. A count outside its range (a
+#: negative number, a feed's absurd value) or an occupancy outside 0..1 (the SDM bounds) is left out
+#: and counted; the site's other attributes are written.
+FEED_SITE_ROWS: tuple[Measure, ...] = (
+    Measure("total", "totalSpotNumber", None, valid_range=(1, MAX_SPOTS)),
+    Measure("available", "availableSpotNumber", None, valid_range=(0, MAX_SPOTS)),
+    Measure("occupied", "occupiedSpotNumber", None, valid_range=(0, MAX_SPOTS)),
+    Measure("occupancy", "occupancy", "C62", valid_range=(0.0, 1.0)),
+)
+_AVAILABLE, _OCCUPIED = FEED_SITE_ROWS[1], FEED_SITE_ROWS[2]
 SPOT_CATEGORIES = ("onStreet", "offStreet")
 
 SPOTS = "parking:spots:"
@@ -529,7 +543,9 @@ def _map_site(reading: Reading, ctx: MapContext, settings: ParkingSettings) -> l
     total_realtime = values.get("total_realtime")
     closed_by_capacity = total_realtime == 0
     total = _positive_int(total_realtime) or _positive_int(pick("total_spots")) or _positive_int(pick("total"))
-    available, occupied = values.get("available"), values.get("occupied")
+    # the feed's counts pass their rows' ranges first: nothing is derived from a refused count
+    rejected: dict[str, str] = {}
+    available, occupied = _AVAILABLE.value(values, rejected), _OCCUPIED.value(values, rejected)
     if not closed_by_capacity and total is not None:
         if occupied is None and available is not None:
             occupied = max(total - available, 0)
@@ -537,21 +553,21 @@ def _map_site(reading: Reading, ctx: MapContext, settings: ParkingSettings) -> l
             available = max(total - occupied, 0)
     status = ["closed"] if closed_by_capacity else [s for s in values.get("status", [])]
 
+    counts: dict[str, Any] = {"total": total, "available": available, "occupied": occupied}
+    if not closed_by_capacity:
+        percent = values.get("occupancy_percent")
+        if isinstance(percent, (int, float)) and not isinstance(percent, bool):
+            counts["occupancy"] = round(percent / 100, 4)
+        elif total is not None and occupied is not None:
+            counts["occupancy"] = _fraction(occupied, total)
     attrs: dict[str, Any] = {
         "location": geo_point(*lonlat) if lonlat else None,
         "name": prop(str(pick("name"))) if pick("name") is not None else None,
-        "totalSpotNumber": prop(total, observed_at=observed) if total is not None else None,
-        "availableSpotNumber": prop(available, observed_at=observed) if available is not None else None,
-        "occupiedSpotNumber": prop(occupied, observed_at=observed) if occupied is not None else None,
+        **set_measurements({}, counts, FEED_SITE_ROWS, observed, rejected),
         "status": prop(status, observed_at=observed) if status else None,
         "occupancyModified": datetime_prop(observed),
     }
-    if not closed_by_capacity:
-        percent = values.get("occupancy_percent")
-        if isinstance(percent, (int, float)):
-            attrs["occupancy"] = prop(round(percent / 100, 4), unit="C62", observed_at=observed)
-        elif total is not None and occupied is not None:
-            attrs["occupancy"] = prop(_fraction(occupied, total), unit="C62", observed_at=observed)
+    note_rejected(reading, rejected)
     layout = split_list(rec.get("layout")) if rec is not None and rec.get("layout") else list(values.get("layout") or [])
     category = split_list(rec.get("category")) if rec is not None and rec.get("category") \
         else list(values.get("category") or [])

@@ -139,3 +139,37 @@ async def test_an_absurd_api_level_is_left_out_and_the_rest_of_the_station_writt
         assert attribute not in ent, f"{attribute} = {ent[attribute]} was written"
     assert rejected == {("waterLevelRelativeToGaugeZero", "implausible"): 1, ("flow", "implausible"): 1}
     assert 'attribute="flow",reason="implausible"} 1.0' in text
+
+
+async def test_an_absurd_feed_count_is_left_out_and_nothing_is_derived_from_it():
+    """A ParkAPI feed announcing 5,000,000 free spaces in a 400-space car park: no availableSpotNumber,
+    and no occupied count or occupancy computed from it; the site's name, capacity and status are written."""
+    from stadtlink.adapters import parking
+    from stadtlink.adapters.core.pipeline import Pipeline
+    from stadtlink.adapters.core.deadletter import MemoryDeadLetters
+    from stadtlink.adapters.core.metrics import Metrics
+    from stadtlink.adapters.core.registry import DeviceRegistry
+
+    class Outbox:
+        kind = "memory"
+
+        def __init__(self):
+            self.items: list[dict] = []
+
+        async def put(self, entities, extra=None):
+            self.items.extend(entities)
+
+    doc = {"items": [{"uid": "ABSURD", "name": "Absurd", "lat": "49.48", "lon": "8.46", "type": "CAR_PARK",
+                      "has_realtime_data": True, "capacity": 400, "realtime_capacity": 400,
+                      "realtime_free_capacity": 5_000_000, "realtime_opening_status": "OPEN",
+                      "realtime_data_updated_at": datetime.now(timezone.utc).isoformat()}]}
+    outbox, metrics = Outbox(), Metrics("parking")
+    pipe = Pipeline(parking.ADAPTER, namespace="s", registry=DeviceRegistry(), outbox=outbox,
+                    deadletters=MemoryDeadLetters(10), metrics=metrics, check="strict")
+    await pipe.process(RawMessage(source="http", payload=orjson.dumps(doc), topic="http://feed.test/p.json",
+                                  device_hint="feed", received_at=datetime.now(timezone.utc)), "parkapi")
+    [site] = outbox.items
+    assert site["totalSpotNumber"]["value"] == 400 and site["name"]["value"] == "Absurd"
+    for attribute in ("availableSpotNumber", "occupiedSpotNumber", "occupancy"):
+        assert attribute not in site
+    assert dict(getattr(metrics, "rejected", {})) == {("availableSpotNumber", "implausible"): 1}
