@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from stadtlink.adapters.core.adapter import LoRaWANProfile, Profile
+from stadtlink.adapters.core.jsonmap import JSON_MAP_PROFILE
 
 from .decoders import decode_dl_atm41, decode_meteohelix
 
@@ -20,17 +21,7 @@ METEOHELIX = LoRaWANProfile(
 )
 
 
-def _profiles() -> dict[str, Profile]:
-    profiles: dict[str, Profile] = {p.name: p for p in (DL_ATM41, METEOHELIX)}
-    try:  # the runtime's generic profile for stations whose network server already decodes
-        from stadtlink.adapters.core.jsonmap import JSON_MAP_PROFILE
-    except ImportError:
-        pass
-    else:
-        profiles[JSON_MAP_PROFILE.name] = JSON_MAP_PROFILE
-    return profiles
-
-
-PROFILES: dict[str, Profile] = _profiles()
+#: json-map: the runtime's generic profile for stations whose network server already decodes
+PROFILES: dict[str, Profile] = {p.name: p for p in (DL_ATM41, METEOHELIX, JSON_MAP_PROFILE)}
 
 __all__ = ["DL_ATM41", "METEOHELIX", "PROFILES"]

@@ -21,7 +21,7 @@ from datetime import datetime, tzinfo
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from stadtlink.adapters.core.adapter import FunctionProfile, LoRaWANProfile
+from stadtlink.adapters.core.adapter import FunctionProfile, LoRaWANProfile, Profile
 from stadtlink.adapters.core.errors import DecodeError
 from stadtlink.adapters.core.reading import RawMessage, Reading
 from stadtlink.adapters.core.timeutil import UTC
@@ -143,4 +143,4 @@ PARKAPI = FunctionProfile(
     fn=decode_parkapi,
 )
 
-PROFILES = {p.name: p for p in (BOSCH_TPS110, NWAVE_NPS405, DATEX2, PARKAPI)}
+PROFILES: dict[str, Profile] = {p.name: p for p in (BOSCH_TPS110, NWAVE_NPS405, DATEX2, PARKAPI)}

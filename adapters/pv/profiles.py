@@ -5,7 +5,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from stadtlink.adapters.core.adapter import FunctionProfile
+from stadtlink.adapters.core.adapter import FunctionProfile, Profile
 from stadtlink.adapters.core.errors import DecodeError
 from stadtlink.adapters.core.reading import RawMessage, Reading
 
@@ -77,4 +77,4 @@ FRONIUS_PROFILE = FunctionProfile(
     fn=decode_fronius,
 )
 
-PROFILES = {SUNSPEC: SUNSPEC_PROFILE, FRONIUS: FRONIUS_PROFILE}
+PROFILES: dict[str, Profile] = {p.name: p for p in (SUNSPEC_PROFILE, FRONIUS_PROFILE)}

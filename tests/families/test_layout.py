@@ -91,6 +91,7 @@ def test_every_family_declares_itself_the_same_way(waste_bins, monkeypatch):
             assert isinstance(spec, AdapterSpec), module
             profiles = importlib.import_module(f"{module}.profiles").PROFILES
             assert dict(spec.profiles) == dict(profiles), f"{module}: ADAPTER.profiles is not profiles.PROFILES"
+            assert all(key == profile.name for key, profile in profiles.items()), f"{module}: keys are not the names"
             assert spec.settings_model is not None, f"{module}: no settings model"
             spec.settings_model()          # the defaults are valid
             assert isinstance(spec.demo, DemoSimulators), f"{module}: no demo simulators"
