@@ -19,7 +19,9 @@ import signal
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Union
+
+from aiohttp import web
 
 from .adapter import AdapterSpec, StateStore
 from .batcher import Batcher
@@ -31,7 +33,18 @@ from .metrics import Metrics
 from .pipeline import Pipeline
 from .registry import DeviceRegistry
 from .shared import DerivedLoop, Lease, SharedState, SharedWrites
+from .sources.base import Emit, Source, UsesStore
 from .state import MemoryStateBackend, RedisStateBackend
+
+if TYPE_CHECKING:
+    from stadtlink.broker_client.backend import Backend
+
+    from .config import StadtlinkConfigBase
+    from .outbox import Outbox
+    from .sinks import SinkSet
+
+#: a source as the runner runs it: the source, its profile and its options (``None``: the config's)
+SourceEntry = tuple[Source, Union[str, None], Union[dict, None]]
 
 log = logging.getLogger("stadtlink.runner")
 
@@ -63,8 +76,13 @@ def _resolve_adapter(adapter: AdapterSpec | str | None, data_adapter: str | None
 
 
 class Runner:
-    def __init__(self, adapter: AdapterSpec, config: Any, base_dir: Path, *, backend=None,
-                 sources: list | None = None, redis_client=None):
+    """One adapter process (see the module doc). Attributes are set by :meth:`start`; before it
+    only ``adapter``, ``config``, ``base_dir``, ``metrics`` (and ``registry`` after
+    :meth:`from_config`) are."""
+
+    def __init__(self, adapter: AdapterSpec, config: StadtlinkConfigBase, base_dir: Path, *,
+                 backend: Backend | None = None, sources: list[Source | SourceEntry] | None = None,
+                 redis_client: Any = None):
         from .plugins import register_spec_models
 
         register_spec_models(adapter)  # its own Smart Data Models, before the first entity check
@@ -75,17 +93,17 @@ class Runner:
         self._sources_override = sources
         self._redis_client = redis_client
         self._owns_redis = redis_client is None
-        self.metrics = Metrics(adapter.name, device_last_seen=bool(getattr(getattr(config, "http", None), "device_last_seen", False)))
+        self.metrics = Metrics(adapter.name, device_last_seen=config.http.device_last_seen)
         self.registry: DeviceRegistry | None = None
-        self.outbox = None
-        self.deadletters = None
-        self.state_backend = None
+        self.outbox: Outbox | None = None                 # the first sink's, or the fan-out to all
+        self.deadletters: MemoryDeadLetters | RedisDeadLetters | None = None
+        self.state_backend: MemoryStateBackend | RedisStateBackend | None = None
         self.pipeline: Pipeline | None = None
-        self.batcher: Batcher | None = None
-        self.backend = None
-        self.sinks = None
-        self.sources: list = []
-        self.app = None
+        self.batcher: Batcher | None = None               # the first sink's
+        self.backend: Backend | None = None               # the first sink's
+        self.sinks: SinkSet | None = None
+        self.sources: list[Source] = []
+        self.app: web.Application | None = None
         self.server: HttpServer | None = None
         self._tasks: list[asyncio.Task] = []
         self._source_tasks: list[asyncio.Task] = []
@@ -99,13 +117,14 @@ class Runner:
     # -- construction ------------------------------------------------------------------------------
     @classmethod
     def from_config(cls, config: str | Path | Mapping[str, Any], *, adapter: AdapterSpec | str | None = None,
-                    env: Mapping[str, str] | None = None, base_dir: str | Path | None = None, backend=None,
-                    sources: list | None = None, redis_client=None) -> "Runner":
+                    env: Mapping[str, str] | None = None, base_dir: str | Path | None = None,
+                    backend: Backend | None = None, sources: list[Source | SourceEntry] | None = None,
+                    redis_client: Any = None) -> "Runner":
         """Validate the config (raises :class:`ConfigError`) and build a runner (not started).
 
-        ``backend`` replaces the NGSI-LD client (anything with ``write``/``health``/``close``);
-        ``sources`` replaces the configured sources (a list of Source objects, or of
-        ``(source, profile, options)`` tuples).
+        ``backend`` replaces the first sink's backend (a :class:`~stadtlink.broker_client.backend.Backend`;
+        it is not probed at start); ``sources`` replaces the configured sources (a list of
+        :class:`~.sources.base.Source` objects, or of ``(source, profile, options)`` tuples).
         """
         if isinstance(config, Mapping):
             data_adapter = config.get("adapter")
@@ -171,9 +190,8 @@ class Runner:
         from stadtlink.broker_client.backends import BackendConfigError, BrokerDown, check_backend
 
         for index, sink in enumerate(self.sinks):
-            mode = getattr(sink.config, "check_at_start", "on")
-            if mode == "off" or (index == 0 and self._backend_override is not None) \
-                    or not hasattr(sink.backend, "probe"):
+            mode = sink.config.check_at_start
+            if mode == "off" or (index == 0 and self._backend_override is not None):
                 continue
             try:
                 await check_backend(sink.backend, key=sink.key)
@@ -238,8 +256,7 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - only the restart-time stale check is weaker
             log.error("newest observedAt per entity not loaded from redis: %s", exc)
         for sink in self.sinks:
-            if hasattr(sink.backend, "open"):
-                await sink.backend.open()
+            await sink.backend.open()
         self.backend = self.sinks.primary.backend
         self.batcher = self.sinks.primary.batcher
         await self._check_sinks()
@@ -283,13 +300,13 @@ class Runner:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _build_sources(self) -> list[tuple[Any, str | None, dict | None]]:
+    def _build_sources(self) -> list[SourceEntry]:
         from . import plugins
 
         if self._sources_override is not None:
-            out = []
-            for s in self._sources_override:
-                out.append(s if isinstance(s, tuple) else (s, None, None))
+            out = [s if isinstance(s, tuple) else (s, None, None) for s in self._sources_override]
+            for src, _, _ in out:
+                _check_source(src)
             return out
         from .pipeline import resolve_profile
         from .errors import DecodeError
@@ -314,6 +331,7 @@ class Runner:
                 src = plugins.build_source(scfg, adapter=self.adapter, http_app=self.app)
             except ConfigError as exc:
                 raise ConfigError(f"sources[{i}]: {exc}") from None
+            _check_source(src)
             built.append((src, getattr(scfg, "profile", None), getattr(scfg, "options", None)))
         return built
 
@@ -337,7 +355,7 @@ class Runner:
         self._source_tasks, self._tasks, self._batcher_task = [], [], None
         self.sources = []
         for closer in (self.server.stop if self.server else None,
-                       getattr(self.backend, "close", None),
+                       self.backend.close if self.backend else None,
                        self.outbox.close if self.outbox else None):
             if closer is not None:
                 try:
@@ -357,11 +375,10 @@ class Runner:
         if sources:
             for src, profile, options in self._build_sources():
                 self.sources.append(src)
-                if callable(getattr(src, "use_store", None)):   # the TTS backfill's state
+                if isinstance(src, UsesStore):          # e.g. the TTS backfill's watermark
                     src.use_store(self._source_store())
-                name = getattr(src, "name", type(src).__name__)
-                if hasattr(src, "stats"):
-                    self.metrics.source_stats.append((name, src.stats))
+                name = src.name
+                self.metrics.source_stats.append((name, src.stats))
                 emit = self.pipeline.emitter(profile=profile, options=options)
                 self._source_tasks.append(asyncio.create_task(self._supervise(src, emit), name=f"source:{name}"))
         if self.app is not None:
@@ -399,8 +416,8 @@ class Runner:
         host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         return f"http://{host}:{self.http_port}"
 
-    async def _supervise(self, source, emit) -> None:
-        name = getattr(source, "name", type(source).__name__)
+    async def _supervise(self, source: Source, emit: Emit) -> None:
+        name = source.name
         delay = 1.0
         while True:
             try:
@@ -471,15 +488,6 @@ class Runner:
         for t in self._source_tasks:
             t.cancel()
         await asyncio.gather(*self._source_tasks, return_exceptions=True)
-        for src in self.sources:
-            close = getattr(src, "close", None)
-            if close is not None:
-                try:
-                    res = close()
-                    if asyncio.iscoroutine(res):
-                        await res
-                except Exception:  # noqa: BLE001
-                    log.exception("closing source failed")
         for t in self._tasks:
             if t.get_name() in ("tick", "derive"):
                 t.cancel()
@@ -507,7 +515,7 @@ class Runner:
         if self.server is not None:
             await self.server.stop()
         for backend in ([s.backend for s in self.sinks] if self.sinks is not None else [self.backend]):
-            if backend is not None and hasattr(backend, "close"):
+            if backend is not None:
                 try:
                     await backend.close()
                 except Exception:  # noqa: BLE001
@@ -528,7 +536,7 @@ class Runner:
         had already assigned to it and ends its session (:meth:`.MqttSource.leave`), so none of
         its share stays in a session nobody resumes. At most ``timeout`` seconds (half the grace
         period); the rest of the grace period is the outbox's."""
-        leaving = [src.leave(timeout) for src in self.sources if callable(getattr(src, "leave", None))]
+        leaving = [src.leave(timeout) for src in self.sources]
         if not leaving or timeout <= 0:
             for coro in leaving:
                 coro.close()
@@ -569,7 +577,7 @@ class Runner:
         checks: dict[str, dict] = {}
         checks["running"] = {"ok": self._started and not self._stopping}
         for src in self.sources:
-            name = f"source:{getattr(src, 'name', type(src).__name__)}"
+            name = f"source:{src.name}"
             try:
                 ok = bool(src.ready)
             except Exception:  # noqa: BLE001
@@ -635,6 +643,14 @@ class Runner:
             stats["replayed"] += 1
         await self.deadletters.remove(done)
         return stats
+
+
+def _check_source(src: Any) -> None:
+    """A source the runner cannot drive is a programming error, told at start and not mid-run."""
+    missing = [m for m in ("name", "run", "ready", "stats", "leave") if not hasattr(src, m)]
+    if missing:
+        raise TypeError(f"{type(src).__name__} is not a Source (adapters/core/sources/base.py): "
+                        f"it lacks {', '.join(missing)} (SourceBase has defaults)")
 
 
 async def run_forever(adapter: AdapterSpec | str, config: str | Path) -> int:

@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 
 from stadtlink.adapters.core import RawMessage
+from stadtlink.adapters.core.sources.base import SourceBase
 
 
 def free_port() -> int:
@@ -18,7 +19,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class QueueSource:
+class QueueSource(SourceBase):
     """A Source fed by the test: ``await src.push(payload, ...)`` returns when emit returned (or raises)."""
 
     def __init__(self, name: str = "queue", source: str = "mqtt"):

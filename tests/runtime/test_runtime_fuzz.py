@@ -19,12 +19,13 @@ from stadtlink.adapters.core import RawMessage, chirpstack_uplink, tts_uplink
 from stadtlink.adapters.core.plugins import get_adapter
 from stadtlink.adapters.core.registry import DeviceRegistry
 from stadtlink.adapters.core.runner import Runner
+from stadtlink.broker_client.backend import BackendBase
 from stadtlink.broker_client.results import BatchResult
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
 
-class CountingBackend:
+class CountingBackend(BackendBase):
     """Accepts every entity (the fuzz is about the pipeline, not the broker)."""
 
     def __init__(self):
@@ -33,12 +34,6 @@ class CountingBackend:
     async def write(self, entities):
         self.written += len(entities)
         return BatchResult(succeeded=[e["id"] for e in entities], failed=[])
-
-    async def health(self):
-        return True
-
-    async def close(self):
-        pass
 
 
 def example(name):

@@ -37,6 +37,9 @@ class PushSource:
     def stats(self) -> dict[str, float]:
         return {}
 
+    async def leave(self, timeout: float) -> bool:
+        return True
+
     async def run(self, emit) -> None:
         self.ready = True
         while True:

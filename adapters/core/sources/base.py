@@ -1,7 +1,14 @@
-"""The interface every source implements (MQTT, HTTP polling, Modbus polling, webhook)."""
+"""The interface every source implements (MQTT, HTTP polling, Modbus polling, webhook), and
+:class:`SourceBase` with the defaults for what a source need not do itself.
+
+The runner calls exactly what :class:`Source` declares: ``name`` (logs, metrics, readiness),
+``run(emit)`` in a supervised task (restarted after a crash, cancelled at shutdown), ``ready``
+(``/readyz``), ``stats()`` (``/metrics``) and ``leave(timeout)`` once at shutdown, before the
+task is cancelled. A source keeping durable state of its own also implements :class:`UsesStore`.
+"""
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Protocol, runtime_checkable
+from typing import Any, Awaitable, Callable, Protocol, runtime_checkable
 
 from ..reading import RawMessage
 
@@ -24,3 +31,39 @@ class Source(Protocol):
 
     def stats(self) -> dict[str, float]:
         """Counters for /metrics (reconnects, polls, poll failures …)."""
+
+    async def leave(self, timeout: float) -> bool:
+        """At shutdown, before ``run`` is cancelled: give back what others should take over (an MQTT
+        shared-subscription member unsubscribes and ends its session), within ``timeout`` seconds.
+        True when done (or nothing to do)."""
+
+
+@runtime_checkable
+class UsesStore(Protocol):
+    """A source that keeps durable state of its own (the TTS Storage Integration backfill of the
+    MQTT and webhook sources): the runner hands it a store next to the outbox (Redis or memory)
+    before ``run``."""
+
+    def use_store(self, store: Any) -> None: ...
+
+
+class SourceBase:
+    """Defaults of the :class:`Source` interface: always ready, no counters, nothing to leave."""
+
+    name: str = "source"
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    def stats(self) -> dict[str, float]:
+        return {}
+
+    async def leave(self, timeout: float) -> bool:
+        return True
+
+    async def run(self, emit: Emit) -> None:  # pragma: no cover - every source implements it
+        raise NotImplementedError
+
+
+__all__ = ["Emit", "Source", "SourceBase", "UsesStore"]

@@ -1,30 +1,25 @@
 """HTTP polling source: REST/JSON/XML feeds (ParkAPI, DATEX II, PEGELONLINE, Fronius Solar API …).
 
-Every target runs on its own schedule (fixed rate, ``interval_s`` ± ``jitter``), so a slow or dead
-target never delays the others; a shared semaphore caps concurrent requests at ``concurrency``.
-Conditional requests (``If-None-Match`` / ``If-Modified-Since``) make an unchanged feed cost one
+The schedule, backoff, counters and readiness are every polling source's (:mod:`.polling`): each
+target on its own fixed-rate schedule, ``concurrency`` requests at most at once. Conditional requests (``If-None-Match`` / ``If-Modified-Since``) make an unchanged feed cost one
 ``304`` and emit nothing. Errors (5xx/4xx, timeouts, refused connections) are counted and retried
 with exponential backoff; they never stop the source. The validators of a response are kept only
 after ``emit`` returned, so data the pipeline refused (outbox full) is fetched again next time.
-
-``ready`` is True when the share of targets whose last poll succeeded is above zero and at least
-``ready_min_share``.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import random
-import time
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, AsyncIterator, Literal
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..reading import RawMessage
-from .backoff import Backoff, jittered
 from .base import Emit
+from .polling import PollingSource, PollingSourceConfig, TargetState
 from .secrets import resolve_secret
 from .webhook import read_limited
 
@@ -48,105 +43,51 @@ class HttpTarget(BaseModel):
         return self
 
 
-class HttpPollSourceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class HttpPollSourceConfig(PollingSourceConfig):
     kind: Literal["http-poll"] = "http-poll"
-    name: str | None = None
-    profile: str | None = None
-    interval_s: float = Field(60.0, gt=0)
-    jitter: float = Field(0.1, ge=0, lt=1)
-    timeout_s: float = Field(10.0, gt=0)
-    concurrency: int = Field(8, ge=1)
     targets: list[HttpTarget] = Field(min_length=1)
-    options: dict[str, Any] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
     #: secret headers: header name → environment variable holding its value (e.g. an API key)
     headers_env: dict[str, str] = Field(default_factory=dict)
-    retry_min_s: float = Field(5.0, gt=0)            # first retry after an error (capped at interval_s)
-    retry_max_s: float = Field(300.0, gt=0)          # backoff ceiling (at least interval_s)
-    ready_min_share: float = Field(0.0, ge=0, le=1)  # ready: share of targets whose last poll succeeded
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1)
     conditional: bool = True                         # send If-None-Match / If-Modified-Since
 
 
-class _TargetState:
-    __slots__ = ("target", "etag", "last_modified", "ok", "failures", "backoff")
+class _TargetState(TargetState[HttpTarget]):
+    """A feed's schedule plus the validators of its last answer that the pipeline took."""
 
-    def __init__(self, target: HttpTarget, backoff: Backoff):
-        self.target = target
+    def __init__(self, target: HttpTarget, interval_s: float, backoff):
+        super().__init__(target, interval_s, backoff)
         self.etag: str | None = None
         self.last_modified: str | None = None
-        self.ok: bool | None = None      # None until the first poll finished
-        self.failures = 0
-        self.backoff = backoff
 
 
 class _PollFailed(Exception):
     pass
 
 
-class HttpPollSource:
+class HttpPollSource(PollingSource[HttpTarget]):
+    kind = "http-poll"
+    log = log
+
     def __init__(self, config: HttpPollSourceConfig):
-        self.config = config
-        self.name = config.name or "http-poll"
-        self._targets: list[_TargetState] = []
-        for t in config.targets:
-            interval = t.interval_s or config.interval_s
-            first = min(config.retry_min_s, interval)
-            self._targets.append(_TargetState(t, Backoff(first, max(config.retry_max_s, interval, first))))
-        self._stats = {"polls": 0.0, "poll_failures": 0.0, "not_modified": 0.0, "emitted": 0.0,
-                       "emit_refused": 0.0}
+        targets = [_TargetState(t, *self.schedule(config, t.interval_s)) for t in config.targets]
+        super().__init__(config, targets, extra_stats=("not_modified",))
+        self.config: HttpPollSourceConfig = config
         self._secret_headers: dict[str, str] = {}
         for header, env in config.headers_env.items():
             value = resolve_secret(None, env, None, what=f"headers_env.{header}")
             if value is not None:
                 self._secret_headers[header] = value
 
-    @property
-    def ready(self) -> bool:
-        ok = sum(1 for s in self._targets if s.ok)
-        return ok > 0 and ok / len(self._targets) >= self.config.ready_min_share
-
-    def stats(self) -> dict[str, float]:
-        ok = sum(1 for s in self._targets if s.ok)
-        return {**self._stats, "targets": float(len(self._targets)), "targets_ok": float(ok)}
-
-    async def run(self, emit: Emit) -> None:
-        sem = asyncio.Semaphore(self.config.concurrency)
+    @contextlib.asynccontextmanager
+    async def polling(self) -> AsyncIterator[aiohttp.ClientSession]:
         connector = aiohttp.TCPConnector(limit=self.config.concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
-            async with asyncio.TaskGroup() as tg:
-                for state in self._targets:
-                    tg.create_task(self._poll_loop(state, session, sem, emit))
+            yield session
 
-    async def _poll_loop(self, state: _TargetState, session: aiohttp.ClientSession, sem: asyncio.Semaphore,
-                         emit: Emit) -> None:
-        interval = state.target.interval_s or self.config.interval_s
-        # Spread the first polls of many targets over the first interval's jitter window.
-        await asyncio.sleep(interval * self.config.jitter * random.random())
-        next_due = time.monotonic()
-        while True:
-            try:
-                await self.poll_once(state, session, sem, emit)
-                state.ok = True
-                state.failures = 0
-                state.backoff.reset()
-                next_due += jittered(interval, self.config.jitter)
-                # Fixed rate: a poll that ran long does not shift the schedule, but never burst-catch-up.
-                next_due = max(next_due, time.monotonic())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a bad target must never stop the source
-                state.ok = False
-                state.failures += 1
-                self._stats["poll_failures"] += 1
-                delay = state.backoff.next()
-                next_due = time.monotonic() + delay
-                level = logging.WARNING if state.failures <= 3 or state.failures % 20 == 0 else logging.DEBUG
-                log.log(level, "http-poll %s: %s failed (%s, %d in a row); retry in %.1fs", self.name,
-                        state.target.url, exc, state.failures, delay)
-            await asyncio.sleep(max(0.0, next_due - time.monotonic()))
+    def describe(self, state: _TargetState) -> str:
+        return state.target.url
 
     def _headers(self, state: _TargetState) -> dict[str, str]:
         headers = {**self.config.headers, **self._secret_headers, **state.target.headers}
@@ -191,14 +132,7 @@ class HttpPollSource:
             attributes["profile"] = state.target.profile
         message = RawMessage(source="http", payload=body, topic=url, device_hint=state.target.device,
                              received_at=datetime.now(timezone.utc), attributes=attributes)
-        try:
-            await emit(message)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self._stats["emit_refused"] += 1
-            raise
-        self._stats["emitted"] += 1
+        await self.emit_counted(emit, message)
         # Only now "acknowledge" the response: remember its validators.
         state.etag = etag
         state.last_modified = last_modified

@@ -1,32 +1,29 @@
 """Modbus TCP polling source (PV inverters, meters).
 
-Every target has its own poll loop and its own pymodbus ``AsyncModbusTcpClient`` (pymodbus's own
-auto-reconnect is off; we reconnect with exponential backoff + jitter). A semaphore shared by all
-targets caps concurrent register I/O at ``concurrency``. Each target's whole poll is bounded by
-``timeout_s``, so a dead or hanging device only ever delays itself.
+The schedule, backoff, counters and readiness are every polling source's (:mod:`.polling`): each
+target on its own fixed-rate schedule, ``concurrency`` polls at most at once. Every target has its
+own pymodbus ``AsyncModbusTcpClient`` (pymodbus's own auto-reconnect is off; a failed poll closes it
+and the next one connects again). Each target's whole poll is bounded by ``timeout_s``, so a dead or
+hanging device only ever delays itself.
 
 Per poll the source calls the profile's ``modbus_reader(client, unit_id, options)`` when the profile
 has one (e.g. SunSpec discovery + model chain) and emits its return value; otherwise it reads the
 configured ``blocks`` of holding (or input) registers, in chunks of at most 125 registers, and emits
 ``{start_address: [register, …]}`` (one entry per block).
-
-``ready`` is True when the share of targets whose last poll succeeded is above zero and at least
-``ready_min_share``.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import random
-import time
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Literal
+from typing import Any, AsyncIterator, Awaitable, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..reading import RawMessage
-from .backoff import Backoff, jittered
 from .base import Emit
+from .polling import PollingSource, PollingSourceConfig, TargetState
 
 log = logging.getLogger("stadtlink.source.modbus")
 
@@ -52,23 +49,15 @@ class ModbusTarget(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class ModbusSourceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ModbusSourceConfig(PollingSourceConfig):
     kind: Literal["modbus"] = "modbus"
-    name: str | None = None
-    profile: str | None = None
     interval_s: float = Field(10.0, gt=0)
-    jitter: float = Field(0.1, ge=0, lt=1)
     timeout_s: float = Field(3.0, gt=0)
     concurrency: int = Field(16, ge=1)
+    retry_min_s: float = Field(1.0, gt=0)
     targets: list[ModbusTarget] = Field(min_length=1)
-    options: dict[str, Any] = Field(default_factory=dict)
     blocks: list[RegisterBlock] = Field(default_factory=list)   # used when the profile has no modbus_reader
     register_type: Literal["holding", "input"] = "holding"
-    retry_min_s: float = Field(1.0, gt=0)
-    retry_max_s: float = Field(300.0, gt=0)
-    ready_min_share: float = Field(0.0, ge=0, le=1)
 
 
 class ModbusReadError(Exception):
@@ -98,48 +87,37 @@ async def read_blocks(client: Any, unit_id: int, blocks: list[RegisterBlock], *,
     return out
 
 
-class _TargetState:
-    __slots__ = ("target", "client", "ok", "failures", "backoff")
+class _TargetState(TargetState[ModbusTarget]):
+    """A device's schedule plus its open connection (None after a failure)."""
 
-    def __init__(self, target: ModbusTarget, backoff: Backoff):
-        self.target = target
+    def __init__(self, target: ModbusTarget, interval_s: float, backoff):
+        super().__init__(target, interval_s, backoff)
         self.client: Any = None
-        self.ok: bool | None = None
-        self.failures = 0
-        self.backoff = backoff
 
 
-class ModbusSource:
+class ModbusSource(PollingSource[ModbusTarget]):
+    kind = "modbus"
+    log = log
+
     def __init__(self, config: ModbusSourceConfig, *, reader: ModbusReader | None = None):
         if reader is None and not config.blocks:
             raise ValueError("modbus source: the profile has no modbus_reader, so configure `blocks`")
-        self.config = config
-        self.name = config.name or "modbus"
+        super().__init__(config, [_TargetState(t, *self.schedule(config)) for t in config.targets],
+                         extra_stats=("connects", "connect_failures"))
+        self.config: ModbusSourceConfig = config
         self._reader = reader
-        self._targets = [_TargetState(t, Backoff(min(config.retry_min_s, config.interval_s),
-                                                 max(config.retry_max_s, config.interval_s)))
-                         for t in config.targets]
-        self._stats = {"polls": 0.0, "poll_failures": 0.0, "connects": 0.0, "connect_failures": 0.0,
-                       "emitted": 0.0, "emit_refused": 0.0}
 
-    @property
-    def ready(self) -> bool:
-        ok = sum(1 for s in self._targets if s.ok)
-        return ok > 0 and ok / len(self._targets) >= self.config.ready_min_share
-
-    def stats(self) -> dict[str, float]:
-        ok = sum(1 for s in self._targets if s.ok)
-        return {**self._stats, "targets": float(len(self._targets)), "targets_ok": float(ok)}
-
-    async def run(self, emit: Emit) -> None:
-        sem = asyncio.Semaphore(self.config.concurrency)
+    @contextlib.asynccontextmanager
+    async def polling(self) -> AsyncIterator[None]:
         try:
-            async with asyncio.TaskGroup() as tg:
-                for state in self._targets:
-                    tg.create_task(self._poll_loop(state, sem, emit))
+            yield None
         finally:
             for state in self._targets:
                 self._close(state)
+
+    def describe(self, state: _TargetState) -> str:
+        t = state.target
+        return f"{t.device} ({t.host}:{t.port} unit {t.unit_id})"
 
     def _close(self, state: _TargetState) -> None:
         if state.client is not None:
@@ -175,7 +153,7 @@ class ModbusSource:
         return await read_blocks(client, state.target.unit_id, self.config.blocks,
                                  register_type=self.config.register_type)
 
-    async def poll_once(self, state: _TargetState, sem: asyncio.Semaphore, emit: Emit) -> None:
+    async def poll_once(self, state: _TargetState, resource: None, sem: asyncio.Semaphore, emit: Emit) -> bool:
         async with sem:
             self._stats["polls"] += 1
             try:
@@ -193,39 +171,8 @@ class ModbusSource:
                              f"{state.target.port}/{state.target.unit_id}", device_hint=state.target.device,
                              received_at=datetime.now(timezone.utc),
                              attributes={"options": options, "unit_id": state.target.unit_id})
-        try:
-            await emit(message)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self._stats["emit_refused"] += 1
-            raise
-        self._stats["emitted"] += 1
-
-    async def _poll_loop(self, state: _TargetState, sem: asyncio.Semaphore, emit: Emit) -> None:
-        interval = self.config.interval_s
-        await asyncio.sleep(interval * self.config.jitter * random.random())
-        next_due = time.monotonic()
-        while True:
-            try:
-                await self.poll_once(state, sem, emit)
-                state.ok = True
-                state.failures = 0
-                state.backoff.reset()
-                next_due = max(next_due + jittered(interval, self.config.jitter), time.monotonic())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - one bad device must never stop the others
-                state.ok = False
-                state.failures += 1
-                self._stats["poll_failures"] += 1
-                delay = state.backoff.next()
-                next_due = time.monotonic() + delay
-                level = logging.WARNING if state.failures <= 3 or state.failures % 20 == 0 else logging.DEBUG
-                log.log(level, "modbus %s: %s (%s:%s unit %s) failed: %s (%d in a row); retry in %.1fs",
-                        self.name, state.target.device, state.target.host, state.target.port,
-                        state.target.unit_id, exc, state.failures, delay)
-            await asyncio.sleep(max(0.0, next_due - time.monotonic()))
+        await self.emit_counted(emit, message)
+        return True
 
 
 __all__ = ["RegisterBlock", "ModbusTarget", "ModbusSourceConfig", "ModbusSource", "read_blocks",

@@ -29,7 +29,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ..reading import RawMessage
-from .base import Emit
+from .base import Emit, SourceBase
 from .secrets import resolve_secret
 from .tts import TtsConfig
 from .tts_storage import make_backfill
@@ -80,7 +80,7 @@ class WebhookSourceConfig(BaseModel):
         return self
 
 
-class WebhookSource:
+class WebhookSource(SourceBase):
     def __init__(self, config: WebhookSourceConfig, *, http_app: web.Application):
         self.config = config
         self.name = config.name or f"webhook{config.path}"
