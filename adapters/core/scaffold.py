@@ -255,8 +255,11 @@ def generate(name: str, target: Path, *, model: str = DEFAULT_MODEL, model_files
         "__MODEL_ORIGIN__": ("bundled with stadtlink" if bundled else
                              f"brought by this package: `models.py`, files in `models/{model}/`"),
         "__MODELS_IMPORT__": "" if bundled else "from .models import MODELS\n",
-        "__MODELS_ARG__": "" if bundled else (f"    # {model} is not bundled with stadtlink: this package brings it\n"
-                                              f"    context=MODELS[0].context_url,\n    models=MODELS,\n"),
+        "__MODELS_ARG__": (f"    # the model's own @context: its attributes expand to its own IRIs (a compound\n"
+                           f"    # context gives clashing terms such as refDevice or temperature to another model)\n"
+                           f"    context=\"{context_url}\",\n") if bundled else (
+                              f"    # {model} is not bundled with stadtlink: this package brings it\n"
+                              f"    context=MODELS[0].context_url,\n    models=MODELS,\n"),
         "__ENTRY_MODELS__": "" if bundled else (f'\n# the Smart Data Model this package brings ({pkg}/models.py)\n'
                                                 f'[project.entry-points."stadtlink.models"]\n{pkg} = "{pkg}.models:MODELS"\n'),
         "__MODEL_FILES_NOTE__": "" if bundled else f"  (once models/{model}/ holds the model's files)",
