@@ -374,3 +374,21 @@ async def test_a_future_stamped_record_does_not_move_the_watermark_past_now():
     finally:
         await _stop(task)
         await storage.stop()
+
+
+@pytest.mark.parametrize("stamp", ["2020-08-20T09:52:33.563948371Z", "2024-05-01T10:00:00Z", "2024-05-01T10:00:00.5Z",
+                                   "2024-05-01T12:00:00.123456789+02:00", "1969-12-31T23:59:59.999999Z"])
+def test_the_fast_timestamp_path_agrees_with_the_general_parser(stamp):
+    from stadtlink.adapters.core.sources.tts_storage import _stamp_us, _us
+    from stadtlink.adapters.core.timeutil import parse_time
+
+    assert _stamp_us(stamp) == _us(parse_time(stamp))
+
+
+def test_uplink_identity_refuses_what_is_not_an_uplink():
+    _, doc = stored_uplink("app1", "dev-1", 3, datetime(2024, 5, 1, tzinfo=UTC), b"\x01")
+    assert uplink_identity(doc)[0].startswith(doc["end_device_ids"]["dev_eui"].lower() + "|3|1|")
+    for bad in ({**doc, "received_at": "yesterday", "uplink_message": {**doc["uplink_message"], "received_at": 5}},
+                {**doc, "uplink_message": None}, {"end_device_ids": {}}, [], "x",
+                {**doc, "received_at": "2024-13-45T99:00:00Z"}):
+        assert uplink_identity(bad) is None, bad

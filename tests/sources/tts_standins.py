@@ -65,6 +65,7 @@ class StorageStandIn:
     stall_s: float = 0.0
     requests: list[dict] = field(default_factory=list)
     _stored_at: dict[int, float] = field(default_factory=dict)
+    _times: dict[int, datetime] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
 
     @property
@@ -74,6 +75,7 @@ class StorageStandIn:
     def store(self, application_id: str, doc: dict) -> None:
         self.stored.setdefault(application_id, []).append(doc)
         self._stored_at[id(doc)] = asyncio.get_running_loop().time()
+        self._times[id(doc)] = parse_time(doc["received_at"])
 
     async def start(self) -> "StorageStandIn":
         app = web.Application()
@@ -131,7 +133,7 @@ class StorageStandIn:
         for doc in self.stored.get(app, []):
             if now - self._stored_at.get(id(doc), now) < self.visible_after_s:
                 continue
-            at = parse_time(doc["received_at"])
+            at = self._times[id(doc)]
             if after is not None and at <= after:
                 continue
             if before is not None and at >= before:

@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Protocol
@@ -86,6 +87,24 @@ def _us(dt: datetime) -> int:
     return (dt - datetime(1970, 1, 1, tzinfo=UTC)) // _EPS
 
 
+#: TTS's own form (``jsonpb``: UTC, ``Z``, up to nanoseconds), read without the general parser
+_TTS_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z")
+
+
+def _stamp_us(value: Any) -> int:
+    """An RFC 3339 timestamp in µs since the epoch (TypeError/TimeFormatError/OverflowError if not one)."""
+    if type(value) is str:
+        m = _TTS_TIME.fullmatch(value)
+        if m is not None:
+            try:
+                whole = datetime.fromisoformat(m.group(1)).replace(tzinfo=UTC)
+            except ValueError:
+                raise TimeFormatError(f"not a timestamp: {value[:40]!r}") from None
+            frac = m.group(2)
+            return int(whole.timestamp()) * 1_000_000 + (int(frac[:6].ljust(6, "0")) if frac else 0)
+    return _us(parse_time(value))
+
+
 def _from_us(us: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
 
@@ -108,8 +127,8 @@ def uplink_identity(doc: Any) -> tuple[str, int] | None:
         return None
     stamp = doc.get("received_at") or up.get("received_at")
     try:
-        at = _us(parse_time(stamp))
-    except (TimeFormatError, OverflowError, TypeError):
+        at = _stamp_us(stamp)
+    except (TimeFormatError, OverflowError, TypeError, ValueError):
         return None
     f_cnt = up.get("f_cnt") or 0
     f_port = up.get("f_port")
