@@ -209,6 +209,11 @@ async def test_qos0_publications_on_a_qos1_subscription_warn_once_per_topic_and_
     finally:
         await _stop(task)
     assert src.stats()["qos_downgraded"] == 5          # the QoS 1 ones are not counted
+    from stadtlink.adapters.core.metrics import Metrics
+
+    metrics = Metrics("t")
+    metrics.source_stats.append(("mqtt", src.stats))
+    assert 'stadtlink_source_qos_downgraded{adapter="t",source="mqtt"} 5.0' in metrics.render().decode()
     warnings = [r.getMessage() for r in caplog.records if "arrive at QoS 0" in r.getMessage()]
     assert len(warnings) == 1, warnings                 # once for the topic family, not per device
     assert "[integration.mqtt] qos=1" in warnings[0] and "queue_qos0_messages true" in warnings[0]
@@ -392,3 +397,35 @@ def test_uplink_identity_refuses_what_is_not_an_uplink():
                 {**doc, "uplink_message": None}, {"end_device_ids": {}}, [], "x",
                 {**doc, "received_at": "2024-13-45T99:00:00Z"}):
         assert uplink_identity(bad) is None, bad
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+async def test_the_preset_over_tls_with_a_private_ca_for_mqtt_and_the_storage_api(tmp_path):
+    """An Enterprise cluster under its own CA: ``tls.ca`` serves the MQTT connection (port 8883
+    style, TLS) and the Storage API's HTTPS alike."""
+    import ssl
+
+    from .test_mqtt import _make_pki
+
+    pki = _make_pki(tmp_path)
+    broker = MosquittoProcess(data_dir=tmp_path / "m", extra_config=f"cafile {pki['ca.crt']}\ncertfile "
+                              f"{pki['server.crt']}\nkeyfile {pki['server.key']}\n")
+    await asyncio.to_thread(broker.start)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(pki["server.crt"], pki["server.key"])
+    storage = await StorageStandIn(api_key="NNSXS.KEY", ssl_context=server_ctx).start()
+    storage.store("app1", stored_uplink("app1", "dev-1", 1, datetime.now(UTC) - timedelta(seconds=5), b"\x01\x02")[1])
+    src = MqttSource(MqttSourceConfig(network="tts", host=broker.host, port=broker.port, tls={"ca": pki["ca.crt"]},
+                                      reconnect_min_s=0.05,
+                                      tts={"application_id": "app1", "api_key": "NNSXS.KEY", "api_url": storage.url,
+                                           "backfill": {"period_s": 0}}), adapter_name="t")
+    got = Collector()
+    task = asyncio.create_task(src.run(got))
+    try:
+        await _wait(lambda: src.ready, what="TLS connect")
+        await _wait(lambda: src.stats()["tts_backfill_uplinks"] == 1, what="the stored uplink over HTTPS")
+        assert storage.url.startswith("https://") and src.stats()["tts_backfill_failures"] == 0
+    finally:
+        await _stop(task)
+        await storage.stop()
+        await asyncio.to_thread(broker.cleanup)

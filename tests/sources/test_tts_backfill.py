@@ -262,6 +262,8 @@ async def test_the_webhook_source_is_backfilled_from_the_storage_integration_too
         await _wait(lambda: _stats(runner)["tts_backfill_runs"] >= runs + 2, what="two more catch-ups")
         assert await runner.wait_idle(timeout=30)
         assert _stats(runner)["tts_backfill_skipped"] >= 31
+        scrape = runner.metrics.render().decode()
+        assert 'stadtlink_source_tts_backfill_uplinks{adapter="tts-toy",source="webhook/tts"} 30.0' in scrape
     finally:
         await runner.stop()
         await storage.stop()

@@ -64,13 +64,15 @@ class StorageStandIn:
     stall_next: int = 0
     stall_s: float = 0.0
     requests: list[dict] = field(default_factory=list)
+    #: serve HTTPS with this server context
+    ssl_context: object = None
     _stored_at: dict[int, float] = field(default_factory=dict)
     _times: dict[int, datetime] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl_context is not None else 'http'}://127.0.0.1:{self.port}"
 
     def store(self, application_id: str, doc: dict) -> None:
         self.stored.setdefault(application_id, []).append(doc)
@@ -83,7 +85,8 @@ class StorageStandIn:
         app.router.add_get("/api/v3/as/applications/{app}/devices/{device}/packages/storage/{type}", self._get)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True,
+                          ssl_context=self.ssl_context).start()
         return self
 
     async def stop(self) -> None:

@@ -197,7 +197,8 @@ class MqttSource:
         self._settings: MqttSettings = self._build_settings()
         self._qos_watch = QosWatch(config.qos, source=self.name, network=config.network)
         #: The Things Stack: catch-ups from its Storage Integration (None otherwise)
-        self.backfill = make_backfill(config.tts, default_host=config.host, source_kind="mqtt", name=self.name)
+        self.backfill = make_backfill(config.tts, default_host=config.host, source_kind="mqtt", name=self.name,
+                                      ssl_context=self._settings.tls if config.tls and config.tls.ca else None)
 
     def use_store(self, store) -> None:
         """Where the backfill keeps its state (the runner: the outbox's store)."""

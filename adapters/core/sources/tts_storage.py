@@ -47,6 +47,7 @@ import asyncio
 import itertools
 import logging
 import re
+import ssl
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Protocol
@@ -214,13 +215,14 @@ class StorageClient:
     ``timeout_s`` per page)."""
 
     def __init__(self, api_url: str, application_id: str, api_key: str | None, *, timeout_s: float,
-                 max_line_bytes: int, user_agent: str = "stadtlink"):
+                 max_line_bytes: int, user_agent: str = "stadtlink", ssl_context: ssl.SSLContext | None = None):
         self.url = f"{api_url}/api/v3/as/applications/{application_id}/packages/storage/uplink_message"
         self._headers = {"Accept": "text/event-stream", "User-Agent": user_agent}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self.timeout_s = timeout_s
         self.max_line_bytes = max_line_bytes
+        self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
         self.oversized = 0
 
@@ -232,7 +234,9 @@ class StorageClient:
     async def page(self, after: datetime, limit: int) -> list[dict]:
         """The stored uplinks received after ``after``, oldest first, at most ``limit``."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+            connector = aiohttp.TCPConnector(ssl=self._ssl) if self._ssl is not None else None
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+                                                  connector=connector)
         params = {"after": _iso(after), "limit": str(limit), "order": "received_at"}
         try:
             async with asyncio.timeout(self.timeout_s):
@@ -341,14 +345,15 @@ class TtsBackfill:
     uplink's ``emit`` returned and :meth:`kick` after a reconnect."""
 
     def __init__(self, config: TtsConfig, *, api_url: str, source_kind: str, name: str,
-                 api_key: str | None, clock: Callable[[], datetime] | None = None):
+                 api_key: str | None, clock: Callable[[], datetime] | None = None,
+                 ssl_context: ssl.SSLContext | None = None):
         self.config = config
         self.bf = config.backfill
         self.app = config.uid
         self.source_kind = source_kind
         self.name = name
         self.client = StorageClient(api_url, config.application_id, api_key, timeout_s=self.bf.timeout_s,
-                                    max_line_bytes=self.bf.max_line_bytes)
+                                    max_line_bytes=self.bf.max_line_bytes, ssl_context=ssl_context)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._store: BackfillStore = MemoryBackfillStore()
         self._watermark: int | None = None
@@ -592,9 +597,11 @@ class TtsBackfill:
 
 
 def make_backfill(tts: TtsConfig | None, *, default_host: str | None, source_kind: str,
-                  name: str) -> TtsBackfill | None:
+                  name: str, ssl_context: ssl.SSLContext | None = None) -> TtsBackfill | None:
     """The backfill of a source's ``tts:`` block, or None (no block, or ``backfill.enabled: false``).
-    Raises ConfigError naming the setting when the API URL or key is missing."""
+    Raises ConfigError naming the setting when the API URL or key is missing. ``ssl_context``:
+    the MQTT source's when it names its own CA (an Enterprise cluster under a private CA serves
+    its API with the same certificate chain); system CAs otherwise."""
     from ..errors import ConfigError
 
     if tts is None or not tts.backfill.enabled:
@@ -607,7 +614,8 @@ def make_backfill(tts: TtsConfig | None, *, default_host: str | None, source_kin
     if not key:
         raise ConfigError("tts.api_key_file (or api_key_env, api_key): the Storage Integration backfill needs an "
                           "API key with the right RIGHT_APPLICATION_TRAFFIC_READ")
-    return TtsBackfill(tts, api_url=api_url, source_kind=source_kind, name=name, api_key=key)
+    return TtsBackfill(tts, api_url=api_url, source_kind=source_kind, name=name, api_key=key,
+                       ssl_context=ssl_context)
 
 
 __all__ = ["TtsBackfill", "StorageClient", "StorageError", "BackfillStore", "MemoryBackfillStore",
