@@ -78,11 +78,12 @@ class CountingBroker:
             await self._session.close()
 
 
-async def _wait(predicate, timeout: float = 60.0, what: str = "condition") -> None:
+async def _wait(predicate, timeout: float = 60.0, what: str = "condition", state=None) -> None:
+    """``state()`` (e.g. the source's stats) goes into the failure message."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}" + (f"; {state()}" if state else ""))
         await asyncio.sleep(0.05)
 
 
@@ -144,6 +145,12 @@ def _stats(runner: Runner) -> dict:
     return runner.sources[0].stats()
 
 
+def _state(runner: Runner, broker: "CountingBroker"):
+    return lambda: {"broker_writes": len(broker.writes), "twice": sum(v > 1 for v in broker.writes.values()),
+                    **{k: v for k, v in _stats(runner).items() if k.startswith(("tts_", "conn", "messages"))},
+                    **{k: v for k, v in runner.counters().items() if k in ("received", "upserted", "dropped")}}
+
+
 async def _restart_scenario(*, storage_fails: bool) -> None:
     app = f"bf{uuid.uuid4().hex[:10]}"
     prefix = f"test-tts-{app}"
@@ -156,9 +163,9 @@ async def _restart_scenario(*, storage_fails: bool) -> None:
         await runner.start()
         await _wait(lambda: runner.ready, what="first run ready")
         await ups.send(20)                                      # live, while the adapter runs
-        await _wait(lambda: len(broker.writes) == 20, what="20 live uplinks at the broker")
+        await _wait(lambda: len(broker.writes) == 20, what="20 live uplinks at the broker", state=_state(runner, broker))
         await _wait(lambda: _stats(runner)["tts_backfill_skipped"] >= 20,
-                    what="a periodic catch-up that finds them admitted already")
+                    what="a periodic catch-up that finds them admitted already", state=_state(runner, broker))
         await runner.stop()
 
         await ups.send(200)                                     # QoS 0 while stopped: gone from MQTT
@@ -168,17 +175,19 @@ async def _restart_scenario(*, storage_fails: bool) -> None:
         await runner.start()
         await _wait(lambda: runner.ready, what="second run ready")
         if storage_fails:
-            await _wait(lambda: _stats(runner)["tts_backfill_failures"] >= 3, what="failed catch-ups")
+            await _wait(lambda: _stats(runner)["tts_backfill_failures"] >= 3, what="failed catch-ups", state=_state(runner, broker))
             await ups.send(10)                                  # … live traffic flows meanwhile
-            await _wait(lambda: len(broker.writes) == 30, what="live uplinks while the storage API fails")
+            await _wait(lambda: len(broker.writes) == 30, what="live uplinks while the storage API fails",
+                        state=_state(runner, broker))
             assert _stats(runner)["tts_backfill_uplinks"] == 0
             storage.fail_next = 0
             storage.fail_midstream, storage.fail_midstream_after = 2, 7    # then it breaks mid-answer twice
-        await _wait(lambda: len(broker.writes) == 20 + 200 + (10 if storage_fails else 0), what="the backfill")
-        assert _stats(runner)["tts_backfill_uplinks"] == 200
+        await _wait(lambda: len(broker.writes) == 20 + 200 + (10 if storage_fails else 0), what="the backfill",
+                    state=_state(runner, broker))
+        assert _stats(runner)["tts_backfill_uplinks"] == 200, _state(runner, broker)()
         await ups.send(5)                                       # live after the catch-up
         total = 225 + (10 if storage_fails else 0)
-        await _wait(lambda: len(broker.writes) == total, what="live uplinks after the catch-up")
+        await _wait(lambda: len(broker.writes) == total, what="live uplinks after the catch-up", state=_state(runner, broker))
         runs = _stats(runner)["tts_backfill_runs"]
         await _wait(lambda: _stats(runner)["tts_backfill_runs"] >= runs + 2, what="two more periodic catch-ups")
         assert await runner.wait_idle(timeout=30)
@@ -222,7 +231,8 @@ async def test_qos0_drops_while_connected_are_found_by_the_periodic_catch_up_and
         for _, doc in ups.make(15):                 # stored, never published
             storage.store(app, doc)
         await ups.send(10)
-        await _wait(lambda: len(broker.writes) == 35, what="the dropped ones via the periodic catch-up")
+        await _wait(lambda: len(broker.writes) == 35, what="the dropped ones via the periodic catch-up",
+                    state=_state(runner, broker))
         runs = _stats(runner)["tts_backfill_runs"]
         await _wait(lambda: _stats(runner)["tts_backfill_runs"] >= runs + 2, what="two more catch-ups")
         assert await runner.wait_idle(timeout=30)
