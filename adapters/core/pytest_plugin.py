@@ -9,6 +9,10 @@ Enable with ``pytest_plugins = ["stadtlink.adapters.core.pytest_plugin"]`` in a 
   the test may stop, kill and restart (persistent: sessions and queued messages survive a stop).
 * ``redis_server`` / ``redis_persistent`` — an own :class:`RedisProcess` likewise (AOF when persistent).
 * ``local_broker`` — base URL of an in-process NGSI-LD broker (``stadtlink.broker_client.local_broker``).
+
+Markers: ``@pytest.mark.needs_mqtt`` / ``@pytest.mark.needs_redis`` skip a test (saying why) when
+the shared Mosquitto / Redis (:data:`~.testing.SHARED_MQTT`, :data:`~.testing.SHARED_REDIS`) does
+not answer. ``make test`` starts both, so there they always run.
 """
 from __future__ import annotations
 
@@ -17,8 +21,26 @@ import uuid
 import pytest
 import pytest_asyncio
 
-from .testing import MosquittoProcess, RedisProcess, free_port
+from .testing import (SHARED_MQTT, SHARED_REDIS, MosquittoProcess, RedisProcess, free_port, mqtt_available,
+                      redis_available)
 from .testing import local_broker as _local_broker
+
+
+_NEEDS = {
+    "needs_mqtt": (mqtt_available, "the shared Mosquitto on {}:{} does not answer", SHARED_MQTT),
+    "needs_redis": (redis_available, "the shared Redis on {}:{} does not answer", SHARED_REDIS),
+}
+
+
+def pytest_configure(config) -> None:
+    for name, (_, why, address) in _NEEDS.items():
+        config.addinivalue_line("markers", f"{name}: skip when {why.format(*address)}")
+
+
+def pytest_runtest_setup(item) -> None:
+    for name, (available, why, address) in _NEEDS.items():
+        if item.get_closest_marker(name) is not None and not available():
+            pytest.skip(why.format(*address))
 
 
 @pytest.fixture
@@ -33,7 +55,7 @@ def unique_topic() -> str:
 
 @pytest.fixture
 def shared_mqtt() -> tuple[str, int]:
-    return ("127.0.0.1", 1883)
+    return SHARED_MQTT
 
 
 @pytest.fixture

@@ -8,13 +8,20 @@
 * :class:`MosquittoProcess`, :class:`RedisProcess` — own throw-away servers on free ports that a
   test may stop, kill and restart (never touch the shared ones).
 * :func:`publish_uplinks` — publish LoRaWAN envelopes (see :func:`stadtlink.adapters.core.lorawan.tts_uplink`).
-* :func:`local_broker` — an in-process NGSI-LD broker (``stadtlink.broker_client.local_broker``).
+* :func:`local_broker` — an in-process NGSI-LD broker (``stadtlink.broker_client.local_broker``);
+  :func:`query_entities` — what a broker holds, for end-to-end assertions.
+* End-to-end support: :func:`wait_until` (the one way to wait: polls, raises on timeout),
+  :data:`SHARED_MQTT` / :data:`SHARED_REDIS` (the shared servers' addresses), :func:`port_open`,
+  :func:`mqtt_available` / :func:`redis_available` (the ``needs_mqtt`` / ``needs_redis`` markers),
+  :func:`unique_name`, :func:`free_port`.
 
 The pytest fixtures wrapping these live in :mod:`stadtlink.adapters.core.pytest_plugin`.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import json
 import os
 import shutil
@@ -26,7 +33,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
 
 import orjson
 
@@ -247,6 +254,78 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _address(env: str, default: tuple[str, int]) -> tuple[str, int]:
+    host, _, port = os.environ.get(env, "").rpartition(":")
+    return (host, int(port)) if host and port.isdigit() else default
+
+
+#: The shared Mosquitto and Redis of the machine (``STADTLINK_TEST_MQTT`` / ``STADTLINK_TEST_REDIS``
+#: as ``host:port`` elsewhere). Tests use unique topics and key prefixes on them and never stop,
+#: restart, flush or reconfigure them; a test that needs to do that starts its own
+#: (:class:`MosquittoProcess`, :class:`RedisProcess`).
+SHARED_MQTT: tuple[str, int] = _address("STADTLINK_TEST_MQTT", ("127.0.0.1", 1883))
+SHARED_REDIS: tuple[str, int] = _address("STADTLINK_TEST_REDIS", ("127.0.0.1", 6379))
+SHARED_REDIS_URL = f"redis://{SHARED_REDIS[0]}:{SHARED_REDIS[1]}/0"
+
+
+def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Something accepts TCP connections on ``host:port`` (the one probe of the shared servers)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def mqtt_available() -> bool:
+    """The shared Mosquitto answers (what the ``needs_mqtt`` marker asks)."""
+    return port_open(*SHARED_MQTT)
+
+
+def redis_available() -> bool:
+    """The shared Redis answers (what the ``needs_redis`` marker asks)."""
+    return port_open(*SHARED_REDIS)
+
+
+def unique_name(prefix: str = "stadtlink-test") -> str:
+    """A topic / key prefix / application id no other test (or worker) on the shared servers uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+async def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, *, what: str = "the condition",
+                     interval: float = 0.05) -> bool:
+    """Poll ``predicate`` (a function, sync or async) until it returns something true; return True.
+    After ``timeout`` seconds raise ``AssertionError`` naming ``what`` — the one waiting semantics of
+    the tests. The timeout only guards against a hang: make it generous (the machine is shared)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return True
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def query_entities(broker_url: str, entity_type: str | None = None, *, tenant: str | None = None,
+                         key_values: bool = False, context: str | None = None, limit: int | None = None,
+                         **params: Any) -> list[dict]:
+    """The entities of a broker (normalized, or ``key_values``) of ``entity_type`` (or of every type,
+    ``local=true``), read through the project's NGSI-LD client page by page: what an end-to-end test
+    asserts on. ``params`` are the client's query arguments (``q``, ``id_pattern``, ``attrs`` …)."""
+    from stadtlink.broker_client import NGSILDClient  # imported lazily: optional for adapter authors
+    from stadtlink.schemas.contexts import STADTLINK_CONTEXT_URL
+
+    extra = dict(params.pop("extra_params", None) or {})
+    if entity_type is None:
+        extra.setdefault("local", "true")
+    async with NGSILDClient(broker_url, tenant=tenant, context=context or STADTLINK_CONTEXT_URL) as client:
+        return [e async for e in client.query_entities(type=entity_type, options="keyValues" if key_values else None,
+                                                       limit=limit, extra_params=extra, **params)]
+
+
 def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -461,4 +540,6 @@ async def local_broker(**kwargs: Any) -> AsyncIterator[str]:
 
 
 __all__ = ["run_profile", "fixture_message", "map_fixture", "assert_entities_match", "load_json", "free_port",
-           "wait_for_port", "MosquittoProcess", "RedisProcess", "publish_uplinks", "local_broker", "parse_uplink"]
+           "wait_for_port", "MosquittoProcess", "RedisProcess", "publish_uplinks", "local_broker", "parse_uplink",
+           "SHARED_MQTT", "SHARED_REDIS", "SHARED_REDIS_URL", "port_open", "mqtt_available", "redis_available",
+           "unique_name", "wait_until", "query_entities"]

@@ -11,7 +11,7 @@ import yaml
 pytest.importorskip("helm_python", reason="helm-python-sdk (the Helm engine) is a test dependency")
 
 import helm_kit as hk  # noqa: E402
-from test_helm_runtime_config import configmaps_of_adapters, mount_broker_secrets, pod_env  # noqa: E402
+from helm_kit import configmaps_of_adapters, mount_broker_secrets, pod_env  # noqa: E402
 
 from stadtlink.adapters.core.runner import Runner  # noqa: E402
 from stadtlink.broker_client import OAuth2ClientCredentials, StaticToken  # noqa: E402

@@ -31,7 +31,7 @@ from aiohttp.test_utils import TestServer
 pytest.importorskip("helm_python", reason="helm-python-sdk (the Helm engine) is a test dependency")
 
 import helm_kit as hk  # noqa: E402
-from test_helm_runtime_config import pod_env as kubelet_env  # noqa: E402
+from helm_kit import pod_env as kubelet_env  # noqa: E402
 from stadtlink.adapters.core import context_server as cs  # noqa: E402
 from stadtlink.adapters.core.lorawan import chirpstack_uplink  # noqa: E402
 from stadtlink.adapters.core.testing import free_port, publish_uplinks, wait_for_port  # noqa: E402

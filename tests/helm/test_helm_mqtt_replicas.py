@@ -14,7 +14,7 @@ import helm_kit as hk  # noqa: E402
 from stadtlink.adapters.core.config import load_config  # noqa: E402
 from stadtlink.adapters.core.plugins import load_adapters  # noqa: E402
 from stadtlink.adapters.core.sources import MqttSource  # noqa: E402
-from test_helm_runtime_config import pod_env  # noqa: E402
+from helm_kit import pod_env  # noqa: E402
 
 MQTT = {"kind": "mqtt", "host": "mq", "shared_group": "stadtlink-climate"}
 

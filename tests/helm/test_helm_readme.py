@@ -17,7 +17,7 @@ import yaml
 pytest.importorskip("helm_python", reason="helm-python-sdk (the Helm engine) is a test dependency")
 
 import helm_kit as hk  # noqa: E402
-from test_helm_runtime_config import configmaps_of_adapters  # noqa: E402
+from helm_kit import configmaps_of_adapters  # noqa: E402
 
 from stadtlink.adapters.core.config import load_config  # noqa: E402
 from stadtlink.adapters.core.plugins import load_adapters  # noqa: E402

@@ -2,7 +2,6 @@
 pod's environment (Secrets resolved, ``$(VAR)`` expanded) is applied the way Kubernetes does it."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -11,55 +10,9 @@ import yaml
 pytest.importorskip("helm_python", reason="helm-python-sdk (the Helm engine) is a test dependency")
 
 import helm_kit as hk  # noqa: E402
+from helm_kit import configmaps_of_adapters, mount_broker_secrets, pod_env  # noqa: E402
 from stadtlink.adapters.core.config import load_config  # noqa: E402
 from stadtlink.adapters.core.plugins import load_adapters  # noqa: E402
-
-SECRET_DIR = "/var/run/secrets/stadtlink/broker-auth"
-
-
-def pod_env(container: dict, secrets: dict[tuple[str, str], str], pod_name: str = "pod-0") -> dict[str, str]:
-    """The container's environment as the kubelet builds it: secretKeyRef from ``secrets``,
-    the downward API's ``metadata.name`` as ``pod_name``, ``$(NAME)`` replaced by earlier variables."""
-    env: dict[str, str] = {}
-    for item in container.get("env", []):
-        if "valueFrom" in item and "fieldRef" in item["valueFrom"]:
-            assert item["valueFrom"]["fieldRef"] == {"fieldPath": "metadata.name"}, item
-            env[item["name"]] = pod_name
-        elif "valueFrom" in item:
-            ref = item["valueFrom"]["secretKeyRef"]
-            env[item["name"]] = secrets[(ref["name"], ref["key"])]
-        else:
-            env[item["name"]] = re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
-                                       lambda m: env.get(m.group(1), m.group(0)), item["value"])
-    return env
-
-
-def configmaps_of_adapters(docs):
-    for d in hk.by_kind(docs, "Deployment"):
-        if d["metadata"]["labels"].get("app.kubernetes.io/component") != "adapter":
-            continue
-        spec = d["spec"]["template"]["spec"]
-        cm_name = next(v["configMap"]["name"] for v in spec["volumes"] if v["name"] == "config")
-        yield d, hk.named(docs, "ConfigMap", cm_name), spec["containers"][0]
-
-
-def mount_broker_secrets(config_text: str, container: dict, where: Path, secret: str = "s3cret") -> str:
-    """The broker-auth Secrets as the kubelet would mount them: each broker-auth volume of the
-    container (``broker-auth`` for the single broker, ``broker-auth-<i>`` per sink) becomes a
-    directory under ``where`` holding every key file the config names; the config's paths are
-    moved there. Fails if the config names a file under a directory that is not mounted."""
-    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"] if m["name"].startswith("broker-auth")}
-    named = re.findall(re.escape(SECRET_DIR) + r"(-\d+)?/([-._A-Za-z0-9]+)", config_text)
-    for suffix, key in named:
-        mount = SECRET_DIR + suffix
-        assert mount in mounts, f"{mount}/{key} is named in the config but no Secret is mounted there"
-        local = where / mounts[mount]
-        local.mkdir(exist_ok=True)
-        (local / key).write_text(secret + "\n")
-    for mount, name in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
-        config_text = config_text.replace(mount + "/", f"{where / name}/")
-    return config_text
-
 
 class AnySecret(dict):
     """Any Secret key resolves; an external Redis URL Secret to a URL (as an operator would fill it)."""

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 from datetime import datetime, timezone
 from typing import Any
 
@@ -11,6 +13,12 @@ from aiohttp import web
 
 from stadtlink.adapters.core import RawMessage
 from stadtlink.adapters.core.sources.base import SourceBase
+
+
+def cli(args, env, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    """``stadtlink ARGS`` in a subprocess (the toy adapter on the path through ``env``)."""
+    return subprocess.run([sys.executable, "-m", "stadtlink.adapters.core.cli", *args], env=env, input=stdin,
+                          capture_output=True, timeout=60)
 
 
 def free_port() -> int:

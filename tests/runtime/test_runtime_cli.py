@@ -18,13 +18,8 @@ import yaml
 from stadtlink.adapters.core import tts_uplink
 from stadtlink.broker_client import NGSILDClient
 from stadtlink.broker_client.local_broker import running_broker
-from rt_helpers import free_port, wait_for
+from rt_helpers import cli, free_port, wait_for
 from rt_toy_adapter import ADAPTER
-
-
-def cli(args, env, stdin: bytes | None = None):
-    return subprocess.run([sys.executable, "-m", "stadtlink.adapters.core.cli", *args], env=env, input=stdin,
-                          capture_output=True, timeout=60)
 
 
 def test_adapters_lists_the_toy_and_reports_a_broken_plugin(cli_env):

@@ -11,9 +11,8 @@ import yaml
 
 from stadtlink.adapters.core import tts_uplink
 from stadtlink.adapters.core.runner import Runner
-from rt_helpers import QueueSource, free_port, wait_for
+from rt_helpers import QueueSource, cli, free_port, wait_for
 from rt_toy_adapter import ADAPTER
-from test_runtime_cli import cli
 
 
 def test_decode_takes_the_payload_inline_as_hex_or_base64(cli_env, tmp_path):

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import asyncio
-import socket
+import os
 import struct
+import subprocess
+import sys
 import uuid
 
 import aiohttp
@@ -13,19 +15,15 @@ import redis
 from stadtlink.adapters.core.adapter import AdapterSpec, LoRaWANProfile, MapContext
 from stadtlink.adapters.core.entity import entity_id, geo_point, new_entity, prop
 from stadtlink.adapters.core.errors import DecodeError, MappingError
-from stadtlink.adapters.core.pytest_plugin import local_broker, mosquitto, mosquitto_persistent, redis_persistent, redis_server  # noqa: F401
 from stadtlink.adapters.core.sources import MqttSource, MqttSourceConfig
-from stadtlink.adapters.core.testing import (MosquittoProcess, assert_entities_match, free_port, map_fixture, publish_uplinks,
-                                   run_profile)
+from stadtlink.adapters.core.testing import (SHARED_MQTT, MosquittoProcess, assert_entities_match, free_port,
+                                             map_fixture, port_open, publish_uplinks, query_entities, run_profile,
+                                             unique_name, wait_until)
 from stadtlink.adapters.core.lorawan import chirpstack_uplink, tts_uplink
 
 
 def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+    return port_open("127.0.0.1", port, timeout=0.5)
 
 
 def test_mosquitto_stop_kill_restart(mosquitto):
@@ -90,28 +88,27 @@ def test_mosquitto_bad_config_reports_log():
     proc.cleanup()
 
 
+@pytest.mark.needs_mqtt
 async def test_publish_uplinks_delivers_envelopes():
     app = f"kit{uuid.uuid4().hex[:8]}"
     got: list = []
-    src = MqttSource(MqttSourceConfig(topics=[f"v3/{app}@ttn/devices/+/up", f"application/{app}/device/+/event/up"]))
+    host, port = SHARED_MQTT
+    src = MqttSource(MqttSourceConfig(host=host, port=port,
+                                      topics=[f"v3/{app}@ttn/devices/+/up", f"application/{app}/device/+/event/up"]))
 
     async def emit(m):
         got.append(m)
 
     task = asyncio.create_task(src.run(emit))
     try:
-        while not src.ready:
-            await asyncio.sleep(0.02)
-        n = await publish_uplinks("127.0.0.1", 1883, [
+        await wait_until(lambda: src.ready, what="the source connected")
+        n = await publish_uplinks(*SHARED_MQTT, [
             tts_uplink("d1", b"\x01", f_port=1, f_cnt=1, received_at="2024-05-01T12:00:00Z", application_id=app),
             chirpstack_uplink("0011223344556677", b"\x02", f_port=2, f_cnt=2, time="2024-05-01T12:00:00Z",
                               application_id=app),
         ])
         assert n == 2
-        for _ in range(200):
-            if len(got) == 2:
-                break
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: len(got) == 2, what="both uplinks")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -124,78 +121,63 @@ async def test_local_broker_fixture(local_broker):
             assert resp.status == 200
 
 
-# ------------------------------------------------------------------ fixture → readings → entities
+# ------------------------------------------------------------------ end-to-end support
 
-def _thermo(payload: bytes, f_port):
-    if len(payload) != 3:
-        raise DecodeError("bad-length", f"{len(payload)} bytes, expected 3")
-    temp, hum = struct.unpack(">hB", payload)
-    return {"temperature": temp / 10, "relativeHumidity": hum / 100}
+async def test_wait_until_returns_true_or_raises_naming_what_it_waited_for():
+    calls = []
 
+    def soon():
+        calls.append(1)
+        return len(calls) >= 3
 
-THERMO = LoRaWANProfile(name="thermo", description="int16 °C/10 + uint8 %", payload_decoder=_thermo)
+    async def async_soon():
+        calls.append(1)
+        return len(calls) >= 5
 
-
-def _mapper(reading, ctx: MapContext):
-    rec = ctx.require_device(reading)
-    lon, lat = ctx.require(rec, "location")
-    return [new_entity(entity_id("WeatherObserved", ctx.namespace, rec.id), "WeatherObserved",
-                       location=geo_point(lon, lat),
-                       temperature=prop(reading.values["temperature"], unit="CEL", observed_at=reading.observed_at))]
-
-
-SPEC = AdapterSpec(name="thermo", description="", profiles={"thermo": THERMO}, mapper=_mapper)
+    assert await wait_until(soon, timeout=5, interval=0.01) is True
+    assert await wait_until(async_soon, timeout=5, interval=0.01) is True and len(calls) >= 5   # awaited
+    with pytest.raises(AssertionError, match="timed out after 0.2 s waiting for the answer"):
+        await wait_until(lambda: False, timeout=0.2, what="the answer", interval=0.01)
 
 
-def test_run_profile_bytes_hex_file_and_envelope(tmp_path):
-    [r] = run_profile(THERMO, bytes.fromhex("00FA37"), f_port=1)
-    assert r.values == {"temperature": 25.0, "relativeHumidity": 0.55} and r.device_id == "test-device"
-    (tmp_path / "frame.hex").write_text("00 fa 37\n")
-    assert run_profile(THERMO, tmp_path / "frame.hex")[0].values["temperature"] == 25.0
-    topic, env = chirpstack_uplink("0011223344556677", b"\xff\xf6\x10", f_port=1, f_cnt=4, time="2024-05-01T12:00:00Z")
-    [r] = run_profile(THERMO, env, topic=topic)
-    assert r.values["temperature"] == -1.0 and r.device_id == "0011223344556677" and r.meta["f_cnt"] == 4
-    with pytest.raises(DecodeError):
-        run_profile(THERMO, b"\x00")
-
-
-def test_map_fixture_and_assert_entities_match():
-    registry = [{"id": "test-device", "lon": 10.78, "lat": 52.42}]
-    entities = map_fixture(SPEC, bytes.fromhex("00FA37"), registry=registry, f_port=1, namespace="wob")
-    expected = [{"id": "urn:ngsi-ld:WeatherObserved:wob:test-device", "type": "WeatherObserved",
-                 "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [10.78, 52.42]}},
-                 "temperature": {"type": "Property", "value": 25.0, "unitCode": "CEL",
-                                 "observedAt": "1999-01-01T00:00:00.000Z"}}]
-    assert_entities_match(entities, expected)                       # observedAt ignored by default
-    with pytest.raises(AssertionError, match="observedAt"):
-        assert_entities_match(entities, expected, ignore=())
-    wrong = [dict(expected[0], temperature={"type": "Property", "value": 24.0, "unitCode": "CEL"})]
-    with pytest.raises(AssertionError, match=r"\.temperature\.value: 25\.0 != expected 24\.0"):
-        assert_entities_match(entities, wrong)
-    with pytest.raises(AssertionError, match="missing"):
-        assert_entities_match(entities, expected + [{"id": "urn:x", "type": "T"}])
-    with pytest.raises(MappingError):
-        map_fixture(SPEC, bytes.fromhex("00FA37"), registry=[], f_port=1)
-
-
-def test_free_port_is_bindable():
+async def test_port_open_and_free_port():
     port = free_port()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", port))
-
-
-def test_first_start_moves_off_a_port_someone_took():
-    proc = MosquittoProcess()
-    blocker = socket.socket()
-    blocker.bind(("127.0.0.1", proc.port))
-    blocker.listen()
-    taken = proc.port
+    assert not port_open("127.0.0.1", port, timeout=0.5)
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
     try:
-        proc.start()
-        assert proc.port != taken and proc.running
-        port = proc.port
-        proc.restart()                      # a restart keeps its port
-        assert proc.port == port and _listening(port)
+        assert port_open("127.0.0.1", port, timeout=0.5)
     finally:
-        proc.cleanup()
-        blocker.close()
+        server.close()
+        await server.wait_closed()
+    assert unique_name() != unique_name() and unique_name("t").startswith("t-")
+
+
+async def test_query_entities_reads_every_page(local_broker):
+    from stadtlink.broker_client import NGSILDClient
+    from stadtlink.schemas.contexts import STADTLINK_CONTEXT_URL
+
+    ns = unique_name("q")
+    entities = [new_entity(entity_id("Device", ns, f"d{i}"), "Device", value=prop(i)) for i in range(1203)]
+    async with NGSILDClient(local_broker, context=STADTLINK_CONTEXT_URL) as client:
+        result = await client.upsert(entities)
+    assert not result.failed
+    found = await query_entities(local_broker, "Device")
+    assert len([e for e in found if f":{ns}:" in e["id"]]) == 1203                      # more than a page
+    key_values = await query_entities(local_broker, "Device", key_values=True, limit=5)
+    assert len(key_values) == 5 and all(isinstance(e["value"], int) for e in key_values)
+    assert any(e["type"] == "Device" for e in await query_entities(local_broker))       # every type
+
+
+def test_needs_mqtt_and_needs_redis_skip_when_the_server_does_not_answer(tmp_path):
+    """In a pytest of its own whose shared servers are a port where nothing listens."""
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["stadtlink.adapters.core.pytest_plugin"]\n')
+    (tmp_path / "test_marked.py").write_text(
+        "import pytest\n\n@pytest.mark.needs_mqtt\ndef test_uses_mqtt():\n    pass\n\n"
+        "@pytest.mark.needs_redis\ndef test_uses_redis():\n    pass\n\ndef test_unmarked():\n    pass\n")
+    nothing = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "STADTLINK_TEST_MQTT": nothing, "STADTLINK_TEST_REDIS": nothing}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(tmp_path)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert "1 passed, 2 skipped" in done.stdout, done.stdout + done.stderr
+    assert f"the shared Mosquitto on {nothing} does not answer" in done.stdout
+    assert f"the shared Redis on {nothing} does not answer" in done.stdout
