@@ -108,6 +108,7 @@ def test_wheel_carries_the_package_data(image_venv):
         "stadtlink/schemas/common/contexts/dataModel.Parking/context.jsonld",
         "stadtlink/schemas/common/contexts/data-models/common-context.jsonld",
         "stadtlink/schemas/contexts/stadtlink-context.jsonld",
+        "stadtlink/schemas/contexts/ngsi-ld-core-context.jsonld",   # the local broker reads it from here
         "stadtlink/adapters/pv/example-config.yaml",
         "stadtlink/adapters/climate/example-config.yaml",
         "stadtlink/adapters/pv/decoders/sunspec_models/model_1.json",
