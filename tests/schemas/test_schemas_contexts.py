@@ -38,7 +38,10 @@ def test_every_model_context_is_local_and_defines_the_type(model):
 
 
 def test_every_context_file_loads():
-    assert len(CONTEXTS) == 18  # 8 files: canonical URLs, github.io aliases, the compound
+    from stadtlink.schemas.contexts import _BUNDLED_CONTEXTS
+
+    assert len(_BUNDLED_CONTEXTS) == 18  # 8 files: canonical URLs, github.io aliases, the compound
+    assert set(_BUNDLED_CONTEXTS) <= set(CONTEXTS)  # plus the contexts of models packages bring
     for url, path in CONTEXTS.items():
         assert path.is_file(), url
         assert "@context" in load_context(url)
