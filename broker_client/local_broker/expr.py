@@ -15,6 +15,13 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+#: the longest expression taken (what fits in a URL): the cost of a query is its terms times the
+#: entities it scans, so a megabyte of ORed terms in a POST body must not get that far
+MAX_EXPRESSION = 8192
+
+#: the most entity selectors of one query or subscription (each may carry an idPattern)
+MAX_SELECTORS = 100
 Pred = Callable[[T], bool]
 
 
@@ -24,6 +31,8 @@ class BoolParser(Generic[T]):
     def __init__(self, text: str, *, or_chars: str, error: Callable[[str], Exception],
                  skip_spaces: bool = False, missing_paren: str = "missing ')'",
                  max_depth: int = 100) -> None:
+        if len(text) > MAX_EXPRESSION:
+            raise error(f"longer than {MAX_EXPRESSION} characters")
         self.text = text
         self.pos = 0
         self.or_chars = or_chars

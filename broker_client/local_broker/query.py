@@ -744,7 +744,7 @@ def _scope_matcher(term: str) -> Callable[[list[str]], bool]:
 def compile_scope_q(text: str) -> Predicate:
     """A predicate over an entity's ``scope`` (a string or a list of strings)."""
     parser: BoolParser[list[str]] = BoolParser(text, or_chars=",|",
-                                               error=lambda _detail: bad_request("Invalid scopeQ", text))
+                                               error=lambda _detail: bad_request("Invalid scopeQ", text[:200]))
     matcher = parser.parse(lambda p: _scope_matcher(read_until(p, ";,|()")))
 
     def predicate(entity: Entity) -> bool:
@@ -772,5 +772,5 @@ def compile_type_expr(expr: str, ctx: CompiledContext) -> tuple[set[str] | None,
         return lambda types: iri in types
 
     parser: BoolParser[list[str]] = BoolParser(
-        expr, or_chars="|,", error=lambda _detail: bad_request("Invalid type expression", expr))
+        expr, or_chars="|,", error=lambda _detail: bad_request("Invalid type expression", expr[:200]))
     return None, parser.parse(atom)

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from .contexts import CompiledContext
 from .errors import bad_request
+from .expr import MAX_SELECTORS
 from .family import RouteFamily
 from .model import Entity
 from .query import compile_geo, compile_order_by, compile_q, compile_scope_q, compile_type_expr
@@ -113,6 +114,8 @@ class QueryRoutes(RouteFamily):
         if entities is not None:
             if not isinstance(entities, list) or not entities:
                 raise bad_request("Invalid Query", "entities must be a non-empty array")
+            if len(entities) > MAX_SELECTORS:
+                raise bad_request("Invalid Query", f"more than {MAX_SELECTORS} entity selectors")
             selectors = []
             type_sets = []
             for sel in entities:

@@ -17,6 +17,7 @@ from yarl import URL
 
 from .contexts import CompiledContext
 from .errors import bad_request
+from .expr import MAX_SELECTORS
 from .model import Entity, is_uri
 from .query import compile_geo, compile_q, compile_scope_q
 from .render import CONCISE, FORMAT_HEADER, NORMALIZED, SIMPLIFIED, encodable_only, render_entity
@@ -102,6 +103,8 @@ class Subscription:
             f["description"] = _string(body, "description")
         if "entities" in body:
             selectors, rendered = [], []
+            if len(_non_empty_list(body, "entities")) > MAX_SELECTORS:
+                raise bad_request("Too many entity selectors", f"at most {MAX_SELECTORS}")
             for item in _non_empty_list(body, "entities"):
                 if not isinstance(item, dict):
                     raise bad_request("Not a JSON Object", "entities[*]")

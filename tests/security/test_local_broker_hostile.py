@@ -247,3 +247,27 @@ async def test_deeply_parenthesised_expressions_are_400(http, broker):
     assert status == 400, body
     status, body = await _get(http, f"{broker}/entities", type="Thing", q="(" * 50 + "name==\"ok\"" + ")" * 50)
     assert status == 200 and [e["id"] for e in json.loads(body)] == ["urn:ngsi-ld:Thing:ok"]
+
+
+async def test_matching_cost_is_bounded_in_post_bodies(http, broker):
+    """A POST body may be a megabyte: a q of 100,000 ORed terms or thousands of idPattern selectors
+    would cost terms x entities on every query (and every change, in a subscription)."""
+    await _seed(http, broker)
+    huge_q = "|".join(f"name==\"x{i}\"" for i in range(20000))
+    status, body = await _post(http, f"{broker}/entityOperations/query",
+                               {"type": "Query", "entities": [{"type": "Thing"}], "q": huge_q})
+    assert status == 400 and b"longer than" in body
+    selectors = [{"type": "Thing", "idPattern": f"x{i}$"} for i in range(1000)]
+    status, body = await _post(http, f"{broker}/entityOperations/query", {"type": "Query", "entities": selectors})
+    assert status == 400
+    status, body = await _post(http, f"{broker}/subscriptions", {
+        "type": "Subscription", "entities": selectors, "notification": {"endpoint": {"uri": "http://127.0.0.1:9/n"}}})
+    assert status == 400
+    status, body = await _post(http, f"{broker}/subscriptions", {
+        "type": "Subscription", "entities": [{"type": "Thing"}], "q": huge_q,
+        "notification": {"endpoint": {"uri": "http://127.0.0.1:9/n"}}})
+    assert status == 400
+    # within the bounds: answered
+    status, body = await _post(http, f"{broker}/entityOperations/query",
+                               {"type": "Query", "entities": selectors[:99] + [{"type": "Thing", "id": "urn:ngsi-ld:Thing:ok"}]})
+    assert status == 200 and [e["id"] for e in json.loads(body)] == ["urn:ngsi-ld:Thing:ok"]
