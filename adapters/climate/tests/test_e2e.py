@@ -17,7 +17,6 @@ from stadtlink.adapters.core.lorawan import chirpstack_uplink, tts_uplink
 
 from .helpers import ATM41
 
-pytestmark = pytest.mark.timeout(60)
 
 MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
 #: the adapter writes with its @context; queries name types in the same context
