@@ -13,7 +13,7 @@
 * End-to-end support: :func:`wait_until` (the one way to wait: polls, raises on timeout),
   :data:`SHARED_MQTT` / :data:`SHARED_REDIS` (the shared servers' addresses), :func:`port_open`,
   :func:`mqtt_available` / :func:`redis_available` (the ``needs_mqtt`` / ``needs_redis`` markers),
-  :func:`unique_name`, :func:`free_port`.
+  :func:`unique_name`, :func:`free_port`, :func:`stop_task`.
 
 The pytest fixtures wrapping these live in :mod:`stadtlink.adapters.core.pytest_plugin`.
 """
@@ -292,11 +292,12 @@ def unique_name(prefix: str = "stadtlink-test") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-async def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, *, what: str = "the condition",
-                     interval: float = 0.05) -> bool:
+async def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "the condition", *,
+                     interval: float = 0.02, detail: Callable[[], Any] | None = None) -> bool:
     """Poll ``predicate`` (a function, sync or async) until it returns something true; return True.
-    After ``timeout`` seconds raise ``AssertionError`` naming ``what`` — the one waiting semantics of
-    the tests. The timeout only guards against a hang: make it generous (the machine is shared)."""
+    After ``timeout`` seconds raise ``AssertionError`` naming ``what`` (and ``detail()``, e.g. the
+    source's counters, if given) — the one waiting semantics of the tests. The timeout only guards
+    against a hang: keep it generous (the machine is shared)."""
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
@@ -305,8 +306,19 @@ async def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, *, wha
         if result:
             return True
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}"
+                                 + (f"; {detail()}" if detail is not None else ""))
         await asyncio.sleep(interval)
+
+
+async def stop_task(task: asyncio.Task) -> None:
+    """Cancel ``task`` and wait until it ended (a source's ``run``, a server loop); its own
+    exception, if it failed before, is raised."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
 
 
 async def query_entities(broker_url: str, entity_type: str | None = None, *, tenant: str | None = None,
@@ -542,4 +554,4 @@ async def local_broker(**kwargs: Any) -> AsyncIterator[str]:
 __all__ = ["run_profile", "fixture_message", "map_fixture", "assert_entities_match", "load_json", "free_port",
            "wait_for_port", "MosquittoProcess", "RedisProcess", "publish_uplinks", "local_broker", "parse_uplink",
            "SHARED_MQTT", "SHARED_REDIS", "SHARED_REDIS_URL", "port_open", "mqtt_available", "redis_available",
-           "unique_name", "wait_until", "query_entities"]
+           "unique_name", "wait_until", "stop_task", "query_entities"]

@@ -136,8 +136,8 @@ async def test_wait_until_returns_true_or_raises_naming_what_it_waited_for():
 
     assert await wait_until(soon, timeout=5, interval=0.01) is True
     assert await wait_until(async_soon, timeout=5, interval=0.01) is True and len(calls) >= 5   # awaited
-    with pytest.raises(AssertionError, match="timed out after 0.2 s waiting for the answer"):
-        await wait_until(lambda: False, timeout=0.2, what="the answer", interval=0.01)
+    with pytest.raises(AssertionError, match="timed out after 0.2 s waiting for the answer; 42"):
+        await wait_until(lambda: False, timeout=0.2, what="the answer", interval=0.01, detail=lambda: 42)
 
 
 async def test_port_open_and_free_port():

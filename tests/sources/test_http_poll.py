@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from stadtlink.adapters.core.reading import RawMessage
 from stadtlink.adapters.core.sources import HttpPollSource, HttpPollSourceConfig
-from stadtlink.adapters.core.testing import free_port
+from stadtlink.adapters.core.testing import free_port, stop_task, wait_until
 
 
 class Feed:
@@ -102,22 +102,6 @@ class Collector:
         self.messages.append(message)
 
 
-async def _wait(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-async def _stop(task: asyncio.Task) -> None:
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
-
-
 def _config(*targets, **kw) -> HttpPollSourceConfig:
     kw.setdefault("interval_s", 0.05)
     kw.setdefault("jitter", 0.0)
@@ -135,9 +119,9 @@ async def test_etag_304_emits_nothing_and_message_carries_options():
                                         options={"role": "static", "a": 1}, headers={"X-Api": "k"}))
         task = asyncio.create_task(source.run(collector))
         try:
-            await _wait(lambda: feed.count("/etag") >= 5, what="5 polls")
+            await wait_until(lambda: feed.count("/etag") >= 5, what="5 polls")
         finally:
-            await _stop(task)
+            await stop_task(task)
         assert len(collector.messages) == 1
         msg = collector.messages[0]
         assert msg.source == "http" and msg.payload == b'{"free": 12}' and msg.topic == f"{feed.base}/etag"
@@ -158,9 +142,9 @@ async def test_last_modified_304():
         source = HttpPollSource(_config({"url": f"{feed.base}/lm"}))
         task = asyncio.create_task(source.run(collector))
         try:
-            await _wait(lambda: feed.count("/lm") >= 3, what="3 polls")
+            await wait_until(lambda: feed.count("/lm") >= 3, what="3 polls")
         finally:
-            await _stop(task)
+            await stop_task(task)
         assert [m.payload for m in collector.messages] == [b"<xml/>"]
         assert feed.requests["/lm"][1][1]["If-Modified-Since"] == "Wed, 01 May 2024 12:00:00 GMT"
 
@@ -173,12 +157,12 @@ async def test_server_errors_back_off_then_recover():
                                         retry_max_s=1.0))
         task = asyncio.create_task(source.run(collector))
         try:
-            await _wait(lambda: feed.count("/flaky") >= 2, what="two failures")
+            await wait_until(lambda: feed.count("/flaky") >= 2, what="two failures")
             assert not source.ready and not collector.messages
-            await _wait(lambda: collector.messages, what="recovery")
+            await wait_until(lambda: collector.messages, what="recovery")
             assert source.ready
         finally:
-            await _stop(task)
+            await stop_task(task)
         assert collector.messages[0].payload == b"ok 5"
         assert source.stats()["poll_failures"] == 4
         times = [t for t, _ in feed.requests["/flaky"]]
@@ -194,10 +178,10 @@ async def test_timeout_and_refused_connections_are_counted_not_fatal():
         source = HttpPollSource(_config({"url": f"{feed.base}/slow"}, {"url": dead}, timeout_s=0.2))
         task = asyncio.create_task(source.run(Collector()))
         try:
-            await _wait(lambda: source.stats()["poll_failures"] >= 4, what="failures")
+            await wait_until(lambda: source.stats()["poll_failures"] >= 4, what="failures")
             assert not task.done() and not source.ready
         finally:
-            await _stop(task)
+            await stop_task(task)
 
 
 async def test_slow_and_dead_targets_do_not_delay_the_others():
@@ -208,12 +192,12 @@ async def test_slow_and_dead_targets_do_not_delay_the_others():
                                         timeout_s=5.0, concurrency=3))
         task = asyncio.create_task(source.run(collector))
         try:
-            await _wait(lambda: feed.count("/fast") >= 10, what="10 fast polls")
+            await wait_until(lambda: feed.count("/fast") >= 10, what="10 fast polls")
             slow_state = source._targets[0]
             # /slow's first request is still waiting for its 5 s timeout while /fast kept its cadence
             assert slow_state.ok is None and slow_state.failures == 0
         finally:
-            await _stop(task)
+            await stop_task(task)
         assert feed.count("/slow") == 1
         assert all(m.topic == f"{feed.base}/fast" for m in collector.messages)
         assert source.ready                              # one of three targets answers
@@ -228,12 +212,12 @@ async def test_ready_min_share():
         assert not strict.ready and not lenient.ready      # nothing polled yet
         tasks = [asyncio.create_task(strict.run(Collector())), asyncio.create_task(lenient.run(Collector()))]
         try:
-            await _wait(lambda: strict.stats()["poll_failures"] >= 2 and strict.stats()["targets_ok"] == 1
-                        and lenient.stats()["targets_ok"] == 1, what="both polled")
+            await wait_until(lambda: strict.stats()["poll_failures"] >= 2 and strict.stats()["targets_ok"] == 1
+                             and lenient.stats()["targets_ok"] == 1, what="both polled")
             assert lenient.ready and not strict.ready
         finally:
             for t in tasks:
-                await _stop(t)
+                await stop_task(t)
 
 
 async def test_refused_emit_keeps_no_validator_so_data_is_fetched_again():
@@ -248,9 +232,9 @@ async def test_refused_emit_keeps_no_validator_so_data_is_fetched_again():
         source = HttpPollSource(_config({"url": f"{feed.base}/etag"}))
         task = asyncio.create_task(source.run(emit))
         try:
-            await _wait(lambda: len(calls) >= 2 and feed.count("/etag") >= 4, what="re-fetch")
+            await wait_until(lambda: len(calls) >= 2 and feed.count("/etag") >= 4, what="re-fetch")
         finally:
-            await _stop(task)
+            await stop_task(task)
         assert calls == [b'{"free": 12}', b'{"free": 12}']
         assert "If-None-Match" not in feed.requests["/etag"][1][1]
         assert source.stats()["emit_refused"] == 1
@@ -262,9 +246,9 @@ async def test_body_size_limit():
         source = HttpPollSource(_config({"url": f"{feed.base}/big"}, max_body_bytes=1000))
         task = asyncio.create_task(source.run(collector))
         try:
-            await _wait(lambda: source.stats()["poll_failures"] >= 1, what="refusal")
+            await wait_until(lambda: source.stats()["poll_failures"] >= 1, what="refusal")
         finally:
-            await _stop(task)
+            await stop_task(task)
         assert not collector.messages
 
 
@@ -286,10 +270,10 @@ async def test_chunked_body_is_read_completely_and_limited():
         limited = HttpPollSource(_config({"url": f"{feed.base}/stream"}, interval_s=10, max_body_bytes=1_000_000))
         tasks = [asyncio.create_task(whole.run(collector)), asyncio.create_task(limited.run(collector))]
         try:
-            await _wait(lambda: collector.messages and limited.stats()["poll_failures"] >= 1, what="both polls")
+            await wait_until(lambda: collector.messages and limited.stats()["poll_failures"] >= 1, what="both polls")
         finally:
             for t in tasks:
-                await _stop(t)
+                await stop_task(t)
         assert len(collector.messages) == 1
         body = collector.messages[0].payload
         assert body == b"".join(bytes([i]) * 65536 for i in range(40))
@@ -303,10 +287,10 @@ async def test_target_profile_and_secret_headers(monkeypatch):
                                         {"url": f"{feed.base}/lm"}, headers_env={"X-Api-Key": "FEED_KEY_TEST"}))
         task = asyncio.create_task(source.run(collector))
         try:
-            await _wait(lambda: {m.topic for m in collector.messages} == {f"{feed.base}/fast", f"{feed.base}/lm"},
-                        what="both targets")
+            await wait_until(lambda: {m.topic for m in collector.messages} == {f"{feed.base}/fast", f"{feed.base}/lm"},
+                             what="both targets")
         finally:
-            await _stop(task)
+            await stop_task(task)
         by_url = {m.topic: m for m in collector.messages}
         assert by_url[f"{feed.base}/fast"].attributes["profile"] == "datex2-static"
         assert "profile" not in by_url[f"{feed.base}/lm"].attributes

@@ -13,7 +13,7 @@ from stadtlink.adapters.core.adapter import AdapterSpec, FunctionProfile
 from stadtlink.adapters.core.errors import ConfigError
 from stadtlink.adapters.core.reading import RawMessage
 from stadtlink.adapters.core.sources import ModbusSource, ModbusSourceConfig, build_source
-from stadtlink.adapters.core.testing import free_port
+from stadtlink.adapters.core.testing import free_port, stop_task, wait_until
 
 
 class Inverter:
@@ -74,20 +74,6 @@ class Collector:
         return [m for m in self.messages if m.device_hint == device]
 
 
-async def _wait(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-async def _stop(task: asyncio.Task) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 def _config(*targets, **kw) -> ModbusSourceConfig:
     kw.setdefault("interval_s", 0.05)
     kw.setdefault("jitter", 0.0)
@@ -107,9 +93,9 @@ async def test_blocks_are_read_in_chunks_of_125():
                                       options={"a": 1}))
         task = asyncio.create_task(source.run(collector))
         try:
-            await _wait(lambda: len(collector.messages) >= 2, what="two polls")
+            await wait_until(lambda: len(collector.messages) >= 2, what="two polls")
         finally:
-            await _stop(task)
+            await stop_task(task)
         msg = collector.messages[0]
         assert msg.source == "modbus" and msg.device_hint == "inv-01"
         assert msg.payload == {0: list(range(10)), 100: list(range(100, 400))}
@@ -132,10 +118,10 @@ async def test_input_registers_and_exception_response():
                                       blocks=[{"address": 40, "count": 20}]))
         tasks = [asyncio.create_task(ok.run(collector)), asyncio.create_task(beyond.run(collector))]
         try:
-            await _wait(lambda: collector.of("a") and beyond.stats()["poll_failures"] >= 2, what="polls")
+            await wait_until(lambda: collector.of("a") and beyond.stats()["poll_failures"] >= 2, what="polls")
         finally:
             for t in tasks:
-                await _stop(t)
+                await stop_task(t)
         assert collector.of("a")[0].payload == {5: [5, 6, 7]}
         assert not collector.of("b") and not beyond.ready
     finally:
@@ -154,7 +140,7 @@ async def test_dead_and_hanging_targets_do_not_delay_the_others():
                 blocks=[{"address": 0, "count": 4}], timeout_s=5.0, concurrency=4))
             task = asyncio.create_task(source.run(collector))
             try:
-                await _wait(lambda: len(collector.of("good")) >= 10, what="10 polls of the good inverter")
+                await wait_until(lambda: len(collector.of("good")) >= 10, what="10 polls of the good inverter")
                 hung, dead, good = source._targets
                 # the hung device's first poll is still waiting for its 5 s timeout …
                 assert hung.failures == 0 and hung.ok is None
@@ -162,7 +148,7 @@ async def test_dead_and_hanging_targets_do_not_delay_the_others():
                 assert dead.failures >= 1 and good.ok
                 assert source.ready and source.stats()["targets_ok"] == 1
             finally:
-                await _stop(task)
+                await stop_task(task)
     finally:
         await inv.stop()
 
@@ -178,18 +164,18 @@ async def test_reconnects_after_device_restart_and_readiness_share():
                                   blocks=[{"address": 0, "count": 2}]))
     tasks = [asyncio.create_task(source.run(collector)), asyncio.create_task(strict.run(Collector()))]
     try:
-        await _wait(lambda: source.ready and strict.stats()["targets_ok"] == 1
-                    and strict.stats()["poll_failures"] >= 1, what="first polls")
+        await wait_until(lambda: source.ready and strict.stats()["targets_ok"] == 1
+                         and strict.stats()["poll_failures"] >= 1, what="first polls")
         assert not strict.ready      # 1 of 2 reachable < 100 %
         await inv.stop()
-        await _wait(lambda: not source.ready, what="not ready while the device is down")
+        await wait_until(lambda: not source.ready, what="not ready while the device is down")
         before = len(collector.messages)
         inv = await Inverter(port=port).start()
-        await _wait(lambda: source.ready and len(collector.messages) > before, what="recovery")
+        await wait_until(lambda: source.ready and len(collector.messages) > before, what="recovery")
         assert source.stats()["connects"] >= 2
     finally:
         for t in tasks:
-            await _stop(t)
+            await stop_task(t)
         await inv.stop()
 
 
@@ -211,9 +197,9 @@ async def test_profile_modbus_reader_is_used():
         collector = Collector()
         task = asyncio.create_task(source.run(collector))
         try:
-            await _wait(lambda: collector.messages, what="a poll")
+            await wait_until(lambda: collector.messages, what="a poll")
         finally:
-            await _stop(task)
+            await stop_task(task)
         assert collector.messages[0].payload == {"pair": [20, 21]}
         assert seen[0] == (1, {"base": 20})
     finally:

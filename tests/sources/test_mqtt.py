@@ -1,4 +1,4 @@
-"""MQTT source against real Mosquitto: the shared one on 127.0.0.1:1883 (unique topics) and our own
+"""MQTT source against real Mosquitto: the shared one (SHARED_MQTT, unique topics) and our own
 throw-away brokers where a test stops or restarts the server."""
 from __future__ import annotations
 
@@ -13,42 +13,11 @@ from stadtlink.adapters.core.lorawan import parse_uplink, tts_uplink
 from stadtlink.adapters.core.reading import RawMessage
 from stadtlink.adapters.core.sources import MqttSource, MqttSourceConfig
 from stadtlink.adapters.core.sources.mqtt_client import MqttError, MqttSettings, connect
-from stadtlink.adapters.core.testing import MosquittoProcess, publish_uplinks
+from stadtlink.adapters.core.testing import SHARED_MQTT, MosquittoProcess, publish_uplinks, stop_task, wait_until
 
-SHARED = ("127.0.0.1", 1883)
+from .mqtt_helpers import Collector, quick_config as _config
 
-
-def _config(topic: str, host: str = SHARED[0], port: int = SHARED[1], **kw) -> MqttSourceConfig:
-    return MqttSourceConfig(host=host, port=port, topics=[topic], reconnect_min_s=0.05, reconnect_max_s=0.5,
-                            connect_timeout_s=2, **kw)
-
-
-async def _wait(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-async def _stop(task: asyncio.Task) -> None:
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
-
-
-class Collector:
-    def __init__(self):
-        self.messages: list[RawMessage] = []
-
-    async def __call__(self, message: RawMessage) -> None:
-        self.messages.append(message)
-
-    @property
-    def payloads(self) -> list[bytes]:
-        return [m.payload for m in self.messages]
+SHARED = SHARED_MQTT
 
 
 def _uplinks(prefix: str, n: int) -> list[tuple[str, dict]]:
@@ -66,29 +35,29 @@ async def test_qos1_uplinks_are_emitted_and_acknowledged():
     source = MqttSource(_config(f"v3/{app}@ttn/devices/+/up"), adapter_name="test")
     task = asyncio.create_task(source.run(collector))
     try:
-        await _wait(lambda: source.ready, what="connect")
+        await wait_until(lambda: source.ready, what="connect")
         await publish_uplinks(*SHARED, _uplinks(app, 3))
-        await _wait(lambda: len(collector.messages) == 3, what="3 messages")
+        await wait_until(lambda: len(collector.messages) == 3, what="3 messages")
         uplinks = [parse_uplink(m.payload, m.topic) for m in collector.messages]
         assert [u.f_cnt for u in uplinks] == [1, 2, 3]
         assert all(m.source == "mqtt" and m.topic == f"v3/{app}@ttn/devices/{app}-dev/up" for m in collector.messages)
         assert all(m.received_at.tzinfo is not None for m in collector.messages)
-        await _wait(lambda: source.stats()["acked"] == 3, what="acks")
+        await wait_until(lambda: source.stats()["acked"] == 3, what="acks")
     finally:
-        await _stop(task)
+        await stop_task(task)
     assert not source.ready
     # Acknowledged means gone: the same session (same client id) gets nothing again.
     again = Collector()
     source2 = MqttSource(_config(f"v3/{app}@ttn/devices/+/up", client_id=source.client_id), adapter_name="test")
     task = asyncio.create_task(source2.run(again))
     try:
-        await _wait(lambda: source2.ready, what="reconnect")
+        await wait_until(lambda: source2.ready, what="reconnect")
         await publish_uplinks(*SHARED, _uplinks(app, 1))   # a marker proves the session is live
-        await _wait(lambda: len(again.messages) >= 1, what="marker")
+        await wait_until(lambda: len(again.messages) >= 1, what="marker")
         await asyncio.sleep(0.2)
         assert len(again.messages) == 1
     finally:
-        await _stop(task)
+        await stop_task(task)
 
 
 async def test_message_is_not_acked_before_emit_returns():
@@ -105,21 +74,21 @@ async def test_message_is_not_acked_before_emit_returns():
     source = MqttSource(_config(topic, client_id=client_id), adapter_name="test")
     task = asyncio.create_task(source.run(stuck_emit))
     try:
-        await _wait(lambda: source.ready, what="connect")
+        await wait_until(lambda: source.ready, what="connect")
         await publish_uplinks(*SHARED, [(topic, b"first")])
         await asyncio.wait_for(entered.wait(), 5)
         assert source.stats()["acked"] == 0
     finally:
-        await _stop(task)
+        await stop_task(task)
 
     collector = Collector()
     source2 = MqttSource(_config(topic, client_id=client_id), adapter_name="test")
     task = asyncio.create_task(source2.run(collector))
     try:
-        await _wait(lambda: b"first" in collector.payloads, what="redelivery")
-        await _wait(lambda: source2.stats()["acked"] == 1, what="ack")
+        await wait_until(lambda: b"first" in collector.payloads, what="redelivery")
+        await wait_until(lambda: source2.stats()["acked"] == 1, what="ack")
     finally:
-        await _stop(task)
+        await stop_task(task)
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
@@ -137,16 +106,16 @@ async def test_emit_failure_means_no_ack_and_redelivery_after_reconnect(protocol
     source = MqttSource(_config(topic, protocol=protocol), adapter_name="test")
     task = asyncio.create_task(source.run(flaky_emit))
     try:
-        await _wait(lambda: source.ready, what="connect")
+        await wait_until(lambda: source.ready, what="connect")
         await publish_uplinks(*SHARED, [(topic, f"m{i}".encode()) for i in range(4)])
-        await _wait(lambda: {b"m0", b"m1", b"m2", b"m3"} <= set(delivered), what="all delivered")
+        await wait_until(lambda: {b"m0", b"m1", b"m2", b"m3"} <= set(delivered), what="all delivered")
         stats = source.stats()
         assert stats["emit_refused"] == 1
         assert stats["connects"] >= 2            # it disconnected and came back for the redelivery
         assert attempts.count(b"m1") == 2        # refused once, redelivered by the broker once
         assert delivered == [b"m0", b"m1", b"m2", b"m3"]   # order kept, nothing twice
     finally:
-        await _stop(task)
+        await stop_task(task)
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
@@ -172,20 +141,20 @@ async def test_broker_restart_reconnects_resubscribes_and_loses_nothing(protocol
             await asyncio.sleep(0.01)
 
     try:
-        await _wait(lambda: source.ready, what="connect")
+        await wait_until(lambda: source.ready, what="connect")
         pub = asyncio.create_task(publisher(60))
-        await _wait(lambda: len(sent) >= 15, what="first messages")
+        await wait_until(lambda: len(sent) >= 15, what="first messages")
         await asyncio.to_thread(broker.stop)
-        await _wait(lambda: not source.ready, what="readiness false while the broker is down")
+        await wait_until(lambda: not source.ready, what="readiness false while the broker is down")
         await asyncio.sleep(0.3)
         await asyncio.to_thread(broker.start)
         await asyncio.wait_for(pub, 30)
-        await _wait(lambda: set(sent) <= set(collector.payloads), timeout=15, what="every message")
+        await wait_until(lambda: set(sent) <= set(collector.payloads), timeout=15, what="every message")
         assert source.ready
         assert source.stats()["connects"] >= 2
         assert set(collector.payloads) == {f"msg-{i}".encode() for i in range(60)}
     finally:
-        await _stop(task)
+        await stop_task(task)
         await asyncio.to_thread(broker.cleanup)
 
 
@@ -197,18 +166,18 @@ async def test_readiness_false_while_broker_down_and_source_survives():
     source = MqttSource(_config(topic, host=broker.host, port=broker.port), adapter_name="test")
     task = asyncio.create_task(source.run(collector))
     try:
-        await _wait(lambda: source.ready, what="connect")
+        await wait_until(lambda: source.ready, what="connect")
         await asyncio.to_thread(broker.kill)
-        await _wait(lambda: not source.ready, what="not ready")
+        await wait_until(lambda: not source.ready, what="not ready")
         await asyncio.sleep(0.5)            # several failed reconnect attempts
         assert not task.done()
         assert source.stats()["connect_failures"] >= 1
         await asyncio.to_thread(broker.start)
-        await _wait(lambda: source.ready, what="ready again")
+        await wait_until(lambda: source.ready, what="ready again")
         await publish_uplinks(broker.host, broker.port, [(topic, b"after")])
-        await _wait(lambda: b"after" in collector.payloads, what="message after restart (re-subscribed)")
+        await wait_until(lambda: b"after" in collector.payloads, what="message after restart (re-subscribed)")
     finally:
-        await _stop(task)
+        await stop_task(task)
         await asyncio.to_thread(broker.cleanup)
 
 
@@ -218,10 +187,10 @@ async def test_not_ready_when_broker_unreachable():
     source = MqttSource(_config("x/y", port=free_port()), adapter_name="test")
     task = asyncio.create_task(source.run(Collector()))
     try:
-        await _wait(lambda: source.stats()["connect_failures"] >= 2, what="retries")
+        await wait_until(lambda: source.stats()["connect_failures"] >= 2, what="retries")
         assert not source.ready and not task.done()
     finally:
-        await _stop(task)
+        await stop_task(task)
 
 
 async def test_shared_subscription_splits_messages_exactly_once():
@@ -232,10 +201,10 @@ async def test_shared_subscription_splits_messages_exactly_once():
     src_b = MqttSource(_config(topic, shared_group=group), adapter_name="test")
     tasks = [asyncio.create_task(src_a.run(a)), asyncio.create_task(src_b.run(b))]
     try:
-        await _wait(lambda: src_a.ready and src_b.ready, what="both connected")
+        await wait_until(lambda: src_a.ready and src_b.ready, what="both connected")
         sent = [f"s{i}".encode() for i in range(40)]
         await publish_uplinks(*SHARED, [(topic, p) for p in sent])
-        await _wait(lambda: len(a.messages) + len(b.messages) >= 40, what="40 messages")
+        await wait_until(lambda: len(a.messages) + len(b.messages) >= 40, what="40 messages")
         await asyncio.sleep(0.3)
         assert len(a.messages) + len(b.messages) == 40          # no message twice
         assert set(a.payloads) | set(b.payloads) == set(sent)   # none lost
@@ -243,7 +212,7 @@ async def test_shared_subscription_splits_messages_exactly_once():
         assert not set(a.payloads) & set(b.payloads)
     finally:
         for t in tasks:
-            await _stop(t)
+            await stop_task(t)
 
 
 async def test_shared_member_restart_with_stable_client_id_loses_nothing():
@@ -259,18 +228,18 @@ async def test_shared_member_restart_with_stable_client_id_loses_nothing():
     src_a, src_b = MqttSource(cfg("a"), adapter_name="t"), MqttSource(cfg("b"), adapter_name="t")
     task_a, task_b = asyncio.create_task(src_a.run(a)), asyncio.create_task(src_b.run(b))
     try:
-        await _wait(lambda: src_a.ready and src_b.ready, what="both connected")
-        await _stop(task_b)
+        await wait_until(lambda: src_a.ready and src_b.ready, what="both connected")
+        await stop_task(task_b)
         sent = [f"r{i}".encode() for i in range(20)]
         await publish_uplinks(*SHARED, [(topic, p) for p in sent])
         src_b = MqttSource(cfg("b"), adapter_name="t")
         task_b = asyncio.create_task(src_b.run(b))
-        await _wait(lambda: len(a.messages) + len(b.messages) >= 20, what="all 20")
+        await wait_until(lambda: len(a.messages) + len(b.messages) >= 20, what="all 20")
         await asyncio.sleep(0.3)
         assert sorted(a.payloads + b.payloads) == sorted(sent)
     finally:
-        await _stop(task_a)
-        await _stop(task_b)
+        await stop_task(task_a)
+        await stop_task(task_b)
 
 
 def test_config_shared_topics_and_validation():
@@ -330,12 +299,12 @@ async def test_password_authentication_against_own_broker(tmp_path):
                          adapter_name="t")
         tasks = [asyncio.create_task(good.run(Collector())), asyncio.create_task(bad.run(Collector()))]
         try:
-            await _wait(lambda: good.ready, what="authenticated connect")
-            await _wait(lambda: bad.stats()["connect_failures"] >= 2, what="refused")
+            await wait_until(lambda: good.ready, what="authenticated connect")
+            await wait_until(lambda: bad.stats()["connect_failures"] >= 2, what="refused")
             assert not bad.ready
         finally:
             for t in tasks:
-                await _stop(t)
+                await stop_task(t)
     finally:
         await asyncio.to_thread(broker.cleanup)
 
@@ -386,19 +355,19 @@ async def test_tls_with_client_certificate(tmp_path):
         tasks = [asyncio.create_task(s.run(collector if s is good else Collector()))
                  for s in (good, no_client_cert, plain)]
         try:
-            await _wait(lambda: good.ready, what="TLS connect")
+            await wait_until(lambda: good.ready, what="TLS connect")
             from stadtlink.adapters.core.sources.mqtt_client import make_tls_context
             ctx = make_tls_context(pki["ca.crt"], pki["client.crt"], pki["client.key"])
             async with connect(MqttSettings(broker.host, broker.port, client_id="tls-pub", tls=ctx,
                                             manual_ack=False, persistent_session=False)) as pub:
                 await pub.publish(topic, b"over-tls", qos=1)
-            await _wait(lambda: collector.payloads == [b"over-tls"], what="message over TLS")
-            await _wait(lambda: no_client_cert.stats()["connect_failures"] >= 1
-                        and plain.stats()["connect_failures"] >= 1, what="refusals")
+            await wait_until(lambda: collector.payloads == [b"over-tls"], what="message over TLS")
+            await wait_until(lambda: no_client_cert.stats()["connect_failures"] >= 1
+                             and plain.stats()["connect_failures"] >= 1, what="refusals")
             assert not no_client_cert.ready and not plain.ready
         finally:
             for t in tasks:
-                await _stop(t)
+                await stop_task(t)
     finally:
         await asyncio.to_thread(broker.cleanup)
 
@@ -434,10 +403,10 @@ async def test_leave_delivers_what_was_queued_after_the_unsubscribe(mosquitto, p
     src_b = MqttSource(_config(topic, client_id=f"{group}-b", **cfg), adapter_name="t")
     tasks = [asyncio.create_task(src_a.run(a)), asyncio.create_task(src_b.run(b))]
     try:
-        await _wait(lambda: src_a.ready and src_b.ready, what="both connected")
+        await wait_until(lambda: src_a.ready and src_b.ready, what="both connected")
         sent = [f"q{i}".encode() for i in range(400)]
         await publish_uplinks(mosquitto.host, mosquitto.port, [(topic, p) for p in sent])
-        await _wait(lambda: len(b.messages) >= 150, what="B's share")
+        await wait_until(lambda: len(b.messages) >= 150, what="B's share")
         assert a.messages == []                # A's share waits: 10 in flight (ReceiveMaximum), the rest queued
         leaving = asyncio.create_task(src_a.leave(10.0))
         await asyncio.sleep(0.3)               # A has unsubscribed by now; its share is still to come
@@ -453,21 +422,21 @@ async def test_leave_delivers_what_was_queued_after_the_unsubscribe(mosquitto, p
         assert stats["leave_incomplete"] == 0
         later = [f"l{i}".encode() for i in range(60)]
         await publish_uplinks(mosquitto.host, mosquitto.port, [(topic, p) for p in later])
-        await _wait(lambda: set(later) <= set(b.payloads), what="every later message at B")
+        await wait_until(lambda: set(later) <= set(b.payloads), what="every later message at B")
         assert not set(later) & set(a.payloads)
         # A's session is gone (not merely disconnected): resuming it under A's id brings nothing
         again = Collector()
         src_again = MqttSource(_config(topic, client_id=f"{group}-a", host=mosquitto.host, port=mosquitto.port,
                                        protocol=protocol), adapter_name="t")
         t_again = asyncio.create_task(src_again.run(again))
-        await _wait(lambda: src_again.ready, what="A's id connected again")
+        await wait_until(lambda: src_again.ready, what="A's id connected again")
         await asyncio.sleep(0.3)
-        await _stop(t_again)
+        await stop_task(t_again)
         assert not set(later) & set(again.payloads)
     finally:
         a.gate.set()
         for t in tasks:
-            await _stop(t)
+            await stop_task(t)
 
 
 async def test_a_member_that_disconnects_without_leaving_keeps_its_share(mosquitto):
@@ -481,14 +450,14 @@ async def test_a_member_that_disconnects_without_leaving_keeps_its_share(mosquit
     src_b = MqttSource(_config(topic, **cfg), adapter_name="t")
     task_a, task_b = asyncio.create_task(src_a.run(a)), asyncio.create_task(src_b.run(b))
     try:
-        await _wait(lambda: src_a.ready and src_b.ready, what="both connected")
-        await _stop(task_a)                      # gone, session kept (session_expiry_s 3600)
+        await wait_until(lambda: src_a.ready and src_b.ready, what="both connected")
+        await stop_task(task_a)                      # gone, session kept (session_expiry_s 3600)
         sent = [f"x{i}".encode() for i in range(40)]
         await publish_uplinks(mosquitto.host, mosquitto.port, [(topic, p) for p in sent])
         await asyncio.sleep(0.5)
         assert 0 < len(b.messages) < len(sent)   # the rest waits for a client id that is gone
     finally:
-        await _stop(task_b)
+        await stop_task(task_b)
 
 
 async def test_leave_without_shared_group_keeps_the_session(mosquitto):
@@ -498,17 +467,17 @@ async def test_leave_without_shared_group_keeps_the_session(mosquitto):
     first = Collector()
     src = MqttSource(_config(topic, host=mosquitto.host, port=mosquitto.port, client_id=cid), adapter_name="t")
     task = asyncio.create_task(src.run(first))
-    await _wait(lambda: src.ready, what="connect")
+    await wait_until(lambda: src.ready, what="connect")
     assert await src.leave(5.0) is False
-    await _stop(task)
+    await stop_task(task)
     await publish_uplinks(mosquitto.host, mosquitto.port, [(topic, b"while-away")])
     second = Collector()
     src2 = MqttSource(_config(topic, host=mosquitto.host, port=mosquitto.port, client_id=cid), adapter_name="t")
     task2 = asyncio.create_task(src2.run(second))
     try:
-        await _wait(lambda: b"while-away" in second.payloads, what="the message kept in the session")
+        await wait_until(lambda: b"while-away" in second.payloads, what="the message kept in the session")
     finally:
-        await _stop(task2)
+        await stop_task(task2)
 
 
 async def test_leave_gives_up_within_its_timeout_and_keeps_the_session(mosquitto):
@@ -522,7 +491,7 @@ async def test_leave_gives_up_within_its_timeout_and_keeps_the_session(mosquitto
     src = MqttSource(_config(topic, client_id=cid, **cfg), adapter_name="t")
     task = asyncio.create_task(src.run(stuck))
     try:
-        await _wait(lambda: src.ready, what="connect")
+        await wait_until(lambda: src.ready, what="connect")
         await publish_uplinks(mosquitto.host, mosquitto.port, [(topic, f"s{i}".encode()) for i in range(5)])
         await asyncio.sleep(0.2)
         t0 = asyncio.get_running_loop().time()
@@ -530,14 +499,14 @@ async def test_leave_gives_up_within_its_timeout_and_keeps_the_session(mosquitto
         assert asyncio.get_running_loop().time() - t0 < 2.0
         assert src.stats()["leave_incomplete"] == 1
     finally:
-        await _stop(task)
+        await stop_task(task)
     back = Collector()
     src2 = MqttSource(_config(topic, client_id=cid, **cfg), adapter_name="t")
     task2 = asyncio.create_task(src2.run(back))
     try:
-        await _wait(lambda: len(back.messages) == 5, what="the 5 messages kept in the session")
+        await wait_until(lambda: len(back.messages) == 5, what="the 5 messages kept in the session")
     finally:
-        await _stop(task2)
+        await stop_task(task2)
 
 
 def test_client_id_from_the_environment(monkeypatch):

@@ -13,20 +13,15 @@ from paho.mqtt.properties import Properties
 from stadtlink.adapters.core.reading import RawMessage
 from stadtlink.adapters.core.sources import MqttSource, MqttSourceConfig
 from stadtlink.adapters.core.sources.mqtt_client import MqttSettings, connect
+from stadtlink.adapters.core.testing import SHARED_MQTT, stop_task, wait_until
 
-from .test_mqtt import _config as _shared_config
-from .test_mqtt import _stop
-from .test_mqtt import _wait as _shared_wait
+from .mqtt_helpers import quick_config
 
-HOST, PORT = "127.0.0.1", 1883
+HOST, PORT = SHARED_MQTT
 
 
 def _config(topic: str, **kw) -> MqttSourceConfig:
-    return _shared_config(topic, HOST, PORT, **kw)
-
-
-async def _wait(predicate, timeout: float = 20.0, what: str = "condition") -> None:
-    await _shared_wait(predicate, timeout, what)
+    return quick_config(topic, HOST, PORT, **kw)
 
 
 def _payload(i: int) -> bytes:
@@ -103,16 +98,16 @@ async def test_every_message_arrives_in_order_intact_and_acked(protocol):
                         adapter_name="test")
     task = asyncio.create_task(source.run(emit))
     try:
-        await _wait(lambda: source.ready, what="connect")
+        await wait_until(lambda: source.ready, what="connect")
         await _publish(topic, n, protocol)
-        await _wait(lambda: len(got) >= n, what=f"{n} messages")
-        await _wait(lambda: source.stats()["acked"] >= n, what="acks")
+        await wait_until(lambda: len(got) >= n, what=f"{n} messages")
+        await wait_until(lambda: source.stats()["acked"] >= n, what="acks")
         assert [m.payload for m in got] == [_payload(i) for i in range(n)]
         assert all(m.topic == topic and m.attributes == {"qos": 1, "retain": False} for m in got)
         assert source.stats()["ack_failures"] == 0
         await asyncio.sleep(0.3)
     finally:
-        await _stop(task)
+        await stop_task(task)
     assert len(got) == n          # nothing twice
 
     again: list[RawMessage] = []
@@ -123,13 +118,13 @@ async def test_every_message_arrives_in_order_intact_and_acked(protocol):
     source2 = MqttSource(_config(topic, client_id=client_id, protocol=protocol), adapter_name="test")
     task = asyncio.create_task(source2.run(emit_again))
     try:
-        await _wait(lambda: source2.ready, what="reconnect")
+        await wait_until(lambda: source2.ready, what="reconnect")
         await _publish(topic, 1, protocol)     # a marker proves the session is live
-        await _wait(lambda: len(again) >= 1, what="marker")
+        await wait_until(lambda: len(again) >= 1, what="marker")
         await asyncio.sleep(0.3)
         assert [m.payload for m in again] == [_payload(0)]   # acknowledged before: not redelivered
     finally:
-        await _stop(task)
+        await stop_task(task)
 
 
 async def test_acks_collected_before_a_refusal_are_written_before_the_disconnect():
@@ -146,10 +141,10 @@ async def test_acks_collected_before_a_refusal_are_written_before_the_disconnect
     source = MqttSource(_config(topic), adapter_name="test")
     task = asyncio.create_task(source.run(emit))
     try:
-        await _wait(lambda: source.ready, what="connect")
+        await wait_until(lambda: source.ready, what="connect")
         await _publish(topic, 6, "5")
-        await _wait(lambda: attempts.count(_payload(5)) == 2, what="redelivery of the refused message")
+        await wait_until(lambda: attempts.count(_payload(5)) == 2, what="redelivery of the refused message")
         await asyncio.sleep(0.3)
         assert [attempts.count(_payload(i)) for i in range(5)] == [1] * 5
     finally:
-        await _stop(task)
+        await stop_task(task)

@@ -17,24 +17,11 @@ from stadtlink.adapters.core.errors import DecodeError
 from stadtlink.adapters.core.lorawan import chirpstack_uplink, parse_uplink, tts_uplink
 from stadtlink.adapters.core.sources import MqttSource, MqttSourceConfig
 from stadtlink.adapters.core.sources.tts_storage import StorageClient, StorageError, uplink_identity
-from stadtlink.adapters.core.testing import MosquittoProcess, publish_uplinks
+from stadtlink.adapters.core.testing import SHARED_MQTT, MosquittoProcess, publish_uplinks, stop_task, wait_until
 
 from .tts_standins import TOY_TS_ADAPTER, StorageStandIn, TtsMqttStandIn, stored_uplink
 
 UTC = timezone.utc
-
-
-async def _wait(predicate, timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-async def _stop(task: asyncio.Task) -> None:
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
 
 
 class Collector:
@@ -106,9 +93,9 @@ async def test_mqtt5_against_the_things_stack_names_the_setting(caplog):
                                               connect_timeout_s=3, **creds), adapter_name="t")
             task = asyncio.create_task(src.run(Collector()))
             try:
-                await _wait(lambda: src.stats()["connect_failures"] >= 1, what="a refused connect")
+                await wait_until(lambda: src.stats()["connect_failures"] >= 1, what="a refused connect")
             finally:
-                await _stop(task)
+                await stop_task(task)
             assert not src.ready
             text = "\n".join(r.getMessage() for r in caplog.records)
             assert 'set protocol: "3.1.1"' in text, text
@@ -127,17 +114,17 @@ async def test_the_preset_connects_and_receives_qos0_uplinks(caplog):
         got = Collector()
         task = asyncio.create_task(src.run(got))
         try:
-            await _wait(lambda: src.ready and server.subscribed, what="connected and subscribed")
+            await wait_until(lambda: src.ready and server.subscribed, what="connected and subscribed")
             assert server.connects[-1] == {"protocol_name": "MQTT", "level": 4, "username": True, "password": True,
                                            "answer": 0}
             topic, doc = tts_uplink("dev-1", b"\x01\x02", f_port=1, f_cnt=7, received_at="2024-05-01T10:00:00Z",
                                     application_id="app1")
             assert await server.publish(topic, orjson.dumps(doc)) == 1
-            await _wait(lambda: got.messages, what="the uplink")
+            await wait_until(lambda: got.messages, what="the uplink")
             assert got.messages[0].topic == "v3/app1@ttn/devices/dev-1/up"
             assert src.stats()["qos_downgraded"] == 0      # subscribed at QoS 0: nothing below it
         finally:
-            await _stop(task)
+            await stop_task(task)
         # a wrong key: refused with CONNACK 0x05, the log says what the login must be
         bad = MqttSource(MqttSourceConfig(network="tts", host="127.0.0.1", port=server.port, reconnect_min_s=0.05,
                                           tts={"application_id": "app1", "api_key": "wrong",
@@ -146,9 +133,9 @@ async def test_the_preset_connects_and_receives_qos0_uplinks(caplog):
         caplog.set_level(logging.WARNING, logger="stadtlink.source.mqtt")
         task = asyncio.create_task(bad.run(Collector()))
         try:
-            await _wait(lambda: bad.stats()["connect_failures"] >= 1, what="refused login")
+            await wait_until(lambda: bad.stats()["connect_failures"] >= 1, what="refused login")
         finally:
-            await _stop(task)
+            await stop_task(task)
         assert server.connects[-1]["answer"] == 0x05
         text = "\n".join(r.getMessage() for r in caplog.records)
         assert "'app1@ttn'" in text and "RIGHT_APPLICATION_TRAFFIC_READ" in text, text
@@ -171,7 +158,7 @@ async def test_the_preset_connects_to_a_real_mosquitto_with_the_api_key_as_passw
         got = Collector()
         task = asyncio.create_task(src.run(got))
         try:
-            await _wait(lambda: src.ready, what="connected")
+            await wait_until(lambda: src.ready, what="connected")
             from stadtlink.adapters.core.sources.mqtt_client import MqttSettings, connect
 
             pub = MqttSettings(host=broker.host, port=broker.port, client_id=f"pub-{uuid.uuid4().hex[:8]}",
@@ -181,9 +168,9 @@ async def test_the_preset_connects_to_a_real_mosquitto_with_the_api_key_as_passw
                                     application_id="app1")
             async with connect(pub) as conn:
                 await conn.publish(topic, orjson.dumps(doc), qos=0)
-            await _wait(lambda: got.messages, what="the uplink")
+            await wait_until(lambda: got.messages, what="the uplink")
         finally:
-            await _stop(task)
+            await stop_task(task)
     finally:
         await asyncio.to_thread(broker.cleanup)
 
@@ -194,20 +181,20 @@ async def test_the_preset_connects_to_a_real_mosquitto_with_the_api_key_as_passw
 async def test_qos0_publications_on_a_qos1_subscription_warn_once_per_topic_and_count(caplog):
     app = str(uuid.uuid4())
     topic_filter = f"application/{app}/device/+/event/up"
-    src = MqttSource(MqttSourceConfig(host="127.0.0.1", port=1883, topics=[topic_filter], qos=1,
+    src = MqttSource(MqttSourceConfig(host=SHARED_MQTT[0], port=SHARED_MQTT[1], topics=[topic_filter], qos=1,
                                       reconnect_min_s=0.05, connect_timeout_s=3), adapter_name="t")
     got = Collector()
     caplog.set_level(logging.WARNING, logger="stadtlink.source.mqtt")
     task = asyncio.create_task(src.run(got))
     try:
-        await _wait(lambda: src.ready, what="subscribed")
+        await wait_until(lambda: src.ready, what="subscribed")
         ups = [chirpstack_uplink(f"70b3d57ed00000{i:02x}", b"\x01\x02", f_port=1, f_cnt=i + 1,
                                  time="2024-05-01T10:00:00Z", application_id=app) for i in range(5)]
-        await publish_uplinks("127.0.0.1", 1883, ups, qos=0)
-        await publish_uplinks("127.0.0.1", 1883, ups[:2], qos=1)
-        await _wait(lambda: len(got.messages) == 7, what="all 7 messages")
+        await publish_uplinks(*SHARED_MQTT, ups, qos=0)
+        await publish_uplinks(*SHARED_MQTT, ups[:2], qos=1)
+        await wait_until(lambda: len(got.messages) == 7, what="all 7 messages")
     finally:
-        await _stop(task)
+        await stop_task(task)
     assert src.stats()["qos_downgraded"] == 5          # the QoS 1 ones are not counted
     from stadtlink.adapters.core.metrics import Metrics
 
@@ -332,21 +319,21 @@ async def test_a_reconnect_triggers_a_catch_up_of_what_qos0_lost_meanwhile():
     now = datetime.now(UTC) - timedelta(seconds=30)
     ups = [stored_uplink("app1", "dev-1", i + 1, now + timedelta(seconds=i), bytes([i, 1])) for i in range(6)]
     try:
-        await _wait(lambda: src.ready and server.subscribed and src.stats()["tts_backfill_runs"] >= 1,
-                    what="connected, first catch-up done")
+        await wait_until(lambda: src.ready and server.subscribed and src.stats()["tts_backfill_runs"] >= 1,
+                         what="connected, first catch-up done")
         for topic, doc in ups[:2]:                     # live
             storage.store("app1", doc)
             await server.publish(topic, orjson.dumps(doc))
-        await _wait(lambda: len(got.messages) == 2, what="2 live")
+        await wait_until(lambda: len(got.messages) == 2, what="2 live")
         await server.stop()                            # the server goes away …
-        await _wait(lambda: not src.ready, what="disconnected")
+        await wait_until(lambda: not src.ready, what="disconnected")
         for _, doc in ups[2:]:                         # … uplinks meanwhile reach only the storage
             storage.store("app1", doc)
         server.server = await asyncio.start_server(server._serve, "127.0.0.1", server.port)
-        await _wait(lambda: src.stats()["tts_backfill_uplinks"] == 4, what="the reconnect's catch-up")
+        await wait_until(lambda: src.stats()["tts_backfill_uplinks"] == 4, what="the reconnect's catch-up")
         assert src.stats()["tts_backfill_runs"] == 2 and src.stats()["tts_backfill_skipped"] == 2
     finally:
-        await _stop(task)
+        await stop_task(task)
         await server.stop()
         await storage.stop()
     f_cnts = sorted(orjson.loads(m.payload)["uplink_message"]["f_cnt"] for m in got.messages)
@@ -370,14 +357,14 @@ async def test_a_future_stamped_record_does_not_move_the_watermark_past_now():
     got = Collector()
     task = asyncio.create_task(bf.run(got))
     try:
-        await _wait(lambda: len(got.messages) == 2, what="both records")
+        await wait_until(lambda: len(got.messages) == 2, what="both records")
         assert bf.stats()["tts_backfill_lag_seconds"] >= 0       # the watermark is not in the future
         late = stored_uplink("app1", "dev-3", 1, datetime.now(UTC), b"\x01\x03")[1]
         storage.store("app1", late)
         bf.kick("test")
-        await _wait(lambda: len(got.messages) == 3, what="the uplink stored after the future one")
+        await wait_until(lambda: len(got.messages) == 3, what="the uplink stored after the future one")
     finally:
-        await _stop(task)
+        await stop_task(task)
         await storage.stop()
 
 
@@ -422,10 +409,10 @@ async def test_the_preset_over_tls_with_a_private_ca_for_mqtt_and_the_storage_ap
     got = Collector()
     task = asyncio.create_task(src.run(got))
     try:
-        await _wait(lambda: src.ready, what="TLS connect")
-        await _wait(lambda: src.stats()["tts_backfill_uplinks"] == 1, what="the stored uplink over HTTPS")
+        await wait_until(lambda: src.ready, what="TLS connect")
+        await wait_until(lambda: src.stats()["tts_backfill_uplinks"] == 1, what="the stored uplink over HTTPS")
         assert storage.url.startswith("https://") and src.stats()["tts_backfill_failures"] == 0
     finally:
-        await _stop(task)
+        await stop_task(task)
         await storage.stop()
         await asyncio.to_thread(broker.cleanup)

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from stadtlink.adapters.core.runner import Runner
-from stadtlink.adapters.core.testing import free_port, publish_uplinks
+from stadtlink.adapters.core.testing import SHARED_MQTT, SHARED_REDIS_URL, free_port, publish_uplinks, wait_until
 from stadtlink.broker_client.local_broker import create_app
 
 from .tts_standins import TOY_TS_ADAPTER, StorageStandIn, stored_uplink
@@ -78,15 +78,6 @@ class CountingBroker:
             await self._session.close()
 
 
-async def _wait(predicate, timeout: float = 60.0, what: str = "condition", state=None) -> None:
-    """``state()`` (e.g. the source's stats) goes into the failure message."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}" + (f"; {state()}" if state else ""))
-        await asyncio.sleep(0.05)
-
-
 def _config(broker_url: str, storage_url: str, app: str, prefix: str, **backfill) -> dict:
     return {
         "namespace": "test",
@@ -94,10 +85,10 @@ def _config(broker_url: str, storage_url: str, app: str, prefix: str, **backfill
                    "timeout_s": 5},
         "http": {"host": "127.0.0.1", "port": 0},
         "shutdown_grace_s": 5,
-        "outbox": {"kind": "redis", "url": "redis://127.0.0.1:6379/0", "key_prefix": prefix},
+        "outbox": {"kind": "redis", "url": SHARED_REDIS_URL, "key_prefix": prefix},
         "devices": [{"id": f"dev-{i}", "lat": 52.4, "lon": 10.7} for i in range(N_DEVICES)],
         "sources": [{
-            "kind": "mqtt", "network": "tts", "host": "127.0.0.1", "port": 1883, "profile": "toy-lora",
+            "kind": "mqtt", "network": "tts", "host": SHARED_MQTT[0], "port": SHARED_MQTT[1], "profile": "toy-lora",
             "client_id": f"stadtlink-{app}", "reconnect_min_s": 0.05, "reconnect_max_s": 0.5,
             "tts": {"application_id": app, "api_key": KEY, "api_url": storage_url,
                     "backfill": {"period_s": 2, "overlap_s": 30, "retry_min_s": 0.1, "retry_max_s": 0.5,
@@ -128,11 +119,11 @@ class Uplinks:
         ups = self.make(count)
         for _, doc in ups:
             self.storage.store(self.app, doc)
-        await publish_uplinks("127.0.0.1", 1883, ups, qos=0)
+        await publish_uplinks(*SHARED_MQTT, ups, qos=0)
 
 
 async def _cleanup_redis(prefix: str) -> None:
-    client = aioredis.from_url("redis://127.0.0.1:6379/0")
+    client = aioredis.from_url(SHARED_REDIS_URL)
     try:
         keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
         if keys:
@@ -161,11 +152,11 @@ async def _restart_scenario(*, storage_fails: bool) -> None:
     runner = Runner.from_config(cfg, adapter=TOY_TS_ADAPTER)
     try:
         await runner.start()
-        await _wait(lambda: runner.ready, what="first run ready")
+        await wait_until(lambda: runner.ready, what="first run ready")
         await ups.send(20)                                      # live, while the adapter runs
-        await _wait(lambda: len(broker.writes) == 20, what="20 live uplinks at the broker", state=_state(runner, broker))
-        await _wait(lambda: _stats(runner)["tts_backfill_skipped"] >= 20,
-                    what="a periodic catch-up that finds them admitted already", state=_state(runner, broker))
+        await wait_until(lambda: len(broker.writes) == 20, what="20 live uplinks at the broker", detail=_state(runner, broker))
+        await wait_until(lambda: _stats(runner)["tts_backfill_skipped"] >= 20,
+                         what="a periodic catch-up that finds them admitted already", detail=_state(runner, broker))
         await runner.stop()
 
         await ups.send(200)                                     # QoS 0 while stopped: gone from MQTT
@@ -173,23 +164,23 @@ async def _restart_scenario(*, storage_fails: bool) -> None:
             storage.fail_next = 10**6                           # the Storage API is down for a while …
         runner = Runner.from_config(cfg, adapter=TOY_TS_ADAPTER)
         await runner.start()
-        await _wait(lambda: runner.ready, what="second run ready")
+        await wait_until(lambda: runner.ready, what="second run ready")
         if storage_fails:
-            await _wait(lambda: _stats(runner)["tts_backfill_failures"] >= 3, what="failed catch-ups", state=_state(runner, broker))
+            await wait_until(lambda: _stats(runner)["tts_backfill_failures"] >= 3, what="failed catch-ups", detail=_state(runner, broker))
             await ups.send(10)                                  # … live traffic flows meanwhile
-            await _wait(lambda: len(broker.writes) == 30, what="live uplinks while the storage API fails",
-                        state=_state(runner, broker))
+            await wait_until(lambda: len(broker.writes) == 30, what="live uplinks while the storage API fails",
+                             detail=_state(runner, broker))
             assert _stats(runner)["tts_backfill_uplinks"] == 0
             storage.fail_next = 0
             storage.fail_midstream, storage.fail_midstream_after = 2, 7    # then it breaks mid-answer twice
-        await _wait(lambda: len(broker.writes) == 20 + 200 + (10 if storage_fails else 0), what="the backfill",
-                    state=_state(runner, broker))
+        await wait_until(lambda: len(broker.writes) == 20 + 200 + (10 if storage_fails else 0), what="the backfill",
+                         detail=_state(runner, broker))
         assert _stats(runner)["tts_backfill_uplinks"] == 200, _state(runner, broker)()
         await ups.send(5)                                       # live after the catch-up
         total = 225 + (10 if storage_fails else 0)
-        await _wait(lambda: len(broker.writes) == total, what="live uplinks after the catch-up", state=_state(runner, broker))
+        await wait_until(lambda: len(broker.writes) == total, what="live uplinks after the catch-up", detail=_state(runner, broker))
         runs = _stats(runner)["tts_backfill_runs"]
-        await _wait(lambda: _stats(runner)["tts_backfill_runs"] >= runs + 2, what="two more periodic catch-ups")
+        await wait_until(lambda: _stats(runner)["tts_backfill_runs"] >= runs + 2, what="two more periodic catch-ups")
         assert await runner.wait_idle(timeout=30)
     finally:
         await runner.stop()
@@ -226,15 +217,15 @@ async def test_qos0_drops_while_connected_are_found_by_the_periodic_catch_up_and
     runner = Runner.from_config(_config(broker.url, storage.url, app, prefix, period_s=1), adapter=TOY_TS_ADAPTER)
     try:
         await runner.start()
-        await _wait(lambda: runner.ready, what="ready")
+        await wait_until(lambda: runner.ready, what="ready")
         await ups.send(10)
         for _, doc in ups.make(15):                 # stored, never published
             storage.store(app, doc)
         await ups.send(10)
-        await _wait(lambda: len(broker.writes) == 35, what="the dropped ones via the periodic catch-up",
-                    state=_state(runner, broker))
+        await wait_until(lambda: len(broker.writes) == 35, what="the dropped ones via the periodic catch-up",
+                         detail=_state(runner, broker))
         runs = _stats(runner)["tts_backfill_runs"]
-        await _wait(lambda: _stats(runner)["tts_backfill_runs"] >= runs + 2, what="two more catch-ups")
+        await wait_until(lambda: _stats(runner)["tts_backfill_runs"] >= runs + 2, what="two more catch-ups")
         assert await runner.wait_idle(timeout=30)
     finally:
         await runner.stop()
@@ -260,16 +251,16 @@ async def test_the_webhook_source_is_backfilled_from_the_storage_integration_too
     runner = Runner.from_config(cfg, adapter=TOY_TS_ADAPTER)
     try:
         await runner.start()
-        await _wait(lambda: len(broker.writes) == 30, what="the backfill at start")
+        await wait_until(lambda: len(broker.writes) == 30, what="the backfill at start")
         [(topic, doc)] = ups.make(1)
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{runner.http_url}/tts", data=orjson.dumps(doc),
                                  headers={"Authorization": "Bearer hook-token"}) as resp:
                 assert resp.status == 202
         storage.store(app, doc)                     # the storage has the pushed one too
-        await _wait(lambda: len(broker.writes) == 31, what="the pushed uplink")
+        await wait_until(lambda: len(broker.writes) == 31, what="the pushed uplink")
         runs = _stats(runner)["tts_backfill_runs"]
-        await _wait(lambda: _stats(runner)["tts_backfill_runs"] >= runs + 2, what="two more catch-ups")
+        await wait_until(lambda: _stats(runner)["tts_backfill_runs"] >= runs + 2, what="two more catch-ups")
         assert await runner.wait_idle(timeout=30)
         assert _stats(runner)["tts_backfill_skipped"] >= 31
         scrape = runner.metrics.render().decode()
