@@ -14,8 +14,7 @@ from the grid, negative = feed-in), ``<device>-pv`` (site PV generation) and ``<
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -72,24 +71,37 @@ AC_TOTALS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class PhaseObject:
-    """One per-phase object attribute (``{"L1": …, "L2": …, "L3": …}``) built from several reading keys."""
+def _non_negative_members(obj: Mapping[str, float]) -> dict[str, float] | None:
+    kept = {member: v for member, v in obj.items() if v >= 0}
+    return kept or None
 
-    attribute: str
-    unit: str
-    keys: Mapping[str, str]       # object member → reading key
-    valid: Callable[[float], bool] = lambda v: True
 
+#: The per-phase object attributes (``{"L1": …, "L2": …, "L3": …}``): which reading keys make up each
+#: object (composed in code by :func:`phase_values`), then written by the rows of :data:`AC_PHASES`.
+PHASE_MEMBERS: dict[str, dict[str, str]] = {
+    "power_phases": {"L1": "power_l1_w", "L2": "power_l2_w", "L3": "power_l3_w"},
+    "current_phases": {"L1": "current_l1_a", "L2": "current_l2_a", "L3": "current_l3_a"},
+    "voltage_phases": {"L1": "voltage_l1_v", "L2": "voltage_l2_v", "L3": "voltage_l3_v"},
+    "voltage_phase_to_phase": {"L12": "voltage_l12_v", "L23": "voltage_l23_v", "L31": "voltage_l31_v"},
+}
 
 AC_PHASES = (
-    PhaseObject("activePower", "WTT", {"L1": "power_l1_w", "L2": "power_l2_w", "L3": "power_l3_w"}),
-    PhaseObject("current", "AMP", {"L1": "current_l1_a", "L2": "current_l2_a", "L3": "current_l3_a"}),
-    PhaseObject("phaseVoltage", "VLT", {"L1": "voltage_l1_v", "L2": "voltage_l2_v", "L3": "voltage_l3_v"},
-                lambda v: v >= 0),
-    PhaseObject("phaseToPhaseVoltage", "VLT", {"L12": "voltage_l12_v", "L23": "voltage_l23_v",
-                                               "L31": "voltage_l31_v"}, lambda v: v >= 0),
+    Measure("power_phases", "activePower", "WTT"),
+    Measure("current_phases", "current", "AMP"),
+    Measure("voltage_phases", "phaseVoltage", "VLT", _non_negative_members),
+    Measure("voltage_phase_to_phase", "phaseToPhaseVoltage", "VLT", _non_negative_members),
 )
+
+
+def phase_values(values: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """The phase objects of a reading: each object's numeric members (an object without any is absent)."""
+    out = {}
+    for name, members in PHASE_MEMBERS.items():
+        obj = {member: values[key] for member, key in members.items() if isinstance(values.get(key), (int, float))}
+        if obj:
+            out[name] = obj
+    return out
+
 
 #: DC input dict key → DeviceMeasurement attribute, unitCode
 DC_ATTRIBUTES = (
@@ -123,11 +135,7 @@ DEVICE_FIELDS = (
 
 
 def _phase_objects(entity: dict, values: Mapping[str, Any], reading: Reading) -> None:
-    for row in AC_PHASES:
-        obj = {member: values[key] for member, key in row.keys.items()
-               if isinstance(values.get(key), (int, float)) and row.valid(values[key])}
-        if obj:
-            entity[row.attribute] = prop(obj, unit=row.unit, observed_at=reading.observed_at)
+    set_measurements(entity, phase_values(values), AC_PHASES, reading.observed_at)
 
 
 def _common(entity: dict, record, name_suffix: str = "") -> None:

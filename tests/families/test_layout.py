@@ -157,3 +157,27 @@ def test_reason_tags_of_the_families_are_named_constants():
                         for p in (ROOT / "adapters" / name).rglob("*.py") if "tests" not in p.parts)
     assert not re.search(r'"(wrong-fport|unknown-port|too-short|unsupported-protocol|unknown-flags|fronius-invalid-json)"',
                          sources)
+
+
+def test_mapping_tables_are_rows_of_the_one_core_type(waste_bins, monkeypatch):
+    """Every family maps by tables of core ``Measure`` rows; none defines a row type of its own."""
+    import dataclasses
+    import inspect
+
+    from stadtlink.adapters.core.entity import Measure
+
+    monkeypatch.syspath_prepend(str(waste_bins))
+    try:
+        for module in [f"stadtlink.adapters.{n}.mapper" for n in BUILT_IN] + ["waste_bins.mapper"]:
+            mapper = importlib.import_module(module)
+            tables = [name for name, value in vars(mapper).items()
+                      if name.isupper() and isinstance(value, (tuple, dict)) and value
+                      and all(isinstance(row, Measure) for row in (value.values() if isinstance(value, dict) else value))]
+            assert tables, f"{module}: no measure table"
+            own_rows = [name for name, cls in vars(mapper).items()
+                        if inspect.isclass(cls) and cls.__module__ == mapper.__name__ and dataclasses.is_dataclass(cls)
+                        and {"attribute", "unit"} & {f.name for f in dataclasses.fields(cls)}]
+            assert not own_rows, f"{module}: a row type of its own: {own_rows}"
+    finally:
+        for name in [m for m in sys.modules if m == "waste_bins" or m.startswith("waste_bins.")]:
+            del sys.modules[name]

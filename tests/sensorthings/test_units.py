@@ -26,12 +26,10 @@ from stadtlink.broker_client.sensorthings.units import (
 
 ADAPTERS = Path(__file__).resolve().parents[2] / "adapters"
 
-# every way a mapper names a unit code in its source: prop(..., unit="X"), Measure/Row(src, attr, "X"),
-# PhaseObject(attr, "X")
+# every way a mapper names a unit code in its source: prop(..., unit="X"), Measure(src, attr, "X"),
 SOURCE_PATTERNS = (
     re.compile(r"""unit\s*=\s*["']([A-Z0-9]{2,3})["']"""),
     re.compile(r"""(?:Measure|Row)\(\s*["'][^"']+["']\s*,\s*["'][^"']+["']\s*,\s*["']([A-Z0-9]{2,3})["']"""),
-    re.compile(r"""PhaseObject\(\s*["'][^"']+["']\s*,\s*["']([A-Z0-9]{2,3})["']"""),
     re.compile(r"""unit_code:\s*([A-Z0-9]{2,3})\b"""),
 )
 
@@ -51,7 +49,7 @@ def codes_in_adapter_sources() -> dict[str, set[str]]:
 def codes_in_adapter_tables() -> set[str]:
     rows = [*WEATHER_ROWS, *MEASUREMENT_ROWS, *AC_TOTALS, *DC_ATTRIBUTES, *PV_ROWS]
     rows += [row for _, site_rows in SITE_ENTITIES for row in site_rows]
-    return {row.unit for row in rows if row.unit} | {p.unit for p in AC_PHASES}
+    return {row.unit for row in [*rows, *AC_PHASES] if row.unit}
 
 
 def test_every_code_the_adapters_emit_is_in_the_table():
