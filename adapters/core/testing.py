@@ -9,7 +9,7 @@
   test may stop, kill and restart (never touch the shared ones).
 * :func:`publish_uplinks` — publish LoRaWAN envelopes (see :func:`stadtlink.adapters.core.lorawan.tts_uplink`).
 * :func:`local_broker` — an in-process NGSI-LD broker (``stadtlink.broker_client.local_broker``);
-  :func:`query_entities` — what a broker holds, for end-to-end assertions.
+  :func:`query_entities` / :func:`entities_by_id` — what a broker holds, for end-to-end assertions.
 * End-to-end support: :func:`wait_until` (the one way to wait: polls, raises on timeout),
   :data:`SHARED_MQTT` / :data:`SHARED_REDIS` (the shared servers' addresses), :func:`port_open`,
   :func:`mqtt_available` / :func:`redis_available` (the ``needs_mqtt`` / ``needs_redis`` markers),
@@ -287,14 +287,19 @@ def redis_available() -> bool:
     return port_open(*SHARED_REDIS)
 
 
+def tts_time(dt: datetime) -> str:
+    """``dt`` (UTC) as The Things Stack writes ``received_at``: nanoseconds and ``Z``."""
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
+
+
 def unique_name(prefix: str = "stadtlink-test") -> str:
     """A topic / key prefix / application id no other test (or worker) on the shared servers uses."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 async def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "the condition", *,
-                     interval: float = 0.02, detail: Callable[[], Any] | None = None) -> bool:
-    """Poll ``predicate`` (a function, sync or async) until it returns something true; return True.
+                     interval: float = 0.02, detail: Callable[[], Any] | None = None) -> Any:
+    """Poll ``predicate`` (a function, sync or async) until it returns something true; return that.
     After ``timeout`` seconds raise ``AssertionError`` naming ``what`` (and ``detail()``, e.g. the
     source's counters, if given) — the one waiting semantics of the tests. The timeout only guards
     against a hang: keep it generous (the machine is shared)."""
@@ -304,7 +309,7 @@ async def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, what: 
         if inspect.isawaitable(result):
             result = await result
         if result:
-            return True
+            return result
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}"
                                  + (f"; {detail()}" if detail is not None else ""))
@@ -336,6 +341,14 @@ async def query_entities(broker_url: str, entity_type: str | None = None, *, ten
     async with NGSILDClient(broker_url, tenant=tenant, context=context or STADTLINK_CONTEXT_URL) as client:
         return [e async for e in client.query_entities(type=entity_type, options="keyValues" if key_values else None,
                                                        limit=limit, extra_params=extra, **params)]
+
+
+async def entities_by_id(broker_url: str, entity_type: str | None = None, *, namespace: str | None = None,
+                         **kwargs: Any) -> dict[str, dict]:
+    """:func:`query_entities` as ``{id: entity}``, only ids in ``namespace`` (``urn:ngsi-ld:<Type>:<namespace>:…``)
+    when given: the entities one test wrote on a broker other tests write to as well."""
+    return {e["id"]: e for e in await query_entities(broker_url, entity_type, **kwargs)
+            if namespace is None or f":{namespace}:" in e["id"]}
 
 
 def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
@@ -554,4 +567,4 @@ async def local_broker(**kwargs: Any) -> AsyncIterator[str]:
 __all__ = ["run_profile", "fixture_message", "map_fixture", "assert_entities_match", "load_json", "free_port",
            "wait_for_port", "MosquittoProcess", "RedisProcess", "publish_uplinks", "local_broker", "parse_uplink",
            "SHARED_MQTT", "SHARED_REDIS", "SHARED_REDIS_URL", "port_open", "mqtt_available", "redis_available",
-           "unique_name", "wait_until", "stop_task", "query_entities"]
+           "unique_name", "tts_time", "wait_until", "stop_task", "query_entities", "entities_by_id"]

@@ -16,9 +16,9 @@ from stadtlink.adapters.core.adapter import AdapterSpec, LoRaWANProfile, MapCont
 from stadtlink.adapters.core.entity import entity_id, geo_point, new_entity, prop
 from stadtlink.adapters.core.errors import DecodeError, MappingError
 from stadtlink.adapters.core.sources import MqttSource, MqttSourceConfig
-from stadtlink.adapters.core.testing import (SHARED_MQTT, MosquittoProcess, assert_entities_match, free_port,
-                                             map_fixture, port_open, publish_uplinks, query_entities, run_profile,
-                                             unique_name, wait_until)
+from stadtlink.adapters.core.testing import (SHARED_MQTT, MosquittoProcess, assert_entities_match, entities_by_id,
+                                             free_port, map_fixture, port_open, publish_uplinks, query_entities,
+                                             run_profile, unique_name, wait_until)
 from stadtlink.adapters.core.lorawan import chirpstack_uplink, tts_uplink
 
 
@@ -136,6 +136,7 @@ async def test_wait_until_returns_true_or_raises_naming_what_it_waited_for():
 
     assert await wait_until(soon, timeout=5, interval=0.01) is True
     assert await wait_until(async_soon, timeout=5, interval=0.01) is True and len(calls) >= 5   # awaited
+    assert await wait_until(lambda: {"found": 1}, timeout=5) == {"found": 1}        # the true result itself
     with pytest.raises(AssertionError, match="timed out after 0.2 s waiting for the answer; 42"):
         await wait_until(lambda: False, timeout=0.2, what="the answer", interval=0.01, detail=lambda: 42)
 
@@ -166,6 +167,8 @@ async def test_query_entities_reads_every_page(local_broker):
     key_values = await query_entities(local_broker, "Device", key_values=True, limit=5)
     assert len(key_values) == 5 and all(isinstance(e["value"], int) for e in key_values)
     assert any(e["type"] == "Device" for e in await query_entities(local_broker))       # every type
+    mine = await entities_by_id(local_broker, "Device", namespace=ns)
+    assert len(mine) == 1203 and mine[entity_id("Device", ns, "d7")]["value"]["value"] == 7
 
 
 def test_needs_mqtt_and_needs_redis_skip_when_the_server_does_not_answer(tmp_path):

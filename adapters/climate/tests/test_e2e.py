@@ -1,10 +1,9 @@
-"""End to end with the real parts: the shared Mosquitto (127.0.0.1:1883, unique topics per test), the
+"""End to end with the real parts: the shared Mosquitto (SHARED_MQTT, unique topics per test), the
 real runtime (Runner with its MQTT source, pipeline, SDM check, outbox, batcher, NGSI-LD client) and
 the local NGSI-LD broker, queried over HTTP. TTS v3 and ChirpStack v4 uplinks → WeatherObserved."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -14,36 +13,16 @@ import pytest
 from stadtlink.adapters.climate import ADAPTER
 from stadtlink.adapters.climate.simulator import encode_meteohelix
 from stadtlink.adapters.core.lorawan import chirpstack_uplink, tts_uplink
+from stadtlink.adapters.core.testing import SHARED_MQTT, SHARED_REDIS_URL, entities_by_id, tts_time, wait_until
 
 from .helpers import ATM41
 
 
-MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
+MQTT_HOST, MQTT_PORT = SHARED_MQTT
 #: the adapter writes with its @context; queries name types in the same context
-LINK = f'<{ADAPTER.context}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 
 
-def _mosquitto_up() -> bool:
-    try:
-        with socket.create_connection((MQTT_HOST, MQTT_PORT), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _iso(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"     # nanoseconds, as TTS sends them
-
-
-async def _entities(session: aiohttp.ClientSession, base: str, entity_type: str, ns: str) -> dict[str, dict]:
-    async with session.get(f"{base}/ngsi-ld/v1/entities", params={"type": entity_type, "limit": "1000"},
-                           headers={"Accept": "application/json", "Link": LINK}) as resp:
-        assert resp.status == 200, await resp.text()
-        body = await resp.json()
-    return {e["id"]: e for e in body if f":{ns}:" in e["id"]}
-
-
-async def _wait_for(predicate, timeout: float = 20.0):
+async def wait_until(predicate, timeout: float = 20.0):
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         result = await predicate()
@@ -54,7 +33,7 @@ async def _wait_for(predicate, timeout: float = 20.0):
         await asyncio.sleep(0.1)
 
 
-@pytest.mark.skipif(not _mosquitto_up(), reason="shared Mosquitto on 127.0.0.1:1883 is not running")
+@pytest.mark.needs_mqtt
 async def test_tts_and_chirpstack_uplinks_become_weather_observed_in_the_broker():
     from stadtlink.adapters.core.runner import Runner
     from stadtlink.adapters.core.testing import publish_uplinks
@@ -94,38 +73,38 @@ async def test_tts_and_chirpstack_uplinks_become_weather_observed_in_the_broker(
         runner = Runner.from_config(config, adapter=ADAPTER)
         await runner.start()
         try:
-            await _wait_for(lambda: _ready(runner))
+            await wait_until(lambda: _ready(runner))
             helix = {"battery_voltage": 4.15, "air_temperature": 21.3, "air_temperature_min": 20.9,
                      "air_temperature_max": 21.8, "relative_humidity": 0.6, "atmospheric_pressure": 100985,
                      "solar_radiation": 412, "solar_radiation_max": 460}
             messages = [
                 tts_uplink("mhm-quadrate-n1", bytes.fromhex(ATM41["raw"]["hex"]), f_port=1, f_cnt=41,
-                           received_at=_iso(t0), application_id=tts_app, rssi=-101.0),
+                           received_at=tts_time(t0), application_id=tts_app, rssi=-101.0),
                 chirpstack_uplink(helix_eui, encode_meteohelix({**helix, "rain_counter": 254}), f_port=1, f_cnt=7,
-                                  time=_iso(t0), application_id=cs_app, rssi=-88.0),
+                                  time=tts_time(t0), application_id=cs_app, rssi=-88.0),
                 chirpstack_uplink(helix_eui, encode_meteohelix({**helix, "rain_counter": 3}), f_port=1, f_cnt=8,
-                                  time=_iso(t0 + timedelta(minutes=10)), application_id=cs_app, rssi=-87.0),
+                                  time=tts_time(t0 + timedelta(minutes=10)), application_id=cs_app, rssi=-87.0),
                 # a retransmission of the same frame is dropped, not counted as rain again
                 chirpstack_uplink(helix_eui, encode_meteohelix({**helix, "rain_counter": 3}), f_port=1, f_cnt=8,
-                                  time=_iso(t0 + timedelta(minutes=10)), application_id=cs_app, rssi=-95.0),
+                                  time=tts_time(t0 + timedelta(minutes=10)), application_id=cs_app, rssi=-95.0),
                 # humidity 102 % (a wet sensor): that value is dropped, the rest is written
                 tts_uplink("mhm-jungbusch", encode_meteohelix({**helix, "relative_humidity": 1.02, "rain_counter": 9}),
-                           f_port=1, f_cnt=3, received_at=_iso(t0), application_id=tts_app),
+                           f_port=1, f_cnt=3, received_at=tts_time(t0), application_id=tts_app),
                 # garbage bytes → dead letter, the adapter keeps going
                 tts_uplink("mhm-quadrate-n1", b"\x07\x00", f_port=1, f_cnt=42,
-                           received_at=_iso(t0 + timedelta(minutes=1)), application_id=tts_app),
+                           received_at=tts_time(t0 + timedelta(minutes=1)), application_id=tts_app),
             ]
             assert await publish_uplinks(MQTT_HOST, MQTT_PORT, messages) == 6
 
             async with aiohttp.ClientSession() as session:
                 async def weather():
-                    found = await _entities(session, broker_url, "WeatherObserved", ns)
+                    found = await entities_by_id(broker_url, "WeatherObserved", namespace=ns)
                     helix_wo = found.get(f"urn:ngsi-ld:WeatherObserved:{ns}:mhm-luisenpark")
                     if len(found) == 3 and helix_wo and "precipitation" in helix_wo:
                         return found
                     return None
 
-                found = await _wait_for(weather)
+                found = await wait_until(weather)
                 atm = found[f"urn:ngsi-ld:WeatherObserved:{ns}:mhm-quadrate-n1"]
                 assert atm["temperature"]["value"] == 26.4
                 assert atm["temperature"]["unitCode"] == "CEL"
@@ -149,11 +128,11 @@ async def test_tts_and_chirpstack_uplinks_become_weather_observed_in_the_broker(
                 assert wet["temperature"]["value"] == 21.3 and wet["solarRadiation"]["value"] == 412
                 assert "relativeHumidity" not in wet and "dewPoint" not in wet
 
-                devices = await _entities(session, broker_url, "Device", ns)
+                devices = await entities_by_id(broker_url, "Device", namespace=ns)
                 dev = devices[f"urn:ngsi-ld:Device:{ns}:mhm-luisenpark"]
                 assert dev["rssi"]["value"] == -87.0
                 assert dev["batteryLevel"]["value"] == pytest.approx((4.15 - 3.3) / 0.9, abs=1e-3)
-                measurements = await _entities(session, broker_url, "DeviceMeasurement", ns)
+                measurements = await entities_by_id(broker_url, "DeviceMeasurement", namespace=ns)
                 assert measurements[f"urn:ngsi-ld:DeviceMeasurement:{ns}:mhm-luisenpark-temperatureMax"][
                     "numValue"]["value"] == 21.8
 
@@ -170,15 +149,8 @@ async def _ready(runner) -> bool:
     return bool(runner.sources) and all(getattr(s, "ready", False) for s in runner.sources)
 
 
-def _redis_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not (_mosquitto_up() and _redis_up()), reason="shared Mosquitto/Redis not running")
+@pytest.mark.needs_mqtt
+@pytest.mark.needs_redis
 async def test_rain_baseline_survives_an_adapter_restart_with_the_redis_outbox():
     """The MeteoHelix counter baseline is in the outbox's store (Redis): after a restart the next
     message gives the rain since the last one — neither lost nor invented."""
@@ -194,13 +166,13 @@ async def test_rain_baseline_survives_an_adapter_restart_with_the_redis_outbox()
     t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=30)
     helix = {"battery_voltage": 4.0, "air_temperature": 17.0, "relative_humidity": 0.9,
              "atmospheric_pressure": 100500, "solar_radiation": 40}
-    redis = aioredis.from_url("redis://127.0.0.1:6379/0")
+    redis = aioredis.from_url(SHARED_REDIS_URL)
     try:
         async with running_broker() as broker_url, aiohttp.ClientSession() as session:
             config = {
                 "namespace": ns,
                 "broker": {"url": broker_url, "flush_ms": 50},
-                "outbox": {"kind": "redis", "url": "redis://127.0.0.1:6379/0", "key_prefix": prefix,
+                "outbox": {"kind": "redis", "url": SHARED_REDIS_URL, "key_prefix": prefix,
                            "consumer": f"c-{run}"},
                 "http": {"enabled": False},
                 "sources": [{"kind": "mqtt", "host": MQTT_HOST, "port": MQTT_PORT,
@@ -213,20 +185,20 @@ async def test_rain_baseline_survives_an_adapter_restart_with_the_redis_outbox()
 
             async def observed(minute: int):
                 async def check():
-                    found = await _entities(session, broker_url, "WeatherObserved", ns)
+                    found = await entities_by_id(broker_url, "WeatherObserved", namespace=ns)
                     wo = found.get(wo_id)
                     stamp = (t0 + timedelta(minutes=minute)).strftime("%Y-%m-%dT%H:%M:%S")
                     return wo if wo and wo["temperature"]["observedAt"].startswith(stamp) else None
-                return await _wait_for(check)
+                return await wait_until(check)
 
             for minute, counter, f_cnt in ((0, 100, 1), (10, 104, 2)):
                 runner = Runner.from_config(config, adapter=ADAPTER)
                 await runner.start()
                 try:
-                    await _wait_for(lambda r=runner: _ready(r))
+                    await wait_until(lambda r=runner: _ready(r))
                     await publish_uplinks(MQTT_HOST, MQTT_PORT, [chirpstack_uplink(
                         eui, encode_meteohelix({**helix, "rain_counter": counter}), f_port=1, f_cnt=f_cnt,
-                        time=_iso(t0 + timedelta(minutes=minute)), application_id=cs_app)])
+                        time=tts_time(t0 + timedelta(minutes=minute)), application_id=cs_app)])
                     wo = await observed(minute)
                 finally:
                     await runner.stop(grace=2)
@@ -240,7 +212,7 @@ async def test_rain_baseline_survives_an_adapter_restart_with_the_redis_outbox()
         await redis.aclose()
 
 
-@pytest.mark.skipif(not _mosquitto_up(), reason="shared Mosquitto on 127.0.0.1:1883 is not running")
+@pytest.mark.needs_mqtt
 async def test_cli_runs_the_example_config():
     """`stadtlink run climate --config examples/climate.yaml` as a subprocess (env overrides only for the
     broker URL, HTTP port, namespace and unique topics): stations of the example registry arrive."""
@@ -282,28 +254,28 @@ async def test_cli_runs_the_example_config():
                     except aiohttp.ClientError:
                         return False
 
-                await _wait_for(ready)
+                await wait_until(ready)
                 await publish_uplinks(MQTT_HOST, MQTT_PORT, [
                     tts_uplink("mhm-quadrate-n1", bytes.fromhex(ATM41["raw"]["hex"]), f_port=1, f_cnt=9,
-                               received_at=_iso(t0), application_id=tts_app),
+                               received_at=tts_time(t0), application_id=tts_app),
                     chirpstack_uplink("0004a30b00000201", encode_meteohelix(
                         {"battery_voltage": 4.1, "air_temperature": 9.8, "relative_humidity": 0.88,
                          "atmospheric_pressure": 101200, "solar_radiation": 20, "rain_counter": 5}),
-                        f_port=1, f_cnt=4, time=_iso(t0), application_id=cs_app),
+                        f_port=1, f_cnt=4, time=tts_time(t0), application_id=cs_app),
                 ])
 
                 async def both():
-                    found = await _entities(session, broker_url, "WeatherObserved", ns)
+                    found = await entities_by_id(broker_url, "WeatherObserved", namespace=ns)
                     return found if len(found) == 2 else None
 
-                found = await _wait_for(both)
+                found = await wait_until(both)
                 assert found[f"urn:ngsi-ld:WeatherObserved:{ns}:mhm-quadrate-n1"]["name"]["value"] == \
                     "Quadrate N1 (Innenstadt)"
                 wt = found[f"urn:ngsi-ld:WeatherObserved:{ns}:mhm-wasserturm"]
                 assert wt["temperature"]["value"] == 9.8
                 assert wt["location"]["value"]["coordinates"] == [8.4755, 49.484]
                 # the example limits DeviceMeasurements: no tilt, no internal temperature
-                measurements = await _entities(session, broker_url, "DeviceMeasurement", ns)
+                measurements = await entities_by_id(broker_url, "DeviceMeasurement", namespace=ns)
                 kinds = {m["controlledProperty"]["value"] for m in measurements.values()}
                 assert "vapourPressure" in kinds and "tiltX" not in kinds and "sensorTemperature" not in kinds
                 async with session.get(f"http://127.0.0.1:{http_port}/metrics") as resp:
@@ -318,7 +290,7 @@ async def test_cli_runs_the_example_config():
                     await proc.wait()
 
 
-@pytest.mark.skipif(not _mosquitto_up(), reason="shared Mosquitto on 127.0.0.1:1883 is not running")
+@pytest.mark.needs_mqtt
 async def test_500_stations_from_a_geojson_registry_end_to_end(tmp_path):
     """A generated 500-station GeoJSON registry; two 10-minute rounds of real uplinks (TTS and ChirpStack)
     through Mosquitto and the runtime: 500 WeatherObserved of the second round in the broker."""
@@ -356,7 +328,7 @@ async def test_500_stations_from_a_geojson_registry_end_to_end(tmp_path):
         await runner.start()
         try:
             assert len(runner.registry) == 500
-            await _wait_for(lambda: _ready(runner))
+            await wait_until(lambda: _ready(runner))
             fleet = StationFleet([f["properties"] | {"lat": f["geometry"]["coordinates"][1],
                                                      "lon": f["geometry"]["coordinates"][0]} for f in features],
                                  network="mixed", tts_application_id=tts_app, chirpstack_application_id=cs_app)
@@ -367,16 +339,16 @@ async def test_500_stations_from_a_geojson_registry_end_to_end(tmp_path):
                 async def round_received(n=500 * (slot + 1)):
                     return runner.counters()["received"] >= n
 
-                await _wait_for(round_received, timeout=120)
+                await wait_until(round_received, timeout=120)
             second = (t0 + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S")
 
             async with aiohttp.ClientSession() as session:
                 async def all_second_round():
-                    found = await _entities(session, broker_url, "WeatherObserved", ns)
+                    found = await entities_by_id(broker_url, "WeatherObserved", namespace=ns)
                     fresh = [e for e in found.values() if e["temperature"]["observedAt"].startswith(second)]
                     return fresh if len(fresh) == 500 else None
 
-                fresh = await _wait_for(all_second_round, timeout=120)
+                fresh = await wait_until(all_second_round, timeout=120)
             helix = [e for e in fresh if int(e["id"].rsplit("-", 1)[1]) % 2]
             assert len(helix) == 250 and all("precipitation" in e for e in helix)   # delta of the 2 rounds
             counters = runner.counters()
@@ -385,7 +357,7 @@ async def test_500_stations_from_a_geojson_registry_end_to_end(tmp_path):
             await runner.stop(grace=5)
 
 
-@pytest.mark.skipif(not _mosquitto_up(), reason="shared Mosquitto on 127.0.0.1:1883 is not running")
+@pytest.mark.needs_mqtt
 async def test_generic_decoded_station_with_the_json_map_example_config():
     """examples/climate-jsonmap.yaml as shipped (overrides: broker URL, namespace, topic, client id):
     a TTS uplink whose payload formatter already decoded the values becomes a WeatherObserved."""
@@ -405,8 +377,8 @@ async def test_generic_decoded_station_with_the_json_map_example_config():
         runner = Runner.from_config(PACKAGE_DIR / "example-jsonmap.yaml", adapter=ADAPTER, env=env)
         await runner.start()
         try:
-            await _wait_for(lambda: _ready(runner))
-            topic, up = tts_uplink("mhm-generic-01", b"\x00", f_port=3, f_cnt=12, received_at=_iso(t0),
+            await wait_until(lambda: _ready(runner))
+            topic, up = tts_uplink("mhm-generic-01", b"\x00", f_port=3, f_cnt=12, received_at=tts_time(t0),
                                    application_id=app)
             up["uplink_message"]["decoded_payload"] = {
                 "temperature": 23.1, "humidity": 48.0, "pressure": 1011.4, "wind_speed_kmh": 9.0,
@@ -414,11 +386,11 @@ async def test_generic_decoded_station_with_the_json_map_example_config():
             await publish_uplinks(MQTT_HOST, MQTT_PORT, [(topic, up)])
             async with aiohttp.ClientSession() as session:
                 async def weather():
-                    return (await _entities(session, broker_url, "WeatherObserved", ns)).get(
+                    return (await entities_by_id(broker_url, "WeatherObserved", namespace=ns)).get(
                         f"urn:ngsi-ld:WeatherObserved:{ns}:mhm-generic-01")
 
-                wo = await _wait_for(weather)
-                device = (await _entities(session, broker_url, "Device", ns))[f"urn:ngsi-ld:Device:{ns}:mhm-generic-01"]
+                wo = await wait_until(weather)
+                device = (await entities_by_id(broker_url, "Device", namespace=ns))[f"urn:ngsi-ld:Device:{ns}:mhm-generic-01"]
             assert wo["temperature"]["value"] == 23.1
             assert wo["relativeHumidity"]["value"] == pytest.approx(0.48)
             assert wo["atmosphericPressure"]["value"] == pytest.approx(1011.4)

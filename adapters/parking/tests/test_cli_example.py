@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from datetime import datetime, timedelta, timezone
 
@@ -16,16 +15,16 @@ import pytest
 from aiohttp import web
 
 from stadtlink.adapters.core.lorawan import chirpstack_uplink, tts_uplink
-from stadtlink.adapters.parking import ADAPTER, PACKAGE_DIR
+from stadtlink.adapters.parking import PACKAGE_DIR
+from stadtlink.adapters.core.testing import SHARED_MQTT, entities_by_id, tts_time, wait_until
 
 from .helpers import data, sample
-from .test_e2e import _entities, _iso, _mosquitto_up, _wait_for
 
 pytestmark = pytest.mark.timeout(90)
 EXAMPLE = PACKAGE_DIR.parent.parent / "examples" / "parking.yaml"
 
 
-@pytest.mark.skipif(not _mosquitto_up(), reason="shared Mosquitto on 127.0.0.1:1883 is not running")
+@pytest.mark.needs_mqtt
 async def test_example_config_runs_as_a_process():
     from stadtlink.broker_client.local_broker import running_broker
 
@@ -62,34 +61,34 @@ async def test_example_config_runs_as_a_process():
                 env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
             try:
                 async def feed_sites():
-                    found = await _entities(session, broker_url, "OffStreetParking", "wolfsburg")
+                    found = await entities_by_id(broker_url, "OffStreetParking", namespace="wolfsburg")
                     want = {"urn:ngsi-ld:OffStreetParking:wolfsburg:aachen-P1",
                             "urn:ngsi-ld:OffStreetParking:wolfsburg:mannheim-P8_Parkdeck_Altstadt_Haagstrasse"}
                     return found if want <= set(found) else None
 
-                found = await _wait_for(feed_sites, timeout=40)
+                found = await wait_until(feed_sites, timeout=40)
                 assert found["urn:ngsi-ld:OffStreetParking:wolfsburg:aachen-P1"]["name"]["value"] == "P01-Eurogress"
 
                 t0 = datetime.now(timezone.utc) - timedelta(seconds=30)
                 from stadtlink.adapters.core.testing import publish_uplinks
                 messages = [tts_uplink("tps-nord-01", b"\x01", f_port=1, f_cnt=int(t0.timestamp()) % 60000 + 1,
-                                       received_at=_iso(t0), application_id="wolfsburg-parking"),
+                                       received_at=tts_time(t0), application_id="wolfsburg-parking"),
                             chirpstack_uplink("a84041000181c001", b"\x94", f_port=1,
-                                              f_cnt=int(t0.timestamp()) % 60000 + 1, time=_iso(t0),
+                                              f_cnt=int(t0.timestamp()) % 60000 + 1, time=tts_time(t0),
                                               application_id="7b9c6a52-3f1e-4c8e-9a57-0d1f5e2b7a01")]
 
                 async def spots():
                     # the MQTT subscription may still be coming up: publish until the spots appear
-                    await publish_uplinks("127.0.0.1", 1883, messages)
+                    await publish_uplinks(*SHARED_MQTT, messages)
                     await asyncio.sleep(0.3)
-                    found = await _entities(session, broker_url, "ParkingSpot", "wolfsburg")
+                    found = await entities_by_id(broker_url, "ParkingSpot", namespace="wolfsburg")
                     return found if {"urn:ngsi-ld:ParkingSpot:wolfsburg:pr-nord-01",
                                      "urn:ngsi-ld:ParkingSpot:wolfsburg:pr-nord-04"} <= set(found) else None
 
-                found = await _wait_for(spots, timeout=30)
+                found = await wait_until(spots, timeout=30)
                 assert found["urn:ngsi-ld:ParkingSpot:wolfsburg:pr-nord-01"]["status"]["value"] == "occupied"
                 assert found["urn:ngsi-ld:ParkingSpot:wolfsburg:pr-nord-04"]["status"]["value"] == "free"
-                site = (await _entities(session, broker_url, "OffStreetParking", "wolfsburg"))[
+                site = (await entities_by_id(broker_url, "OffStreetParking", namespace="wolfsburg"))[
                     "urn:ngsi-ld:OffStreetParking:wolfsburg:pr-nord"]
                 assert site["totalSpotNumber"]["value"] == 6
                 assert (site["availableSpotNumber"]["value"], site["occupiedSpotNumber"]["value"]) == (1, 1)

@@ -1,4 +1,4 @@
-"""End to end with the real parts: the shared Mosquitto (127.0.0.1:1883, unique topics per test), the real
+"""End to end with the real parts: the shared Mosquitto (SHARED_MQTT, unique topics per test), the real
 runtime (Runner: MQTT / http-poll sources, pipeline, SDM check, outbox, batcher, NGSI-LD client, tick timer),
 the local NGSI-LD broker queried over HTTP, and a local aiohttp server serving DATEX II and ParkAPI feeds
 (including one that answers 500 and one that times out before it recovers)."""
@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import socket
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -17,36 +16,16 @@ from aiohttp import web
 
 from stadtlink.adapters.core.lorawan import chirpstack_uplink, tts_uplink
 from stadtlink.adapters.parking import ADAPTER
+from stadtlink.adapters.core.testing import SHARED_MQTT, entities_by_id, tts_time, wait_until
 
 from .helpers import data, sample
 
 pytestmark = pytest.mark.timeout(90)
 
-MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
-LINK = f'<{ADAPTER.context}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+MQTT_HOST, MQTT_PORT = SHARED_MQTT
 
 
-def _mosquitto_up() -> bool:
-    try:
-        with socket.create_connection((MQTT_HOST, MQTT_PORT), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _iso(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"     # nanoseconds, as TTS sends them
-
-
-async def _entities(session: aiohttp.ClientSession, base: str, entity_type: str, ns: str) -> dict[str, dict]:
-    async with session.get(f"{base}/ngsi-ld/v1/entities", params={"type": entity_type, "limit": "1000"},
-                           headers={"Accept": "application/json", "Link": LINK}) as resp:
-        assert resp.status == 200, await resp.text()
-        body = await resp.json()
-    return {e["id"]: e for e in body if f":{ns}:" in e["id"]}
-
-
-async def _wait_for(predicate, timeout: float = 25.0):
+async def wait_until(predicate, timeout: float = 25.0):
     deadline = asyncio.get_running_loop().time() + timeout
     last = None
     while True:
@@ -87,7 +66,7 @@ def _mqtt_config(broker_url: str, ns: str, tts_app: str, cs_app: str, run: str, 
     }
 
 
-@pytest.mark.skipif(not _mosquitto_up(), reason="shared Mosquitto on 127.0.0.1:1883 is not running")
+@pytest.mark.needs_mqtt
 async def test_tts_and_chirpstack_uplinks_become_parking_spots_and_the_site_follows():
     from stadtlink.adapters.core.runner import Runner
     from stadtlink.adapters.core.testing import publish_uplinks
@@ -102,31 +81,31 @@ async def test_tts_and_chirpstack_uplinks_become_parking_spots_and_the_site_foll
         runner = Runner.from_config(_mqtt_config(broker_url, ns, tts_app, cs_app, run, eui), adapter=ADAPTER)
         await runner.start()
         try:
-            await _wait_for(lambda: _sources_ready(runner))
+            await wait_until(lambda: _sources_ready(runner))
             assert await publish_uplinks(MQTT_HOST, MQTT_PORT, [
-                tts_uplink("tps-1", b"\x01", f_port=1, f_cnt=10, received_at=_iso(t0), application_id=tts_app,
+                tts_uplink("tps-1", b"\x01", f_port=1, f_cnt=10, received_at=tts_time(t0), application_id=tts_app,
                            rssi=-99.0),
-                tts_uplink("tps-2", b"\x00\x12", f_port=2, f_cnt=3, received_at=_iso(t0), application_id=tts_app),
-                chirpstack_uplink(eui, bytes.fromhex("00D3D800590B"), f_port=2, f_cnt=5, time=_iso(t0),
+                tts_uplink("tps-2", b"\x00\x12", f_port=2, f_cnt=3, received_at=tts_time(t0), application_id=tts_app),
+                chirpstack_uplink(eui, bytes.fromhex("00D3D800590B"), f_port=2, f_cnt=5, time=tts_time(t0),
                                   application_id=cs_app, rssi=-104.0),
-                tts_uplink("tps-1", b"\x07\x07\x07", f_port=1, f_cnt=11, received_at=_iso(t0),
+                tts_uplink("tps-1", b"\x07\x07\x07", f_port=1, f_cnt=11, received_at=tts_time(t0),
                            application_id=tts_app),                  # garbage → dead letter, adapter goes on
             ]) == 4
             site_id = f"urn:ngsi-ld:OffStreetParking:{ns}:garage"
 
             async def site_with(available: int):
-                found = await _entities(session, broker_url, "OffStreetParking", ns)
+                found = await entities_by_id(broker_url, "OffStreetParking", namespace=ns)
                 site = found.get(site_id)
                 return site if site and site["availableSpotNumber"]["value"] == available else None
 
-            site = await _wait_for(lambda: site_with(2))
+            site = await wait_until(lambda: site_with(2))
             assert site["occupiedSpotNumber"]["value"] == 1
             assert site["totalSpotNumber"]["value"] == 3
             assert site["occupancy"]["value"] == pytest.approx(0.3333) and site["occupancy"]["unitCode"] == "C62"
             assert site["status"]["value"] == ["spacesAvailable"]
             assert site["category"]["value"] == ["underground", "public"]
 
-            spots = await _entities(session, broker_url, "ParkingSpot", ns)
+            spots = await entities_by_id(broker_url, "ParkingSpot", namespace=ns)
             assert set(spots) == {f"urn:ngsi-ld:ParkingSpot:{ns}:{s}" for s in ("tps-1", "tps-2", "platz-3")}
             s1 = spots[f"urn:ngsi-ld:ParkingSpot:{ns}:tps-1"]
             assert s1["status"]["value"] == "occupied"
@@ -135,20 +114,20 @@ async def test_tts_and_chirpstack_uplinks_become_parking_spots_and_the_site_foll
             assert s1["category"]["value"] == ["offStreet"]
             assert s1["location"]["value"]["coordinates"] == [10.78651, 52.42271]
             assert spots[f"urn:ngsi-ld:ParkingSpot:{ns}:platz-3"]["status"]["value"] == "free"
-            devices = await _entities(session, broker_url, "Device", ns)
+            devices = await entities_by_id(broker_url, "Device", namespace=ns)
             nwave = devices[f"urn:ngsi-ld:Device:{ns}:{eui}"]
             assert nwave["rssi"]["value"] == -104.0 and 0 <= nwave["batteryLevel"]["value"] <= 1
             assert nwave["controlledProperty"]["value"] == ["occupancy"]
-            groups = await _entities(session, broker_url, "ParkingGroup", ns)
+            groups = await entities_by_id(broker_url, "ParkingGroup", namespace=ns)
             assert f"urn:ngsi-ld:ParkingGroup:{ns}:garage-level--1" in groups
 
             # the car leaves spot 1: the spot and the site's aggregate follow
             await publish_uplinks(MQTT_HOST, MQTT_PORT, [
-                tts_uplink("tps-1", b"\x00", f_port=1, f_cnt=12, received_at=_iso(t0 + timedelta(minutes=1)),
+                tts_uplink("tps-1", b"\x00", f_port=1, f_cnt=12, received_at=tts_time(t0 + timedelta(minutes=1)),
                            application_id=tts_app)])
-            site = await _wait_for(lambda: site_with(3))
+            site = await wait_until(lambda: site_with(3))
             assert site["occupiedSpotNumber"]["value"] == 0 and site["occupancy"]["value"] == 0
-            spots = await _entities(session, broker_url, "ParkingSpot", ns)
+            spots = await entities_by_id(broker_url, "ParkingSpot", namespace=ns)
             assert spots[f"urn:ngsi-ld:ParkingSpot:{ns}:tps-1"]["status"]["value"] == "free"
             counters = runner.counters()
             assert counters["dead_letter_reasons"].get("bad-length") == 1
@@ -157,7 +136,7 @@ async def test_tts_and_chirpstack_uplinks_become_parking_spots_and_the_site_foll
             await runner.stop(grace=2)
 
 
-@pytest.mark.skipif(not _mosquitto_up(), reason="shared Mosquitto on 127.0.0.1:1883 is not running")
+@pytest.mark.needs_mqtt
 async def test_silent_sensor_turns_unknown_by_the_timer():
     from stadtlink.adapters.core.runner import Runner
     from stadtlink.adapters.core.testing import publish_uplinks
@@ -174,25 +153,25 @@ async def test_silent_sensor_turns_unknown_by_the_timer():
         runner = Runner.from_config(config, adapter=fast)
         await runner.start()
         try:
-            await _wait_for(lambda: _sources_ready(runner))
+            await wait_until(lambda: _sources_ready(runner))
             now = datetime.now(timezone.utc)
             await publish_uplinks(MQTT_HOST, MQTT_PORT, [
-                tts_uplink("tps-1", b"\x01", f_port=1, f_cnt=1, received_at=_iso(now), application_id=tts_app),
-                tts_uplink("tps-2", b"\x01", f_port=1, f_cnt=1, received_at=_iso(now), application_id=tts_app)])
+                tts_uplink("tps-1", b"\x01", f_port=1, f_cnt=1, received_at=tts_time(now), application_id=tts_app),
+                tts_uplink("tps-2", b"\x01", f_port=1, f_cnt=1, received_at=tts_time(now), application_id=tts_app)])
 
             async def spot_status(status: str):
-                spots = await _entities(session, broker_url, "ParkingSpot", ns)
+                spots = await entities_by_id(broker_url, "ParkingSpot", namespace=ns)
                 spot = spots.get(f"urn:ngsi-ld:ParkingSpot:{ns}:tps-1")
                 return spot if spot and spot["status"]["value"] == status else None
 
-            await _wait_for(lambda: spot_status("occupied"))
-            spot = await _wait_for(lambda: spot_status("unknown"), timeout=15)
-            assert spot["status"]["observedAt"] > _iso(now)[:19]
-            site = (await _entities(session, broker_url, "OffStreetParking", ns))[
+            await wait_until(lambda: spot_status("occupied"))
+            spot = await wait_until(lambda: spot_status("unknown"), timeout=15)
+            assert spot["status"]["observedAt"] > tts_time(now)[:19]
+            site = (await entities_by_id(broker_url, "OffStreetParking", namespace=ns))[
                 f"urn:ngsi-ld:OffStreetParking:{ns}:garage"]
             assert site["occupiedSpotNumber"]["value"] == 1            # tps-2 is still known and occupied
             assert site["occupancy"]["value"] == 1.0
-            spots = await _entities(session, broker_url, "ParkingSpot", ns)
+            spots = await entities_by_id(broker_url, "ParkingSpot", namespace=ns)
             assert spots[f"urn:ngsi-ld:ParkingSpot:{ns}:tps-2"]["status"]["value"] == "occupied"
         finally:
             await runner.stop(grace=2)
@@ -274,10 +253,10 @@ async def test_datex2_and_parkapi_feeds_become_off_street_parking_with_retries()
                     "mannheimhauptbahnhof", "mannheimrathaus", "slowpoke")}
 
                 async def all_sites():
-                    found = await _entities(session, broker_url, "OffStreetParking", ns)
+                    found = await entities_by_id(broker_url, "OffStreetParking", namespace=ns)
                     return found if expected_ids <= set(found) else None
 
-                found = await _wait_for(all_sites, timeout=30)
+                found = await wait_until(all_sites, timeout=30)
                 p1 = found[f"urn:ngsi-ld:OffStreetParking:{ns}:aachen-P1"]
                 assert p1["name"]["value"] == "P01-Eurogress"
                 assert (p1["availableSpotNumber"]["value"], p1["totalSpotNumber"]["value"]) == (412, 560)

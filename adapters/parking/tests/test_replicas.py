@@ -13,7 +13,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,28 +24,17 @@ import aiohttp
 import pytest
 
 from stadtlink.adapters.core.lorawan import tts_uplink
-from stadtlink.adapters.core.testing import free_port, publish_uplinks
+from stadtlink.adapters.core.testing import (SHARED_MQTT, SHARED_REDIS, SHARED_REDIS_URL, entities_by_id, free_port,
+                                             publish_uplinks, wait_until)
 from stadtlink.adapters.parking import ADAPTER
 
 pytestmark = pytest.mark.timeout(180)
 
 ROOT = Path(__file__).resolve().parents[3]
-MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
-REDIS_URL = "redis://127.0.0.1:6379/0"
-LINK = f'<{ADAPTER.context}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+MQTT_HOST, MQTT_PORT = SHARED_MQTT
 SITES, PER_SITE = 20, 10
 
 
-def _up(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-needs_servers = pytest.mark.skipif(not (_up(MQTT_HOST, MQTT_PORT) and _up("127.0.0.1", 6379)),
-                                   reason="the shared Mosquitto (1883) and Redis (6379) must run")
 
 
 @pytest.fixture
@@ -55,7 +43,7 @@ def run_id():
 
     rid = uuid.uuid4().hex[:10]
     yield rid
-    client = redis.Redis(host="127.0.0.1", port=6379)
+    client = redis.Redis(host=SHARED_REDIS[0], port=SHARED_REDIS[1])
     try:
         keys = list(client.scan_iter(f"rep-{rid}:*"))
         if keys:
@@ -80,7 +68,7 @@ def _config(tmp: Path, rid: str, broker_url: str, replica: int) -> Path:
         "adapter": "parking", "namespace": f"rep{rid}", "log_level": "INFO",
         "broker": {"url": broker_url, "batch_size": 100, "flush_ms": 50, "retry_base_s": 0.1, "retry_max_s": 0.5,
                    "health_interval_s": 0.5},
-        "outbox": {"kind": "redis", "url": REDIS_URL, "key_prefix": f"rep-{rid}", "consumer": f"replica-{replica}",
+        "outbox": {"kind": "redis", "url": SHARED_REDIS_URL, "key_prefix": f"rep-{rid}", "consumer": f"replica-{replica}",
                    "claim_min_idle_ms": 1000},
         "http": {"host": "127.0.0.1", "port": free_port()},
         "shutdown_grace_s": 10,
@@ -135,7 +123,7 @@ async def _readyz(config: Path) -> dict:
         return {}
 
 
-async def _until(predicate, timeout: float, what: str):
+async def wait_until(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while True:
         last = await predicate()
@@ -170,11 +158,7 @@ def _uplinks(rid: str, rounds: range, base: datetime, truth: dict[str, bool], rn
 
 
 async def _site_mismatches(broker_url: str, rid: str, truth: dict[str, bool]) -> list[str]:
-    async with aiohttp.ClientSession() as s:
-        async with s.get(f"{broker_url}/ngsi-ld/v1/entities", params={"type": "OffStreetParking", "limit": "1000"},
-                         headers={"Accept": "application/json", "Link": LINK}) as resp:
-            assert resp.status == 200, await resp.text()
-            found = {e["id"]: e for e in await resp.json()}
+    found = await entities_by_id(broker_url, "OffStreetParking", namespace=f"rep{rid}")
     bad = []
     for s in range(SITES):
         states = [truth[f"tps-{s:02d}-{k}"] for k in range(PER_SITE) if f"tps-{s:02d}-{k}" in truth]
@@ -196,7 +180,8 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(5)
 
 
-@needs_servers
+@pytest.mark.needs_mqtt
+@pytest.mark.needs_redis
 async def test_two_replicas_compute_every_site_aggregate_from_all_its_spots(tmp_path, run_id):
     from stadtlink.broker_client.local_broker import running_broker
 
@@ -208,7 +193,7 @@ async def test_two_replicas_compute_every_site_aggregate_from_all_its_spots(tmp_
         procs = [_start(c) for c in configs]
         try:
             for c in configs:
-                await _until(lambda c=c: _subscribed(c), 30, f"{c.name} subscribed")
+                await wait_until(lambda c=c: _subscribed(c), 30, f"{c.name} subscribed")
             n = await publish_uplinks(MQTT_HOST, MQTT_PORT, _uplinks(run_id, range(2), base, truth, rng))
             assert n == 2 * SITES * PER_SITE
             await _converged(broker_url, run_id, truth, 60)
@@ -228,7 +213,8 @@ async def _converged(broker_url: str, rid: str, truth: dict[str, bool], timeout:
         await asyncio.sleep(0.3)
 
 
-@needs_servers
+@pytest.mark.needs_mqtt
+@pytest.mark.needs_redis
 async def test_the_lease_holder_killed_mid_stream_the_survivor_takes_over_and_the_aggregates_end_right(
         tmp_path, run_id):
     from stadtlink.broker_client.local_broker import running_broker
@@ -241,23 +227,23 @@ async def test_the_lease_holder_killed_mid_stream_the_survivor_takes_over_and_th
         procs = [_start(c) for c in configs]
         try:
             for c in configs:
-                await _until(lambda c=c: _subscribed(c), 30, f"{c.name} subscribed")
+                await wait_until(lambda c=c: _subscribed(c), 30, f"{c.name} subscribed")
 
             async def leader_index():
                 flags = [(await _metrics(c)).get("stadtlink_derive_leader") for c in configs]
                 return flags.index(1.0) + 1 if flags.count(1.0) == 1 else None
 
-            holder = await _until(leader_index, 20, "one lease holder") - 1
+            holder = await wait_until(leader_index, 20, "one lease holder") - 1
             survivor = 1 - holder
             first = _uplinks(run_id, range(0, 2), base, truth, rng)
             second = _uplinks(run_id, range(2, 4), base, truth, rng)
             publishing = asyncio.create_task(publish_uplinks(MQTT_HOST, MQTT_PORT, first))
-            await _until(lambda: _received_some(configs[holder]), 20, "the holder receives uplinks")
+            await wait_until(lambda: _received_some(configs[holder]), 20, "the holder receives uplinks")
             procs[holder].kill()                                   # SIGKILL mid-stream: no flush, no release
             procs[holder].wait(10)
             await publishing
             await publish_uplinks(MQTT_HOST, MQTT_PORT, second)
-            await _until(lambda: _is_leader(configs[survivor]), 20, "the survivor takes the lease after its TTL")
+            await wait_until(lambda: _is_leader(configs[survivor]), 20, "the survivor takes the lease after its TTL")
             # the killed replica comes back under its name (its MQTT session holds its share of the uplinks)
             procs[holder] = _start(configs[holder])
             await _converged(broker_url, run_id, truth, 90)

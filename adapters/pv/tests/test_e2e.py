@@ -11,23 +11,15 @@ import pytest
 
 from stadtlink.adapters.pv import ADAPTER
 from stadtlink.adapters.pv.simulator import serve_fronius, serve_sunspec_inverter
+from stadtlink.adapters.core.testing import entities_by_id, wait_until
 
 from .helpers import join_chain, load_sample, model_body, sample_registers, split_chain
 
 pytestmark = pytest.mark.timeout(60)
 
-LINK = f'<{ADAPTER.context}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 
 
-async def _entities(session: aiohttp.ClientSession, base: str, entity_type: str, ns: str) -> dict[str, dict]:
-    async with session.get(f"{base}/ngsi-ld/v1/entities", params={"type": entity_type, "limit": "1000"},
-                           headers={"Accept": "application/json", "Link": LINK}) as resp:
-        assert resp.status == 200, await resp.text()
-        body = await resp.json()
-    return {e["id"]: e for e in body if f":{ns}:" in e["id"]}
-
-
-async def _wait_for(predicate, timeout: float = 20.0):
+async def wait_until(predicate, timeout: float = 20.0):
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         result = await predicate()
@@ -100,10 +92,10 @@ async def test_sunspec_inverters_over_modbus_tcp_become_entities_in_the_broker()
             try:
                 async with aiohttp.ClientSession() as session:
                     async def ac_entities():
-                        found = await _entities(session, broker_url, "ThreePhaseAcMeasurement", ns)
+                        found = await entities_by_id(broker_url, "ThreePhaseAcMeasurement", namespace=ns)
                         return found if len(found) == 2 else None
 
-                    acs = await _wait_for(ac_entities)
+                    acs = await wait_until(ac_entities)
                     ac = acs[f"urn:ngsi-ld:ThreePhaseAcMeasurement:{ns}:inv-sample"]
                     assert ac["totalActivePower"]["value"] == 5021 and ac["totalActivePower"]["unitCode"] == "WTT"
                     assert ac["totalApparentPower"]["value"] == 5030 and ac["totalApparentPower"]["unitCode"] == "D46"
@@ -122,7 +114,7 @@ async def test_sunspec_inverters_over_modbus_tcp_become_entities_in_the_broker()
                     assert "totalActiveEnergyExport" not in edge_ac                       # acc32 0
                     assert edge_ac["current"]["value"] == {"L1": 4.87, "L3": 4.87}         # AphB n/i
 
-                    devices = await _wait_for(lambda: _count(session, broker_url, "Device", ns, 2))
+                    devices = await wait_until(lambda: _count(session, broker_url, "Device", ns, 2))
                     dev = devices[f"urn:ngsi-ld:Device:{ns}:inv-sample"]
                     assert dev["manufacturerName"]["value"] == "Fronius"
                     assert dev["modelName"]["value"] == "Symo 10.0-3-M"
@@ -132,12 +124,12 @@ async def test_sunspec_inverters_over_modbus_tcp_become_entities_in_the_broker()
                     # model 1 with 65 registers + an unknown model: still the right serial and state
                     assert devices[f"urn:ngsi-ld:Device:{ns}:inv-edge"]["serialNumber"]["value"] == "31234567"
 
-                    dms = await _wait_for(lambda: _count(session, broker_url, "DeviceMeasurement", ns, 4))
+                    dms = await wait_until(lambda: _count(session, broker_url, "DeviceMeasurement", ns, 4))
                     dc1 = dms[f"urn:ngsi-ld:DeviceMeasurement:{ns}:inv-sample-dc1"]
                     assert dc1["voltage"]["value"] == 410.5 and dc1["power"]["value"] == 2759
                     assert f"urn:ngsi-ld:DeviceMeasurement:{ns}:inv-edge-dc2" in dms
 
-                    pvs = await _wait_for(lambda: _count(session, broker_url, "PhotovoltaicMeasurement", ns, 1))
+                    pvs = await wait_until(lambda: _count(session, broker_url, "PhotovoltaicMeasurement", ns, 1))
                     pv = pvs[f"urn:ngsi-ld:PhotovoltaicMeasurement:{ns}:inv-sample"]
                     assert pv["activePower"]["value"] == pytest.approx(5.021) and pv["activePower"]["unitCode"] == "KWT"
 
@@ -160,7 +152,7 @@ async def test_sunspec_inverters_over_modbus_tcp_become_entities_in_the_broker()
 
 
 async def _count(session, base, entity_type, ns, n):
-    found = await _entities(session, base, entity_type, ns)
+    found = await entities_by_id(base, entity_type, namespace=ns)
     return found if len(found) >= n else None
 
 
@@ -214,14 +206,14 @@ async def test_fronius_day_night_and_gen24_answers_become_entities_in_the_broker
             try:
                 async with aiohttp.ClientSession() as session:
                     async def all_ac():
-                        found = await _entities(session, broker_url, "ThreePhaseAcMeasurement", ns)
+                        found = await entities_by_id(broker_url, "ThreePhaseAcMeasurement", namespace=ns)
                         symo = found.get(f"urn:ngsi-ld:ThreePhaseAcMeasurement:{ns}:symo", {})
                         # 4 inverters + grid/pv/load of two sites; symo merged from two answers
                         if len(found) >= 10 and "current" in symo and "totalActivePower" in symo:
                             return found
                         return None
 
-                    acs = await _wait_for(all_ac)
+                    acs = await wait_until(all_ac)
                     symo = acs[f"urn:ngsi-ld:ThreePhaseAcMeasurement:{ns}:symo"]
                     assert symo["totalActivePower"]["value"] == 1190
                     assert symo["totalActivePower"]["observedAt"] == "2021-10-07T08:01:17.000Z"
@@ -248,10 +240,10 @@ async def test_fronius_day_night_and_gen24_answers_become_entities_in_the_broker
                         "totalActivePower"]["value"] == 412.3
                     assert "totalActivePower" not in acs[f"urn:ngsi-ld:ThreePhaseAcMeasurement:{ns}:site-gen24-pv"]
 
-                    devices = await _wait_for(lambda: _count(session, broker_url, "Device", ns, 4))
+                    devices = await wait_until(lambda: _count(session, broker_url, "Device", ns, 4))
                     assert devices[f"urn:ngsi-ld:Device:{ns}:symo"]["deviceState"]["value"] == "RUNNING"
                     assert devices[f"urn:ngsi-ld:Device:{ns}:symo-night"]["deviceState"]["value"] == "STANDBY"
-                    dms = await _wait_for(lambda: _count(session, broker_url, "DeviceMeasurement", ns, 4))
+                    dms = await wait_until(lambda: _count(session, broker_url, "DeviceMeasurement", ns, 4))
                     assert dms[f"urn:ngsi-ld:DeviceMeasurement:{ns}:gen24-dc2"]["voltage"]["value"] == \
                         pytest.approx(371.6, abs=1e-5)
                     assert f"urn:ngsi-ld:DeviceMeasurement:{ns}:gen24-night-dc1" not in dms
@@ -291,7 +283,7 @@ async def test_readiness_follows_the_share_of_answering_inverters():
                 async def both_polled():
                     st = runner.sources[0].stats()
                     return st["emitted"] >= 2 and st["poll_failures"] >= 1
-                await _wait_for(both_polled, timeout=10)
+                await wait_until(both_polled, timeout=10)
                 assert runner.sources[0].stats()["targets_ok"] == 1
                 assert not runner.sources[0].ready          # 1 of 2 < 0.75
                 assert not runner.readiness()[0]
@@ -329,19 +321,19 @@ async def test_example_config_against_the_demo_simulators():
             await runner.start()
             try:
                 async with aiohttp.ClientSession() as session:
-                    acs = await _wait_for(lambda: _count(session, broker_url, "ThreePhaseAcMeasurement", ns, 5))
+                    acs = await wait_until(lambda: _count(session, broker_url, "ThreePhaseAcMeasurement", ns, 5))
                     assert {f"urn:ngsi-ld:ThreePhaseAcMeasurement:{ns}:{d}" for d in
                             ("inv-rathaus", "inv-bauhof", "site-bauhof-grid", "site-bauhof-pv",
                              "site-bauhof-load")} <= set(acs)
                     rathaus = acs[f"urn:ngsi-ld:ThreePhaseAcMeasurement:{ns}:inv-rathaus"]
                     assert 0 < rathaus["totalActivePower"]["value"] <= 29_700
                     assert rathaus["name"]["value"] == "PV Rathaus Bitburg"
-                    pvs = await _wait_for(lambda: _count(session, broker_url, "PhotovoltaicMeasurement", ns, 1))
+                    pvs = await wait_until(lambda: _count(session, broker_url, "PhotovoltaicMeasurement", ns, 1))
                     pv = pvs[f"urn:ngsi-ld:PhotovoltaicMeasurement:{ns}:inv-rathaus"]
                     assert pv["activePower"]["unitCode"] == "KWT" and pv["nominalPeakPowerGeneration"]["value"] == 29.7
-                    devices = await _wait_for(lambda: _count(session, broker_url, "Device", ns, 2))
+                    devices = await wait_until(lambda: _count(session, broker_url, "Device", ns, 2))
                     assert devices[f"urn:ngsi-ld:Device:{ns}:inv-rathaus"]["serialNumber"]["value"] == "RATHAUS-29K7"
-                    await _wait_for(lambda: _count(session, broker_url, "DeviceMeasurement", ns, 3))
+                    await wait_until(lambda: _count(session, broker_url, "DeviceMeasurement", ns, 3))
                 assert runner.counters().get("dead_lettered", 0) == 0
             finally:
                 await runner.stop()

@@ -13,7 +13,7 @@ from aiohttp import web
 from stadtlink.adapters.core.adapter import STADTLINK_CONTEXT_URL
 from stadtlink.adapters.core.lorawan import chirpstack_uplink, tts_uplink
 from stadtlink.adapters.core.runner import Runner
-from stadtlink.adapters.core.testing import publish_uplinks
+from stadtlink.adapters.core.testing import SHARED_MQTT, publish_uplinks, wait_until
 from stadtlink.broker_client import NGSILDClient
 from stadtlink.broker_client.local_broker import running_broker
 from stadtlink.schemas import check_entity
@@ -30,7 +30,7 @@ def config(broker_url, app, extra_sources=()):
     return {
         "adapter": "water_level", "namespace": "e2e", "broker": {"url": broker_url, "flush_ms": 50},
         "outbox": {"kind": "memory"}, "check": "strict", "http": {"host": "127.0.0.1", "port": 0},
-        "sources": [{"kind": "mqtt", "host": "127.0.0.1", "port": 1883, "profile": "decentlab-dl-mbx",
+        "sources": [{"kind": "mqtt", "host": SHARED_MQTT[0], "port": SHARED_MQTT[1], "profile": "decentlab-dl-mbx",
                      "topics": [f"v3/{app}@ttn/devices/+/up", f"application/{app}/device/+/event/up"]},
                     *extra_sources],
         "devices": [{"id": "pruem", "dev_eui": "70b3d57ba0000001", "name": "Prüm", "lat": 49.9561, "lon": 6.5253,
@@ -41,15 +41,6 @@ def config(broker_url, app, extra_sources=()):
 
 async def entities(client, etype):
     return [e async for e in client.query_entities(type=etype)]
-
-
-async def wait_until(pred, timeout=15.0):
-    end = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < end:
-        if await pred():
-            return True
-        await asyncio.sleep(0.1)
-    return False
 
 
 async def test_rising_then_falling_river_over_mqtt():
@@ -72,14 +63,14 @@ async def test_rising_then_falling_river_over_mqtt():
                     msgs.append((topic, doc))
             # Publish one at a time, in order: time-series readings must reach the broker in order.
             for m in msgs:
-                await publish_uplinks("127.0.0.1", 1883, [m])
+                await publish_uplinks(*SHARED_MQTT, [m])
                 await asyncio.sleep(0.02)
             async with NGSILDClient(url, context=STADTLINK_CONTEXT_URL) as client:
                 async def done():
                     floods = await entities(client, "FloodMonitoring")
                     return floods and floods[0]["observationDateTime"]["value"]["@value"].startswith(
                         (T0 + timedelta(minutes=5 * (len(levels) - 1))).strftime("%Y-%m-%dT%H:%M"))
-                assert await wait_until(done), runner.counters()
+                await wait_until(done, detail=lambda: runner.counters())
                 [flood] = await entities(client, "FloodMonitoring")
                 assert flood["id"] == "urn:ngsi-ld:FloodMonitoring:e2e:pruem"
                 assert flood["currentLevel"]["value"] == pytest.approx(levels[-1], abs=1e-3)
@@ -109,15 +100,15 @@ async def test_invalid_frames_are_dead_lettered_and_the_adapter_keeps_going():
         try:
             await asyncio.sleep(0.3)
             at = T0.strftime("%Y-%m-%dT%H:%M:%SZ")
-            await publish_uplinks("127.0.0.1", 1883, [
+            await publish_uplinks(*SHARED_MQTT, [
                 tts_uplink("pruem", b"\x07\x00", f_port=1, f_cnt=1, received_at=at, application_id=app),
                 (f"v3/{app}@ttn/devices/pruem/up", b"{garbage"),
                 tts_uplink("unknown-gauge", dl_mbx(1000), f_port=1, f_cnt=1, received_at=at, application_id=app),
                 tts_uplink("pruem", dl_mbx(1500), f_port=1, f_cnt=2, received_at=at, application_id=app),
             ])
             async with NGSILDClient(url, context=STADTLINK_CONTEXT_URL) as client:
-                assert await wait_until(lambda: _has(client, "FloodMonitoring"))
-            assert await wait_until(lambda: _counter(runner, "dead_lettered", 3))
+                await wait_until(lambda: _has(client, "FloodMonitoring"))
+            await wait_until(lambda: _counter(runner, "dead_lettered", 3))
             reasons = {d.get("reason") for _, d in await runner.deadletters.list(10)}
             assert {"bad-length", "invalid-json", "unknown-device"} <= reasons, reasons
         finally:
@@ -176,17 +167,17 @@ async def test_pegelonline_feed_with_304_500_and_timeouts():
             await runner.start()
             try:
                 async with NGSILDClient(url, context=STADTLINK_CONTEXT_URL) as client:
-                    assert await wait_until(lambda: _has(client, "WaterObserved"))
+                    await wait_until(lambda: _has(client, "WaterObserved"))
                     [w] = await entities(client, "WaterObserved")
                     assert w["waterLevel"]["value"] == pytest.approx(1.59)
                     assert w["flow"]["value"] == 102
                     assert w["dateObserved"]["value"]["@value"] == "2023-07-26T17:15:00.000Z"
                     assert check_entity(w) == []
-                    assert await wait_until(lambda: _hits(server, "304", 1)), server.hits
+                    await wait_until(lambda: _hits(server, "304", 1), detail=lambda: server.hits)
                     server.mode = "500"
-                    assert await wait_until(lambda: _hits(server, "500", 2), timeout=20), server.hits
+                    await wait_until(lambda: _hits(server, "500", 2), timeout=20, detail=lambda: server.hits)
                     server.mode = "slow"
-                    assert await wait_until(lambda: _hits(server, "slow", 1), timeout=20), server.hits
+                    await wait_until(lambda: _hits(server, "slow", 1), timeout=20, detail=lambda: server.hits)
                     server.mode = "ok"
                     server.etag = '"v2"'
                     server.station["timeseries"][0]["currentMeasurement"].update(
@@ -194,7 +185,7 @@ async def test_pegelonline_feed_with_304_500_and_timeouts():
                     async def updated():
                         [w] = await entities(client, "WaterObserved")
                         return w["waterLevel"]["value"] == pytest.approx(2.10)
-                    assert await wait_until(updated, timeout=30), server.hits
+                    await wait_until(updated, timeout=30, detail=lambda: server.hits)
                 assert runner.counters().get("dead_lettered", 0) == 0
             finally:
                 await runner.stop()
@@ -214,12 +205,12 @@ async def test_invalid_distance_is_counted_and_the_battery_still_written():
         try:
             await asyncio.sleep(0.3)
             no_echo = bytes.fromhex("02012F000304D200000BB1")     # 0 valid samples: no echo
-            await publish_uplinks("127.0.0.1", 1883, [
+            await publish_uplinks(*SHARED_MQTT, [
                 tts_uplink("pruem", no_echo, f_port=1, f_cnt=1, received_at=T0.strftime("%Y-%m-%dT%H:%M:%SZ"),
                            application_id=app)])
-            assert await wait_until(lambda: _dropped(runner, "value-no-echo"))
+            await wait_until(lambda: _dropped(runner, "value-no-echo"))
             async with NGSILDClient(url, context=STADTLINK_CONTEXT_URL) as client:
-                assert await wait_until(lambda: _has(client, "Device"))
+                await wait_until(lambda: _has(client, "Device"))
                 assert not await entities(client, "FloodMonitoring"), "no distance, no FloodMonitoring"
             assert runner.counters()["dead_lettered"] == 0
         finally:
