@@ -31,9 +31,19 @@ from typing import Any, Iterable
 
 from stadtlink.adapters.core.adapter import MapContext
 from stadtlink.adapters.core.device import device_entity
-from stadtlink.adapters.core.entity import Measure, datetime_prop, geo_point, new_entity, note_rejected, prop, rel, set_measurements
+from stadtlink.adapters.core.entity import (
+    Measure,
+    datetime_prop,
+    geo_point,
+    new_entity,
+    note_rejected,
+    prop,
+    rel,
+    set_measurements,
+)
 from stadtlink.adapters.core.entity import entity_id as _entity_id
 from stadtlink.adapters.core.errors import MappingError, ReadingDropped
+from stadtlink.adapters.core.reasons import OLDER_THAN_STATE
 from stadtlink.adapters.core.reading import Reading
 from stadtlink.adapters.core.registry import DeviceRecord, DeviceRegistry
 from stadtlink.adapters.core.timeutil import iso_ms, parse_time
@@ -179,7 +189,7 @@ def _map_spot(reading: Reading, ctx: MapContext, settings: ParkingSettings) -> l
     spots = dict(before or {})
     previous = spots.get(spot_id)
     if previous is not None and parse_time(previous["last_seen"]) > reading.observed_at:
-        raise ReadingDropped("older-than-state",
+        raise ReadingDropped(OLDER_THAN_STATE,
                              f"{rec.id}: uplink of {iso_ms(reading.observed_at)} is older than {previous['last_seen']}")
     spots[spot_id] = entry
     if site is not None:
@@ -535,7 +545,7 @@ def _map_site(reading: Reading, ctx: MapContext, settings: ParkingSettings) -> l
 
     last = ctx.state.get(SITE_TIME + site_id)
     if last is not None and parse_time(last) > reading.observed_at:
-        raise ReadingDropped("older-than-state", f"site {site_id!r}: {iso_ms(reading.observed_at)} is older than {last}")
+        raise ReadingDropped(OLDER_THAN_STATE, f"site {site_id!r}: {iso_ms(reading.observed_at)} is older than {last}")
     if last != iso_ms(reading.observed_at):
         ctx.state[SITE_TIME + site_id] = iso_ms(reading.observed_at)
 

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from stadtlink.adapters.core.adapter import FunctionProfile, LoRaWANProfile, Profile
 from stadtlink.adapters.core.errors import DecodeError
+from stadtlink.adapters.core.reasons import BAD_PAYLOAD
 from stadtlink.adapters.core.reading import RawMessage, Reading
 from stadtlink.adapters.core.timeutil import UTC
 
@@ -66,7 +67,7 @@ def _payload(message: RawMessage) -> bytes:
     if isinstance(payload, str):
         payload = payload.encode("utf-8")
     if not isinstance(payload, (bytes, bytearray)):
-        raise DecodeError("bad-payload", f"expected the HTTP body as bytes, got {type(payload).__name__}")
+        raise DecodeError(BAD_PAYLOAD, f"expected the HTTP body as bytes, got {type(payload).__name__}")
     return bytes(payload)
 
 

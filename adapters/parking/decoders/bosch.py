@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from stadtlink.adapters.core.errors import DecodeError
+from stadtlink.adapters.core.reasons import BAD_LENGTH, BAD_PAYLOAD, UNKNOWN_FPORT
 
 RESET_CAUSES = {1: "watchdog", 2: "power on", 3: "system request", 4: "other"}
 
@@ -15,13 +16,13 @@ RESET_CAUSES = {1: "watchdog", 2: "power on", 3: "system request", 4: "other"}
 def _require_length(payload: bytes, f_port: int, allowed: tuple[int, ...]) -> None:
     if len(payload) not in allowed:
         want = " or ".join(str(n) for n in allowed)
-        raise DecodeError("bad-length", f"bosch-tps110 fPort {f_port}: expected {want} bytes, got {len(payload)}")
+        raise DecodeError(BAD_LENGTH, f"bosch-tps110 fPort {f_port}: expected {want} bytes, got {len(payload)}")
 
 
 def decode_tps110(payload: bytes, f_port: int | None) -> dict[str, Any]:
     """Decode one TPS110 payload; the ``kind`` key is ``status``, ``heartbeat`` or ``startup``."""
     if not isinstance(payload, (bytes, bytearray)):
-        raise DecodeError("bad-payload", "payload is not bytes")
+        raise DecodeError(BAD_PAYLOAD, "payload is not bytes")
     payload = bytes(payload)
     if f_port == 1:
         _require_length(payload, 1, (1,))
@@ -47,4 +48,4 @@ def decode_tps110(payload: bytes, f_port: int | None) -> dict[str, Any]:
             "reset_cause": RESET_CAUSES.get(payload[15], "other"),
             "occupied": bool(payload[16] & 0x01),
         }
-    raise DecodeError("unknown-fport", f"bosch-tps110 has no frame on fPort {f_port}")
+    raise DecodeError(UNKNOWN_FPORT, f"bosch-tps110 has no frame on fPort {f_port}")

@@ -24,6 +24,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as _safe_fromstring
 
 from stadtlink.adapters.core.errors import DecodeError
+from stadtlink.adapters.core.reasons import INVALID_XML
 from stadtlink.adapters.core.timeutil import UTC, TimeFormatError, parse_time
 
 from .vocab import SITE_STATUS, unique
@@ -164,7 +165,7 @@ def parse_document(data: bytes | str) -> ET.Element:
     except DefusedXmlException as exc:
         raise DecodeError("unsafe-xml", f"{type(exc).__name__}: DTDs and entities are refused") from None
     except (ET.ParseError, ValueError, UnicodeError, LookupError, RecursionError) as exc:  # LookupError: unknown encoding=
-        raise DecodeError("invalid-xml", str(exc)[:200]) from None
+        raise DecodeError(INVALID_XML, str(exc)[:200]) from None
     foreign_namespace = isinstance(root.tag, str) and root.tag.startswith("{") \
         and not root.tag.startswith("{" + DATEX_NS_PREFIX)
     if not isinstance(root.tag, str) or foreign_namespace:

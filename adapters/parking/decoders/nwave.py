@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from stadtlink.adapters.core.errors import DecodeError, ReadingDropped
+from stadtlink.adapters.core.reasons import BAD_LENGTH, BAD_PAYLOAD, UNKNOWN_FPORT
 
 RESET_CAUSES = {0: "rejoin", 1: "watchdog", 2: "power_on", 3: "user_request", 6: "brownout", 7: "other"}
 
@@ -40,15 +41,15 @@ def battery_health(millivolts: int, temperature: float) -> str:
 def decode_nps405(payload: bytes, f_port: int | None) -> dict[str, Any]:
     """Decode one NPS405 payload; the ``kind`` key is ``status``, ``heartbeat`` or ``startup``."""
     if not isinstance(payload, (bytes, bytearray)):
-        raise DecodeError("bad-payload", "payload is not bytes")
+        raise DecodeError(BAD_PAYLOAD, "payload is not bytes")
     payload = bytes(payload)
     if f_port == 1:
         if len(payload) != 1:
-            raise DecodeError("bad-length", f"nwave-nps405 fPort 1: expected 1 byte, got {len(payload)}")
+            raise DecodeError(BAD_LENGTH, f"nwave-nps405 fPort 1: expected 1 byte, got {len(payload)}")
         return {"kind": "status", "occupied": bool(payload[0] & 0x01), **_duration(payload[0] >> 1)}
     if f_port == 2:
         if len(payload) != 6:
-            raise DecodeError("bad-length", f"nwave-nps405 fPort 2: expected 6 bytes, got {len(payload)}")
+            raise DecodeError(BAD_LENGTH, f"nwave-nps405 fPort 2: expected 6 bytes, got {len(payload)}")
         millivolts = 2500 + payload[1] * 4
         temperature = int.from_bytes(payload[2:3], "big", signed=True) / 2 + 10
         return {
@@ -61,7 +62,7 @@ def decode_nps405(payload: bytes, f_port: int | None) -> dict[str, Any]:
         }
     if f_port == 3:
         if len(payload) != 5:
-            raise DecodeError("bad-length", f"nwave-nps405 fPort 3: expected 5 bytes, got {len(payload)}")
+            raise DecodeError(BAD_LENGTH, f"nwave-nps405 fPort 3: expected 5 bytes, got {len(payload)}")
         return {
             "kind": "startup",
             "firmware_version": f"{payload[0]}.{payload[1]}.{payload[2]}",
@@ -70,4 +71,4 @@ def decode_nps405(payload: bytes, f_port: int | None) -> dict[str, Any]:
         }
     if f_port == 10:
         raise ReadingDropped("sdi-tag-registration", "nwave-nps405 fPort 10 (SDI tag) carries no occupancy")
-    raise DecodeError("unknown-fport", f"nwave-nps405 has no frame on fPort {f_port}")
+    raise DecodeError(UNKNOWN_FPORT, f"nwave-nps405 has no frame on fPort {f_port}")

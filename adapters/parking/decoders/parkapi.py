@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from stadtlink.adapters.core.errors import DecodeError
+from stadtlink.adapters.core.reasons import INVALID_JSON
 from stadtlink.adapters.core.timeutil import UTC, TimeFormatError, parse_time
 
 from .vocab import PARKAPI_OPENING, PARKAPI_V1_LOT_TYPE, PARKAPI_V3_TYPE
@@ -96,7 +97,7 @@ def parse_parkapi(data: bytes | str, *, naive_tz: tzinfo = UTC) -> tuple[str, li
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise DecodeError("invalid-json", str(exc)[:200]) from None
+        raise DecodeError(INVALID_JSON, str(exc)[:200]) from None
     if isinstance(doc, dict) and isinstance(doc.get("items"), list):
         return "v3", [_guard(item, ("uid", "original_uid", "id"), lambda i: _v3_item(i, naive_tz))
                       for item in doc["items"]]
