@@ -20,6 +20,7 @@ import aiohttp
 import orjson
 
 from .errors import AuthenticationError
+from .redact import Redactor, has_userinfo, url_without_userinfo
 
 log = logging.getLogger("stadtlink.broker_client.auth")
 
@@ -103,6 +104,9 @@ class OAuth2ClientCredentials:
         timeout: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ):
+        if has_userinfo(token_url):
+            raise ValueError(f"token_url must not carry user info (got {url_without_userinfo(token_url)!r}): "
+                             "give the client secret as client_secret / client_secret_file")
         self.token_url = token_url
         self.client_id = client_id
         self._client_secret = client_secret
@@ -142,6 +146,8 @@ class OAuth2ClientCredentials:
         if self.audience:
             form["audience"] = self.audience
         started = self._clock()
+        # the endpoint's answer may repeat what we sent (a Keycloak error_description, a proxy's page)
+        redact = Redactor([self._client_secret])
         try:
             async with session.post(
                 self.token_url,
@@ -149,7 +155,7 @@ class OAuth2ClientCredentials:
                 headers={"Accept": "application/json"},
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
             ) as resp:
-                body = await resp.read()
+                body = redact.bytes(await resp.read())
                 status = resp.status
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise AuthenticationError(
@@ -161,6 +167,8 @@ class OAuth2ClientCredentials:
                 decoded = orjson.loads(body) if body else None
                 if isinstance(decoded, dict):  # OAuth2 error body: {"error", "error_description"}
                     detail = " ".join(str(decoded[k]) for k in ("error", "error_description") if k in decoded) or None
+                    if detail is not None and len(detail) > 300:
+                        detail = detail[:300] + "..."
             except orjson.JSONDecodeError:
                 pass
             log.warning("token request to %s refused with HTTP %s", self.token_url, status)

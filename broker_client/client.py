@@ -43,6 +43,7 @@ from .results import (
     parse_attribute_update,
     parse_batch_response,
 )
+from .redact import Redactor, has_userinfo, url_without_userinfo
 from .retry import DEFAULT_RETRY, RetryPolicy
 
 log = logging.getLogger("stadtlink.broker_client")
@@ -127,6 +128,9 @@ class NGSILDClient:
         base = url.rstrip("/")
         base = base.removesuffix(API_PREFIX)
         parsed = URL(base)
+        if has_userinfo(base):
+            raise ValueError(f"broker url must not carry user info (got {url_without_userinfo(url)!r}): "
+                             "give credentials as auth (a token, OAuth2 or Basic from a file or the environment)")
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ValueError(f"broker url must be http(s)://host[:port] (got {url!r})")
         if tenant is not None and not _TENANT_RE.match(tenant):
@@ -170,6 +174,8 @@ class NGSILDClient:
         self._base_headers = headers
         self._session: aiohttp.ClientSession | None = None
         self._merge_supported: bool | None = None
+        self._redactor_key: tuple | None = None
+        self._redactor = Redactor()
 
     def __repr__(self) -> str:
         return f"NGSILDClient(url={self.base_url!r}, tenant={self.tenant!r}, context={self.context!r}, auth={self.auth!r})"
@@ -231,6 +237,10 @@ class NGSILDClient:
         timeouts, broken connections, 5xx (not 501) and 429 only when ``idempotent``. A 401 makes
         the auth object drop its token and the request is sent once more (outside the retry count).
         Raises :class:`BrokerUnavailable` when no answer was obtained.
+
+        The answer's body is returned with the credentials of this request redacted
+        (:mod:`~stadtlink.broker_client.redact`): whatever the broker echoes of them never reaches
+        an exception, a dead letter or a log.
         """
         if json is not None:
             body = orjson.dumps(json)
@@ -251,9 +261,12 @@ class NGSILDClient:
             attempt += 1
             if self.auth is not None:
                 headers.update(await self.auth.headers(session))
+            redactor = self._redactor_for(headers)
             try:
                 async with session.request(method, url, params=query, data=body, headers=headers) as resp:
                     payload = await resp.read()
+                    if redactor and payload:
+                        payload = redactor.bytes(payload)
                     response = Response(resp.status, resp.headers, payload)
             except aiohttp.ClientConnectorError as exc:
                 # Nothing reached the broker: retrying is safe even for non-idempotent calls.
@@ -286,6 +299,16 @@ class NGSILDClient:
                 )
                 continue
             return response
+
+    def _redactor_for(self, headers: Mapping[str, str]) -> Redactor:
+        """The redactor of these request headers (rebuilt only when a credential changed)."""
+        key = tuple(v for k, v in headers.items()
+                    if k.lower() in ("authorization", "proxy-authorization", "cookie") or "token" in k.lower()
+                    or "key" in k.lower() or "secret" in k.lower() or "password" in k.lower())
+        if key != self._redactor_key:
+            self._redactor_key = key
+            self._redactor = Redactor.for_headers(headers)
+        return self._redactor
 
     async def _backoff(
         self, attempt: int, max_attempts: int, method: str, path: str, why: str, retry_after: str | None = None

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, model_validator
 
 from . import plugins
 from .errors import ConfigError
@@ -32,10 +32,31 @@ _NOT_OVERRIDES = {"STADTLINK_CONFIG", "STADTLINK_ADAPTER", "STADTLINK_EXTRA_ADAP
 
 
 def redact_url(url: str) -> str:
-    """``redis://:secret@host:6379/0`` → ``redis://:***@host:6379/0`` (for messages and logs)."""
-    import re as _re
+    """``redis://:secret@host:6379/0`` → ``redis://:***@host:6379/0``, ``http://token@host`` →
+    ``http://***@host`` (for messages and logs; an ``@`` inside the password is handled)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    cut = len(rest)
+    for ch in "/?#":
+        i = rest.find(ch)
+        if i != -1:
+            cut = min(cut, i)
+    authority, tail = rest[:cut], rest[cut:]
+    if "@" not in authority:
+        return url
+    userinfo, _, host = authority.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    masked = f"{user}:***" if colon else "***"
+    return f"{scheme}://{masked}@{host}{tail}"
 
-    return _re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", _re.sub(r"//([^/@:]+)@", "//***@", url))
+
+def _no_userinfo(url: str) -> str:
+    """A URL the config takes for HTTP must not carry ``user:password@`` (use the auth block)."""
+    if "@" in url.partition("://")[2].split("/", 1)[0].split("?", 1)[0]:
+        raise ValueError(f"user info (user:password@) is not allowed in the URL ({redact_url(url)}); "
+                         "give the credentials as auth (token, oauth2 or basic, from a file or env)")
+    return url
 
 
 class _Strict(BaseModel):
@@ -93,7 +114,7 @@ class OAuth2Auth(_Strict):
     """OAuth2 client credentials (Keycloak style)."""
 
     kind: Literal["oauth2"]
-    token_url: str
+    token_url: Annotated[str, AfterValidator(_no_userinfo)]
     client_id: str
     client_secret: SecretStr | None = None
     client_secret_env: str | None = None
@@ -150,7 +171,7 @@ class BrokerConfig(_Strict):
         "orion-ld", description="orion-ld | scorpio | stellio (NGSI-LD) or ngsi-v2 (classic Orion); docs/backends/")
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,49}$",
                              description="sink name (logs, readiness, metrics, its Redis stream); default: the kind")
-    url: str = Field(description="broker base URL, e.g. http://orion-ld:1026 (the client appends /ngsi-ld/v1 or /v2)")
+    url: Annotated[str, AfterValidator(_no_userinfo)] = Field(description="broker base URL, e.g. http://orion-ld:1026 (the client appends /ngsi-ld/v1 or /v2)")
     tenant: str | None = Field(None, description="NGSILD-Tenant (ngsi-v2: the Fiware-Service unless service is set)")
     service: str | None = Field(None, description="ngsi-v2: Fiware-Service")
     service_path: str | None = Field(None, description="ngsi-v2: Fiware-ServicePath (default /)")
@@ -181,7 +202,8 @@ class BrokerConfig(_Strict):
     @model_validator(mode="after")
     def _url(self) -> "BrokerConfig":
         if not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// or https:// (got {self.url!r})")
+            raise ValueError(f"url must start with http:// or https:// (got {redact_url(self.url)!r})")
+
         if self.kind != "sensorthings":
             if self.data_array is not None:
                 raise ValueError("data_array: only for kind sensorthings")

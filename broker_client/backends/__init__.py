@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..auth import Auth, OAuth2ClientCredentials, StaticToken
+from ..redact import has_userinfo, url_without_userinfo
 from ..client import NGSILDClient
 from ..errors import (
     AuthenticationError,
@@ -96,6 +97,9 @@ def build_auth(auth: Any, *, key: str = "broker.auth") -> Auth | None:
             for required in ("token_url", "client_id", "client_secret"):
                 if not _get(auth, required):
                     raise BackendConfigError(f"{key}.{required}", "required for oauth2 auth")
+            if has_userinfo(str(_get(auth, "token_url"))):
+                raise BackendConfigError(f"{key}.token_url", "user info (user:password@) is not allowed in the URL: "
+                                                             f"give the secret as {key}.client_secret_file")
             return OAuth2ClientCredentials(
                 _get(auth, "token_url"), _get(auth, "client_id"), secret(_get(auth, "client_secret")),
                 scope=_get(auth, "scope"), audience=_get(auth, "audience"),
@@ -127,6 +131,9 @@ def make_backend(config: Any, *, key: str = "broker", retry: RetryPolicy = DEFAU
     url = _get(config, "url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise BackendConfigError(f"{key}.url", f"must be an http:// or https:// URL (got {url!r})")
+    if has_userinfo(url):
+        raise BackendConfigError(f"{key}.url", f"user info (user:password@) is not allowed in the URL "
+                                               f"({url_without_userinfo(url)}): give the credentials as {key}.auth")
     auth = build_auth(_get(config, "auth"), key=f"{key}.auth")
     timeout = float(_get(config, "timeout_s", 10.0) or 10.0)
     batch_size = int(_get(config, "batch_size", 200) or 200)
@@ -208,6 +215,9 @@ async def check_backend(backend: Any, *, key: str = "broker") -> None:
     try:
         response = await backend.probe()
     except AuthenticationError as exc:
+        if exc.retryable:
+            # unreachable, 5xx, 429: like a broker that is down, the outbox waits and the batcher retries
+            raise BrokerDown(f"{key}.auth.token_url", f"the token endpoint did not answer: {exc}") from None
         raise BackendConfigError(f"{key}.auth", f"the token endpoint refused or failed: {exc}") from None
     except BrokerUnavailable as exc:
         raise BrokerDown(f"{key}.url", f"cannot reach {backend.base_url}: {exc.detail or exc}") from None
