@@ -4,8 +4,6 @@ order when it returns. Memory and Redis outboxes, over real sockets."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 
 import orjson
@@ -19,6 +17,7 @@ from stadtlink.adapters.core.sinks import FanoutOutbox, Sink, SinkSet, sink_outb
 from stadtlink.broker_client import RetryPolicy
 from stadtlink.broker_client.backends import make_backend
 from stadtlink.broker_client.local_broker import running_broker
+from stadtlink.adapters.core.testing import SHARED_REDIS_URL, wait_until
 
 from .servers import OrionV2Server
 
@@ -32,15 +31,6 @@ def reading(i: int, spot: int = 1) -> dict:
             "status": {"type": "Property", "value": "occupied" if i % 2 else "free",
                        "observedAt": f"2026-11-29T10:{i // 60:02d}:{i % 60:02d}.000Z"},
             "seq": {"type": "Property", "value": i}}
-
-
-async def until(pred, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if await pred() if asyncio.iscoroutinefunction(pred) else pred():
-            return True
-        await asyncio.sleep(0.02)
-    return False
 
 
 def build(outbox_cfg: OutboxConfig, ld_url: str, v2_url: str, *, semantics: str, redis_client=None,
@@ -84,7 +74,7 @@ async def test_one_sink_stopped_nothing_lost_healthy_one_does_not_wait(outbox_ki
     if outbox_kind == "redis":
         import redis.asyncio as aioredis
 
-        redis_client = aioredis.from_url("redis://127.0.0.1:6379/0")
+        redis_client = aioredis.from_url(SHARED_REDIS_URL)
     orion = OrionV2Server()
     await orion.start()
     try:
@@ -104,11 +94,11 @@ async def test_one_sink_stopped_nothing_lost_healthy_one_does_not_wait(outbox_ki
                 await orion.stop()
                 for i in range(10, 40):
                     await sinks.outbox.put([reading(i)])
-                    assert await until(lambda: sinks.sinks[0].outbox.depth == 0, 5)
+                    assert await wait_until(lambda: sinks.sinks[0].outbox.depth == 0, 5)
                 ent = await ld_entity(ld_url, reading(0)["id"])
                 assert ent["seq"]["value"] == 39
                 v2 = sinks.sinks[1]
-                assert await until(lambda: v2.batcher.broker_ok is False, 5)
+                assert await wait_until(lambda: v2.batcher.broker_ok is False, 5)
                 await v2.outbox.refresh()
                 assert v2.outbox.depth >= 29                     # its backlog waits, in its own outbox
                 checks = sinks.readiness()
@@ -148,7 +138,7 @@ async def test_full_secondary_sink_dead_letters_for_itself_and_never_blocks_the_
         try:
             for i in range(20):
                 await sinks.outbox.put([reading(i, spot=i)])   # 20 entities, v2 outbox holds 5
-                assert await until(lambda: sinks.sinks[0].outbox.depth == 0, 5)
+                assert await wait_until(lambda: sinks.sinks[0].outbox.depth == 0, 5)
             assert await sinks.wait_idle(0.5) is False       # the v2 backlog is still there
             v2 = sinks.sinks[1]
             assert v2.outbox.depth == 5 and v2.spilled == 15
@@ -180,7 +170,7 @@ async def test_extra_goes_with_the_first_outbox_only():
 
     prefix = f"stadtlink-test-{uuid.uuid4().hex}"
     outbox_cfg = OutboxConfig(kind="redis", key_prefix=prefix)
-    client = aioredis.from_url("redis://127.0.0.1:6379/0")
+    client = aioredis.from_url(SHARED_REDIS_URL)
     try:
         sinks = [Sink(name=n, key=k, config={}, backend=None,
                       outbox=sink_outbox(outbox_cfg, "a", i, n, redis_client=client), metrics=Metrics("t"),

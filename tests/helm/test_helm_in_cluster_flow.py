@@ -17,7 +17,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -34,7 +33,7 @@ import helm_kit as hk  # noqa: E402
 from helm_kit import pod_env as kubelet_env  # noqa: E402
 from stadtlink.adapters.core import context_server as cs  # noqa: E402
 from stadtlink.adapters.core.lorawan import chirpstack_uplink  # noqa: E402
-from stadtlink.adapters.core.testing import free_port, publish_uplinks, wait_for_port  # noqa: E402
+from stadtlink.adapters.core.testing import free_port, publish_uplinks, wait_for_port, wait_until  # noqa: E402
 
 MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
 CONTEXT_HOST = "rel-stadtlink-contexts.iot.svc.cluster.local:8080"
@@ -55,17 +54,6 @@ pytestmark = [
     pytest.mark.skipif(not _mosquitto_up(), reason="shared Mosquitto on 127.0.0.1:1883 is not running"),
     pytest.mark.timeout(120),
 ]
-
-
-async def _wait_for(check, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 def _redis_cli(port: int, password: str | None, *args: str) -> str:
@@ -184,7 +172,7 @@ async def test_chart_rendered_adapter_redis_and_contexts_work_together(tmp_path)
                 except aiohttp.ClientError:
                     return False
 
-            await _wait_for(ready, what="the adapter's /readyz")
+            await wait_until(ready, what="the adapter's /readyz")
             t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=2)
             await publish_uplinks(MQTT_HOST, MQTT_PORT, [chirpstack_uplink(
                 "0004a30b00000201", encode_meteohelix({"battery_voltage": 4.1, "air_temperature": 9.8,
@@ -201,7 +189,7 @@ async def test_chart_rendered_adapter_redis_and_contexts_work_together(tmp_path)
                                                         'type="application/ld+json"'}) as resp:
                     return await resp.json() if resp.status == 200 else None
 
-            entity = await _wait_for(arrived, what=f"{entity_id} in the broker")
+            entity = await wait_until(arrived, what=f"{entity_id} in the broker")
             assert entity["type"] == "WeatherObserved"
             assert entity["temperature"]["value"] == 9.8
             assert entity["name"]["value"] == "Friedrichsplatz / Wasserturm"   # from the mounted registry CSV

@@ -1,4 +1,4 @@
-"""MQTT notification endpoints, delivered to the shared Mosquitto on 127.0.0.1:1883."""
+"""MQTT notification endpoints, delivered to the shared Mosquitto (SHARED_MQTT)."""
 
 from __future__ import annotations
 
@@ -12,25 +12,18 @@ import aiomqtt
 import pytest
 
 from .conftest import PARKING_CTX, PARKING_LINK
-
-
-def mosquitto_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 1883), timeout=1):
-            return True
-    except OSError:
-        return False
+from stadtlink.adapters.core.testing import SHARED_MQTT
 
 
 SPOT = {"id": "urn:ngsi-ld:ParkingSpot:m:1", "type": "ParkingSpot",
         "status": {"type": "Property", "value": "free"}}
 
 
-@pytest.mark.skipif(not mosquitto_up(), reason="needs Mosquitto on 127.0.0.1:1883")
+@pytest.mark.needs_mqtt
 async def test_mqtt_notification_is_published(http, broker):
     topic = f"stadtlink-test/local-broker/{uuid.uuid4()}"
-    uri = f"mqtt://127.0.0.1:1883/{topic}"
-    async with aiomqtt.Client("127.0.0.1", 1883) as mqtt:
+    uri = f"mqtt://{SHARED_MQTT[0]}:{SHARED_MQTT[1]}/{topic}"
+    async with aiomqtt.Client(*SHARED_MQTT) as mqtt:
         await mqtt.subscribe(topic, qos=1)
         sub = {"type": "Subscription", "entities": [{"type": "ParkingSpot"}],
                "notification": {"format": "keyValues", "endpoint": {

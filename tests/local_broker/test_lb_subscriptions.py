@@ -8,6 +8,7 @@ import socket
 import time
 
 from .conftest import PARKING_CTX, PARKING_LINK, problem
+from stadtlink.adapters.core.testing import wait_until
 
 PLINK = {"Link": PARKING_LINK}
 
@@ -36,16 +37,6 @@ async def subscribe(http, broker, body, headers=PLINK) -> str:
 async def get_sub(http, broker, sub_id, params=None, headers=PLINK):
     async with http.get(f"{broker}/subscriptions/{sub_id}", headers=headers, params=params) as r:
         return r.status, await r.json()
-
-
-async def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = await predicate()
-        if result:
-            return result
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,7 +194,7 @@ async def test_notification_shape_headers_and_query_param(http, broker, receiver
         _, s = await get_sub(http, broker, sub_id)
         n = s["notification"]
         return n.get("timesSent") == 1 and "lastSuccess" in n and s
-    body = await wait_for(counters)
+    body = await wait_until(counters)
     assert body["notification"]["status"] == "ok"
     assert body["notification"]["lastNotification"].endswith("Z")
 
@@ -324,7 +315,7 @@ async def test_failed_status_when_receiver_is_down(http, broker):
     async def failed():
         _, body = await get_sub(http, broker, sub_id)
         return body["notification"].get("status") == "failed" and body
-    body = await wait_for(failed)
+    body = await wait_until(failed)
     n = body["notification"]
     assert n["timesSent"] == 1 and n["timesFailed"] == 1
     assert n["lastFailure"].endswith("Z") and "lastSuccess" not in n
@@ -340,13 +331,13 @@ async def test_failed_status_on_receiver_error_then_ok(http, broker, receiver):
     async def status_is(expected):
         _, body = await get_sub(http, broker, sub_id)
         return body["notification"].get("status") == expected and body
-    await wait_for(lambda: status_is("failed"))
+    await wait_until(lambda: status_is("failed"))
     receiver.status = 200
     async with http.patch(f"{broker}/entities/urn:ngsi-ld:ParkingSpot:s:1/attrs", headers=PLINK,
                           json={"status": {"type": "Property", "value": "occupied"}}) as r:
         assert r.status == 204
     await receiver.next()
-    body = await wait_for(lambda: status_is("ok"))
+    body = await wait_until(lambda: status_is("ok"))
     assert body["notification"]["timesSent"] == 2 and body["notification"]["timesFailed"] == 1
 
 

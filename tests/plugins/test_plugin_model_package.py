@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from stadtlink.adapters.core import tts_uplink
-from stadtlink.adapters.core.testing import free_port, publish_uplinks, wait_for_port
+from stadtlink.adapters.core.testing import SHARED_MQTT, free_port, publish_uplinks, wait_for_port
 from stadtlink.schemas import model_for, vocabulary
 from stadtlink.schemas.bundled import MODELS
 from stadtlink.schemas.contexts import STADTLINK_CONTEXT_URL
@@ -156,7 +156,7 @@ async def test_run_writes_the_packages_iris_and_the_bundled_families_keep_theirs
                 await asyncio.sleep(0.1)
             else:
                 pytest.fail("the plugin adapter never became ready")
-            await publish_uplinks("127.0.0.1", 1883, [tts_uplink("bin-1", b"\x2a\x15", f_port=1, f_cnt=1, application_id=app,
+            await publish_uplinks(*SHARED_MQTT, [tts_uplink("bin-1", b"\x2a\x15", f_port=1, f_cnt=1, application_id=app,
                                                                  received_at=_now())])
             for _ in range(600):
                 status, stored = await _get(session, base + bin_id)

@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from stadtlink.adapters.core.testing import SHARED_REDIS
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -18,7 +19,7 @@ def redis_prefix():
 
     prefix = f"sltest-{uuid.uuid4().hex[:10]}"
     yield prefix
-    client = redis.Redis(host="127.0.0.1", port=6379)
+    client = redis.Redis(host=SHARED_REDIS[0], port=SHARED_REDIS[1])
     try:
         keys = list(client.scan_iter(f"{prefix}:*"))
         if keys:

@@ -13,18 +13,13 @@ from aiohttp import web
 
 from stadtlink.adapters.core import RawMessage
 from stadtlink.adapters.core.sources.base import SourceBase
+from stadtlink.adapters.core.testing import free_port, wait_until
 
 
 def cli(args, env, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     """``stadtlink ARGS`` in a subprocess (the toy adapter on the path through ``env``)."""
     return subprocess.run([sys.executable, "-m", "stadtlink.adapters.core.cli", *args], env=env, input=stdin,
                           capture_output=True, timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class QueueSource(SourceBase):
@@ -137,16 +132,6 @@ class FakeBroker:
             self._runner = None
 
 
-async def wait_for(cond, timeout: float = 5.0, interval: float = 0.02) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if cond():
-            return True
-        await asyncio.sleep(interval)
-    return bool(cond())
-
-
 class BatcherRig:
     """A Batcher over a memory outbox and a real NGSILDClient, run as a task (``async with``)."""
 
@@ -183,7 +168,7 @@ class BatcherRig:
             await self.client.close()
 
     async def idle(self, timeout=5.0):
-        return await wait_for(lambda: self.outbox.depth == 0 and not self.batcher._carry, timeout)
+        return await wait_until(lambda: self.outbox.depth == 0 and not self.batcher._carry, timeout, "the outbox drained")
 
 
 def base_config(broker_url: str, **over: Any) -> dict:

@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 
 from stadtlink.adapters.core.config import BrokerConfig
-from rt_helpers import BatcherRig, FakeBroker, wait_for
+from rt_helpers import BatcherRig, FakeBroker, wait_until
 
 
 def ent(i):
@@ -43,7 +43,7 @@ async def test_written_without_waiting_for_flush_ms():
             await asyncio.sleep(0.05)
             await rig.outbox.put([ent(1), ent(2)])
             # flush_ms is a minute: only the adaptive flush can write this before the rig closes
-            assert await wait_for(lambda: len(fb.batches) == 1, timeout=30)
+            assert await wait_until(lambda: len(fb.batches) == 1, timeout=30)
             assert not rig.batcher._closing
         assert [len(b) for b in fb.batches] == [2]
     finally:
@@ -56,7 +56,7 @@ async def test_a_backlog_goes_out_in_full_batches():
         rig = Rig(fb.url, batch_size=5)
         await rig.outbox.put([ent(i) for i in range(12)])
         async with rig:
-            assert await wait_for(lambda: len(fb.batches) == 3, timeout=30)
+            assert await wait_until(lambda: len(fb.batches) == 3, timeout=30)
             assert not rig.batcher._closing
         assert [len(b) for b in fb.batches] == [5, 5, 2]
     finally:
@@ -68,13 +68,13 @@ async def test_the_next_batch_fills_while_a_write_is_under_way():
     try:
         async with Rig(fb.url, batch_size=10) as rig:
             await rig.outbox.put([ent(0)])
-            assert await wait_for(lambda: fb.arrived == 1, timeout=30)     # first write: held by the broker
+            assert await wait_until(lambda: fb.arrived == 1, timeout=30)     # first write: held by the broker
             for i in range(1, 7):
                 await rig.outbox.put([ent(i)])
             await asyncio.sleep(0.1)
             assert fb.arrived == 1                                          # one write at a time
             fb.gate.set()
-            assert await wait_for(lambda: len(fb.batches) == 2, timeout=30)
+            assert await wait_until(lambda: len(fb.batches) == 2, timeout=30)
         assert [sorted(e["id"][-1] for e in b) for b in fb.batches] == [["0"], ["1", "2", "3", "4", "5", "6"]]
     finally:
         await fb.stop()

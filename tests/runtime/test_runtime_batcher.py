@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from stadtlink.adapters.core.batcher import merge_entity
-from rt_helpers import BatcherRig, FakeBroker, wait_for
+from rt_helpers import BatcherRig, FakeBroker, wait_until
 
 
 def ent(i, value=1.0, t="2024-05-01T12:00:00.000Z", **extra):
@@ -31,7 +31,7 @@ async def test_flush_at_batch_size(fake):
     rig = Rig(fake.url, batch_size=5, flush_ms=60_000)
     await rig.outbox.put([ent(i) for i in range(12)])
     async with rig:
-        assert await wait_for(lambda: len(fake.batches) >= 2, timeout=10)   # full batches: no waiting
+        assert await wait_until(lambda: len(fake.batches) >= 2, timeout=10)   # full batches: no waiting
         await asyncio.sleep(0.2)
         assert len(fake.batches) == 2                  # the remaining 2 wait for flush_ms (or shutdown)
     assert [len(b) for b in fake.batches] == [5, 5, 2]  # shutdown flushed them
@@ -45,7 +45,7 @@ async def test_flush_after_flush_ms(fake):
         await rig.outbox.put([ent(1), ent(2)])
         await asyncio.sleep(0.1)
         assert fake.batches == []                       # not yet: below batch_size, before flush_ms
-        assert await wait_for(lambda: len(fake.batches) == 1, timeout=2)
+        assert await wait_until(lambda: len(fake.batches) == 1, timeout=2)
     assert [len(b) for b in fake.batches] == [2]
 
 
@@ -125,7 +125,7 @@ async def test_broker_down_outbox_holds_everything_then_drains(fake):
     async with rig:
         for i in range(30):
             await rig.outbox.put([ent(i, float(i))])
-        assert await wait_for(lambda: rig.batcher.broker_ok is False, timeout=3)
+        assert await wait_until(lambda: rig.batcher.broker_ok is False, timeout=3)
         await asyncio.sleep(0.3)
         assert rig.outbox.depth == 30 and rig.metrics.counts["upserted"] == 0
         back = await FakeBroker(port).start()
@@ -143,7 +143,7 @@ async def test_whole_request_5xx_keeps_entities(fake):
     rig = Rig(fake.url, batch_size=10, flush_ms=20)
     async with rig:
         await rig.outbox.put([ent(1), ent(2)])
-        assert await wait_for(lambda: rig.batcher.broker_ok is False, timeout=3)
+        assert await wait_until(lambda: rig.batcher.broker_ok is False, timeout=3)
         assert rig.outbox.depth == 2
         fake.status_override = None
         assert await rig.idle(timeout=5)
@@ -156,7 +156,7 @@ async def test_unauthorized_keeps_everything_and_marks_the_broker_down(fake):
     rig = Rig(fake.url, batch_size=10, flush_ms=20)
     async with rig:
         await rig.outbox.put([ent(1)])
-        assert await wait_for(lambda: rig.batcher.broker_ok is False, timeout=3)
+        assert await wait_until(lambda: rig.batcher.broker_ok is False, timeout=3)
         assert "Unauthorized" in rig.batcher.broker_error
         assert rig.outbox.depth == 1 and await rig.dead.list() == []
         fake.status_override = None

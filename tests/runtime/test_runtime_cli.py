@@ -18,7 +18,8 @@ import yaml
 from stadtlink.adapters.core import tts_uplink
 from stadtlink.broker_client import NGSILDClient
 from stadtlink.broker_client.local_broker import running_broker
-from rt_helpers import cli, free_port, wait_for
+from stadtlink.adapters.core.testing import SHARED_MQTT, SHARED_REDIS_URL
+from rt_helpers import cli, free_port, wait_until
 from rt_toy_adapter import ADAPTER
 
 
@@ -140,7 +141,7 @@ def test_config_schema_includes_adapter_settings(cli_env):
     jsonschema.Draft202012Validator.check_schema(schema)
     v = jsonschema.Draft202012Validator(schema)
     good = {"adapter": "toy", "namespace": "x", "broker": {"url": "http://b:1026"}, "settings": {"offset": 1.5},
-            "sources": [{"kind": "mqtt", "port": 1883}]}
+            "sources": [{"kind": "mqtt", "host": SHARED_MQTT[0], "port": SHARED_MQTT[1]}]}
     assert list(v.iter_errors(good)) == []
     assert list(v.iter_errors({**good, "settings": {"offset": "warm"}}))
     assert list(v.iter_errors({**good, "sources": [{"kind": "mqtt", "port": "x"}]}))
@@ -213,7 +214,7 @@ async def wait_source_connected(config: Path, timeout=15.0) -> bool:
 async def publish(app: str, n: int, value_base: int = 0) -> None:
     import aiomqtt
 
-    async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"rt-pub-{uuid.uuid4().hex[:8]}") as client:
+    async with aiomqtt.Client(*SHARED_MQTT, identifier=f"rt-pub-{uuid.uuid4().hex[:8]}") as client:
         for i in range(n):
             topic, doc = tts_uplink(f"d{i}", (value_base + i).to_bytes(2, "big"), f_port=1, f_cnt=i + 1,
                                     received_at="2024-05-01T12:00:00Z", application_id=app)
@@ -275,11 +276,11 @@ async def test_sigkill_with_redis_outbox_loses_nothing(cli_env, tmp_path, redis_
     port = free_port()
     n = 20
     config = write_config(tmp_path / "c.yaml", broker_port=port, app=app, n_devices=n,
-                          outbox={"kind": "redis", "url": "redis://127.0.0.1:6379/0", "key_prefix": redis_prefix,
+                          outbox={"kind": "redis", "url": SHARED_REDIS_URL, "key_prefix": redis_prefix,
                                   "consumer": "rt-kill"},
                           client_id=f"rt-kill-{uuid.uuid4().hex[:8]}")
     stream = f"{redis_prefix}:toy:outbox"
-    r = aioredis.from_url("redis://127.0.0.1:6379/0")
+    r = aioredis.from_url(SHARED_REDIS_URL)
     first = start_run(config, cli_env)
     second = None
     try:
@@ -314,7 +315,7 @@ async def test_deadletter_list_and_replay(cli_env, tmp_path, redis_prefix):
     port = free_port()
     async with running_broker(port=port) as url:
         cfg = {"adapter": "toy", "namespace": "dl", "broker": {"url": url, "flush_ms": 20},
-               "outbox": {"kind": "redis", "url": "redis://127.0.0.1:6379/0", "key_prefix": redis_prefix},
+               "outbox": {"kind": "redis", "url": SHARED_REDIS_URL, "key_prefix": redis_prefix},
                "http": {"enabled": False}, "devices": [{"id": "dev-1", "lat": 50, "lon": 8}]}
         from stadtlink.adapters.core.runner import Runner
         from rt_helpers import QueueSource
@@ -324,7 +325,7 @@ async def test_deadletter_list_and_replay(cli_env, tmp_path, redis_prefix):
         await runner.start()
         try:
             topic, doc = tts_uplink("late", b"\x00\x64", f_port=1, f_cnt=1, received_at="2024-05-01T12:00:00Z")
-            await wait_for(lambda: src.ready)
+            await wait_until(lambda: src.ready)
             await src.push(doc, topic=topic)
         finally:
             await runner.stop()
@@ -465,7 +466,7 @@ async def test_sigterm_of_a_shared_replica_mid_stream_loses_nothing(cli_env, tmp
             for cfg in configs:
                 assert await wait_source_connected(cfg)
             publisher = asyncio.create_task(stream())
-            await wait_for(lambda: published >= n // 3, timeout=30)
+            await wait_until(lambda: published >= n // 3, timeout=30)
             assert await asyncio.to_thread(stop, procs[0]) == 0        # mid-stream, for good
             assert published < n, "the stream ended before the replica stopped"
             await asyncio.wait_for(publisher, 60)
@@ -507,7 +508,7 @@ async def test_sigkill_of_a_shared_replica_resumes_its_share_under_its_pod_name(
         configs, envs, procs = [], [], []
         for pod in ("pod-a", "pod-b"):
             cfg = write_config(tmp_path / f"{pod}.yaml", broker_port=port, app=app, n_devices=n,
-                               outbox={"kind": "redis", "url": "redis://127.0.0.1:6379/0",
+                               outbox={"kind": "redis", "url": SHARED_REDIS_URL,
                                        "key_prefix": redis_prefix, "consumer": pod})
             doc = yaml.safe_load(cfg.read_text())
             doc["sources"][0].update(host=mosquitto.host, port=mosquitto.port, shared_group=f"grp-{app}",
@@ -535,10 +536,10 @@ async def test_sigkill_of_a_shared_replica_resumes_its_share_under_its_pod_name(
             for cfg in configs:
                 assert await wait_source_connected(cfg)
             publisher = asyncio.create_task(stream())
-            await wait_for(lambda: published >= n // 4, timeout=30)
+            await wait_until(lambda: published >= n // 4, timeout=30)
             procs[0].kill()                                     # SIGKILL: no leave, no flush
             await asyncio.to_thread(procs[0].wait, 5)
-            await wait_for(lambda: published >= n // 2, timeout=30)   # its share queues in its session
+            await wait_until(lambda: published >= n // 2, timeout=30)   # its share queues in its session
             restarted = start_run(configs[0], envs[0])          # the container restarts: same pod name
             assert await wait_source_connected(configs[0])
             await asyncio.wait_for(publisher, 60)

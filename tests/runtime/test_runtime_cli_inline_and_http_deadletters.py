@@ -11,7 +11,7 @@ import yaml
 
 from stadtlink.adapters.core import tts_uplink
 from stadtlink.adapters.core.runner import Runner
-from rt_helpers import QueueSource, cli, free_port, wait_for
+from rt_helpers import QueueSource, cli, free_port, wait_until
 from rt_toy_adapter import ADAPTER
 
 
@@ -39,11 +39,11 @@ async def test_deadletter_list_reads_the_memory_outbox_of_a_running_adapter(cli_
     runner = Runner.from_config(cfg, adapter=ADAPTER, sources=[(src, "toy-lora", None)])
     await runner.start()
     try:
-        await wait_for(lambda: src.ready)
+        await wait_until(lambda: src.ready)
         for i in range(3):
             topic, doc = tts_uplink(f"ghost-{i}", b"\x00\x64", f_port=1, f_cnt=i, received_at="2024-05-01T12:00:00Z")
             await src.push(doc, topic=topic)
-        await wait_for(lambda: runner.metrics.counts["dead_lettered"] >= 3)
+        await wait_until(lambda: runner.metrics.counts["dead_lettered"] >= 3)
         res = await asyncio.to_thread(cli, ["deadletter", "list", "toy", "--config", str(tmp_path / "c.yaml"),
                                             "--json"], cli_env)
         assert res.returncode == 0, res.stderr

@@ -7,7 +7,7 @@ import aiohttp
 
 from stadtlink.adapters.core import tts_uplink
 from stadtlink.adapters.core.runner import Runner
-from rt_helpers import FakeBroker, QueueSource, base_config, free_port, wait_for
+from rt_helpers import FakeBroker, QueueSource, base_config, free_port, wait_until
 from rt_toy_adapter import ADAPTER
 
 
@@ -25,7 +25,7 @@ async def test_health_ready_metrics():
     await runner.start()
     try:
         base = runner.http_url
-        assert await wait_for(lambda: runner.ready, timeout=3)
+        assert await wait_until(lambda: runner.ready, timeout=3)
         status, _, body = await get(base + "/readyz")
         assert status == 200
         import orjson
@@ -88,7 +88,7 @@ async def test_readyz_503_names_the_broker_when_unreachable():
                                 sources=[(src, "toy-lora", None)])
     await runner.start()
     try:
-        assert await wait_for(lambda: runner.batcher.broker_ok is False, timeout=5)
+        assert await wait_until(lambda: runner.batcher.broker_ok is False, timeout=5)
         status, _, body = await get(runner.http_url + "/readyz")
         import orjson
 
@@ -110,7 +110,7 @@ async def test_two_runners_in_one_process_have_separate_metrics():
     await b.start()
     try:
         topic, up = tts_uplink("dev-1", b"\x00\x10", f_port=1, f_cnt=1, received_at="2024-05-01T12:00:00Z")
-        await wait_for(lambda: a_src.ready)
+        await wait_until(lambda: a_src.ready)
         await a_src.push(up, topic=topic)
         _, _, body = await get(b.http_url + "/metrics")
         assert 'stadtlink_received_total{adapter="toy"} 0.0' in body.decode()

@@ -14,7 +14,8 @@ from stadtlink.adapters.core import tts_uplink
 from stadtlink.adapters.core.runner import Runner
 from stadtlink.broker_client import NGSILDClient
 from stadtlink.broker_client.local_broker import serve
-from rt_helpers import base_config, free_port, wait_for
+from stadtlink.adapters.core.testing import SHARED_MQTT
+from rt_helpers import base_config, free_port, wait_until
 from rt_toy_adapter import ADAPTER, TS_ADAPTER
 
 OUTAGE_S = 30.0
@@ -26,15 +27,15 @@ async def test_broker_stopped_for_30_seconds_loses_nothing():
     url = f"http://127.0.0.1:{port}"
     n_devices = 20
     broker = await serve("127.0.0.1", port)
-    cfg = base_config(url, sources=[{"kind": "mqtt", "host": "127.0.0.1", "port": 1883, "profile": "toy-lora",
+    cfg = base_config(url, sources=[{"kind": "mqtt", "host": SHARED_MQTT[0], "port": SHARED_MQTT[1], "profile": "toy-lora",
                                      "topics": [f"v3/{app}@ttn/devices/+/up"], "client_id": f"outage-{app}"}],
                       devices=[{"id": f"d{i}", "lat": 50.0, "lon": 8.0} for i in range(n_devices)])
     runner = Runner.from_config(cfg, adapter=TS_ADAPTER)
     await runner.start()
     sent = 0
     try:
-        assert await wait_for(lambda: runner.ready, timeout=15)
-        async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"pub-{app}") as mqtt:
+        assert await wait_until(lambda: runner.ready, timeout=15)
+        async with aiomqtt.Client(*SHARED_MQTT, identifier=f"pub-{app}") as mqtt:
             async def send(rounds: int, start_minute: int) -> None:
                 nonlocal sent
                 for r in range(rounds):

@@ -13,10 +13,11 @@ import redis.asyncio as aioredis
 from stadtlink.adapters.core import tts_uplink
 from stadtlink.adapters.core.outbox import MemoryOutbox, OutboxFull, RedisOutbox
 from stadtlink.adapters.core.runner import Runner
-from rt_helpers import FakeBroker, QueueSource, base_config, free_port, wait_for
+from stadtlink.adapters.core.testing import SHARED_REDIS_URL
+from rt_helpers import FakeBroker, QueueSource, base_config, free_port, wait_until
 from rt_toy_adapter import ADAPTER
 
-REDIS = "redis://127.0.0.1:6379/0"
+REDIS = SHARED_REDIS_URL
 
 
 def ent(i, v=1.0):
@@ -172,7 +173,7 @@ async def test_runner_with_redis_outbox_survives_broker_outage(redis_prefix):
             assert await runner.wait_idle(timeout=10)
             assert len(fb.entities) == 20
             assert runner.counters()["upserted"] == 20
-            assert await wait_for(lambda: runner.readiness()[0], timeout=3)
+            assert await wait_until(lambda: runner.readiness()[0], timeout=3)
         finally:
             await fb.stop()
     finally:
@@ -267,7 +268,7 @@ async def test_redis_restart_with_appendonly_keeps_the_outbox(own_redis):
             topic, doc = up(f"d{i}", i, 1)
             await src.push(doc, topic=topic)
         srv.kill()                                            # Redis crashes while the broker is down
-        assert await wait_for(lambda: not runner.outbox.healthy, timeout=15), "outage not noticed"
+        assert await wait_until(lambda: not runner.outbox.healthy, timeout=15), "outage not noticed"
         assert not runner.readiness()[0]
         topic, doc = up("d0", 99, 2)
         with pytest.raises(Exception):
@@ -275,7 +276,7 @@ async def test_redis_restart_with_appendonly_keeps_the_outbox(own_redis):
         srv.start()                                           # same port, same AOF directory
         fb = await FakeBroker(port).start()
         try:
-            assert await wait_for(lambda: len(fb.entities) == 10, timeout=40), f"{len(fb.entities)} of 10 arrived"
+            assert await wait_until(lambda: len(fb.entities) == 10, timeout=40), f"{len(fb.entities)} of 10 arrived"
             assert await runner.wait_idle(timeout=20)
         finally:
             await fb.stop()
@@ -296,7 +297,7 @@ async def test_redis_restart_without_persistence_recovers_for_new_data(own_redis
     try:
         topic, doc = up("dev-1", 100, 1)
         await src.push(doc, topic=topic)
-        assert await wait_for(lambda: runner.counters()["upserted"] == 1, timeout=5)
+        assert await wait_until(lambda: runner.counters()["upserted"] == 1, timeout=5)
         srv.kill()
         srv.start()
         deadline = time.monotonic() + 10
@@ -310,7 +311,7 @@ async def test_redis_restart_without_persistence_recovers_for_new_data(own_redis
                 assert time.monotonic() < deadline
                 f_cnt += 1
                 await asyncio.sleep(0.2)
-        assert await wait_for(lambda: runner.counters()["upserted"] == 2, timeout=10)
+        assert await wait_until(lambda: runner.counters()["upserted"] == 2, timeout=10)
         assert fb.entities["urn:ngsi-ld:WeatherObserved:test:dev-1"]["temperature"]["value"] == 2.0
     finally:
         await runner.stop(grace=1)
@@ -335,7 +336,7 @@ async def test_batcher_bug_is_survived_and_taken_entries_are_sent():
         runner.batcher._write = flaky
         topic, doc = up("dev-1", 300, 1)
         await src.push(doc, topic=topic)
-        assert await wait_for(lambda: runner.counters()["upserted"] == 1, timeout=6)
+        assert await wait_until(lambda: runner.counters()["upserted"] == 1, timeout=6)
         assert runner.counters()["errors"] == 1 and runner.liveness()[0]
     finally:
         await runner.stop(grace=1)
@@ -373,7 +374,7 @@ async def test_start_waits_for_a_redis_that_comes_up_late(own_redis):
         assert not starting.done()
         srv.start()
         await asyncio.wait_for(starting, 10)
-        assert await wait_for(lambda: runner.readiness()[0], timeout=5)
+        assert await wait_until(lambda: runner.readiness()[0], timeout=5)
     finally:
         if not starting.done():
             starting.cancel()

@@ -8,8 +8,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from stadtlink.adapters.core.outbox import RedisOutbox
+from stadtlink.adapters.core.testing import SHARED_REDIS_URL
 
-REDIS = "redis://127.0.0.1:6379/0"
+REDIS = SHARED_REDIS_URL
 
 
 def ent(i):

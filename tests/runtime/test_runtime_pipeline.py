@@ -8,7 +8,8 @@ from stadtlink.adapters.core import tts_uplink
 from stadtlink.adapters.core.runner import Runner
 from stadtlink.broker_client import NGSILDClient
 from stadtlink.broker_client.local_broker import running_broker
-from rt_helpers import QueueSource, base_config, wait_for
+from stadtlink.adapters.core.testing import SHARED_REDIS_URL
+from rt_helpers import QueueSource, base_config, wait_until
 from rt_toy_adapter import ADAPTER, TS_ADAPTER
 
 TIME = "2024-05-01T12:00:00Z"
@@ -33,7 +34,7 @@ async def start(url: str, *, adapter=ADAPTER, profile="toy-lora", **over):
     src = QueueSource()
     runner = Runner.from_config(base_config(url, **over), adapter=adapter, sources=[(src, profile, None)])
     await runner.start()
-    assert await wait_for(lambda: src.ready)
+    assert await wait_until(lambda: src.ready)
     return runner, src
 
 
@@ -203,7 +204,7 @@ async def test_time_series_writes_every_observation(broker):
 async def test_tick_entities_go_through_check_and_outbox(broker):
     runner, src = await start(broker, settings={"tick_entity": True})
     try:
-        assert await wait_for(lambda: runner.counters()["upserted"] >= 1, timeout=5)
+        assert await wait_until(lambda: runner.counters()["upserted"] >= 1, timeout=5)
         ents = await entities_in(broker)
         assert "urn:ngsi-ld:WeatherObserved:test:tick" in ents
         assert runner.pipeline.ctx.state["ticks"] >= 1
@@ -268,7 +269,7 @@ async def test_extra_source_kind_from_config(broker):
                                     adapter=ADAPTER)
         await runner.start()
         try:
-            assert await wait_for(lambda: made and made[0].ready)
+            assert await wait_until(lambda: made and made[0].ready)
             topic, up = uplink("dev-1", b"\x00\x05", 1)
             await made[0].push(up, topic=topic)
             assert await runner.wait_idle()
@@ -323,12 +324,12 @@ async def test_json_map_profile_is_available_to_every_adapter(broker):
 
 async def test_concurrent_sources_share_state_consistently(broker, redis_prefix):
     a, b = QueueSource("a"), QueueSource("b")
-    cfg = base_config(broker, outbox={"kind": "redis", "url": "redis://127.0.0.1:6379/0", "key_prefix": redis_prefix})
+    cfg = base_config(broker, outbox={"kind": "redis", "url": SHARED_REDIS_URL, "key_prefix": redis_prefix})
     runner = Runner.from_config(cfg, adapter=ADAPTER,
                                 sources=[(a, "toy-lora", None), (b, "toy-lora", None)])
     await runner.start()
     try:
-        assert await wait_for(lambda: a.ready and b.ready)
+        assert await wait_until(lambda: a.ready and b.ready)
         import asyncio
 
         async def feed(src, start):

@@ -15,10 +15,11 @@ from stadtlink.adapters.core.lorawan import tts_uplink
 from stadtlink.adapters.core.runner import Runner
 from stadtlink.adapters.core.shared import DeriveHook, DeriveOptions, DerivedLoop, Lease, SharedState, SharedWrites
 from stadtlink.adapters.parking import ADAPTER as PARKING
+from stadtlink.adapters.core.testing import SHARED_REDIS_URL
 
-from rt_helpers import FakeBroker, QueueSource, wait_for
+from rt_helpers import FakeBroker, QueueSource, wait_until
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = SHARED_REDIS_URL
 
 
 @pytest.fixture
@@ -225,7 +226,7 @@ async def test_parking_shared_uplinks_write_one_field_each_and_the_holder_aggreg
             e = broker.entities.get(site_id)
             return e is not None and e["availableSpotNumber"]["value"] == 1 and e["occupiedSpotNumber"]["value"] == 2
 
-        assert await wait_for(site_ok, timeout=10), {k: v for k, v in broker.entities.get(site_id, {}).items() if "Spot" in k}
+        assert await wait_until(site_ok, timeout=10), {k: v for k, v in broker.entities.get(site_id, {}).items() if "Spot" in k}
         assert runner.derived.leader and runner.metrics.gauges["derive_leader"]() == 1.0
         assert f"{redis_prefix}:parking:derive:lease" in [k.decode() for k in await r.keys(f"{redis_prefix}:*lease")]
     finally:
@@ -275,7 +276,7 @@ async def test_parking_shared_heartbeat_timeouts_are_applied_by_the_holder(r, re
             return (broker.entities.get(spot0, {}).get("status", {}).get("value") == "unknown" and site is not None
                     and site["occupiedSpotNumber"]["value"] == 1 and site["availableSpotNumber"]["value"] == 0)
 
-        assert await wait_for(timed_out, timeout=10), (broker.entities.get(spot0), broker.entities.get(site_id))
+        assert await wait_until(timed_out, timeout=10), (broker.entities.get(spot0), broker.entities.get(site_id))
         expired_at = (now - timedelta(seconds=540)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         assert broker.entities[spot0]["status"]["observedAt"] == expired_at, "unknown at last uplink + timeout"
         stored = await r.hget(f"{redis_prefix}:parking:shared:spots:site", "tps-0")
@@ -315,7 +316,7 @@ async def test_switching_from_local_to_shared_seeds_the_shared_hashes_from_the_p
             e = broker.entities.get(site_id)
             return e is not None and (e["occupiedSpotNumber"]["value"], e["availableSpotNumber"]["value"]) == (2, 1)
 
-        assert await wait_for(counted, timeout=10), broker.entities.get(site_id)
+        assert await wait_until(counted, timeout=10), broker.entities.get(site_id)
         stored = await r.hgetall(f"{redis_prefix}:parking:shared:spots:site")
         assert orjson.loads(stored[b"tps-0"])["status"] == "occupied"
         assert orjson.loads(stored[b"tps-2"])["status"] == "free"

@@ -6,8 +6,6 @@ afterwards) as outbox, dead-letter stream and state store, the Runner with the p
 """
 from __future__ import annotations
 
-import asyncio
-import socket
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -20,25 +18,16 @@ from stadtlink.adapters.core.errors import ConfigError
 from stadtlink.adapters.core.lorawan import tts_uplink
 from stadtlink.adapters.core.timecheck import IMPLAUSIBLE_TIME, TimeAdmission
 from stadtlink.adapters.parking import ADAPTER
+from stadtlink.adapters.core.testing import SHARED_MQTT, SHARED_REDIS, SHARED_REDIS_URL, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
-MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
-REDIS_URL = "redis://127.0.0.1:6379/0"
+MQTT_HOST, MQTT_PORT = SHARED_MQTT
+REDIS_URL = SHARED_REDIS_URL
 LINK = f'<{ADAPTER.context}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 FUTURE = "9999-12-31T23:59:59.999999999Z"
 
 
-def _up(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-needs_services = pytest.mark.skipif(not (_up(MQTT_PORT) and _up(6379)),
-                                    reason="shared Mosquitto 127.0.0.1:1883 / Redis 127.0.0.1:6379 not running")
 
 
 def _ms(dt: datetime) -> str:
@@ -51,7 +40,7 @@ def prefix():
 
     prefix = f"sec-time-{uuid.uuid4().hex[:10]}"
     yield prefix
-    client = redis.Redis(host="127.0.0.1", port=6379)
+    client = redis.Redis(host=SHARED_REDIS[0], port=SHARED_REDIS[1])
     try:
         keys = list(client.scan_iter(f"{prefix}:*"))
         if keys:
@@ -81,17 +70,6 @@ def _config(broker_url: str, prefix: str, app: str, **extra) -> dict:
     }
 
 
-async def _wait_for(predicate, timeout: float = 40.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        found = await predicate()
-        if found:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.1)
-
-
 async def _spots(session: aiohttp.ClientSession, base: str, ns: str) -> dict[str, dict]:
     async with session.get(f"{base}/ngsi-ld/v1/entities", params={"type": "ParkingSpot", "limit": "1000"},
                            headers={"Accept": "application/json", "Link": LINK}) as resp:
@@ -104,7 +82,7 @@ async def _start(config: dict):
 
     runner = Runner.from_config(config, adapter=ADAPTER)
     await runner.start()
-    await _wait_for(lambda: _ready(runner))
+    await wait_until(lambda: _ready(runner))
     return runner
 
 
@@ -118,7 +96,8 @@ def _redis():
     return aioredis.from_url(REDIS_URL)
 
 
-@needs_services
+@pytest.mark.needs_mqtt
+@pytest.mark.needs_redis
 async def test_an_uplink_from_year_9999_is_dead_lettered_and_later_current_ones_reach_the_broker(prefix):
     from stadtlink.adapters.core.testing import publish_uplinks
     from stadtlink.broker_client.local_broker import running_broker
@@ -144,7 +123,7 @@ async def test_an_uplink_from_year_9999_is_dead_lettered_and_later_current_ones_
                     return found
                 return None
 
-            found = await _wait_for(both_current)
+            found = await wait_until(both_current)
             assert found[spot1]["status"]["value"] == "occupied"
             assert found[spot2]["status"]["value"] == "occupied"
             assert found[spot2]["status"]["observedAt"] == _ms(t2)
@@ -172,7 +151,8 @@ async def test_an_uplink_from_year_9999_is_dead_lettered_and_later_current_ones_
             await runner.stop(grace=2)
 
 
-@needs_services
+@pytest.mark.needs_mqtt
+@pytest.mark.needs_redis
 async def test_a_persisted_future_time_is_repaired_at_start(prefix, caplog):
     """State written before time admission existed (here: by a runner whose margin reaches past
     year 9999) holds 9999-12-31 for a spot; the next start repairs it and current readings flow."""
@@ -195,7 +175,7 @@ async def test_a_persisted_future_time_is_repaired_at_start(prefix, caplog):
                 finally:
                     await client.aclose()
 
-            await _wait_for(frozen)
+            await wait_until(frozen)
             assert await runner.wait_idle()
         finally:
             await runner.stop(grace=2)
@@ -223,7 +203,7 @@ async def test_a_persisted_future_time_is_repaired_at_start(prefix, caplog):
                 s1 = (await _spots(session, broker_url, prefix)).get(spot1)
                 return s1 if s1 and s1["status"]["observedAt"] == _ms(now) else None
 
-            s1 = await _wait_for(current)
+            s1 = await wait_until(current)
             assert s1["status"]["value"] == "free"
             dead = [r for _, r in await runner.deadletters.list(100)]
             assert dead == []
@@ -231,7 +211,8 @@ async def test_a_persisted_future_time_is_repaired_at_start(prefix, caplog):
             await runner.stop(grace=2)
 
 
-@needs_services
+@pytest.mark.needs_mqtt
+@pytest.mark.needs_redis
 async def test_floor_and_max_age_dead_letter_old_readings(prefix):
     """A 1970 clock (before ``not_before``) and, with ``max_age_s``, a reading older than that are
     dead-lettered as well; an in-window reading passes (memory outbox, messages handed to the pipeline)."""

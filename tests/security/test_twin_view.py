@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import aiohttp
 import pytest
@@ -19,6 +18,7 @@ from stadtlink.broker_client import NGSILDClient
 from stadtlink.broker_client.local_broker import running_broker
 from stadtlink.broker_client.twin import TwinServer
 from stadtlink.broker_client.twin.server import AccessControl
+from stadtlink.adapters.core.testing import wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -29,18 +29,6 @@ def car_park(n: int | str, name: str, free: int = 10, lon: float = 8.466, lat: f
             "availableSpotNumber": {"type": "Property", "value": free, "observedAt": "2026-01-01T10:00:00.000Z"},
             "totalSpotNumber": {"type": "Property", "value": 100},
             "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, lat]}}}
-
-
-async def _wait(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Twin:
@@ -57,7 +45,7 @@ class Twin:
         self.kw.setdefault("access", AccessControl())
         self.twin = TwinServer(self.broker_url, port=0, **self.kw)
         await self.twin.start()
-        await _wait(lambda: self.twin.broker_ok, what="the twin to reach the broker")
+        await wait_until(lambda: self.twin.broker_ok, what="the twin to reach the broker")
         return self
 
     async def __aexit__(self, *exc):
@@ -132,8 +120,8 @@ async def test_forged_notification_with_the_secret_from_the_subscriptions_change
     async with Twin() as t, aiohttp.ClientSession() as http:
         real = car_park(1, "Rathaus", free=42)
         await t.writer.upsert([real])
-        await _wait(lambda: t.twin.state.entities.get(real["id"], {}).get("name") == "Rathaus",
-                    what="the real entity in the twin")
+        await wait_until(lambda: t.twin.state.entities.get(real["id"], {}).get("name") == "Rathaus",
+                         what="the real entity in the twin")
         # the attacker reads the subscriptions and copies the secret
         async with http.get(t.broker_url + "/ngsi-ld/v1/subscriptions") as resp:
             subs = await resp.json()
@@ -147,8 +135,8 @@ async def test_forged_notification_with_the_secret_from_the_subscriptions_change
         before = dict(t.twin.read_back.counters)
         async with http.post(t.twin.url + "/notify", data=json.dumps(forged), headers=headers) as resp:
             assert resp.status == 200, "the secret is right: the receiver takes the notification"
-        await _wait(lambda: t.twin.read_back.counters["unknown"] > before["unknown"],
-                    what="the read-back of the forged notification")
+        await wait_until(lambda: t.twin.read_back.counters["unknown"] > before["unknown"],
+                         what="the read-back of the forged notification")
         shown = {e["id"]: e for e in t.twin.state.snapshot()}
         assert shown[real["id"]]["name"] == "Rathaus" and shown[real["id"]]["values"]["availableSpotNumber"] == 42
         assert "urn:ngsi-ld:OffStreetParking:sec:invented" not in shown
@@ -156,8 +144,8 @@ async def test_forged_notification_with_the_secret_from_the_subscriptions_change
             assert "FORGED" not in await resp.text()
         # a real change still arrives, read back from the broker
         await t.writer.upsert([car_park(1, "Rathaus", free=7)])
-        await _wait(lambda: t.twin.state.entities[real["id"]]["values"]["availableSpotNumber"] == 7,
-                    what="the real update")
+        await wait_until(lambda: t.twin.state.entities[real["id"]]["values"]["availableSpotNumber"] == 7,
+                         what="the real update")
 
 
 async def test_live_streams_are_capped():
@@ -171,7 +159,7 @@ async def test_live_streams_are_capped():
         async with http.get(t.twin.url + "/events") as resp:
             assert resp.status == 503 and "Retry-After" in resp.headers
         streams.pop().close()
-        await _wait(lambda: len(t.twin._clients) < 3, what="the closed stream to leave")
+        await wait_until(lambda: len(t.twin._clients) < 3, what="the closed stream to leave")
         async with http.get(t.twin.url + "/events") as resp:
             assert resp.status == 200
         for s in streams:
@@ -233,7 +221,7 @@ async def test_300_browsers_that_stop_reading_keep_memory_bounded():
                                 return (await r.json())["entities"] == n_entities
                         except aiohttp.ClientError:
                             return False
-                    await _wait(loaded, timeout=120, what="the twin to load 10,000 entities")
+                    await wait_until(loaded, timeout=120, what="the twin to load 10,000 entities")
                     async with http.get(base + "/api/entities") as r:
                         snapshot_bytes = len(await r.read())
                     baseline = _rss_kib(proc.pid)
@@ -256,7 +244,7 @@ async def test_300_browsers_that_stop_reading_keep_memory_bounded():
                         async with http.get(base + "/healthz") as r:
                             health = await r.json()
                             return health["browsers"] + health["twin"]["streams_dropped"] >= n_stalled
-                    await _wait(all_served, timeout=120, what="300 streams")
+                    await wait_until(all_served, timeout=120, what="300 streams")
                     await asyncio.sleep(2)
                     # another browser goes on: it gets the snapshot and then a live update
                     async with http.get(base + "/events") as stream:
@@ -269,7 +257,7 @@ async def test_300_browsers_that_stop_reading_keep_memory_bounded():
                     async def dropped():
                         async with http.get(base + "/healthz") as r:
                             return (await r.json())["browsers"] <= 10
-                    await _wait(dropped, timeout=120, what="the stalled streams to be dropped")
+                    await wait_until(dropped, timeout=120, what="the stalled streams to be dropped")
             finally:
                 if sampler is not None:
                     sampler.cancel()
@@ -302,7 +290,7 @@ async def test_read_back_bounds_a_flood_of_notified_ids():
     rb = ReadBack(Broker(), show, types=["OffStreetParking"], max_pending=100, batch=10)
     flood = [{"id": f"urn:ngsi-ld:OffStreetParking:x:{i}", "type": "OffStreetParking"} for i in range(5000)]
     await rb(Notification(id="n1", subscription_id="s", notified_at=None, data=flood))
-    await _wait(lambda: rb.counters["resyncs"] == 1 and not rb._pending, what="the resync")
+    await wait_until(lambda: rb.counters["resyncs"] == 1 and not rb._pending, what="the resync")
     await asyncio.sleep(0.1)
     assert len(queries) <= 2 and any("id" not in q for q in queries)
     assert shown == [car_park(1, "")["id"]]

@@ -13,18 +13,9 @@ from stadtlink.adapters.core.metrics import Metrics
 from stadtlink.adapters.core.outbox import MemoryOutbox
 from stadtlink.broker_client.retry import RetryPolicy
 from stadtlink.broker_client.sensorthings import SensorThingsBackend
+from stadtlink.adapters.core.testing import wait_until
 
 from .helpers import Sta, later, parking_spot, weather
-
-
-async def until(condition, timeout: float = 20.0) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if condition():
-            return True
-        await asyncio.sleep(0.05)
-    return bool(condition())
 
 
 class Rig:
@@ -58,7 +49,7 @@ async def test_a_refused_row_is_dead_lettered_with_the_servers_reason(sta_server
     bad = parking_spot(ns)
     async with Rig(sta_server.url) as rig:
         await rig.outbox.put(good + [bad])
-        assert await until(lambda: rig.idle() and rig.metrics.counts["upserted"] == 3)
+        assert await wait_until(lambda: rig.idle() and rig.metrics.counts["upserted"] == 3)
     records = [record for _, record in await rig.dead.list()]
     assert len(records) == 1
     assert records[0]["entity"]["id"] == bad["id"] and records[0]["reason"] == "broker-rejected"
@@ -74,13 +65,13 @@ async def test_a_server_restart_loses_nothing(own_sta_server, ns):
     readings = [weather(ns, "st", at=later(m), temperature=float(m)) for m in range(6)]
     async with Rig(server.url) as rig:
         await rig.outbox.put(readings[:2])
-        assert await until(lambda: rig.idle() and rig.metrics.counts["upserted"] == 2)
+        assert await wait_until(lambda: rig.idle() and rig.metrics.counts["upserted"] == 2)
         server.stop()
         await rig.outbox.put(readings[2:])
-        assert await until(lambda: rig.batcher.broker_ok is False)
+        assert await wait_until(lambda: rig.batcher.broker_ok is False)
         assert rig.outbox.depth + len(rig.batcher._carry) > 0     # held, not dropped
         server.start()
-        assert await until(lambda: rig.idle() and rig.metrics.counts["upserted"] == 6, timeout=30)
+        assert await wait_until(lambda: rig.idle() and rig.metrics.counts["upserted"] == 6, timeout=30)
     assert await rig.dead.list() == []
     sta = Sta(server.url)
     streams = await sta.datastreams((await sta.thing(readings[0]["id"]))["@iot.id"])

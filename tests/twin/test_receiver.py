@@ -8,6 +8,7 @@ import pytest
 from aiohttp import ClientSession, web
 
 from stadtlink.broker_client.notify import NotificationReceiver
+from stadtlink.adapters.core.testing import wait_until
 
 SECRET = "s3cret"
 
@@ -47,21 +48,12 @@ async def served():
     await runner.cleanup()
 
 
-async def wait_for(pred, timeout=2.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        await asyncio.sleep(0.01)
-    return False
-
-
 async def test_legacy_notifier(served):
     receiver, got, http, url = served
     async with http.post(url + "?subscriptionId=urn:ngsi-ld:Subscription:stadtlink:parking",
                          data=body(sub=None), headers=LEGACY_HEADERS) as r:
         assert r.status == 200
-    assert await wait_for(lambda: got)
+    assert await wait_until(lambda: got)
     note = got[0]
     assert note.subscription_id == "urn:ngsi-ld:Subscription:stadtlink:parking"
     assert note.attribute_format == "normalized"
@@ -77,7 +69,7 @@ async def test_native_notifier_and_jsonld(served):
     async with http.post(url, data=body(nid="urn:ngsi-ld:Notification:2", **{"@context": ["https://c.example/ctx"]}),
                          headers=ld) as r:
         assert r.status == 200
-    assert await wait_for(lambda: len(got) == 2)
+    assert await wait_until(lambda: len(got) == 2)
     assert got[0].tenant == "town" and got[0].attribute_format == "Normalized"
     assert got[0].subscription_id == "urn:ngsi-ld:Subscription:stadtlink:parking", "the body's id wins over the query"
     assert got[1].context == ["https://c.example/ctx"]
@@ -141,7 +133,7 @@ async def test_slow_handler_does_not_delay_the_answer():
         assert not handled, "the handler is still blocked"
         assert elapsed < 2.0, f"answers waited for the handler ({elapsed:.2f}s)"
         release.set()
-        assert await wait_for(lambda: len(handled) == 5)
+        assert await wait_until(lambda: len(handled) == 5)
     finally:
         release.set()
         await runner.cleanup()
@@ -181,7 +173,7 @@ async def test_mqtt_envelope_goes_through_the_same_handlers():
         assert await receiver.handle_mqtt(b'{"body": 3}') == "bad_request"
         wrong = dict(env, metadata={"X-Stadtlink-Secret": "no"})
         assert await receiver.handle_mqtt(orjson.dumps(wrong)) == "unauthorized"
-        assert await wait_for(lambda: got)
+        assert await wait_until(lambda: got)
         assert got[0].transport == "mqtt" and got[0].id == "m1"
     finally:
         await receiver.stop()
