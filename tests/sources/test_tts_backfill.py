@@ -270,3 +270,48 @@ async def test_the_webhook_source_is_backfilled_from_the_storage_integration_too
         await storage.stop()
         await broker.stop()
     assert len(broker.writes) == 31 and set(broker.writes.values()) == {1}
+
+
+async def test_two_webhook_replicas_catch_up_once_between_them():
+    """Several webhook replicas on one Redis: a lease lets one of them catch up; the other stands
+    by and takes over when the first stops."""
+    app = f"bf{uuid.uuid4().hex[:10]}"
+    prefix = f"test-tts-{app}"
+    broker = await CountingBroker().start()
+    storage = await StorageStandIn(api_key=KEY).start()
+    ups = Uplinks(app, storage)
+    for _, doc in ups.make(40):
+        storage.store(app, doc)
+    cfg = _config(broker.url, storage.url, app, prefix)
+    cfg["sources"] = [{"kind": "webhook", "path": "/tts", "token": "hook-token", "profile": "toy-lora",
+                       "tts": {"application_id": app, "api_key": KEY, "api_url": storage.url,
+                               "backfill": {"period_s": 0.5, "page_size": 7}}}]
+    runners = []
+    for name in ("pod-a", "pod-b"):   # two pods: their own outbox consumer names (default: the host name)
+        runners.append(Runner.from_config({**cfg, "outbox": {**cfg["outbox"], "consumer": name}},
+                                          adapter=TOY_TS_ADAPTER))
+    try:
+        for r in runners:
+            await r.start()
+        await wait_until(lambda: len(broker.writes) == 40, what="the backfill at start", detail=_state(runners[0], broker))
+        await wait_until(lambda: all(_stats(r)["tts_backfill_runs"] + _stats(r)["tts_backfill_standby"] >= 4
+                                for r in runners), what="several rounds on both")
+        leaders = [r for r in runners if _stats(r)["tts_backfill_leader"] == 1.0]
+        assert len(leaders) == 1, [_stats(r) for r in runners]
+        standby = next(r for r in runners if r is not leaders[0])
+        assert _stats(standby)["tts_backfill_uplinks"] == 0 and _stats(standby)["tts_backfill_standby"] >= 1
+        await leaders[0].stop()                       # the leader goes; the other takes over at once
+        for _, doc in ups.make(5):
+            storage.store(app, doc)
+        await wait_until(lambda: len(broker.writes) == 45, what="the new leader's catch-up", detail=_state(standby, broker))
+        assert _stats(standby)["tts_backfill_leader"] == 1.0 and _stats(standby)["tts_backfill_uplinks"] == 5, _state(standby, broker)()
+        assert await standby.wait_idle(timeout=30)
+    finally:
+        handed = [(_stats(r)["tts_backfill_uplinks"], _stats(r)["tts_backfill_skipped"]) for r in runners]
+        for r in runners:
+            await r.stop()
+        await storage.stop()
+        await broker.stop()
+        await _cleanup_redis(prefix)
+    twice = [k for k, v in broker.writes.items() if v > 1]
+    assert len(broker.writes) == 45 and not twice, (twice, handed)

@@ -158,14 +158,18 @@ class StorageStandIn:
         stall = self.stall_next > 0
         if stall:
             self.stall_next -= 1
-        for i, (_, doc) in enumerate(rows):
-            if stall and i == 1:
-                await asyncio.sleep(self.stall_s)
-            if midstream and i == self.fail_midstream_after:
-                await resp.write(orjson.dumps({"error": _status(14, "storage read failed", "unavailable")}) + delim)
-                break
-            await resp.write(orjson.dumps({"result": doc}) + delim)
-        await resp.write_eof()
+        try:
+            for i, (_, doc) in enumerate(rows):
+                if stall and i == 1:
+                    await asyncio.sleep(self.stall_s)
+                if midstream and i == self.fail_midstream_after:
+                    await resp.write(orjson.dumps({"error": _status(14, "storage read failed", "unavailable")})
+                                     + delim)
+                    break
+                await resp.write(orjson.dumps({"result": doc}) + delim)
+            await resp.write_eof()
+        except ConnectionResetError:
+            pass    # the client stopped reading (its limit, its timeout): as a real server, carry on
         return resp
 
 

@@ -36,6 +36,11 @@ is skipped). Writes to the storage are batched: the newest uplinks may appear la
   written every second and when the source stops; :class:`MemoryBackfillStore` otherwise). A crash
   loses at most the last second of the seen set: those uplinks may be handed over again
   (at-least-once; entity upserts are idempotent).
+* **Several replicas** (a webhook adapter scaled out; Redis store): a lease (``…:lease``) lets one
+  of them catch up; before each catch-up it stores what it admitted and takes in what the others
+  stored, so an uplink admitted live by any replica is skipped. The others stand by
+  (``tts_backfill_standby``) and one takes over when the holder stops (it releases the lease) or
+  its lease expires (4 × ``timeout_s``, at least 60 s).
 * Runs at start, whenever :meth:`TtsBackfill.kick` is called (the MQTT source: after every
   reconnect) and every ``period_s``; a failing Storage API is retried with backoff (the catch-up
   resumes where it stopped); live traffic never waits for it (a task of its own, one uplink at a
@@ -154,6 +159,9 @@ class MemoryBackfillStore:
 
     kind = "memory"
 
+    def lease(self, app: str, ttl_ms: int):
+        return None     # one process: it always catches up itself
+
     def __init__(self) -> None:
         self._data: dict[str, tuple[int | None, dict[str, int]]] = {}
 
@@ -169,11 +177,28 @@ class MemoryBackfillStore:
         self._data[app] = (watermark if watermark is not None else mark, seen)
 
 
+#: the watermark only ever moves forward, whoever writes it
+_MAX_MARK = """
+local cur = redis.call('HGET', KEYS[1], 'watermark')
+if (not cur) or tonumber(cur) < tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'watermark', ARGV[1])
+end
+return 1
+"""
+
+
 class RedisBackfillStore:
-    """``<prefix>:tts:<app uid>`` (a hash: ``watermark`` in µs) and ``<prefix>:tts:<app uid>:seen``
-    (a sorted set: key → received_at µs); ``<prefix>`` is the outbox's ``<key_prefix>:<adapter>``."""
+    """``<prefix>:tts:<app uid>`` (a hash: ``watermark`` in µs), ``<prefix>:tts:<app uid>:seen``
+    (a sorted set: key → received_at µs) and ``…:lease`` (which replica catches up, when several
+    run: :class:`~stadtlink.adapters.core.shared.Lease`); ``<prefix>`` is the outbox's
+    ``<key_prefix>:<adapter>``."""
 
     kind = "redis"
+
+    def lease(self, app: str, ttl_ms: int):
+        from ..shared import Lease
+
+        return Lease(self._client_factory, self._key(app) + ":lease", ttl_ms)
 
     def __init__(self, client_factory: Callable[[], Any], prefix: str):
         self._client_factory = client_factory
@@ -192,7 +217,7 @@ class RedisBackfillStore:
     async def save(self, app: str, watermark: int | None, added: dict[str, int], forget_below: int | None) -> None:
         pipe = self._client_factory().pipeline(transaction=True)
         if watermark is not None:
-            pipe.hset(self._key(app), "watermark", str(watermark))
+            pipe.eval(_MAX_MARK, 1, self._key(app), str(watermark))
         if added:
             pipe.zadd(self._key(app) + ":seen", added)
         if forget_below is not None:
@@ -364,10 +389,13 @@ class TtsBackfill:
         self._wanted = asyncio.Event()
         self._reasons: set[str] = set()
         self._resume: int | None = None     # a failed catch-up goes on from here
+        self._lease = None                   # several replicas (Redis): only the holder catches up
+        self._leader = False
         self._stats = {"tts_backfill_runs": 0.0, "tts_backfill_failures": 0.0, "tts_backfill_pages": 0.0,
                        "tts_backfill_uplinks": 0.0, "tts_backfill_skipped": 0.0, "tts_backfill_oversized": 0.0,
                        "tts_backfill_refused": 0.0, "tts_backfill_seen_evicted": 0.0,
                        "tts_backfill_store_failures": 0.0, "tts_backfill_running": 0.0,
+                       "tts_backfill_standby": 0.0,
                        "tts_backfill_last_success_timestamp_seconds": 0.0}
 
     # -- wiring -------------------------------------------------------------------------------------
@@ -384,6 +412,7 @@ class TtsBackfill:
         out["tts_backfill_oversized"] = float(self.client.oversized)
         now = _us(self._clock())
         out["tts_backfill_lag_seconds"] = (now - self._watermark) / 1e6 if self._watermark is not None else 0.0
+        out["tts_backfill_leader"] = 1.0 if (self._leader or self._lease is None) else 0.0
         return out
 
     def note(self, payload: Any) -> None:
@@ -416,6 +445,8 @@ class TtsBackfill:
         """Until cancelled: load the state, then catch up at start, on :meth:`kick` and every
         ``period_s``. The state is written every second and when cancelled."""
         await self._load()
+        lease = getattr(self._store, "lease", None)
+        self._lease = lease(self.app, max(60_000, int(self.bf.timeout_s * 4000))) if lease is not None else None
         self.kick("start")
         flusher = asyncio.create_task(self._flush_loop(), name=f"tts-backfill-flush:{self.app}")
         retry = Backoff(self.bf.retry_min_s, self.bf.retry_max_s)
@@ -459,6 +490,14 @@ class TtsBackfill:
                 pass
             except Exception as exc:  # noqa: BLE001
                 log.warning("tts backfill %s: state not stored at stop: %s", self.app, exc)
+            if self._leader and self._lease is not None:
+                try:        # stored first, then another replica takes over at once, not after the TTL
+                    await asyncio.wait_for(asyncio.shield(self._lease.release()), 2.0)
+                except (asyncio.TimeoutError, asyncio.CancelledError):
+                    pass
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("tts backfill %s: lease not released: %s", self.app, exc)
+                self._leader = False
             await self.client.close()
 
     async def _load(self) -> None:
@@ -477,6 +516,26 @@ class TtsBackfill:
         if mark is not None:
             self._watermark = max(mark, self._watermark or mark)
         self._loaded = True
+
+    async def _hold(self) -> bool:
+        """Whether this replica catches up now (acquires or renews the lease; no lease: always)."""
+        if self._lease is None:
+            return True
+        if self._leader:
+            self._leader = await self._lease.renew()
+        if not self._leader:
+            self._leader = await self._lease.acquire()
+        return self._leader
+
+    async def _refresh(self) -> None:
+        """Take in what other replicas stored (their admitted uplinks, a newer watermark), so a
+        catch-up skips what any of them admitted."""
+        mark, seen = await self._store.load(self.app, self.bf.max_seen)
+        fresh = {k: at for k, at in seen.items() if k not in self._seen}
+        if fresh:
+            self._seen.update(sorted(fresh.items(), key=lambda kv: kv[1]))
+        if mark is not None and (self._watermark is None or mark > self._watermark):
+            self._watermark = mark
 
     async def _flush_loop(self) -> None:
         while True:
@@ -509,6 +568,12 @@ class TtsBackfill:
         return self._watermark - int(self.bf.overlap_s * 1e6) - 1
 
     async def _catch_up(self, emit, reasons: str) -> None:
+        if self._lease is not None:
+            if not await self._hold():
+                self._stats["tts_backfill_standby"] += 1    # another replica catches up
+                return
+            await self._flush()     # what this replica admitted, for the others …
+            await self._refresh()   # … and what they admitted, for this catch-up
         bf = self.bf
         now = self._clock()
         now_us = _us(now)
@@ -551,6 +616,9 @@ class TtsBackfill:
                     self._watermark = mark
                     self._dirty = True
                 if len(page) < bf.page_size or last is None:
+                    break
+                if self._lease is not None and not await self._hold():
+                    log.warning("tts backfill %s: lease lost during a catch-up; another replica goes on", self.app)
                     break
                 nxt = last - 1      # the last record once more: `after` may be exclusive
                 if nxt <= after:    # a whole page at one instant: step over it
