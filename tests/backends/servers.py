@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -38,16 +37,11 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from stadtlink.adapters.core.testing import free_port
 
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
 _ATTR_TYPES = {"Property", "Relationship", "GeoProperty", "LanguageProperty", "VocabProperty", "JsonProperty",
                "ListProperty", "ListRelationship"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Server:

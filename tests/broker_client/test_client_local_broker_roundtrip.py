@@ -36,9 +36,9 @@ def spot(run: str, i: int, status: str = "free", observed: str = "2024-05-01T12:
 
 
 @pytest.fixture
-async def broker_url():
-    async with local_broker.running_broker() as url:
-        yield url
+def broker_url(local_broker):
+    """The test kit's in-process local broker."""
+    return local_broker
 
 
 @pytest.fixture

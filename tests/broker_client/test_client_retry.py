@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 
 import pytest
 from aiohttp import web
@@ -19,14 +18,9 @@ from stadtlink.broker_client import (
     OperationNotSupported,
     RetryPolicy,
 )
+from stadtlink.adapters.core.testing import free_port
 
 E1 = "urn:ngsi-ld:ParkingSpot:E1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_503_twice_then_204_succeeds(orion, client):

@@ -10,7 +10,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from stadtlink.broker_client.local_broker import running_broker
 
 PARKING_CTX = "https://raw.githubusercontent.com/smart-data-models/dataModel.Parking/master/context.jsonld"
 LINK_REL = 'rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
@@ -19,10 +18,10 @@ CORE_CTX = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
 
 
 @pytest.fixture
-async def broker() -> AsyncIterator[str]:
-    """Base URL of the NGSI-LD API of a fresh broker (``http://127.0.0.1:PORT/ngsi-ld/v1``)."""
-    async with running_broker() as url:
-        yield url + "/ngsi-ld/v1"
+def broker(local_broker) -> str:
+    """Base URL of the NGSI-LD API of a fresh broker (``http://127.0.0.1:PORT/ngsi-ld/v1``), the test
+    kit's ``local_broker``."""
+    return local_broker + "/ngsi-ld/v1"
 
 
 @pytest.fixture

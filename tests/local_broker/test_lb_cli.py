@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import sys
 
 import aiohttp
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from stadtlink.adapters.core.testing import free_port
 
 
 async def test_module_runs_serves_and_stops_on_sigterm(tmp_path):

@@ -7,7 +7,6 @@ import pytest
 from stadtlink.adapters.core import tts_uplink
 from stadtlink.adapters.core.runner import Runner
 from stadtlink.broker_client import NGSILDClient
-from stadtlink.broker_client.local_broker import running_broker
 from stadtlink.adapters.core.testing import SHARED_REDIS_URL
 from rt_helpers import QueueSource, base_config, wait_until
 from rt_toy_adapter import ADAPTER, TS_ADAPTER
@@ -25,9 +24,9 @@ async def entities_in(url: str, type_: str = "WeatherObserved") -> dict[str, dic
 
 
 @pytest.fixture
-async def broker():
-    async with running_broker() as url:
-        yield url
+def broker(local_broker):
+    """The test kit's in-process local broker (its base URL)."""
+    return local_broker
 
 
 async def start(url: str, *, adapter=ADAPTER, profile="toy-lora", **over):

@@ -89,10 +89,11 @@ def test_mosquitto_bad_config_reports_log():
 
 
 @pytest.mark.needs_mqtt
-async def test_publish_uplinks_delivers_envelopes():
-    app = f"kit{uuid.uuid4().hex[:8]}"
+async def test_publish_uplinks_delivers_envelopes(shared_mqtt, unique_topic):
+    app = unique_topic.rsplit("/", 1)[-1][:16]
     got: list = []
-    host, port = SHARED_MQTT
+    host, port = shared_mqtt
+    assert shared_mqtt == SHARED_MQTT
     src = MqttSource(MqttSourceConfig(host=host, port=port,
                                       topics=[f"v3/{app}@ttn/devices/+/up", f"application/{app}/device/+/event/up"]))
 
@@ -102,7 +103,7 @@ async def test_publish_uplinks_delivers_envelopes():
     task = asyncio.create_task(src.run(emit))
     try:
         await wait_until(lambda: src.ready, what="the source connected")
-        n = await publish_uplinks(*SHARED_MQTT, [
+        n = await publish_uplinks(host, port, [
             tts_uplink("d1", b"\x01", f_port=1, f_cnt=1, received_at="2024-05-01T12:00:00Z", application_id=app),
             chirpstack_uplink("0011223344556677", b"\x02", f_port=2, f_cnt=2, time="2024-05-01T12:00:00Z",
                               application_id=app),
@@ -141,8 +142,8 @@ async def test_wait_until_returns_true_or_raises_naming_what_it_waited_for():
         await wait_until(lambda: False, timeout=0.2, what="the answer", interval=0.01, detail=lambda: 42)
 
 
-async def test_port_open_and_free_port():
-    port = free_port()
+async def test_port_open_and_free_port(free_tcp_port):
+    port = free_tcp_port
     assert not port_open("127.0.0.1", port, timeout=0.5)
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
     try:

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -29,6 +28,7 @@ from stadtlink.adapters.parking import ADAPTER
 from stadtlink.broker_client import NGSILDClient, OAuth2ClientCredentials, StaticToken
 from stadtlink.broker_client.errors import AuthenticationError, NGSILDError
 from stadtlink.broker_client.sensorthings.basic_auth import BasicAuth
+from stadtlink.adapters.core.testing import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,12 +51,6 @@ def assert_clean(text: str, *secrets: str) -> None:
     for secret in secrets:
         for form in _forms(secret):
             assert form not in text, f"secret form {form!r} leaked into: {text[:400]}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class EchoServer:

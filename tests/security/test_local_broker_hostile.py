@@ -28,9 +28,9 @@ def thing(eid: str, **attrs) -> dict:
 
 
 @pytest.fixture
-async def broker():
-    async with running_broker() as url:
-        yield url + "/ngsi-ld/v1"
+def broker(local_broker):
+    """The NGSI-LD API of the test kit's local broker."""
+    return local_broker + "/ngsi-ld/v1"
 
 
 @pytest.fixture
