@@ -107,6 +107,44 @@ def adapter_config_schema(spec: Any, defs: dict[str, Any], owner: str) -> dict[s
     return schema
 
 
+#: header names whose value is a credential (refused inline in the chart's values)
+SECRET_HEADERS = "(?i)^(authorization|proxy-authorization|cookie|x-api-key|api-key|apikey|x-auth-token)$"
+
+
+def _inline_secret_refused(file_key: str, env_key: str) -> dict[str, Any]:
+    return {"not": {}, "description": (
+        f"inline secrets are refused by the chart (they would land in a ConfigMap): mount a Secret with "
+        f"secretFiles and give {file_key} (or {env_key} with secretEnv)")}
+
+
+def refuse_inline_secrets(node: Any) -> None:
+    """Every ``<name>`` that has a ``<name>_file`` sibling (password, token, client_secret, api_key)
+    and a token auth's ``value`` become unsatisfiable; header maps refuse credential headers."""
+    if isinstance(node, list):
+        for item in node:
+            refuse_inline_secrets(item)
+        return
+    if not isinstance(node, dict):
+        return
+    props = node.get("properties")
+    if isinstance(props, dict):
+        for name in list(props):
+            if f"{name}_file" in props or (name == "value" and "file" in props and "env" in props):
+                props[name] = (_inline_secret_refused("file", "env") if name == "value"
+                               else _inline_secret_refused(f"{name}_file", f"{name}_env"))
+            elif name == "headers" and isinstance(props[name], dict):
+                props[name] = {"allOf": [props[name], {
+                    "propertyNames": {"not": {"pattern": SECRET_HEADERS}},
+                    "description": "credential headers (Authorization, Cookie, API keys) are refused inline: "
+                                   "use headers_env with secretEnv"}]}
+    for key, value in node.items():
+        if key != "properties":
+            refuse_inline_secrets(value)
+        else:
+            for sub in value.values():
+                refuse_inline_secrets(sub)
+
+
 def _source_defs_need_kind(defs: dict[str, Any]) -> None:
     for name, d in defs.items():
         props = d.get("properties", {})
@@ -167,8 +205,13 @@ PDB = _obj({"enabled": BOOL, "maxUnavailable": {"type": ["integer", "string"]},
 AUTOSCALING = _obj({"enabled": BOOL, "minReplicas": _int(1), "maxReplicas": _int(1),
                     "targetCPUUtilizationPercentage": _int(1, 100)})
 
+# CPU requests are required: the scheduler places pods by them and the HPA scales on them
+RESOURCES = {"type": "object", "required": ["requests"], "properties": {
+    "requests": {"type": "object", "required": ["cpu"], "description": "requests.cpu is required"},
+    "limits": OBJ}}
+
 POD_KNOBS = {
-    "resources": OBJ,
+    "resources": RESOURCES,
     "nodeSelector": {"type": "object", "additionalProperties": STR},
     "tolerations": ARR,
     "affinity": OBJ,
@@ -285,6 +328,7 @@ def build_schema() -> dict[str, Any]:
     defs["sink"] = sink_entry(defs)
     for name, schema in configs.items():
         defs[f"config.{name}"] = schema
+    refuse_inline_secrets(defs)
     for name in adapters:
         defs[f"adapter.{name}"] = adapter_entry(f"#/$defs/config.{name}", name)
     defs["adapter.generic"] = adapter_entry("#/$defs/config.generic", "plugin")
@@ -313,14 +357,16 @@ def build_schema() -> dict[str, Any]:
             "enabled": BOOL,
             "external": _obj({"url": {"type": "string", "anyOf": [{"const": ""}, {"pattern": "^rediss?://"}]},
                               "existingSecret": STR, "urlKey": {"type": "string", "minLength": 1}}),
-            "auth": _obj({"enabled": BOOL, "existingSecret": STR,
+            "auth": _obj({"enabled": {"const": True, "description": "the in-chart Redis always requires a "
+                                                                    "password (generated, or existingSecret)"},
+                          "existingSecret": STR,
                           "passwordKey": {"type": "string", "minLength": 1}}),
             "image": IMAGE,
             "persistence": _obj({"enabled": BOOL, "size": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?([KMGTPE]i?)?$"},
                                  "storageClass": STR, "accessModes": {"type": "array", "items": STR}}),
             "maxmemory": {"type": "string", "pattern": "^[0-9]+([kmg]b?)?$"},
             "runAsUser": _int(1), "runAsGroup": _int(1),
-            "resources": OBJ, "nodeSelector": OBJ, "tolerations": ARR, "affinity": OBJ,
+            "resources": RESOURCES, "nodeSelector": OBJ, "tolerations": ARR, "affinity": OBJ,
         }),
         "httpPort": _int(1024, 65535, "adapters' HTTP port (non-root: above 1023)"),
         "podSecurityContext": OBJ,
@@ -334,17 +380,20 @@ def build_schema() -> dict[str, Any]:
             "enabled": BOOL, "replicas": _int(1), "port": _int(1024, 65535), "clusterDomain": {"type": "string", "minLength": 1},
             "extraContexts": {"type": "object", "propertyNames": {"pattern": "^[-_a-zA-Z0-9.]+\\.(json|jsonld)$"},
                               "additionalProperties": {"type": "object", "required": ["@context"]}},
-            "resources": OBJ, "nodeSelector": OBJ, "tolerations": ARR, "affinity": OBJ,
+            "resources": RESOURCES, "nodeSelector": OBJ, "tolerations": ARR, "affinity": OBJ,
             "pdb": PDB,
         }),
         "networkPolicy": _obj({
             "enabled": BOOL,
             "egress": _obj({
-                **{k: _obj({"to": ARR, "ports": ARR}) for k in ("broker", "mqtt", "redis", "dns")},
+                **{k: _obj({"to": ARR, "ports": ARR}) for k in ("broker", "mqtt", "redis", "dns", "web", "modbus")},
                 "extra": ARR,
             }),
-            "adapterIngressFrom": ARR,
-            "contextServerIngressFrom": ARR,
+            "ingress": _obj({
+                "metrics": {"type": "array", "description": "peers that scrape /metrics (Prometheus)"},
+                "webhooks": {"type": "array", "description": "peers that post to webhook sources (network servers)"},
+                "contextServer": {"type": "array", "description": "peers that read the @context files (the broker)"},
+            }),
         }),
         "defaults": _obj(dict(POD_KNOBS)),
         "adapters": {"type": "object", "additionalProperties": False,

@@ -287,10 +287,11 @@ def test_network_policy_limits_egress():
     adapters = pols["rel-stadtlink-adapters"]["spec"]
     assert adapters["policyTypes"] == ["Ingress", "Egress"]
     ports = [sorted((p["port"], p["protocol"]) for p in rule["ports"]) for rule in adapters["egress"]]
-    assert ports == [[(53, "TCP"), (53, "UDP")], [(1026, "TCP")], [(1883, "TCP")], [(6379, "TCP")]]
+    assert ports == [[(53, "TCP"), (53, "UDP")], [(1026, "TCP")], [(1883, "TCP")], [(80, "TCP"), (443, "TCP")],
+                     [(502, "TCP")], [(6379, "TCP")]]
     broker_rule = adapters["egress"][1]
     assert broker_rule["to"][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "orion-ld"}
-    redis_rule = adapters["egress"][3]
+    redis_rule = adapters["egress"][5]
     assert redis_rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "redis"
     assert adapters["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"] == \
         {"kubernetes.io/metadata.name": "monitoring"}
@@ -306,7 +307,8 @@ def test_network_policy_limits_egress():
         matching = [t["metadata"]["labels"]["app.kubernetes.io/component"] for _, t in hk.pod_specs(docs)
                     if all(t["metadata"]["labels"].get(k) == v for k, v in sel.items())]
         assert matching and set(matching) == {component}, (policy, matching)
-    assert not hk.by_kind(hk.manifests(hk.ci_values("defaults")), "NetworkPolicy")
+    assert {p["metadata"]["name"] for p in hk.by_kind(hk.manifests(hk.ci_values("defaults")), "NetworkPolicy")} \
+        == {"rel-stadtlink-adapters", "rel-stadtlink-contexts", "rel-stadtlink-redis"}     # on by default
 
 
 def test_notes_name_the_adapters_and_the_context_url():
@@ -413,4 +415,5 @@ def test_autoscaling_needs_a_cpu_request():
     values = hk.with_base({"adapters": {"climate": {"enabled": True, "autoscaling": {"enabled": True},
                                                     "resources": {"limits": {"memory": "256Mi"}},
                                                     "config": {"sources": [{"kind": "mqtt", "shared_group": "g"}]}}}})
-    assert "resources.requests.cpu" in _render_error(values)
+    # the values schema requires a CPU request wherever resources are given (tests/security/test_chart_security.py)
+    assert "/adapters/climate/resources': missing property 'requests'" in _render_error(values)
