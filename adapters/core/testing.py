@@ -298,7 +298,7 @@ def unique_name(prefix: str = "stadtlink-test") -> str:
 
 
 async def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "the condition", *,
-                     interval: float = 0.02, detail: Callable[[], Any] | None = None) -> Any:
+                     interval: float = 0.05, detail: Callable[[], Any] | None = None) -> Any:
     """Poll ``predicate`` (a function, sync or async) until it returns something true; return that.
     After ``timeout`` seconds raise ``AssertionError`` naming ``what`` (and ``detail()``, e.g. the
     source's counters, if given) — the one waiting semantics of the tests. The timeout only guards

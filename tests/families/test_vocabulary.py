@@ -11,7 +11,7 @@ from stadtlink.adapters.core.errors import DecodeError, ReadingDropped
 from stadtlink.adapters.core.registry import DeviceRegistry
 from stadtlink.adapters.core.vocabulary import SNAKE_CASE, VOCABULARY
 
-from .test_golden_outputs import FAMILIES, ROOT, _device_for, _inputs, _message
+from .samples import FAMILIES, ROOT, _device_for, _inputs, _message
 
 
 def _decoded_keys() -> dict[str, set[str]]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
@@ -33,25 +32,17 @@ import helm_kit as hk  # noqa: E402
 from helm_kit import pod_env as kubelet_env  # noqa: E402
 from stadtlink.adapters.core import context_server as cs  # noqa: E402
 from stadtlink.adapters.core.lorawan import chirpstack_uplink  # noqa: E402
-from stadtlink.adapters.core.testing import free_port, publish_uplinks, wait_for_port, wait_until  # noqa: E402
+from stadtlink.adapters.core.testing import SHARED_MQTT, free_port, publish_uplinks, wait_for_port, wait_until  # noqa: E402
 
-MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
+MQTT_HOST, MQTT_PORT = SHARED_MQTT
 CONTEXT_HOST = "rel-stadtlink-contexts.iot.svc.cluster.local:8080"
 REDIS_HOST = "rel-stadtlink-redis.iot.svc.cluster.local:6379"
 WEATHER_CONTEXT = "https://raw.githubusercontent.com/smart-data-models/dataModel.Weather/master/context.jsonld"
 
 
-def _mosquitto_up() -> bool:
-    try:
-        with socket.create_connection((MQTT_HOST, MQTT_PORT), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 pytestmark = [
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed"),
-    pytest.mark.skipif(not _mosquitto_up(), reason="shared Mosquitto on 127.0.0.1:1883 is not running"),
+    pytest.mark.needs_mqtt,
     pytest.mark.timeout(120),
 ]
 

@@ -1,4 +1,5 @@
-"""What the MQTT source tests share: a quickly reconnecting source config and a collecting emit."""
+"""What the MQTT source tests share: a quickly reconnecting source config, a collecting emit and a
+throw-away PKI for TLS brokers."""
 from __future__ import annotations
 
 from stadtlink.adapters.core.reading import RawMessage
@@ -24,3 +25,20 @@ class Collector:
     @property
     def payloads(self) -> list[bytes]:
         return [m.payload for m in self.messages]
+
+
+def make_pki(d) -> dict[str, str]:
+    """A throw-away CA, a server certificate for 127.0.0.1 and a client certificate (openssl CLI)."""
+    import subprocess
+
+    def run(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=stadtlink-test-ca")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name in ("server", "client"):
+        run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.crt", "-days", "2", "-extfile", "san.ext")
+    return {k: str(d / k) for k in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")}

@@ -15,7 +15,7 @@ from stadtlink.adapters.core.sources import MqttSource, MqttSourceConfig
 from stadtlink.adapters.core.sources.mqtt_client import MqttError, MqttSettings, connect
 from stadtlink.adapters.core.testing import SHARED_MQTT, MosquittoProcess, publish_uplinks, stop_task, wait_until
 
-from .mqtt_helpers import Collector, quick_config as _config
+from .mqtt_helpers import Collector, make_pki, quick_config as _config
 
 SHARED = SHARED_MQTT
 
@@ -317,29 +317,12 @@ async def test_mqtt_client_publish_fails_cleanly_without_broker():
             pass
 
 
-def _make_pki(d) -> dict[str, str]:
-    """A throw-away CA, a server certificate for 127.0.0.1 and a client certificate (openssl CLI)."""
-    import subprocess
-
-    def run(*args):
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=stadtlink-test-ca")
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name in ("server", "client"):
-        run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", f"{name}.crt", "-days", "2", "-extfile", "san.ext")
-    return {k: str(d / k) for k in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")}
-
-
 async def test_tls_with_client_certificate(tmp_path):
     import shutil
 
     if shutil.which("openssl") is None:
         pytest.skip("openssl not installed")
-    pki = _make_pki(tmp_path)
+    pki = make_pki(tmp_path)
     broker = MosquittoProcess(extra_config=f"cafile {pki['ca.crt']}\ncertfile {pki['server.crt']}\n"
                                            f"keyfile {pki['server.key']}\nrequire_certificate true\n")
     await asyncio.to_thread(broker.start)

@@ -392,9 +392,9 @@ async def test_the_preset_over_tls_with_a_private_ca_for_mqtt_and_the_storage_ap
     style, TLS) and the Storage API's HTTPS alike."""
     import ssl
 
-    from .test_mqtt import _make_pki
+    from .mqtt_helpers import make_pki
 
-    pki = _make_pki(tmp_path)
+    pki = make_pki(tmp_path)
     broker = MosquittoProcess(data_dir=tmp_path / "m", extra_config=f"cafile {pki['ca.crt']}\ncertfile "
                               f"{pki['server.crt']}\nkeyfile {pki['server.key']}\n")
     await asyncio.to_thread(broker.start)

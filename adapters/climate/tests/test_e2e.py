@@ -22,17 +22,6 @@ MQTT_HOST, MQTT_PORT = SHARED_MQTT
 #: the adapter writes with its @context; queries name types in the same context
 
 
-async def wait_until(predicate, timeout: float = 20.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await predicate()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("timed out waiting for the broker")
-        await asyncio.sleep(0.1)
-
-
 @pytest.mark.needs_mqtt
 async def test_tts_and_chirpstack_uplinks_become_weather_observed_in_the_broker():
     from stadtlink.adapters.core.runner import Runner

@@ -8,6 +8,7 @@ from typing import Any
 
 from stadtlink.adapters.core.adapter import MapContext, StateStore
 from stadtlink.adapters.core.errors import MappingError, ReadingDropped
+from stadtlink.adapters.core.lorawan import chirpstack_uplink, tts_uplink
 from stadtlink.adapters.core.reading import RawMessage, Reading
 from stadtlink.adapters.core.registry import DeviceRegistry
 from stadtlink.adapters.parking import ADAPTER
@@ -15,6 +16,7 @@ from stadtlink.adapters.parking.settings import ParkingSettings
 
 TESTDATA = Path(__file__).resolve().parent.parent / "testdata"
 UTC = timezone.utc
+T0 = datetime(2025, 3, 1, 10, 0, 0, tzinfo=UTC)
 
 
 def sample(name: str) -> dict:
@@ -68,3 +70,15 @@ def value(entity: dict, attr: str) -> Any:
     if isinstance(v, dict) and "@value" in v:
         return v["@value"]
     return v
+
+
+def spot_reading(device: str, payload: str, *, f_port: int = 1, at: datetime = T0, profile: str = "bosch-tps110",
+                 network: str = "tts", rssi: float = -91.0) -> Reading:
+    stamp = at.isoformat().replace("+00:00", "Z")
+    if network == "tts":
+        topic, env = tts_uplink(device, bytes.fromhex(payload), f_port=f_port, f_cnt=1, received_at=stamp, rssi=rssi)
+    else:
+        topic, env = chirpstack_uplink(device, bytes.fromhex(payload), f_port=f_port, f_cnt=1, time=stamp, rssi=rssi)
+    msg = RawMessage(source="mqtt", payload=json.dumps(env).encode(), received_at=at, topic=topic)
+    (reading,) = ADAPTER.profile(profile).decode(msg, {})
+    return reading

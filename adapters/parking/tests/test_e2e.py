@@ -25,18 +25,6 @@ pytestmark = pytest.mark.timeout(90)
 MQTT_HOST, MQTT_PORT = SHARED_MQTT
 
 
-async def wait_until(predicate, timeout: float = 25.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    last = None
-    while True:
-        last = await predicate()
-        if last:
-            return last
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("timed out waiting for the broker")
-        await asyncio.sleep(0.1)
-
-
 async def _sources_ready(runner) -> bool:
     return bool(runner.sources) and all(getattr(s, "ready", False) for s in runner.sources)
 

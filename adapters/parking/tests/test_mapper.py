@@ -2,20 +2,18 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from stadtlink.adapters.core.adapter import StateStore
 from stadtlink.adapters.core.errors import MappingError, ReadingDropped
-from stadtlink.adapters.core.lorawan import chirpstack_uplink, tts_uplink
-from stadtlink.adapters.core.reading import RawMessage, Reading
+from stadtlink.adapters.core.reading import Reading
 from stadtlink.adapters.parking import ADAPTER, tick
 from stadtlink.schemas import check_entity
 
-from .helpers import UTC, by_id, data, decode, http_message, make_ctx, map_all, sample, value
+from .helpers import T0, by_id, data, decode, http_message, make_ctx, map_all, sample, spot_reading, value
 
-T0 = datetime(2025, 3, 1, 10, 0, 0, tzinfo=UTC)
 
 SPOTS = [
     {"id": "spot-1", "name": "Nord 1", "lat": 52.4201, "lon": 10.7801, "profile": "bosch-tps110", "site": "pr-nord",
@@ -28,18 +26,6 @@ SPOTS = [
      "category": "parkingLot;public", "layout": "surface"},
     {"id": "street-1", "name": "Hauptstr. 1", "lat": 52.43, "lon": 10.79, "site": "hauptstr", "category": "onStreet"},
 ]
-
-
-def spot_reading(device: str, payload: str, *, f_port: int = 1, at: datetime = T0, profile: str = "bosch-tps110",
-                 network: str = "tts", rssi: float = -91.0) -> Reading:
-    stamp = at.isoformat().replace("+00:00", "Z")
-    if network == "tts":
-        topic, env = tts_uplink(device, bytes.fromhex(payload), f_port=f_port, f_cnt=1, received_at=stamp, rssi=rssi)
-    else:
-        topic, env = chirpstack_uplink(device, bytes.fromhex(payload), f_port=f_port, f_cnt=1, time=stamp, rssi=rssi)
-    msg = RawMessage(source="mqtt", payload=json.dumps(env).encode(), received_at=at, topic=topic)
-    (reading,) = ADAPTER.profile(profile).decode(msg, {})
-    return reading
 
 
 def assert_valid(entities):

@@ -26,7 +26,6 @@ import pytest
 from stadtlink.adapters.core.lorawan import tts_uplink
 from stadtlink.adapters.core.testing import (SHARED_MQTT, SHARED_REDIS, SHARED_REDIS_URL, entities_by_id, free_port,
                                              publish_uplinks, wait_until)
-from stadtlink.adapters.parking import ADAPTER
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -121,17 +120,6 @@ async def _readyz(config: Path) -> dict:
                 return await r.json(content_type=None)
     except (aiohttp.ClientError, asyncio.TimeoutError):
         return {}
-
-
-async def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        last = await predicate()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out: {what}")
-        await asyncio.sleep(0.2)
 
 
 async def _subscribed(config: Path) -> bool:

@@ -19,8 +19,7 @@ from stadtlink.adapters.parking import ADAPTER, tick
 from stadtlink.adapters.parking import mapper as parking_mapper
 from stadtlink.adapters.parking.sites import SiteAggregates
 
-from .helpers import make_ctx, value
-from .test_mapper import T0, spot_reading
+from .helpers import T0, make_ctx, spot_reading, value
 
 SITE = "pr-west"
 KEY = parking_mapper.SPOTS + SITE

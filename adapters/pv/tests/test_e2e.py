@@ -19,17 +19,6 @@ pytestmark = pytest.mark.timeout(60)
 
 
 
-async def wait_until(predicate, timeout: float = 20.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await predicate()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("timed out waiting for the broker")
-        await asyncio.sleep(0.1)
-
-
 async def _silent_server():
     """Accepts TCP connections and never answers: an inverter that hangs."""
     conns = []
