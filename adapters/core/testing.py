@@ -351,13 +351,19 @@ async def entities_by_id(broker_url: str, entity_type: str | None = None, *, nam
             if namespace is None or f":{namespace}:" in e["id"]}
 
 
-def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
+def wait_for_port(host: str, port: int, timeout: float = 10.0, *, process: subprocess.Popen | None = None) -> None:
+    """Wait until something accepts connections on host:port. With ``process`` (the server being
+    started), fail at once when it exited instead of waiting out the timeout, with its output."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
+            if process is not None and process.poll() is not None:
+                out, err = process.communicate()
+                raise RuntimeError(f"the server for {host}:{port} exited with {process.returncode} before it "
+                                   f"listened: {(out or b'')[-1500:]!r} {(err or b'')[-3000:]!r}") from None
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s") from None
             time.sleep(0.05)

@@ -136,7 +136,7 @@ async def test_run_writes_the_packages_iris_and_the_bundled_families_keep_theirs
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     run = None
     try:
-        await asyncio.to_thread(wait_for_port, "127.0.0.1", broker_port, 60)
+        await asyncio.to_thread(wait_for_port, "127.0.0.1", broker_port, 120, process=broker)
         run = subprocess.Popen([sys.executable, "-m", "stadtlink.adapters.core.cli", "run", "wastebins",
                                 "--config", str(config)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         base = f"http://127.0.0.1:{broker_port}/ngsi-ld/v1/entities/"
