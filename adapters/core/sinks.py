@@ -24,12 +24,18 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .batcher import Batcher
 from .deadletter import message_record
 from .metrics import Metrics
 from .outbox import MemoryOutbox, OutboxFull, RedisOutbox, build_outbox
+
+if TYPE_CHECKING:
+    from stadtlink.broker_client.backend import Backend
+
+    from .config import BrokerConfig
+    from .outbox import Outbox
 
 log = logging.getLogger("stadtlink.sinks")
 
@@ -54,9 +60,9 @@ class _SinkDeadLetters:
 class Sink:
     name: str
     key: str                       # config path: "broker" or "brokers[1]"
-    config: Any                    # the BrokerConfig (or a mapping)
-    backend: Any
-    outbox: Any
+    config: BrokerConfig | Mapping[str, Any]          # a mapping in tests
+    backend: Backend
+    outbox: Outbox
     metrics: Metrics
     when_full: str = "backpressure"
     batcher: Batcher | None = None
