@@ -110,6 +110,10 @@ class NGSILDClient:
     a token refresh raise as well, since no entity is at fault.
     """
 
+    #: the sink kind named in messages (a :class:`~stadtlink.broker_client.backend.Backend`); the
+    #: backends of other NGSI-LD brokers (Scorpio, Stellio) set their own
+    kind: str = "orion-ld"
+
     def __init__(
         self,
         url: str,
@@ -464,6 +468,10 @@ class NGSILDClient:
     async def write(self, entities: list[dict[str, Any]]) -> BatchResult:
         """:class:`~stadtlink.broker_client.backend.Backend` entry point: upsert with the configured mode."""
         return await self.upsert(entities)
+
+    async def probe(self) -> Response:
+        """``GET /ngsi-ld/v1/types`` once, raising what the HTTP layer raises (start-up checks)."""
+        return await self.request("GET", "/types", idempotent=True, attempts=1)
 
     async def health(self) -> bool:
         """True when the broker answers HTTP (< 500, not 401/403) on ``GET /ngsi-ld/v1/types``."""

@@ -65,11 +65,6 @@ class NGSILDBackend(NGSILDClient):
         async for item in super()._paged(method, path, params, body, limit, min(page_size, self.quirks.max_page_size)):
             yield item
 
-    async def probe(self):
-        """``GET /ngsi-ld/v1/types`` once, raising what the HTTP layer raises (start-up checks)."""
-        return await self.request("GET", "/types", idempotent=True, attempts=1)
-
-
 def _get(config: Any, name: str, default: Any = None) -> Any:
     if isinstance(config, Mapping):
         return config.get(name, default)
