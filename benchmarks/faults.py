@@ -31,8 +31,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -136,6 +139,35 @@ async def adapter_sigkill(env: FaultEnv) -> None:
     await env.adapter.wait_http(90)
 
 
+async def adapter_sigkill_mid_commit(env: FaultEnv) -> None:
+    """Redis frozen (SIGSTOP): the adapter's next group commit (one outbox script call for the
+    messages read together) waits for Redis' answer while uplinks keep coming; the adapter is
+    SIGKILLed right there, Redis resumes (it may still run the script it had received, or not),
+    the adapter restarts. Nothing of that group was acknowledged, so Mosquitto redelivers it."""
+    assert env.redis is not None and env.redis.proc is not None
+    os.kill(env.redis.proc.pid, signal.SIGSTOP)
+    try:
+        await asyncio.sleep(0.3)     # what Redis answered before it froze is acknowledged by now
+        before = after = None
+        with contextlib.suppress(Exception):
+            before = await env.adapter.metrics()
+        await asyncio.sleep(0.6)
+        with contextlib.suppress(Exception):
+            after = await env.adapter.metrics()
+        if after:
+            env.observations["unacked_at_kill"] = (metric_sum(after, "source_messages")
+                                                   - metric_sum(after, "source_acked"))
+            if before:
+                env.observations["acked_while_redis_frozen"] = (metric_sum(after, "source_acked")
+                                                                - metric_sum(before, "source_acked"))
+        env.adapter.kill()
+    finally:
+        os.kill(env.redis.proc.pid, signal.SIGCONT)
+    await asyncio.sleep(env.fault_s)
+    env.adapter.start()
+    await env.adapter.wait_http(90)
+
+
 async def adapter_sigterm(env: FaultEnv) -> None:
     t = time.monotonic()
     code = await asyncio.to_thread(env.adapter.terminate, 60)
@@ -176,6 +208,8 @@ def scenarios(long: bool = False) -> list[Scenario]:
                  redis_restart, 3),
         Scenario("adapter-sigkill", "adapter SIGKILLed, restarted after 2 s (Redis outbox)", "redis",
                  adapter_sigkill, 2),
+        Scenario("adapter-sigkill-mid-commit", "adapter SIGKILLed while a group commit waits for Redis "
+                 "(frozen with SIGSTOP), restarted after 2 s", "redis", adapter_sigkill_mid_commit, 2),
         Scenario("adapter-sigterm", "adapter SIGTERMed (graceful), restarted after 2 s (memory outbox)", "memory",
                  adapter_sigterm, 2),
         Scenario("outbox-limit", "broker down until the outbox (limit 1,000 entities) is full, for 15 s", "memory",

@@ -38,6 +38,7 @@ from .timecheck import IMPLAUSIBLE_TIME, TimeAdmission
 log = logging.getLogger("stadtlink.pipeline")
 
 _EMPTY: Mapping[str, Any] = {}
+_UNSET: Any = object()
 
 
 def runtime_profiles() -> dict[str, Any]:
@@ -137,17 +138,23 @@ class Pipeline:
         self._device: str | None = None    # the device of the message being decoded (for dead letters)
         self._profiles: dict[str, Any] = {}
         self._lock = asyncio.Lock()
+        self._group_keys: list[tuple] = []   # dedup keys of the group being processed
         #: adapters/core/shared.py SharedState when the adapter's derive hook is on (set by the runner)
         self.shared_state = None
 
     # -- entry points ------------------------------------------------------------------------------
     def emitter(self, *, profile: str | None = None, options: Mapping[str, Any] | None = None):
-        """The ``emit`` callable for one source (its default profile and options)."""
+        """The ``emit`` callable for one source (its default profile and options). ``emit.group``
+        takes the messages a source received together (:meth:`process_group`)."""
         opts = dict(options or {})
 
         async def emit(message: RawMessage) -> None:
             await self.process(message, profile, opts)
 
+        async def emit_group(messages: list[RawMessage]) -> None:
+            await self.process_group(messages, profile, opts)
+
+        emit.group = emit_group
         return emit
 
     async def process(self, message: RawMessage, profile: str | None = None,
@@ -158,10 +165,66 @@ class Pipeline:
         journal and the dedup/stale bookkeeping are shared.
         """
         async with self._lock:
-            return await self._process(message, profile, options, replay)
+            return await self._process_group((message,), profile, options, replay)
 
-    async def _process(self, message: RawMessage, profile: str | None, options: Mapping[str, Any] | None,
-                       replay: bool) -> int:
+    async def process_group(self, messages: list[RawMessage], profile: str | None = None,
+                            options: Mapping[str, Any] | None = None) -> int:
+        """Group commit: decode, map and check each message on its own (a bad one is dead-lettered
+        alone), then ONE outbox write for the entities of all of them (with the Redis outbox one
+        script call, together with the mapper state and the shared-state writes). Returns once
+        that write is durable — the source acknowledges all of them then — or raises (outbox full
+        or unreachable): then nothing of the group was stored, the mapper state, the dedup window
+        and the stale-check marks are as before the group, and the source acknowledges none."""
+        async with self._lock:
+            return await self._process_group(messages, profile, options, False)
+
+    async def _process_group(self, messages, profile: str | None, options: Mapping[str, Any] | None,
+                             replay: bool) -> int:
+        ctx = self.ctx
+        state = ctx.state
+        state.begin()
+        if ctx.shared is not None:
+            ctx.shared.clear()     # writes of a group that was refused earlier: redelivered, mapped again
+        group_keys = self._group_keys
+        group_keys.clear()
+        observed: dict[str, str] = {}
+        undo_obs: dict[str, str | None] = {}
+        entities: list[dict] = []
+        try:
+            for message in messages:
+                produced = await self._process_one(message, profile, options, replay)
+                if produced:
+                    # later messages of the group must see these as queued (stale check)
+                    advanced = self._advanced(produced)
+                    if advanced:
+                        last = self._last_obs
+                        for eid, obs in advanced.items():
+                            if eid not in undo_obs:
+                                undo_obs[eid] = last.get(eid)
+                            last[eid] = obs
+                        observed.update(advanced)
+                    entities.extend(produced)
+            await self._enqueue(entities, observed=observed or None)
+        except BaseException:
+            state.rollback()
+            last = self._last_obs
+            for eid, prev in undo_obs.items():
+                if prev is None:
+                    last.pop(eid, None)
+                else:
+                    last[eid] = prev
+            group_keys.clear()
+            raise
+        if group_keys:
+            add = self._dedup.add
+            for key in group_keys:
+                add(key)
+            group_keys.clear()
+        return len(entities)
+
+    async def _process_one(self, message: RawMessage, profile: str | None, options: Mapping[str, Any] | None,
+                           replay: bool) -> list[dict]:
+        """Decode → map → check one message of a group; the admitted entities (not yet stored)."""
         counts = self._counts
         counts["received"] += 1
         attrs = message.attributes
@@ -179,23 +242,18 @@ class Pipeline:
             readings, device_id, dedup_key = self._decode(message, profile, options, replay)
         except ReadingDropped as exc:
             self.metrics.drop(exc.reason)
-            return 0
+            return []
         except DecodeError as exc:
             await self._dead(message, exc.reason, stage, str(exc), self._device, profile, options)
-            return 0
+            return []
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop the adapter
             counts["errors"] += 1
             await self._dead(message, "decoder-crash", stage, f"{type(exc).__name__}: {exc}", self._device,
                              profile, options)
-            return 0
+            return []
         counts["decoded"] += len(readings)
-        now = datetime.now(timezone.utc)
         ctx = self.ctx
-        ctx.now = now
-        state = ctx.state
-        state.begin()
-        if ctx.shared is not None:
-            ctx.shared.clear()     # writes of a message that was refused earlier: redelivered, mapped again
+        now = ctx.now = datetime.now(timezone.utc)
         entities: list[dict] = []
         seen = self.metrics.last_seen
         wall = time.time()
@@ -234,15 +292,10 @@ class Pipeline:
                 # the rest of the reading was written; each refused value is counted by its reason.
                 for attribute, reason in dropped.items():
                     self.metrics.reject(attribute, reason)
-        try:
-            entities = await self._admit(entities, message, device_id, profile, options)
-        except BaseException:
-            state.rollback()
-            raise
-        await self._enqueue(entities)
+        entities = await self._admit(entities, message, device_id, profile, options)
         if dedup_key is not None:
-            self._dedup.add(dedup_key)
-        return len(entities)
+            self._group_keys.append(dedup_key)
+        return entities
 
     async def run_tick(self, now: datetime | None = None) -> int:
         """Timer-driven entities (``AdapterSpec.tick``) through check → outbox."""
@@ -284,7 +337,8 @@ class Pipeline:
         await self._enqueue(entities, shared_ops if shared_ops is not None else [])
         return len(entities)
 
-    async def _enqueue(self, entities: list[dict], shared_ops: list[tuple] | None = None) -> None:
+    async def _enqueue(self, entities: list[dict], shared_ops: list[tuple] | None = None, *,
+                       observed: Any = _UNSET) -> None:
         """Put the entities into the outbox with the mapper state changes they came with.
 
         With the Redis outbox both go into one MULTI/EXEC (one round trip, stored together or not
@@ -296,7 +350,8 @@ class Pipeline:
         writes = self.ctx.shared
         if shared_ops is None:
             shared_ops = writes.take() if writes is not None else []
-        observed = self._advanced(entities) if entities else None
+        if observed is _UNSET:
+            observed = self._advanced(entities) if entities else None
         add_to = getattr(self.state_backend, "add_to", None) if self.state_backend is not None else None
         combined = bool(entities) and add_to is not None and getattr(self.outbox, "kind", None) == "redis"
         shared = self.shared_state if shared_ops else None
@@ -342,7 +397,7 @@ class Pipeline:
             key = uplink.dedup_key
             self._device = uplink.device_id
             if not replay and self.dedup_window_s > 0:
-                if key in self._dedup:
+                if key in self._dedup or key in self._group_keys:
                     raise ReadingDropped("duplicate", f"fCnt {uplink.f_cnt} of {uplink.device_id} seen already")
             record = self.registry.lookup(uplink.device_id, uplink.dev_eui)
             name = (record.profile if record is not None and record.profile else None) or profile_name

@@ -92,3 +92,12 @@ async def test_outbox_limit_alarms_and_pushes_back_without_loss(tmp_path):
     assert obs["max_outbox_depth"] <= 300, row   # never above the limit
     assert obs["outbox_full_seen"], row          # the alarm gauge fired …
     assert "outbox" in obs["failing_checks"], row  # … and readiness names the outbox
+
+
+async def test_adapter_sigkill_in_the_middle_of_a_group_commit_loses_nothing(tmp_path):
+    """Redis frozen while the adapter's group commit waits for its answer, the adapter SIGKILLed
+    right there: nothing was acknowledged meanwhile, Mosquitto redelivers the group, 0 lost."""
+    row = await run_scenario(_scenario("adapter-sigkill-mid-commit"), fault_s=1.0, work_root=tmp_path, **SHORT)
+    _assert_nothing_lost(row)
+    assert row["observed"].get("unacked_at_kill", 0) > 0, row        # a group really was in flight
+    assert row["observed"].get("acked_while_redis_frozen", 1) == 0, row

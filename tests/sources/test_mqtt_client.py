@@ -148,3 +148,57 @@ async def test_acks_collected_before_a_refusal_are_written_before_the_disconnect
         assert [attempts.count(_payload(i)) for i in range(5)] == [1] * 5
     finally:
         await stop_task(task)
+
+
+class _GroupEmit:
+    """An ``emit`` with ``.group`` (as Pipeline.emitter makes it) whose group commit waits for ``gate``."""
+
+    def __init__(self):
+        self.groups: list[list[RawMessage]] = []
+        self.gate = asyncio.Event()
+        self.committed = 0
+
+    async def __call__(self, message: RawMessage) -> None:   # pragma: no cover - the source uses .group
+        raise AssertionError("the MQTT source must hand over groups")
+
+    async def group(self, messages: list[RawMessage]) -> None:
+        self.groups.append(messages)
+        await self.gate.wait()
+        self.committed += len(messages)
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_no_message_is_acknowledged_before_its_group_is_committed(protocol):
+    """A backlog comes as groups; while a group's commit has not returned nothing of it is
+    acknowledged — a source that dies there gets every message again under the same client id."""
+    topic = f"stadtlink-test/{uuid.uuid4().hex}/up"
+    client_id = f"stadtlink-cl-{uuid.uuid4().hex[:8]}"
+    n = 60
+    prime = MqttSettings(host=HOST, port=PORT, client_id=client_id, protocol=protocol)
+    async with connect(prime) as conn:
+        await conn.subscribe([topic], qos=1)
+    await _publish(topic, n, protocol)             # queued in the offline session
+
+    first = _GroupEmit()
+    source = MqttSource(_config(topic, client_id=client_id, protocol=protocol), adapter_name="test")
+    task = asyncio.create_task(source.run(first))
+    try:
+        await wait_until(lambda: first.groups, what="the first group")
+        await asyncio.sleep(0.5)
+        assert len(first.groups) == 1 and len(first.groups[0]) > 1       # waiting in its commit
+        assert source.stats()["acked"] == 0
+    finally:
+        await stop_task(task)                        # dies in the middle of the group commit
+
+    second = _GroupEmit()
+    second.gate.set()
+    source2 = MqttSource(_config(topic, client_id=client_id, protocol=protocol), adapter_name="test")
+    task = asyncio.create_task(source2.run(second))
+    try:
+        await wait_until(lambda: second.committed >= n, what="redelivery of everything")
+        await wait_until(lambda: source2.stats()["acked"] >= n, what="acks after the commits")
+        got = [m.payload for g in second.groups for m in g]
+        assert got == [_payload(i) for i in range(n)]          # all of it, in order, once
+        assert any(len(g) > 1 for g in second.groups)
+    finally:
+        await stop_task(task)
