@@ -354,8 +354,9 @@ class AdapterProcess:
 class SinkProcess:
     """``benchmarks/sink.py`` in its own process (so that its CPU is not the adapter's)."""
 
-    def __init__(self, record: bool = False, port: int = 0):
+    def __init__(self, record: bool = False, port: int = 0, mode: str = "ok"):
         self.record = record
+        self.mode = mode
         self.port = port
         self.control_port = 0
         self.proc: subprocess.Popen | None = None
@@ -364,6 +365,8 @@ class SinkProcess:
         cmd = [sys.executable, str(ROOT / "benchmarks" / "sink.py"), "--port", str(self.port), "--max-seconds", "7200"]
         if self.record:
             cmd.append("--record")
+        if self.mode != "ok":
+            cmd += ["--mode", self.mode]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
         line = _readline(self.proc.stdout, timeout)
         doc = orjson.loads(line)

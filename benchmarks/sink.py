@@ -9,6 +9,9 @@ and so that faults can be injected at the TCP level:
 ``ok``        answer at once: 201 with the ids seen for the first time, else 204
 ``error500``  answer 500 (a ProblemDetails body) to every request, the health probe included
 ``delay``     answer after ``delay_s`` seconds
+``loaded``    answer like a loaded Orion-LD: after 5 ms per request plus 20 µs per entity
+              (``--loaded-base-ms``, ``--loaded-per-entity-us``); requests on different
+              connections are answered concurrently, as Orion-LD's threads would
 ``refuse``    the listening socket is closed and open connections are aborted: connection refused
 ``blackhole`` connections are accepted and read but never answered (the client runs into its timeout)
 
@@ -35,7 +38,7 @@ from datetime import datetime
 
 import orjson
 
-MODES = ("ok", "error500", "delay", "refuse", "blackhole")
+MODES = ("ok", "error500", "delay", "refuse", "blackhole", "loaded")
 UPSERT_PATH = "/ngsi-ld/v1/entityOperations/upsert"
 _PROBLEM_500 = orjson.dumps({"type": "https://uri.etsi.org/ngsi-ld/errors/InternalError",
                              "title": "injected fault", "status": 500})
@@ -71,6 +74,9 @@ class CountingSink:
         self.keep_last_types = frozenset({"OffStreetParking"})
         self.mode = "ok"
         self.delay_s = 3.0
+        self.loaded_base_s = 0.005
+        self.loaded_per_entity_s = 0.000020
+        self._last_entities = 0
         self._data_server: asyncio.base_events.Server | None = None
         self._control_server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -192,7 +198,10 @@ class CountingSink:
                     await asyncio.sleep(self.delay_s)
                     if self.mode != "delay" and self.mode != "ok":
                         continue   # switched to refuse/blackhole meanwhile: no answer
-                writer.write(self._handle(*req))
+                response = self._handle(*req)
+                if self.mode == "loaded":
+                    await asyncio.sleep(self.loaded_base_s + self.loaded_per_entity_s * self._last_entities)
+                writer.write(response)
                 await writer.drain()
         except (ConnectionError, OSError):
             return
@@ -219,6 +228,7 @@ class CountingSink:
         self.last_request = now
         self.requests += 1
         self.body_bytes += len(body)
+        self._last_entities = len(entities) if type(entities) is list else 1
         created = []
         known = self._known
         lat_type = self.latency_type
@@ -285,6 +295,10 @@ class CountingSink:
 
 async def _main(args) -> None:
     sink = await CountingSink(args.host, args.port, args.control_port, record=args.record).start()
+    sink.loaded_base_s = args.loaded_base_ms / 1000.0
+    sink.loaded_per_entity_s = args.loaded_per_entity_us / 1e6
+    if args.mode != "ok":
+        await sink.set_mode(args.mode)
     print(orjson.dumps({"port": sink.port, "control_port": sink.control_port}).decode(), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -304,6 +318,9 @@ def main() -> None:
     p.add_argument("--control-port", type=int, default=0)
     p.add_argument("--record", action="store_true", help="keep every status observedAt per entity (fault runs)")
     p.add_argument("--max-seconds", type=float, default=3600.0, help="exit after this long in any case")
+    p.add_argument("--mode", choices=MODES, default="ok", help="mode at start (POST /mode changes it)")
+    p.add_argument("--loaded-base-ms", type=float, default=5.0, help="mode loaded: per request")
+    p.add_argument("--loaded-per-entity-us", type=float, default=20.0, help="mode loaded: per entity")
     asyncio.run(_main(p.parse_args()))
 
 

@@ -1,12 +1,14 @@
 """The batching sink: outbox → broker, at most ``batch_size`` entities or every ``flush_ms``.
 
-* ``flush="adaptive"`` (the runtime's default, ``broker.flush``): a batch is written when it is
-  full, when no new entity arrived for 5 ms (the outbox is idle), or ``flush_ms`` after its first
-  entity; while a write is under way the next batch fills. So batches are full while entities
-  keep coming (full speed, a backlog after an outage) and an entity that arrives alone waits 5 ms
-  instead of ``flush_ms``. At a steady moderate rate (entities every few ms) ``flush_ms`` still
-  bounds the wait: set it low (20–50 ms) where latency matters. ``flush="fixed"`` always waits up
-  to ``flush_ms`` for a batch to fill.
+* ``flush="adaptive"`` (the runtime's default, ``broker.flush``): writing is paced by the broker,
+  not by a timer. When no write is in flight, what is queued is written at once (a lone reading
+  waits for nothing). While writes are in flight (at most ``max_inflight``, default 2), the next
+  batch fills: it is written as soon as a write finished, or when it holds ``batch_size``
+  entities and a write slot is free, or ``flush_ms`` after its first entity (only an upper bound).
+  So batches grow with the load and with the broker's own latency. An entity that is part of a
+  write in flight waits for that write's answer before it is sent again (never two instances of
+  one entity on the way at once: the broker could apply them out of order).
+  ``flush="fixed"`` always waits up to ``flush_ms`` for a batch to fill, one write at a time.
 
 * At most one instance of an entity per batch.
 * ``latest-state``: a newer queued instance of an entity replaces the older one; attributes are
@@ -36,8 +38,8 @@ from .pipeline import newest_observed_at
 
 log = logging.getLogger("stadtlink.batcher")
 
-#: flush="adaptive": a batch is written once no new entity arrived for this long
-_IDLE_S = 0.005
+#: flush="adaptive": while writes are in flight, how often the outbox is looked at for the next batch
+_POLL_S = 0.005
 
 
 @dataclass(slots=True)
@@ -62,7 +64,8 @@ def merge_entity(older: dict, newer: dict) -> dict:
 class Batcher:
     def __init__(self, outbox, backend, deadletters, metrics: Metrics, *, semantics: str = "latest-state",
                  batch_size: int = 200, flush_ms: int = 500, retry_base_s: float = 0.5, retry_max_s: float = 30.0,
-                 health_interval_s: float = 10.0, stall_s: float = 10.0, flush: str = "fixed"):
+                 health_interval_s: float = 10.0, stall_s: float = 10.0, flush: str = "fixed",
+                 max_inflight: int = 2):
         self.outbox = outbox
         self.backend = backend
         self.deadletters = deadletters
@@ -73,11 +76,15 @@ class Batcher:
         if flush not in ("adaptive", "fixed"):
             raise ValueError(f"flush must be adaptive or fixed, not {flush!r}")
         self.adaptive = flush == "adaptive"
+        self.max_inflight = max(1, max_inflight) if self.adaptive else 1
+        self._writes: set[asyncio.Task] = set()
+        self._inflight_ids: set[str] = set()
+        self._write_error: BaseException | None = None
+        self._writing: dict[int, float] = {}   # write attempt → when it was sent (stall detection)
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
         self.health_interval_s = health_interval_s
         self.stall_s = stall_s
-        self._writing_since: float | None = None
         self._broker_ok: bool | None = None
         self._broker_error: str | None = None
         self._carry: list[OutboxItem] = []
@@ -111,9 +118,9 @@ class Batcher:
         self._broker_error = value
 
     def _stalled_for(self) -> float | None:
-        since = self._writing_since
-        if since is None:
+        if not self._writing:
             return None
+        since = min(self._writing.values())
         waited = time.monotonic() - since
         return waited if waited > self.stall_s else None
 
@@ -139,6 +146,9 @@ class Batcher:
         self.broker_error = error
 
     async def run(self) -> None:
+        if self.adaptive:
+            await self._run_paced()
+            return
         while True:
             entries = await self._collect()
             if entries:
@@ -147,6 +157,46 @@ class Batcher:
                 return
             elif time.monotonic() - self._last_io > self.health_interval_s:
                 await self.probe()
+
+    async def _run_paced(self) -> None:
+        writes = self._writes
+        self._write_error = None
+        try:
+            while True:
+                if self._write_error is not None:
+                    error, self._write_error = self._write_error, None
+                    raise error
+                if len(writes) >= self.max_inflight:
+                    await asyncio.wait(writes, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                entries = await self._collect_paced()
+                if entries:
+                    self._start_write(entries)
+                elif writes:
+                    await asyncio.wait(writes, return_when=asyncio.FIRST_COMPLETED)
+                elif self._closing and not self._carry:
+                    return
+                elif time.monotonic() - self._last_io > self.health_interval_s:
+                    await self.probe()
+        finally:
+            for task in list(writes):
+                task.cancel()
+            if writes:
+                await asyncio.gather(*writes, return_exceptions=True)
+
+    def _start_write(self, entries: list[_Entry]) -> None:
+        ids = [e.entity.get("id") for e in entries]
+        self._inflight_ids.update(i for i in ids if isinstance(i, str))
+        task = asyncio.create_task(self._write(entries), name="batcher-write")
+        self._writes.add(task)
+
+        def done(t: asyncio.Task) -> None:
+            self._writes.discard(t)
+            self._inflight_ids.difference_update(i for i in ids if isinstance(i, str))
+            if not t.cancelled() and t.exception() is not None and self._write_error is None:
+                self._write_error = t.exception()   # raised by run(): the runner restarts the batcher
+
+        task.add_done_callback(done)
 
     # -- collecting ------------------------------------------------------------------------------------
     async def _collect(self) -> list[_Entry]:
@@ -162,11 +212,6 @@ class Batcher:
                     timeout = 0.0 if entries else 0.05
                 elif deadline is None:
                     timeout = 1.0
-                elif self.adaptive:
-                    # wait while entities keep coming; a gap of _IDLE_S without one → write
-                    timeout = min(_IDLE_S, deadline - time.monotonic())
-                    if timeout <= 0:
-                        break
                 else:
                     # short waits so that close() is noticed while a long flush_ms runs
                     timeout = min(deadline - time.monotonic(), 0.25)
@@ -174,7 +219,7 @@ class Batcher:
                         break
                 items = await self.outbox.take(room, timeout)
                 if not items:
-                    if entries and (self._closing or self.adaptive or deadline is None
+                    if entries and (self._closing or deadline is None
                                     or time.monotonic() >= deadline):
                         break
                     if not entries:
@@ -204,6 +249,71 @@ class Batcher:
                 break
         return list(entries.values())
 
+    async def _collect_paced(self) -> list[_Entry]:
+        """The next batch, paced by the writes in flight (module docstring)."""
+        entries: dict[str, _Entry] = {}
+        held: list[OutboxItem] = []
+        carry, self._carry = self._carry, []
+        full = bool(carry) and self._add(entries, carry, held)
+        first_at = time.monotonic() if entries else None
+        outbox = self.outbox
+        while not full:
+            room = self.batch_size - len(entries)
+            if not self._writes:
+                if entries or held:
+                    # nothing in flight: what is queued now goes at once
+                    items = await outbox.take(room, 0)
+                    if items:
+                        full = self._add(entries, items, held)
+                    break
+                items = await outbox.take(room, 0.05 if self._closing else 1.0)
+                if not items:
+                    break
+                full = self._add(entries, items, held)
+                first_at = time.monotonic()
+                continue
+            now = time.monotonic()
+            if first_at is not None and now - first_at >= self.flush_s:
+                break            # flush_ms is the upper bound even while the broker is slow
+            items = await outbox.take(room, 0)
+            if items:
+                full = self._add(entries, items, held)
+                if first_at is None and entries:
+                    first_at = now
+                continue
+            wait = _POLL_S if first_at is None else min(_POLL_S, first_at + self.flush_s - now)
+            await asyncio.wait(self._writes, timeout=max(0.0, wait), return_when=asyncio.FIRST_COMPLETED)
+        if held:
+            self._carry[:0] = held
+        return list(entries.values())
+
+    def _add(self, entries: dict[str, _Entry], items: list[OutboxItem], held: list[OutboxItem]) -> bool:
+        """Put ``items`` into the batch; True when it is closed (full, or a time-series entity comes
+        a second time: the rest waits in the carry). Instances of entities in a write in flight go
+        to ``held`` (sent after that write answered)."""
+        inflight = self._inflight_ids
+        for i, item in enumerate(items):
+            ent = item.entity
+            eid = ent.get("id")
+            if not isinstance(eid, str):
+                eid = f"<no id #{item.key}>"
+            if eid in inflight:
+                held.append(item)
+                continue
+            entry = entries.get(eid)
+            if entry is None:
+                if len(entries) >= self.batch_size:
+                    self._carry.extend(items[i:])
+                    return True
+                entries[eid] = _Entry(ent, [item])
+            elif self.coalesce:
+                entry.entity = merge_entity(entry.entity, ent)
+                entry.items.append(item)
+            else:
+                self._carry.extend(items[i:])
+                return True
+        return len(entries) >= self.batch_size
+
     # -- writing ---------------------------------------------------------------------------------------
     def _backoff(self, attempt: int) -> float:
         cap = min(self.retry_max_s, self.retry_base_s * (2 ** max(0, attempt - 1)))
@@ -222,13 +332,15 @@ class Batcher:
             attempt += 1
             by_id = {e.entity.get("id"): e for e in pending}
             self._last_io = time.monotonic()
-            self._writing_since = self._last_io
+            key = id(pending)
+            self._writing[key] = self._last_io
             try:
                 result = await self.backend.write([e.entity for e in pending])
             except asyncio.CancelledError:
+                self._writing.pop(key, None)
                 raise
             except Exception as exc:  # noqa: BLE001 - BrokerUnavailable, 401/403, anything: keep and retry
-                self._writing_since = None
+                self._writing.pop(key, None)
                 partial = getattr(exc, "partial", None)
                 self._set_broker(False, f"{type(exc).__name__}: {exc}")
                 m.counts["errors"] += 1
@@ -238,7 +350,7 @@ class Batcher:
                 if partial is not None and (partial.succeeded or partial.failed):
                     pending = await self._settle(partial, by_id, keep_unreported=True)
                 continue
-            self._writing_since = None
+            self._writing.pop(key, None)
             self._set_broker(True, None)
             pending = await self._settle(result, by_id, keep_unreported=True)
 

@@ -191,9 +191,10 @@ class BrokerConfig(_Strict):
     batch_size: int = Field(200, ge=1, le=900, description="flush at this many entities …")
     flush_ms: int = Field(500, ge=1, description="… or this many milliseconds after the first entity of a batch")
     flush: Literal["adaptive", "fixed"] = Field(
-        "adaptive", description="adaptive: write when the batch is full, when no entity arrived for 5 ms, or "
-                                "flush_ms after the first (full batches under load, no wait for a lone entity); "
-                                "fixed: wait up to flush_ms for a batch to fill")
+        "adaptive", description="adaptive: paced by the broker — with no write in flight what is queued is "
+                                "written at once; while writes are in flight (at most 2) the next batch fills "
+                                "up to batch_size; flush_ms only bounds the wait; fixed: wait up to flush_ms "
+                                "for a batch to fill, one write at a time")
     timeout_s: float = Field(10.0, gt=0)
     retry_base_s: float = Field(0.5, gt=0, description="first retry delay of failed entities (doubles, jittered)")
     retry_max_s: float = Field(30.0, gt=0, description="cap of the retry delay")

@@ -1,5 +1,6 @@
-"""Batcher with ``flush="adaptive"`` (the runtime default): a batch goes out as soon as nothing more
-is waiting in the outbox; while a write is under way the next batch fills (real HTTP)."""
+"""Batcher with ``flush="adaptive"`` (the runtime default), paced by the broker: with no write in
+flight what is queued goes at once; while writes are under way (at most two) the next batch fills
+up to ``batch_size``; ``flush_ms`` is only an upper bound (real HTTP)."""
 from __future__ import annotations
 
 import asyncio
@@ -76,6 +77,60 @@ async def test_the_next_batch_fills_while_a_write_is_under_way():
             fb.gate.set()
             assert await wait_until(lambda: len(fb.batches) == 2, timeout=30)
         assert [sorted(e["id"][-1] for e in b) for b in fb.batches] == [["0"], ["1", "2", "3", "4", "5", "6"]]
+    finally:
+        await fb.stop()
+
+
+async def test_under_load_full_batches_go_out_beside_the_write_in_flight():
+    fb = await GatedBroker().start()
+    try:
+        async with Rig(fb.url, batch_size=10) as rig:
+            await rig.outbox.put([ent(0)])
+            assert await wait_for(lambda: fb.arrived == 1, timeout=30)     # a lone entity: written at once
+            await rig.outbox.put([ent(i) for i in range(1, 26)])
+            assert await wait_for(lambda: fb.arrived == 2, timeout=30)     # a full batch: a second write
+            await asyncio.sleep(0.2)
+            assert fb.arrived == 2                                          # at most two in flight
+            fb.gate.set()
+            assert await wait_for(lambda: sum(len(b) for b in fb.batches) == 26, timeout=30)
+        assert sorted(len(b) for b in fb.batches) == [1, 5, 10, 10]
+    finally:
+        await fb.stop()
+
+
+async def test_an_entity_in_flight_is_not_sent_again_before_its_write_answered():
+    fb = await GatedBroker().start()
+    try:
+        async with Rig(fb.url, batch_size=5) as rig:
+            await rig.outbox.put([ent(0)])
+            assert await wait_for(lambda: fb.arrived == 1, timeout=30)
+            newer = ent(0)
+            newer["temperature"]["value"] = 99.0
+            newer["temperature"]["observedAt"] = "2024-05-01T12:00:01.000Z"
+            await rig.outbox.put([newer] + [ent(i) for i in range(1, 6)])
+            assert await wait_for(lambda: fb.arrived == 2, timeout=30)
+            fb.gate.set()
+            assert await wait_for(lambda: sum(len(b) for b in fb.batches) == 7, timeout=30)
+        batches = [[e["id"][-1] for e in b] for b in fb.batches]
+        second = next(b for b in batches if "1" in b)
+        assert "0" not in second                                  # held while the first write was out
+        last_zero = [b for b in fb.batches for e in b if e["id"].endswith(":0")][-1]
+        assert [e for e in last_zero if e["id"].endswith(":0")][0]["temperature"]["value"] == 99.0
+    finally:
+        await fb.stop()
+
+
+async def test_flush_ms_bounds_the_wait_while_the_broker_is_slow():
+    fb = await GatedBroker().start()
+    try:
+        async with Rig(fb.url, batch_size=100, flush_ms=200) as rig:
+            await rig.outbox.put([ent(0)])
+            assert await wait_for(lambda: fb.arrived == 1, timeout=30)
+            await rig.outbox.put([ent(1)])
+            # the first write is held by the broker; flush_ms (200 ms) sends the second beside it
+            assert await wait_for(lambda: fb.arrived == 2, timeout=30)
+            fb.gate.set()
+            assert await wait_for(lambda: len(fb.batches) == 2, timeout=30)
     finally:
         await fb.stop()
 
