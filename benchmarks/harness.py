@@ -356,7 +356,7 @@ class SinkProcess:
 
     def __init__(self, record: bool = False, port: int = 0, mode: str = "ok"):
         self.record = record
-        self.mode = mode
+        self.start_mode = mode
         self.port = port
         self.control_port = 0
         self.proc: subprocess.Popen | None = None
@@ -365,8 +365,8 @@ class SinkProcess:
         cmd = [sys.executable, str(ROOT / "benchmarks" / "sink.py"), "--port", str(self.port), "--max-seconds", "7200"]
         if self.record:
             cmd.append("--record")
-        if self.mode != "ok":
-            cmd += ["--mode", self.mode]
+        if self.start_mode != "ok":
+            cmd += ["--mode", self.start_mode]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
         line = _readline(self.proc.stdout, timeout)
         doc = orjson.loads(line)

@@ -281,8 +281,9 @@ class Batcher:
                 if first_at is None and entries:
                     first_at = now
                 continue
-            wait = _POLL_S if first_at is None else min(_POLL_S, first_at + self.flush_s - now)
-            await asyncio.wait(self._writes, timeout=max(0.0, wait), return_when=asyncio.FIRST_COMPLETED)
+            if self._writes:    # (the take above may have let them finish)
+                wait = _POLL_S if first_at is None else min(_POLL_S, first_at + self.flush_s - now)
+                await asyncio.wait(self._writes, timeout=max(0.0, wait), return_when=asyncio.FIRST_COMPLETED)
         if held:
             self._carry[:0] = held
         return list(entries.values())

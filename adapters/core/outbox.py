@@ -105,9 +105,20 @@ class _Limit:
 
 
 class MemoryOutbox(_Limit):
+    """A bounded deque.
+
+    ``pace_at``: while the batcher is taking (it took within the last second), a put waits for the
+    queue to fall below this many entities — the sources then run no further ahead of the broker
+    than a few batches, which bounds the process's memory and the latency under full load. While
+    the broker is away (nothing taken) nothing waits: the outbox buffers up to ``max_length``."""
+
     kind = "memory"
 
-    def __init__(self, *, max_length: int = 100_000, backpressure_wait_s: float = 5.0, name: str = "memory"):
+    def __init__(self, *, max_length: int = 100_000, backpressure_wait_s: float = 5.0, name: str = "memory",
+                 pace_at: int = 2_000):
+        self.pace_at = pace_at
+        self._taken_at = 0.0
+        self._took = asyncio.Event()
         self.max_length = max_length
         self.backpressure_wait_s = backpressure_wait_s
         self.name = name
@@ -147,6 +158,8 @@ class MemoryOutbox(_Limit):
     async def put(self, entities: list[dict], *, extra=None) -> None:
         if not entities:
             return
+        if self.pace_at and len(self._queue) >= self.pace_at:
+            await self._pace()
         if self.depth and self.depth + len(entities) > self.max_length:
             self._alarm(len(entities))
             deadline = time.monotonic() + self.backpressure_wait_s
@@ -165,6 +178,15 @@ class MemoryOutbox(_Limit):
             self._queue.append(OutboxItem(self._seq, ent, now))
         self._changed.set()
 
+    async def _pace(self) -> None:
+        took = self._took
+        while len(self._queue) >= self.pace_at and time.monotonic() - self._taken_at < 1.0:
+            took.clear()
+            try:
+                await asyncio.wait_for(took.wait(), 0.25)
+            except asyncio.TimeoutError:
+                pass
+
     async def take(self, max_items: int, timeout: float) -> list[OutboxItem]:
         if not self._queue and timeout > 0:
             self._changed.clear()
@@ -177,6 +199,9 @@ class MemoryOutbox(_Limit):
             item = self._queue.popleft()
             self._inflight[item.key] = item
             out.append(item)
+        if out:
+            self._taken_at = time.monotonic()
+            self._took.set()
         return out
 
     async def ack(self, items: list[OutboxItem]) -> None:

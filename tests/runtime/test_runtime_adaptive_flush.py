@@ -140,3 +140,34 @@ def test_config_default_is_adaptive_and_fixed_can_be_chosen():
     assert BrokerConfig(url="http://x:1026", flush="fixed").flush == "fixed"
     with pytest.raises(ValueError):
         BrokerConfig(url="http://x:1026", flush="sometimes")
+
+
+async def test_paced_flush_over_the_redis_outbox_delivers_a_backlog_without_a_batcher_failure(redis_prefix):
+    """With the Redis outbox every look into the outbox suspends, so writes finish meanwhile: the
+    batcher must go on (a failure would restart it) and every entity arrives, in full batches."""
+    from stadtlink.adapters.core.batcher import Batcher
+    from stadtlink.adapters.core.deadletter import MemoryDeadLetters
+    from stadtlink.adapters.core.metrics import Metrics
+    from stadtlink.adapters.core.outbox import RedisOutbox
+    from stadtlink.broker_client import NGSILDClient
+
+    fb = await FakeBroker().start()
+    outbox = RedisOutbox(url="redis://127.0.0.1:6379/0", stream=f"{redis_prefix}:t:outbox")
+    await outbox.start()
+    client = NGSILDClient(fb.url, timeout=10)
+    await client.open()
+    batcher = Batcher(outbox, client, MemoryDeadLetters(), Metrics("t"), flush="adaptive", batch_size=50,
+                      flush_ms=500)
+    task = asyncio.create_task(batcher.run())
+    try:
+        for g in range(60):
+            await outbox.put([ent(g * 10 + k) for k in range(10)])
+        assert await wait_for(lambda: sum(len(b) for b in fb.batches) >= 600 or task.done(), timeout=60)
+        assert not task.done(), task.exception()
+        assert sorted(e["id"] for b in fb.batches for e in b) == sorted(ent(i)["id"] for i in range(600))
+    finally:
+        batcher.close()
+        await asyncio.wait_for(task, 20)
+        await client.close()
+        await outbox.close()
+        await fb.stop()

@@ -332,8 +332,8 @@ class MqttConnection:
             rc = self._client.disconnect(properties=props)
             if rc != paho.MQTT_ERR_SUCCESS:
                 raise MqttError(f"end_session: DISCONNECT not sent ({paho.error_string(rc)})")
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(driver.lost), timeout)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await _within(driver.lost, timeout)
             return
         await _disconnect(driver, timeout)
         clean = dataclasses.replace(self._settings, persistent_session=False, manual_ack=False,
@@ -441,11 +441,35 @@ async def _disconnect(driver: _Driver, timeout: float) -> None:
         return
     driver.client.loop_write()      # PUBACKs still queued go first
     driver.client.disconnect()
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(asyncio.shield(driver.lost), timeout)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await _within(driver.lost, timeout)
     if not driver.lost.done():
         sock = driver.client.socket()
         driver.remove(sock) if sock is not None else driver.mark_lost(None)
+
+
+async def _within(fut: asyncio.Future, timeout: float) -> None:
+    """Wait for ``fut`` (not cancelling it); asyncio.TimeoutError after ``timeout``."""
+    done, _ = await asyncio.wait({fut}, timeout=timeout)
+    if not done:
+        raise asyncio.TimeoutError(f"no answer within {timeout:g} s")
+
+
+def _abandon(driver: _Driver, opening: asyncio.Future) -> None:
+    """Give up a connection attempt: the socket is closed now, or when paho's connect returns."""
+    driver.mark_lost(None)
+
+    def close(_fut=None) -> None:
+        sock = driver.client.socket()
+        if sock is not None:
+            driver.remove(sock)
+            with contextlib.suppress(Exception):
+                sock.close()
+
+    if opening.done():
+        close()
+    else:
+        opening.add_done_callback(close)
 
 
 @contextlib.asynccontextmanager
@@ -456,33 +480,24 @@ async def connect(settings: MqttSettings) -> AsyncIterator[MqttConnection]:
     driver = _Driver(client, loop)
     where = f"{settings.host}:{settings.port}"
     kwargs = _connect_kwargs(settings)
+    # paho opens the socket (and does the TLS handshake) blocking: in a worker thread
+    opening = loop.run_in_executor(None, lambda: client.connect(settings.host, settings.port, settings.keepalive,
+                                                                **kwargs))
     try:
-        # paho opens the socket (and does the TLS handshake) blocking: in a worker thread
-        rc = await asyncio.wait_for(
-            loop.run_in_executor(None, lambda: client.connect(settings.host, settings.port, settings.keepalive,
-                                                              **kwargs)),
-            settings.connect_timeout + 1)
+        # asyncio.wait, not wait_for: Python 3.11's wait_for can swallow a cancellation when the
+        # awaited future completes at the same moment (the runner's stop would then wait forever)
+        await _within(opening, settings.connect_timeout + 1)
+        rc = opening.result()
         if rc != paho.MQTT_ERR_SUCCESS:
             raise MqttError(f"cannot connect to {where}: {paho.error_string(rc)}")
-        code = await asyncio.wait_for(asyncio.shield(driver.connected), settings.connect_timeout)
+        await _within(driver.connected, settings.connect_timeout)
+        code = driver.connected.result()
     except (OSError, ssl.SSLError, asyncio.TimeoutError, ValueError) as exc:
-        driver.mark_lost(None)
-        with contextlib.suppress(Exception):
-            client.disconnect()
-        sock = client.socket()
-        if sock is not None:
-            driver.remove(sock)
-            with contextlib.suppress(Exception):
-                sock.close()
+        _abandon(driver, opening)
         text = str(exc) or type(exc).__name__
         raise MqttError(f"cannot connect to {where}: {text}") from None
     except BaseException:
-        driver.mark_lost(None)
-        sock = client.socket()
-        if sock is not None:
-            driver.remove(sock)
-            with contextlib.suppress(Exception):
-                sock.close()
+        _abandon(driver, opening)
         raise
     if code is None:
         raise MqttError(f"cannot connect to {where}: connection closed before CONNACK")
