@@ -86,13 +86,13 @@ async def test_under_load_full_batches_go_out_beside_the_write_in_flight():
     try:
         async with Rig(fb.url, batch_size=10) as rig:
             await rig.outbox.put([ent(0)])
-            assert await wait_for(lambda: fb.arrived == 1, timeout=30)     # a lone entity: written at once
+            assert await wait_until(lambda: fb.arrived == 1, timeout=30)     # a lone entity: written at once
             await rig.outbox.put([ent(i) for i in range(1, 26)])
-            assert await wait_for(lambda: fb.arrived == 2, timeout=30)     # a full batch: a second write
+            assert await wait_until(lambda: fb.arrived == 2, timeout=30)     # a full batch: a second write
             await asyncio.sleep(0.2)
             assert fb.arrived == 2                                          # at most two in flight
             fb.gate.set()
-            assert await wait_for(lambda: sum(len(b) for b in fb.batches) == 26, timeout=30)
+            assert await wait_until(lambda: sum(len(b) for b in fb.batches) == 26, timeout=30)
         assert sorted(len(b) for b in fb.batches) == [1, 5, 10, 10]
     finally:
         await fb.stop()
@@ -103,14 +103,14 @@ async def test_an_entity_in_flight_is_not_sent_again_before_its_write_answered()
     try:
         async with Rig(fb.url, batch_size=5) as rig:
             await rig.outbox.put([ent(0)])
-            assert await wait_for(lambda: fb.arrived == 1, timeout=30)
+            assert await wait_until(lambda: fb.arrived == 1, timeout=30)
             newer = ent(0)
             newer["temperature"]["value"] = 99.0
             newer["temperature"]["observedAt"] = "2024-05-01T12:00:01.000Z"
             await rig.outbox.put([newer] + [ent(i) for i in range(1, 6)])
-            assert await wait_for(lambda: fb.arrived == 2, timeout=30)
+            assert await wait_until(lambda: fb.arrived == 2, timeout=30)
             fb.gate.set()
-            assert await wait_for(lambda: sum(len(b) for b in fb.batches) == 7, timeout=30)
+            assert await wait_until(lambda: sum(len(b) for b in fb.batches) == 7, timeout=30)
         batches = [[e["id"][-1] for e in b] for b in fb.batches]
         second = next(b for b in batches if "1" in b)
         assert "0" not in second                                  # held while the first write was out
@@ -125,12 +125,12 @@ async def test_flush_ms_bounds_the_wait_while_the_broker_is_slow():
     try:
         async with Rig(fb.url, batch_size=100, flush_ms=200) as rig:
             await rig.outbox.put([ent(0)])
-            assert await wait_for(lambda: fb.arrived == 1, timeout=30)
+            assert await wait_until(lambda: fb.arrived == 1, timeout=30)
             await rig.outbox.put([ent(1)])
             # the first write is held by the broker; flush_ms (200 ms) sends the second beside it
-            assert await wait_for(lambda: fb.arrived == 2, timeout=30)
+            assert await wait_until(lambda: fb.arrived == 2, timeout=30)
             fb.gate.set()
-            assert await wait_for(lambda: len(fb.batches) == 2, timeout=30)
+            assert await wait_until(lambda: len(fb.batches) == 2, timeout=30)
     finally:
         await fb.stop()
 
@@ -162,7 +162,7 @@ async def test_paced_flush_over_the_redis_outbox_delivers_a_backlog_without_a_ba
     try:
         for g in range(60):
             await outbox.put([ent(g * 10 + k) for k in range(10)])
-        assert await wait_for(lambda: sum(len(b) for b in fb.batches) >= 600 or task.done(), timeout=60)
+        assert await wait_until(lambda: sum(len(b) for b in fb.batches) >= 600 or task.done(), timeout=60)
         assert not task.done(), task.exception()
         assert sorted(e["id"] for b in fb.batches for e in b) == sorted(ent(i)["id"] for i in range(600))
     finally:
