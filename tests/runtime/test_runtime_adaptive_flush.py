@@ -10,6 +10,7 @@ from aiohttp import web
 
 from stadtlink.adapters.core.config import BrokerConfig
 from rt_helpers import BatcherRig, FakeBroker, wait_until
+from stadtlink.adapters.core.testing import SHARED_REDIS_URL
 
 
 def ent(i):
@@ -152,7 +153,7 @@ async def test_paced_flush_over_the_redis_outbox_delivers_a_backlog_without_a_ba
     from stadtlink.broker_client import NGSILDClient
 
     fb = await FakeBroker().start()
-    outbox = RedisOutbox(url="redis://127.0.0.1:6379/0", stream=f"{redis_prefix}:t:outbox")
+    outbox = RedisOutbox(url=SHARED_REDIS_URL, stream=f"{redis_prefix}:t:outbox")
     await outbox.start()
     client = NGSILDClient(fb.url, timeout=10)
     await client.open()

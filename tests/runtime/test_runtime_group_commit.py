@@ -10,12 +10,13 @@ import pytest
 from stadtlink.adapters.core import RawMessage, tts_uplink
 from stadtlink.adapters.core.outbox import OutboxFull
 from stadtlink.adapters.core.runner import Runner
+from stadtlink.adapters.core.testing import SHARED_REDIS_URL
 from stadtlink.broker_client import NGSILDClient
 from stadtlink.broker_client.local_broker import running_broker
 from rt_helpers import QueueSource, base_config
 from rt_toy_adapter import ADAPTER
 
-REDIS = "redis://127.0.0.1:6379/0"
+REDIS = SHARED_REDIS_URL
 DEV1 = "urn:ngsi-ld:WeatherObserved:test:dev-1"
 DEV2 = "urn:ngsi-ld:WeatherObserved:test:dev-2"
 
