@@ -259,3 +259,37 @@ async def test_token_endpoint_down_at_start_is_waited_for_like_a_broker():
         await runner.stop(grace=1)
         await server.stop()
         await broker.stop()
+
+
+async def test_sensorthings_server_repeating_basic_credentials_is_redacted(caplog):
+    """A SensorThings service root (FROST-Server style Basic auth) that answers 400 with the
+    request's Authorization header: the write's error carries neither the blob nor the password."""
+    from stadtlink.broker_client.sensorthings import SensorThingsBackend
+
+    caplog.set_level("DEBUG")
+    seen: list[str] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.json_response({"code": 400, "type": "error",
+                                  "message": f"bad header Authorization: {request.headers.get('Authorization')}"},
+                                 status=400)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    blob = base64.b64encode(f"stadtlink:{PASSWORD}".encode()).decode()
+    try:
+        async with SensorThingsBackend(f"http://127.0.0.1:{port}/FROST-Server/v1.1",
+                                       auth=BasicAuth("stadtlink", PASSWORD)) as backend:
+            with pytest.raises(Exception) as info:
+                await backend.write([{"id": "urn:ngsi-ld:WaterObserved:t:1", "type": "WaterObserved"}])
+    finally:
+        await runner.cleanup()
+    assert seen and seen[0] == f"Basic {blob}"          # the server really got the credentials
+    text = f"{info.value} {info.value!r} {getattr(info.value, 'problem', '')!r} {caplog.text}"
+    assert "Basic ***" in text
+    assert_clean(text, PASSWORD, blob)
