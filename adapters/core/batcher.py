@@ -80,6 +80,7 @@ class Batcher:
         self._writes: set[asyncio.Task] = set()
         self._inflight_ids: set[str] = set()
         self._write_error: BaseException | None = None
+        self._held_ids: set[str] = set()
         self._writing: dict[int, float] = {}   # write attempt → when it was sent (stall detection)
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
@@ -253,6 +254,7 @@ class Batcher:
         """The next batch, paced by the writes in flight (module docstring)."""
         entries: dict[str, _Entry] = {}
         held: list[OutboxItem] = []
+        self._held_ids = set()
         carry, self._carry = self._carry, []
         full = bool(carry) and self._add(entries, carry, held)
         first_at = time.monotonic() if entries else None
@@ -293,13 +295,16 @@ class Batcher:
         a second time: the rest waits in the carry). Instances of entities in a write in flight go
         to ``held`` (sent after that write answered)."""
         inflight = self._inflight_ids
+        held_ids = self._held_ids
         for i, item in enumerate(items):
             ent = item.entity
             eid = ent.get("id")
             if not isinstance(eid, str):
                 eid = f"<no id #{item.key}>"
-            if eid in inflight:
+            if eid in inflight or eid in held_ids:
+                # later instances of a held entity wait behind it, even once its write answered
                 held.append(item)
+                held_ids.add(eid)
                 continue
             entry = entries.get(eid)
             if entry is None:

@@ -138,7 +138,7 @@ class Pipeline:
         self._device: str | None = None    # the device of the message being decoded (for dead letters)
         self._profiles: dict[str, Any] = {}
         self._lock = asyncio.Lock()
-        self._group_keys: list[tuple] = []   # dedup keys of the group being processed
+        self._group_keys: set[tuple] = set()   # dedup keys of the group being processed
         #: adapters/core/shared.py SharedState when the adapter's derive hook is on (set by the runner)
         self.shared_state = None
 
@@ -294,7 +294,7 @@ class Pipeline:
                     self.metrics.reject(attribute, reason)
         entities = await self._admit(entities, message, device_id, profile, options)
         if dedup_key is not None:
-            self._group_keys.append(dedup_key)
+            self._group_keys.add(dedup_key)
         return entities
 
     async def run_tick(self, now: datetime | None = None) -> int:

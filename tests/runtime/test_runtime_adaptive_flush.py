@@ -172,3 +172,21 @@ async def test_paced_flush_over_the_redis_outbox_delivers_a_backlog_without_a_ba
         await client.close()
         await outbox.close()
         await fb.stop()
+
+
+def test_a_newer_instance_never_overtakes_a_held_one():
+    """X v2 is held while X v1 is being written; that write answers and X v3 comes before the
+    batch closes: v3 must wait behind v2 (else v2 would be written after v3 and win)."""
+    from stadtlink.adapters.core.batcher import Batcher
+    from stadtlink.adapters.core.outbox import OutboxItem
+
+    b = Batcher(None, None, None, None, flush="adaptive")
+    x = "urn:ngsi-ld:WeatherObserved:t:0"
+    b._inflight_ids = {x}
+    b._held_ids = set()
+    entries, held = {}, []
+    b._add(entries, [OutboxItem(1, ent(0), 0.0)], held)
+    b._inflight_ids = set()                        # the write of v1 answered meanwhile
+    b._add(entries, [OutboxItem(2, ent(0), 0.0), OutboxItem(3, ent(1), 0.0)], held)
+    assert x not in entries and [i.key for i in held] == [1, 2]
+    assert list(entries) == ["urn:ngsi-ld:WeatherObserved:t:1"]
