@@ -461,7 +461,10 @@ class Run:
                "--port", str(self.mosquitto.port), "--rate", str(rate), "--count", str(count),
                "--devices", str(a.devices), "--start-seq", str(start_seq),
                "--last-ms", json.dumps(self.last_ms[system])]
-        pub_proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        # its output (every observation time) is larger than a pipe's buffer: a file, read after it exited
+        out_path = self.work / f"publish-{system}-{start_seq}.out"
+        with open(out_path, "wb") as out_fh:
+            pub_proc = subprocess.Popen(cmd, stdout=out_fh, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             if outage:
                 await asyncio.sleep(outage[0])
@@ -475,12 +478,15 @@ class Run:
                 if time.monotonic() > deadline:
                     raise TimeoutError("publisher did not finish")
                 await asyncio.sleep(0.1)
-            out = pub_proc.stdout.read().decode().strip().splitlines()
-            if not out:
-                raise RuntimeError(f"publisher failed: {pub_proc.stderr.read().decode()[-2000:]}")
-            pub = json.loads(out[-1])
+            text = out_path.read_text(errors="replace")
+            lines = text.strip().splitlines()
+            try:
+                pub = json.loads(lines[-1])
+            except (IndexError, ValueError):
+                raise RuntimeError(f"publisher failed: {text[-2000:]}") from None
             if "error" in pub:
                 raise RuntimeError(pub["error"])
+            out_path.unlink()
         finally:
             if pub_proc.poll() is None:
                 pub_proc.kill()
