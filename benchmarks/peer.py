@@ -217,7 +217,9 @@ class AgentProcess:
             time.sleep(0.2)
         group, devs = provisioning(self.devices)
         north = f"http://127.0.0.1:{self.north_port}"
-        for path, body in (("/iot/services", group), ("/iot/devices", devs)):
+        bodies = [("/iot/services", group)] + [   # its body limit: 500 devices per request
+            ("/iot/devices", {"devices": devs["devices"][i:i + 500]}) for i in range(0, self.devices, 500)]
+        for path, body in bodies:
             status, answer = _fiware("POST", north + path, body, timeout=120)
             if status != 201:
                 raise RuntimeError(f"provisioning {path}: {status} {answer[:300]!r}")
@@ -283,7 +285,7 @@ def _publish_main(argv: list[str]) -> None:
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--devices", type=int, required=True)
     p.add_argument("--start-seq", type=int, default=0)
-    p.add_argument("--last-ms", default="{}", help="JSON {spot index: last observation ms} of earlier runs")
+    p.add_argument("--last-ms", help="JSON file {spot index: last observation ms} of earlier runs")
     a = p.parse_args(argv)
     c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"peer-pub-{uuid.uuid4().hex[:8]}",
                     protocol=paho.MQTTv311)
@@ -297,7 +299,7 @@ def _publish_main(argv: list[str]) -> None:
             print(json.dumps({"error": "no MQTT connection"}), flush=True)
             sys.exit(1)
         time.sleep(0.01)
-    last_ms = {int(k): v for k, v in json.loads(a.last_ms).items()}
+    last_ms = {int(k): v for k, v in json.loads(Path(a.last_ms).read_text()).items()} if a.last_ms else {}
     obs: list[int] = []
     infos = []
     t0 = time.time()
@@ -390,7 +392,8 @@ class Run:
     def start_system(self, system: str) -> None:
         if system == "iotagent":
             self.agent = AgentProcess(self.a.agent_dir, self.work, sink_port=self.sink.port,
-                                      mqtt_port=self.mosquitto.port, devices=self.a.devices).start()
+                                      mqtt_port=self.mosquitto.port, devices=self.a.devices)
+            self.agent.start()
         else:
             asyncio.run(self._start_adapter())
 
@@ -411,7 +414,7 @@ class Run:
             doc["broker"].pop(key, None)
         cfg.write_text(json.dumps(doc, indent=1))
         self.adapter = AdapterProcess(cfg, port)
-        self.adapter.start()
+        self.adapter.start()    # assigned first: stop() ends it also when it never gets ready
         await self.adapter.wait_ready(90)
 
     def stop_system(self, system: str) -> None:
@@ -457,10 +460,12 @@ class Run:
         await self.sink.reset()
         s0, r0 = self.stats(system), self.redis_cpu()
         t_wall0 = time.time()
+        last_path = self.work / f"last-ms-{system}.json"     # a file: one argument is limited to 128 KiB
+        last_path.write_text(json.dumps(self.last_ms[system]))
         cmd = [sys.executable, str(Path(__file__).resolve()), "_publish", "--system", system,
                "--port", str(self.mosquitto.port), "--rate", str(rate), "--count", str(count),
                "--devices", str(a.devices), "--start-seq", str(start_seq),
-               "--last-ms", json.dumps(self.last_ms[system])]
+               "--last-ms", str(last_path)]
         # its output (every observation time) is larger than a pipe's buffer: a file, read after it exited
         out_path = self.work / f"publish-{system}-{start_seq}.out"
         with open(out_path, "wb") as out_fh:
