@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Self
 from urllib.parse import quote
@@ -97,6 +97,13 @@ class NGSILDClient:
     itself) accept exactly one context Link, so for a list only the **first** URL is sent and a
     warning is logged once: publish one context file that imports the others instead.
 
+    ``type_contexts`` (``entity type → @context URL``, e.g.
+    :func:`stadtlink.schemas.contexts.type_contexts`) makes every batch write carry each entity's
+    own @context in the body: the chunk is sent as ``application/ld+json`` without a Link header and
+    every entity gets ``"@context": <its type's URL>`` (the core context is implied), so entities of
+    several models go in one request each expanded through its own model's terms (reference/
+    orion-ld.md §1.1: per-item @context in batches). An entity that brings its own ``@context`` keeps it.
+
     Use as ``async with NGSILDClient(...) as client:`` or ``await client.open()`` /
     ``await client.close()``.
 
@@ -128,6 +135,7 @@ class NGSILDClient:
         max_body_bytes: int = 900_000,
         upsert_mode: UpsertMode = "update",
         extra_headers: Mapping[str, str] | None = None,
+        type_contexts: Callable[[str], str | None] | None = None,
     ) -> None:
         base = url.rstrip("/")
         base = base.removesuffix(API_PREFIX)
@@ -176,6 +184,8 @@ class NGSILDClient:
         if extra_headers:
             headers.update(extra_headers)
         self._base_headers = headers
+        self.type_contexts = type_contexts
+        self._context_prefix: dict[str, bytes] = {}
         self._session: aiohttp.ClientSession | None = None
         self._merge_supported: bool | None = None
         self._redactor_key: tuple | None = None
@@ -234,6 +244,8 @@ class NGSILDClient:
         body: bytes | None = None,
         idempotent: bool,
         attempts: int | None = None,
+        content_type: str | None = None,
+        link_context: str | None = None,
     ) -> Response:
         """Send one request with retries; returns the final answer whatever its status.
 
@@ -249,12 +261,18 @@ class NGSILDClient:
         if json is not None:
             body = orjson.dumps(json)
         headers = dict(self._base_headers)
+        if link_context is not None:
+            headers["Link"] = _link_header(link_context)
         if body is not None:
             headers["Content-Type"] = "application/json"
             if isinstance(json, dict) and "@context" in json:
                 # Orion-LD: a body @context requires ld+json and forbids the Link header.
                 headers["Content-Type"] = "application/ld+json"
                 headers.pop("Link", None)
+            if content_type is not None:
+                headers["Content-Type"] = content_type
+                if content_type == "application/ld+json":
+                    headers.pop("Link", None)
         query = _clean_params(params)
         url = self._url(path)
         session = self.session
@@ -493,8 +511,11 @@ class NGSILDClient:
         result = BatchResult()
         encoded: list[tuple[str, bytes]] = []
         limit = self.max_body_bytes - 2  # the enclosing [ ]
+        per_type = self.type_contexts is not None and not ids_only
         for index, item in enumerate(items):
             entity_id, blob, problem = _encode_item(item, index, ids_only)
+            if per_type and problem is None and blob is not None:
+                blob = self._with_type_context(item, blob)
             if problem is None and blob is not None and len(blob) > limit:
                 problem = local_problem(
                     "Entity too large",
@@ -506,13 +527,28 @@ class NGSILDClient:
             else:
                 encoded.append((entity_id, blob))  # type: ignore[arg-type]
         path = f"/entityOperations/{operation}"
+        content_type = "application/ld+json" if per_type else None
         for chunk in self._chunks(encoded):
             try:
-                result.extend(await self._send_chunk(path, chunk, params, idempotent))
+                result.extend(await self._send_chunk(path, chunk, params, idempotent, content_type))
             except NGSILDError as exc:
                 exc.partial = result
                 raise
         return result
+
+    def _with_type_context(self, item: Any, blob: bytes) -> bytes:
+        """``blob`` (a serialized entity object) with ``"@context": <its type's URL>`` in front."""
+        if isinstance(item, Entity):
+            item = item.to_dict()
+        if blob == b"{}" or not isinstance(item, Mapping) or "@context" in item:
+            return blob
+        etype = item.get("type")
+        url = self.type_contexts(etype) if isinstance(etype, str) else None  # type: ignore[misc]
+        url = url or self.context or "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
+        prefix = self._context_prefix.get(url)
+        if prefix is None:
+            prefix = self._context_prefix[url] = b'{"@context":' + orjson.dumps(url) + b","
+        return prefix + blob[1:]
 
     def _chunks(self, encoded: list[tuple[str, bytes]]) -> Iterable[list[tuple[str, bytes]]]:
         chunk: list[tuple[str, bytes]] = []
@@ -529,19 +565,21 @@ class NGSILDClient:
             yield chunk
 
     async def _send_chunk(
-        self, path: str, chunk: list[tuple[str, bytes]], params: Mapping[str, Any] | None, idempotent: bool
+        self, path: str, chunk: list[tuple[str, bytes]], params: Mapping[str, Any] | None, idempotent: bool,
+        content_type: str | None = None,
     ) -> BatchResult:
         ids = [entity_id for entity_id, _ in chunk]
         body = b"[" + b",".join(blob for _, blob in chunk) + b"]"
-        response = await self.request("POST", path, params=params, body=body, idempotent=idempotent)
+        response = await self.request("POST", path, params=params, body=body, idempotent=idempotent,
+                                      content_type=content_type)
         status = response.status
         if status in (200, 201, 204, 207):
             return parse_batch_response(status, response.body, ids)
         if status == 413 and len(chunk) > 1:
             half = len(chunk) // 2
             log.warning("%s: 413 for %d entities (%d bytes), splitting", path, len(chunk), len(body))
-            first = await self._send_chunk(path, chunk[:half], params, idempotent)
-            first.extend(await self._send_chunk(path, chunk[half:], params, idempotent))
+            first = await self._send_chunk(path, chunk[:half], params, idempotent, content_type)
+            first.extend(await self._send_chunk(path, chunk[half:], params, idempotent, content_type))
             return first
         error = error_from_response(status, response.body)
         if isinstance(error, (Unauthorized, Forbidden)) or status >= 500:
@@ -718,8 +756,11 @@ class NGSILDClient:
             return body["id"]
         raise InvalidResponse(response.status, None, "No Location header in the answer", None, response.body)
 
-    async def get_subscription(self, subscription_id: str) -> dict[str, Any]:
-        response = await self.request("GET", self._subscription_path(subscription_id), idempotent=True)
+    async def get_subscription(self, subscription_id: str, *, context: str | None = None) -> dict[str, Any]:
+        """``GET /subscriptions/{id}``; attribute names compacted with ``context`` (default: the
+        client's)."""
+        response = await self.request("GET", self._subscription_path(subscription_id), idempotent=True,
+                                      link_context=context)
         self._raise_for(response)
         data = response.json()
         if not isinstance(data, dict):
@@ -730,7 +771,12 @@ class NGSILDClient:
         async for sub in self._paged("GET", "/subscriptions", {}, None, limit, page_size):
             yield sub
 
-    async def update_subscription(self, subscription_id: str, patch: Mapping[str, Any]) -> None:
+    async def update_subscription(self, subscription_id: str, patch: Mapping[str, Any], *,
+                                  context: str | None = None) -> None:
+        """``PATCH /subscriptions/{id}``; attribute names expanded with ``context`` (sent in the
+        body, default: the client's Link header)."""
+        if context is not None and "@context" not in patch:
+            patch = {**patch, "@context": context}
         response = await self.request("PATCH", self._subscription_path(subscription_id), json=patch, idempotent=True)
         self._raise_for(response)
 

@@ -304,7 +304,11 @@ class ReadBack:
             self._task = asyncio.create_task(self._run(), name="notify-read-back")
 
     async def _read(self, **query: Any) -> list[dict[str, Any]]:
-        return [e async for e in self.client.query_entities(**query)]
+        # entities are written with their own model's @context: names the reader's context maps
+        # elsewhere come back long and get their model's short names back
+        from stadtlink.schemas.vocabulary import compact_entity
+
+        return [compact_entity(e) async for e in self.client.query_entities(**query)]
 
     async def _run(self) -> None:
         while True:

@@ -143,6 +143,26 @@ class ApplyReport:
         return out
 
 
+def _type_context(client: Any, body: Mapping[str, Any]) -> str | None:
+    """The @context a subscription's attribute names are expanded with: the model context of the
+    one entity type it watches when the client writes each type with its own (``type_contexts``),
+    so ``watchedAttributes``, ``q`` and ``notification.attributes`` name the IRIs the entities are
+    stored under and notifications come back with that model's short names; None (the client's
+    Link header) for several or unregistered types, or a body with its own ``@context``."""
+    type_contexts = getattr(client, "type_contexts", None)
+    if type_contexts is None or "@context" in body:
+        return None
+    types = {e.get("type") for e in body.get("entities") or () if isinstance(e, Mapping)}
+    if len(types) != 1:
+        return None
+    (etype,) = types
+    from stadtlink.schemas.registry import model_for
+
+    if not isinstance(etype, str) or model_for(etype) is None:
+        return None
+    return type_contexts(etype)
+
+
 async def apply(client: NGSILDClient, desired: list[dict[str, Any]], *, prune: bool = False) -> ApplyReport:
     """Make an NGSI-LD broker's stadtlink subscriptions match ``desired``. How a broker kind renders
     a subscription on GET is taken from its quirks row (``client.quirks``) when it has one."""
@@ -152,10 +172,13 @@ async def apply(client: NGSILDClient, desired: list[dict[str, Any]], *, prune: b
     for body in desired:
         sid = body["id"]
         wanted_ids.add(sid)
+        context = _type_context(client, body)
+        create = body if context is None else {**body, "@context": context}
+        with_context = {} if context is None else {"context": context}
         try:
-            current = await client.get_subscription(sid)
+            current = await client.get_subscription(sid, **with_context)
         except ResourceNotFound:
-            await client.create_subscription(body)
+            await client.create_subscription(create)
             report.created.append(sid)
             continue
         want, have = _normalise(body, scalar_lists), _normalise(current, scalar_lists)
@@ -167,14 +190,14 @@ async def apply(client: NGSILDClient, desired: list[dict[str, Any]], *, prune: b
         if removed or removed_notification:
             # PATCH cannot portably remove a member: delete and create again (counters restart).
             await client.delete_subscription(sid)
-            await client.create_subscription(body)
+            await client.create_subscription(create)
             report.recreated.append(sid)
             continue
         patch = {k: v for k, v in body.items() if k not in ("id", "type") and _normalise({k: v}).get(k) != have.get(k)}
         patch.pop("subscriptionName", None)
         if "notification" in patch:
             patch["notification"] = body["notification"]
-        await client.update_subscription(sid, patch)
+        await client.update_subscription(sid, patch, **with_context)
         report.patched.append(sid)
     if prune:
         async for sub in client.list_subscriptions():

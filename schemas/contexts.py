@@ -32,7 +32,8 @@ REPOSITORY_CONTEXT_URL: dict[str, str] = {
 #: stadtlink's compound default @context (AdapterSpec default): the bundled SDM contexts in one
 #: list, in the order scripts/gen_contexts.py derives. A later context wins a term, and terms such
 #: as ``refDevice`` expand differently per repository, so a single list cannot give every model
-#: its own IRIs: see :mod:`schemas.vocabulary` for the checked facts and the per-type contexts.
+#: its own IRIs: entities of registered models are written with their own model's context
+#: (:func:`type_context`); the compound one is the fallback for other types and a reader's context.
 STADTLINK_CONTEXT_URL = (
     "https://raw.githubusercontent.com/stadtlink/stadtlink/main/schemas/contexts/stadtlink-context.jsonld"
 )
@@ -119,3 +120,50 @@ def load_context(url: str) -> dict[str, Any]:
     Returns a fresh dict on every call, so callers may modify it.
     """
     return json.loads(context_text(url))
+
+
+# --- one @context per entity type ----------------------------------------------------------------
+#
+# No single list of the Smart Data Models contexts gives every model its own IRIs (``refDevice``
+# alone has six across the bundled repositories). So an entity is written with the @context of
+# its own model (``type_context``); the compound context stays only the fallback for types no
+# registered model defines and the context a reader may use for short names of the rest.
+
+
+def type_context(entity_type: str, default: str | None = None) -> str | None:
+    """The canonical @context URL an entity of ``entity_type`` is written with: its registered
+    model's own context, else ``default`` (the adapter's configured context)."""
+    model = _registry.model_for(entity_type) if isinstance(entity_type, str) else None
+    return model.context_url if model is not None else default
+
+
+def mirrored_url(base_context: str | None, canonical: str) -> str:
+    """``canonical`` as the context server behind ``base_context`` serves it.
+
+    The chart's in-cluster context server serves every packaged context at ``/<host><path>`` of
+    its upstream URL and the compound context at ``/stadtlink-context.jsonld``; when the configured
+    context is such a server's compound context (any URL other than the canonical one whose last
+    segment is ``stadtlink-context.jsonld``), a model's context is named by its mirrored URL there,
+    so a broker without internet access resolves it too. Otherwise the canonical URL is used.
+    """
+    if (not base_context or base_context == STADTLINK_CONTEXT_URL
+            or not base_context.rsplit("?", 1)[0].endswith("/stadtlink-context.jsonld")
+            or canonical == base_context):
+        return canonical
+    from urllib.parse import urlsplit
+
+    prefix = base_context.rsplit("?", 1)[0][: -len("/stadtlink-context.jsonld")]
+    parts = urlsplit(canonical)
+    return f"{prefix}/{parts.netloc}{parts.path}"
+
+
+def type_contexts(base_context: str | None = STADTLINK_CONTEXT_URL):
+    """``entity type → @context URL`` for a writer whose configured context is ``base_context``:
+    each registered model's own context (at the context server behind ``base_context`` when that is
+    one, see :func:`mirrored_url`), ``base_context`` for any other type."""
+
+    def for_type(entity_type: str) -> str | None:
+        own = type_context(entity_type)
+        return base_context if own is None else mirrored_url(base_context, own)
+
+    return for_type

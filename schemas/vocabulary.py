@@ -263,3 +263,50 @@ def derive_compound_order(urls: Iterable[str], types: Iterable[str],
         order.append(best)
         rest.remove(best)
     return order
+
+
+@functools.lru_cache(maxsize=256)
+def _reverse_terms(url: str, version: int) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for term, iri in terms(url).items():
+        if not term.startswith("@"):
+            out.setdefault(iri, term)
+    return out
+
+
+def short_name(entity_type: str, name: str) -> str:
+    """The short term of an attribute name a broker answered in long form (an IRI the reader's
+    context does not map), through the entity type's own model context; ``name`` unchanged when
+    it is short already or the model has no term for it."""
+    if ":" not in name or not isinstance(entity_type, str):
+        return name
+    for default in (DEFAULT_VOCAB, "ngsi-ld:default-context/"):
+        if name.startswith(default) and len(name) > len(default):
+            return name[len(default):]  # no context defines it: the default vocabulary's term
+    model = _registry.model_for(entity_type)
+    if model is None:
+        return name
+    return _reverse_terms(model.context_url, _registry.version()).get(name, name)
+
+
+def compact_entity(entity: Any) -> Any:
+    """An entity read back (normalized, keyValues or concise) with every attribute that came back
+    as a long IRI renamed to its term in the entity type's own model context.
+
+    Entities are written with their own model's @context (see :func:`schemas.contexts.type_context`);
+    a reader that asks with one context for every type (the compound one, or the core context
+    when it asks for expanded names) gets long IRIs for the terms that context maps elsewhere —
+    this gives them their model's short names back. Other members are left as they are.
+    """
+    if not isinstance(entity, dict) or not isinstance(entity.get("type"), str):
+        return entity
+    etype = entity["type"]
+    if not any(":" in k for k in entity):
+        return entity
+    out: dict[str, Any] = {}
+    for key, value in entity.items():
+        short = short_name(etype, key) if key not in ("id", "type", "@context") else key
+        if short != key and short in entity:
+            short = key  # both forms present: keep the long one rather than lose a value
+        out[short] = value
+    return out

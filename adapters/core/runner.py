@@ -158,7 +158,11 @@ class Runner:
 
         sinks = cfg.sink_configs()
         context = (sinks[0][2].context if sinks else None) or self.adapter.context
-        return VocabularyWatch(EntityChecker(), context, self.metrics)
+        # the NGSI-LD sinks write each registered type with its own model's @context
+        per_type = bool(sinks) and getattr(sinks[0][2], "kind", None) in (None, "", "orion-ld", "scorpio", "stellio")
+        if self._backend_override is not None:
+            per_type = getattr(self._backend_override, "type_contexts", None) is not None
+        return VocabularyWatch(EntityChecker(), context, self.metrics, per_type=per_type)
 
     def _build_sinks(self):
         """One sink per configured broker (``broker:`` or ``brokers:``), each with its own outbox and

@@ -212,11 +212,15 @@ def assert_entities_match(actual: Sequence[dict] | dict, expected: Sequence[dict
             raise AssertionError(f"entity {eid}: {diff}")
 
 
-def assert_terms_expand(entities: Sequence[dict] | dict, context: Any) -> None:
-    """Every attribute (and the type) of each entity expands through ``context`` — the @context
-    the adapter writes with, e.g. ``ADAPTER.context`` — to the IRI its Smart Data Model's own
-    @context gives it: no attribute lands in the NGSI-LD default vocabulary or on another model's
-    term. Raises AssertionError naming each attribute and the IRI it got.
+def assert_terms_expand(entities: Sequence[dict] | dict, context: Any = None) -> None:
+    """Every attribute (and the type) of each entity expands through the @context it is written
+    with to the IRI its Smart Data Model's own @context gives it: no attribute lands in the
+    NGSI-LD default vocabulary or on another model's term (one its model's context does not
+    define). Raises AssertionError naming each attribute and the IRI it got.
+
+    ``context`` None (the default): each entity is judged through its own type's model context —
+    how the NGSI-LD sinks write it (``stadtlink.schemas.contexts.type_context``); give a context
+    (a URL, a list, an inline object) to judge a writer that uses that one for every type.
 
     The entity's model must be known (bundled, or declared by the package: ``AdapterSpec.models``
     or the ``stadtlink.models`` entry point); an unknown type is an error too.
@@ -233,7 +237,8 @@ def assert_terms_expand(entities: Sequence[dict] | dict, context: Any) -> None:
             lines.append(f"{entity.get('id')}: no Smart Data Model {etype!r} is registered "
                          "(declare it in AdapterSpec.models and the stadtlink.models entry point)")
             continue
-        for problem in vocabulary.vocabulary_problems(entity, context):
+        judged_with = context if context is not None else model_for(etype).context_url
+        for problem in vocabulary.vocabulary_problems(entity, judged_with):
             lines.append(f"{entity.get('id')}: {problem}")
     if lines:
         raise AssertionError("attributes off their model's vocabulary:\n  " + "\n  ".join(lines))
@@ -331,16 +336,24 @@ async def query_entities(broker_url: str, entity_type: str | None = None, *, ten
                          **params: Any) -> list[dict]:
     """The entities of a broker (normalized, or ``key_values``) of ``entity_type`` (or of every type,
     ``local=true``), read through the project's NGSI-LD client page by page: what an end-to-end test
-    asserts on. ``params`` are the client's query arguments (``q``, ``id_pattern``, ``attrs`` …)."""
+    asserts on. ``params`` are the client's query arguments (``q``, ``id_pattern``, ``attrs`` …).
+
+    Entities are written with their own model's @context, so a type is read with that context
+    (short names, as written); every type at once is read with stadtlink's compound context and
+    each entity's long names are given its model's short ones
+    (:func:`stadtlink.schemas.vocabulary.compact_entity`). ``context`` overrides both."""
     from stadtlink.broker_client import NGSILDClient  # imported lazily: optional for adapter authors
-    from stadtlink.schemas.contexts import STADTLINK_CONTEXT_URL
+    from stadtlink.schemas.contexts import STADTLINK_CONTEXT_URL, type_context
+    from stadtlink.schemas.vocabulary import compact_entity
 
     extra = dict(params.pop("extra_params", None) or {})
     if entity_type is None:
         extra.setdefault("local", "true")
-    async with NGSILDClient(broker_url, tenant=tenant, context=context or STADTLINK_CONTEXT_URL) as client:
-        return [e async for e in client.query_entities(type=entity_type, options="keyValues" if key_values else None,
-                                                       limit=limit, extra_params=extra, **params)]
+    if context is None:
+        context = type_context(entity_type, STADTLINK_CONTEXT_URL) if entity_type else STADTLINK_CONTEXT_URL
+    async with NGSILDClient(broker_url, tenant=tenant, context=context) as client:
+        return [compact_entity(e) async for e in client.query_entities(
+            type=entity_type, options="keyValues" if key_values else None, limit=limit, extra_params=extra, **params)]
 
 
 async def entities_by_id(broker_url: str, entity_type: str | None = None, *, namespace: str | None = None,

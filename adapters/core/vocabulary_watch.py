@@ -23,13 +23,16 @@ class VocabularyWatch:
     """Wraps the pipeline's entity checker: returns its problems unchanged, watches the terms."""
 
     def __init__(self, checker: Callable[[dict], list], context: str, metrics: Any, *,
-                 max_pairs: int = 4096) -> None:
+                 max_pairs: int = 4096, per_type: bool = False) -> None:
         from stadtlink.schemas import vocabulary
 
         self._checker = checker
         self._metrics = metrics
         self._max_pairs = max_pairs
         self._seen: dict[tuple[str, str], Any] = {}
+        #: the sink writes each registered type with its model's own @context (the NGSI-LD sinks):
+        #: an attribute is judged through that context, ``context`` only for unregistered types
+        self.per_type = per_type
         self.context = vocabulary.local_context(context)
         if self.context is None:
             log.info("@context %s has no local copy: attribute IRIs are not checked at run time", context)
@@ -66,12 +69,15 @@ class VocabularyWatch:
         if self._vocabulary.model_for(etype) is None:
             return None
         attrs = () if name == "type" else (name,)
-        problems = [p for p in self._vocabulary.attribute_problems(etype, attrs, self.context)
+        context = self.context
+        if self.per_type:
+            context = self._vocabulary.model_for(etype).context_url
+        problems = [p for p in self._vocabulary.attribute_problems(etype, attrs, context)
                     if p.attribute == name]
         if not problems:
             return None
         problem = problems[0]
-        log.warning("%s written with @context %s: %s", etype, self.context, problem,
+        log.warning("%s written with @context %s: %s", etype, context, problem,
                     extra={"entity_type": etype, "attribute": name, "iri": problem.iri})
         return problem
 

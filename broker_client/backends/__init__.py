@@ -112,13 +112,18 @@ def build_auth(auth: Any, *, key: str = "broker.auth") -> Auth | None:
 
 
 def make_backend(config: Any, *, key: str = "broker", retry: RetryPolicy = DEFAULT_RETRY,
-                 context: str | None = None):
+                 context: str | None = None, per_type_contexts: bool = True):
     """Build the sink a ``broker:`` block (mapping or config object) describes.
 
     Keys: ``kind``, ``url``, ``tenant`` (NGSI-LD) or ``service`` / ``service_path`` (NGSI-v2;
     ``tenant`` is taken as the service when ``service`` is absent), ``context``, ``auth``,
     ``batch_size``, ``max_body_bytes``, ``timeout_s``, ``ids`` (NGSI-v2: ``urn`` | ``local``).
     Raises :class:`BackendConfigError` naming the key at fault.
+
+    NGSI-LD sinks write each entity with its own model's @context (``per_type_contexts``, see
+    :func:`stadtlink.schemas.contexts.type_contexts`): ``context`` is then the fallback for types no
+    registered model defines, and names the context server the model contexts are read from when
+    it is one (the chart's). NGSI-v2 and SensorThings sinks convert entities and use no @context.
     """
     kind = _get(config, "kind") or DEFAULT_KIND
     if kind not in KINDS:
@@ -162,7 +167,12 @@ def make_backend(config: Any, *, key: str = "broker", retry: RetryPolicy = DEFAU
     if max_body:
         options["max_body_bytes"] = int(max_body)
     try:
-        return NGSILDBackend(url, quirks=quirks, tenant=tenant, context=_get(config, "context") or context, **options)
+        context = _get(config, "context") or context
+        if per_type_contexts:
+            from stadtlink.schemas.contexts import type_contexts
+
+            options["type_contexts"] = type_contexts(context)
+        return NGSILDBackend(url, quirks=quirks, tenant=tenant, context=context, **options)
     except ValueError as exc:
         text = str(exc)
         field = "tenant" if text.startswith("tenant") else "url"

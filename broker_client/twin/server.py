@@ -57,6 +57,12 @@ SESSION_COOKIE = "stadtlink_twin"
 CHUNK = 64 * 1024            # the most a slow browser's stream buffers in this process (plus aiohttp's own)
 
 
+
+def compact_entity(entity: Any) -> Any:
+    from stadtlink.schemas.vocabulary import compact_entity as compact
+
+    return compact(entity)
+
 def _default_context() -> str:
     from stadtlink.schemas.contexts import STADTLINK_CONTEXT_URL
 
@@ -205,7 +211,7 @@ class TwinServer:
         assert self._client is not None
         for etype in TWIN_TYPES:
             async for ent in self._client.query_entities(type=etype, page_size=1000):
-                self.state.update(ent, replace=True)
+                self.state.update(compact_entity(ent), replace=True)
         self._snapshot_frame = None
         await apply(self._client, self.subscriptions(), prune=False)
         self.broker_ok = True
@@ -239,7 +245,10 @@ class TwinServer:
 
     # -- notifications: only which entities changed; their content is read back from the broker ---
     async def _show(self, entities: list[dict[str, Any]]) -> None:
-        updates = [item for item in (self.state.update(e, replace=True) for e in entities) if item is not None]
+        # each type was written with its own model's @context: terms the twin's context maps
+        # elsewhere come back long, and get their model's short name back here
+        updates = [item for item in (self.state.update(compact_entity(e), replace=True) for e in entities)
+                   if item is not None]
         if updates:
             self._snapshot_frame = None
             await self._broadcast("update", updates)

@@ -407,7 +407,11 @@ class ScorpioServer(_LDSubscriptions, _Server):
 
     def _new_subscription(self, body: dict[str, Any], request: web.Request) -> dict[str, Any]:
         body.setdefault("id", f"urn:{uuid.uuid4()}")
-        body.setdefault("jsonldContext", _link_context(request) or CORE_CONTEXT)
+        # the request's @context: the Link header, or under ld+json the body's own
+        given = body.get("@context")
+        given = given[0] if isinstance(given, list) and given and isinstance(given[0], str) else given
+        body.setdefault("jsonldContext", _link_context(request) or (given if isinstance(given, str) else None)
+                        or CORE_CONTEXT)
         body["timesSent"] = 0
         body["timesFailed"] = 0
         body.pop("@context", None)

@@ -17,6 +17,7 @@ from stadtlink.adapters.core.testing import SHARED_MQTT, publish_uplinks, wait_u
 from stadtlink.broker_client import NGSILDClient
 from stadtlink.broker_client.local_broker import running_broker
 from stadtlink.schemas import check_entity
+from stadtlink.schemas.vocabulary import compact_entity
 
 DATA = Path(__file__).resolve().parent.parent / "testdata"
 T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=3)
@@ -40,7 +41,9 @@ def config(broker_url, app, extra_sources=()):
 
 
 async def entities(client, etype):
-    return [e async for e in client.query_entities(type=etype)]
+    """The entities of a type, read with the compound context: each is written with its own model's
+    @context, so the terms the compound context maps elsewhere get their model's short names back."""
+    return [compact_entity(e) async for e in client.query_entities(type=etype)]
 
 
 async def test_rising_then_falling_river_over_mqtt():
