@@ -135,7 +135,7 @@ class NGSILDClient:
         max_body_bytes: int = 900_000,
         upsert_mode: UpsertMode = "update",
         extra_headers: Mapping[str, str] | None = None,
-        type_contexts: Callable[[str], str | None] | None = None,
+        type_contexts: Callable[[str], str | list[str] | None] | None = None,
     ) -> None:
         base = url.rstrip("/")
         base = base.removesuffix(API_PREFIX)
@@ -185,7 +185,7 @@ class NGSILDClient:
             headers.update(extra_headers)
         self._base_headers = headers
         self.type_contexts = type_contexts
-        self._context_prefix: dict[str, bytes] = {}
+        self._context_prefix: dict[Any, bytes] = {}
         self._session: aiohttp.ClientSession | None = None
         self._merge_supported: bool | None = None
         self._redactor_key: tuple | None = None
@@ -545,9 +545,10 @@ class NGSILDClient:
         etype = item.get("type")
         url = self.type_contexts(etype) if isinstance(etype, str) else None  # type: ignore[misc]
         url = url or self.context or "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
-        prefix = self._context_prefix.get(url)
+        key = url if isinstance(url, str) else tuple(url)
+        prefix = self._context_prefix.get(key)
         if prefix is None:
-            prefix = self._context_prefix[url] = b'{"@context":' + orjson.dumps(url) + b","
+            prefix = self._context_prefix[key] = b'{"@context":' + orjson.dumps(url) + b","
         return prefix + blob[1:]
 
     def _chunks(self, encoded: list[tuple[str, bytes]]) -> Iterable[list[tuple[str, bytes]]]:

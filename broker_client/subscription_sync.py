@@ -143,7 +143,7 @@ class ApplyReport:
         return out
 
 
-def _type_context(client: Any, body: Mapping[str, Any]) -> str | None:
+def _type_context(client: Any, body: Mapping[str, Any]) -> Any:
     """The @context a subscription's attribute names are expanded with: the model context of the
     one entity type it watches when the client writes each type with its own (``type_contexts``),
     so ``watchedAttributes``, ``q`` and ``notification.attributes`` name the IRIs the entities are
@@ -175,8 +175,10 @@ async def apply(client: NGSILDClient, desired: list[dict[str, Any]], *, prune: b
         context = _type_context(client, body)
         create = body if context is None else {**body, "@context": context}
         with_context = {} if context is None else {"context": context}
+        # a GET names one context (Link): the model's own, the last of [<extensions>..., <model>]
+        read_with = {} if context is None else {"context": context[-1] if isinstance(context, list) else context}
         try:
-            current = await client.get_subscription(sid, **with_context)
+            current = await client.get_subscription(sid, **read_with)
         except ResourceNotFound:
             await client.create_subscription(create)
             report.created.append(sid)

@@ -68,3 +68,16 @@ def repository_alias_urls(repo: str) -> tuple[str, ...]:
         return ("https://smart-data-models.github.io/data-models/context.jsonld",
                 "https://smart-data-models.github.io/data-models/common-context.jsonld")
     return (f"https://smart-data-models.github.io/{repo}/context.jsonld",)
+
+
+#: stadtlink's extension @contexts: attributes the bundled families write that their model's own
+#: @context does not define (no equivalent in the model; docs/adding-a-model.md), under the
+#: ``https://stadtlink.github.io/terms/<Type>/`` namespace instead of the NGSI-LD default
+#: vocabulary. Each type's entities are written with ``[<extension>, <model context>]`` (the model
+#: comes last, so it wins any term). type → file name in contexts/
+EXTENSION_FILES: dict[str, str] = {
+    "DeviceMeasurement": "stadtlink-DeviceMeasurement-terms.jsonld",   # pv: a DC string's current/voltage/power
+    "ParkingGroup": "stadtlink-ParkingGroup-terms.jsonld",             # parking: the level of a car park
+    "WaterObserved": "stadtlink-WaterObserved-terms.jsonld",           # water level: PEGELONLINE states, levels
+}
+EXTENSION_BASE_URL = "https://raw.githubusercontent.com/stadtlink/stadtlink/main/schemas/contexts/"

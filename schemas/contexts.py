@@ -59,6 +59,8 @@ def _all_contexts(version: int) -> dict[str, Path]:
     out = dict(_BUNDLED_CONTEXTS)
     for model in _registry.registered_models().values():
         out.setdefault(model.context_url, model.context)
+    for url, path in _registry.all_context_extensions().items():
+        out.setdefault(url, path)
     return out
 
 
@@ -130,11 +132,16 @@ def load_context(url: str) -> dict[str, Any]:
 # registered model defines and the context a reader may use for short names of the rest.
 
 
-def type_context(entity_type: str, default: str | None = None) -> str | None:
-    """The canonical @context URL an entity of ``entity_type`` is written with: its registered
-    model's own context, else ``default`` (the adapter's configured context)."""
+def type_context(entity_type: str, default: Any = None) -> Any:
+    """The canonical @context an entity of ``entity_type`` is written with: its registered model's
+    own context URL — preceded by the type's extension contexts when any are declared
+    (``[<extension>..., <model context>]``, see :func:`registry.register_context_extension`) —
+    else ``default`` (the adapter's configured context)."""
     model = _registry.model_for(entity_type) if isinstance(entity_type, str) else None
-    return model.context_url if model is not None else default
+    if model is None:
+        return default
+    extensions = _registry.context_extensions(entity_type)
+    return [*extensions, model.context_url] if extensions else model.context_url
 
 
 def mirrored_url(base_context: str | None, canonical: str) -> str:
@@ -162,8 +169,12 @@ def type_contexts(base_context: str | None = STADTLINK_CONTEXT_URL):
     each registered model's own context (at the context server behind ``base_context`` when that is
     one, see :func:`mirrored_url`), ``base_context`` for any other type."""
 
-    def for_type(entity_type: str) -> str | None:
+    def for_type(entity_type: str) -> Any:
         own = type_context(entity_type)
-        return base_context if own is None else mirrored_url(base_context, own)
+        if own is None:
+            return base_context
+        if isinstance(own, list):
+            return [mirrored_url(base_context, url) for url in own]
+        return mirrored_url(base_context, own)
 
     return for_type

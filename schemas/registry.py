@@ -230,6 +230,43 @@ def model_origin(type_: str) -> str | None:
     return _origin.get(type_)
 
 
+_extensions: dict[str, dict[str, Path]] = {}
+
+
+def register_context_extension(entity_type: str, context_url: str, context: Path, *,
+                               origin: str = "register_context_extension") -> None:
+    """Declare an extension @context for ``entity_type``: terms for attributes a mapper writes that
+    the model's own @context does not define (under the declarer's own namespace, never another
+    model's). The type's entities are then written with ``[<extensions>..., <model context>]`` —
+    the model's context last, so it wins any term — and the vocabulary check, the local broker and
+    the context server know the file. Registering the same URL again is a no-op."""
+    global _version
+    if not isinstance(context_url, str) or not context_url.startswith(("http://", "https://")):
+        raise ValueError(f"extension of {entity_type!r} ({origin}): {context_url!r} is not an http(s) URL")
+    try:
+        doc = json.loads(Path(context).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"extension of {entity_type!r} ({origin}): {context} is not a JSON file: {exc}") from None
+    if not (isinstance(doc, dict) and isinstance(doc.get("@context"), dict)):
+        raise ValueError(f"extension of {entity_type!r} ({origin}): {context} has no top-level @context object")
+    with _lock:
+        known = _extensions.setdefault(entity_type, {})
+        if known.get(context_url) == Path(context):
+            return
+        known[context_url] = Path(context)
+        _version += 1
+
+
+def context_extensions(entity_type: str) -> dict[str, Path]:
+    """URL → file of the extension @contexts declared for ``entity_type`` (in declaration order)."""
+    return dict(_extensions.get(entity_type, {}))
+
+
+def all_context_extensions() -> dict[str, Path]:
+    """URL → file of every declared extension @context."""
+    return {url: path for ext in list(_extensions.values()) for url, path in ext.items()}
+
+
 def _register_bundled() -> None:
     for model, (repo, common) in bundled.MODELS.items():
         register_model(SmartDataModel(
@@ -241,6 +278,9 @@ def _register_bundled() -> None:
             licence=bundled.PACKAGE_DIR / model / "LICENSE.md",
             common=tuple(bundled.COMMON_DIR / name for name in common),
         ), origin="bundled")
+    for model, name in bundled.EXTENSION_FILES.items():
+        register_context_extension(model, bundled.EXTENSION_BASE_URL + name, bundled.PACKAGE_DIR / "contexts" / name,
+                                   origin="bundled")
 
 
 _register_bundled()

@@ -67,7 +67,7 @@ def _vocabulary_lines(entity: dict, context: str | None, err: TextIO, told: set[
         model = model_for(entity.get("type")) if isinstance(entity.get("type"), str) else None
         if model is None:
             return []
-        context = model.context_url
+        context = vocabulary.own_context(entity["type"])
     if isinstance(context, str):
         local = vocabulary.local_context(context)
         if local is None:

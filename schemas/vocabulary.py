@@ -140,12 +140,21 @@ def local_context(url: str) -> str | None:
     return None
 
 
+def own_context(entity_type: str) -> Any:
+    """The @context that gives a registered type's terms their own IRIs: its model's context,
+    preceded by the type's declared extension contexts (``schemas.contexts.type_context``); None
+    for an unregistered type."""
+    from .contexts import type_context
+
+    return type_context(entity_type)
+
+
 def own_iri(entity_type: str, term: str) -> str | None:
     """The IRI the model's own @context gives ``term`` (None: the model is not registered)."""
     model = _registry.model_for(entity_type)
     if model is None:
         return None
-    return expand(model.context_url, term)
+    return expand(own_context(entity_type), term)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +192,7 @@ def attribute_problems(entity_type: str, attributes: Iterable[str], context: Any
         if name in _NOT_ATTRIBUTES and name != "type":
             continue
         got = expand(context, term)
-        expected = expand(model.context_url, term)
+        expected = expand(own_context(entity_type), term)
         if got != expected or expected.startswith(DEFAULT_VOCAB):
             out.append(VocabularyProblem(entity_type, name, got, expected))
     return out
@@ -241,7 +250,7 @@ def derive_compound_order(urls: Iterable[str], types: Iterable[str],
     core = core_terms()
 
     def own(entity_type: str, name: str) -> str:
-        return expand(_registry.model_for(entity_type).context_url, name)
+        return expand(own_context(entity_type), name)
 
     wanted = [(n, own(t, n)) for t in types for n in model_attributes(t) if n not in core]
     first = [(n, own(t, n)) for t, n in dict.fromkeys(priority) if n not in core and _registry.model_for(t)]
@@ -266,9 +275,10 @@ def derive_compound_order(urls: Iterable[str], types: Iterable[str],
 
 
 @functools.lru_cache(maxsize=256)
-def _reverse_terms(url: str, version: int) -> dict[str, str]:
+def _reverse_terms(key: str, version: int) -> dict[str, str]:
     out: dict[str, str] = {}
-    for term, iri in terms(url).items():
+    context = key if not key.startswith(("[", "{")) else json.loads(key)
+    for term, iri in terms(context).items():
         if not term.startswith("@"):
             out.setdefault(iri, term)
     return out
@@ -286,7 +296,7 @@ def short_name(entity_type: str, name: str) -> str:
     model = _registry.model_for(entity_type)
     if model is None:
         return name
-    return _reverse_terms(model.context_url, _registry.version()).get(name, name)
+    return _reverse_terms(_key(own_context(entity_type)), _registry.version()).get(name, name)
 
 
 def compact_entity(entity: Any) -> Any:

@@ -237,7 +237,7 @@ def assert_terms_expand(entities: Sequence[dict] | dict, context: Any = None) ->
             lines.append(f"{entity.get('id')}: no Smart Data Model {etype!r} is registered "
                          "(declare it in AdapterSpec.models and the stadtlink.models entry point)")
             continue
-        judged_with = context if context is not None else model_for(etype).context_url
+        judged_with = context if context is not None else vocabulary.own_context(etype)
         for problem in vocabulary.vocabulary_problems(entity, judged_with):
             lines.append(f"{entity.get('id')}: {problem}")
     if lines:
@@ -351,6 +351,8 @@ async def query_entities(broker_url: str, entity_type: str | None = None, *, ten
         extra.setdefault("local", "true")
     if context is None:
         context = type_context(entity_type, STADTLINK_CONTEXT_URL) if entity_type else STADTLINK_CONTEXT_URL
+        if isinstance(context, list):   # [<extensions>..., <model context>]: one Link, the model's
+            context = context[-1]
     async with NGSILDClient(broker_url, tenant=tenant, context=context) as client:
         return [compact_entity(e) async for e in client.query_entities(
             type=entity_type, options="keyValues" if key_values else None, limit=limit, extra_params=extra, **params)]

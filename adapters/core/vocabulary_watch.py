@@ -71,7 +71,7 @@ class VocabularyWatch:
         attrs = () if name == "type" else (name,)
         context = self.context
         if self.per_type:
-            context = self._vocabulary.model_for(etype).context_url
+            context = self._vocabulary.own_context(etype)
         problems = [p for p in self._vocabulary.attribute_problems(etype, attrs, context)
                     if p.attribute == name]
         if not problems:

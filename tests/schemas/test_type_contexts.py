@@ -24,15 +24,17 @@ ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "families" / "golden"
 DEFAULT = vocabulary.DEFAULT_VOCAB
 
-#: attributes the families write that their model's own @context does not define (mapper choices
-#: kept as they are; they land in the NGSI-LD default vocabulary, whatever context is used, and the
-#: runtime's vocabulary watch reports them). A new one fails the round-trip test below.
-NOT_IN_OWN_CONTEXT = {
+#: attributes the families write that their model's own @context does not define and no attribute
+#: of the model is an equivalent of: stadtlink's extension contexts (schemas/bundled.py
+#: EXTENSION_FILES) give them IRIs under its own namespace instead of the NGSI-LD default
+#: vocabulary. A new one (an attribute that would fall back) fails the round-trip test below.
+EXTENDED = {
     ("DeviceMeasurement", "current"), ("DeviceMeasurement", "voltage"), ("DeviceMeasurement", "power"),
     ("ParkingGroup", "floor"),
     ("WaterObserved", "stateMnwMhw"), ("WaterObserved", "stateNswHsw"),
     ("WaterObserved", "waterLevelAboveSeaLevel"), ("WaterObserved", "waterLevelRelativeToGaugeZero"),
 }
+STADTLINK_TERMS = "https://stadtlink.github.io/terms/"
 
 
 def golden_entities() -> list[dict]:
@@ -59,8 +61,10 @@ def golden_entities() -> list[dict]:
 @pytest.mark.parametrize("model", sorted(registered_models()))
 def test_every_registered_model_written_with_its_type_context_gets_its_own_iris(model):
     context = type_context(model)
-    assert context == model_for(model).context_url
+    # its model's context, last (it wins every term), after the type's extensions if any
+    assert (context if isinstance(context, str) else context[-1]) == model_for(model).context_url
     assert vocabulary.clashes(context, [model]) == []
+    assert vocabulary.clashes(model_for(model).context_url, [model]) == []
 
 
 def test_a_package_model_that_clashes_with_a_bundled_one_gets_its_own_context(tmp_path):
@@ -143,7 +147,8 @@ async def test_the_families_outputs_written_through_the_sink_keep_their_models_i
     async with NGSILDClient(local_broker) as client:
         stored = {e["id"]: e async for e in client.query_entities(extra_params={"local": "true"})}
     core = vocabulary.core_terms()
-    off_own: list[str] = []
+    off_own: list[tuple[str, str]] = []
+    extended: list[tuple[str, str]] = []
     for entity in entities:
         etype = entity["type"]
         got = stored[entity["id"]]
@@ -160,8 +165,12 @@ async def test_the_families_outputs_written_through_the_sink_keep_their_models_i
                     off_own.append((etype, name))
             else:
                 expected.add(iri)
+                if iri.startswith(STADTLINK_TERMS):
+                    extended.append((etype, name))
+                    assert iri == f"{STADTLINK_TERMS}{etype}/{name}"
         assert set(got) - {"id", "type"} == expected, entity["id"]
-    assert set(off_own) == NOT_IN_OWN_CONTEXT
+    assert off_own == []                  # nothing the families write lands in the default vocabulary
+    assert set(extended) == EXTENDED
 
     # read back as the kit, the twin and the demo do: short names again, as written
     for etype in sorted(types):
@@ -181,6 +190,26 @@ def test_the_compound_context_alone_could_not_do_this():
     core = vocabulary.core_terms()
     clashing = {(t, n) for t, n in written if n not in core
                 and vocabulary.expand(STADTLINK_CONTEXT_URL, n) != vocabulary.own_iri(t, n)
-                and (t, n) not in NOT_IN_OWN_CONTEXT}
+                and (t, n) not in EXTENDED}
     assert ("DeviceMeasurement", "refDevice") in clashing and ("WeatherObserved", "refDevice") in clashing
     assert len(clashing) >= 5
+
+
+def test_extension_contexts_only_add_terms_and_are_served_everywhere():
+    from stadtlink.adapters.core.context_server import packaged_files, served_path
+    from stadtlink.broker_client.local_broker.contexts import packaged_documents
+    from stadtlink.schemas.contexts import all_contexts, load_context
+    from stadtlink.schemas.registry import all_context_extensions, context_extensions
+
+    assert {t for t, _ in EXTENDED} == {t for t in registered_models() if context_extensions(t)}
+    for etype, name in EXTENDED:
+        assert vocabulary.expand(model_for(etype).context_url, name) == DEFAULT + name   # the model lacks it
+        assert vocabulary.own_iri(etype, name) == f"{STADTLINK_TERMS}{etype}/{name}"
+    served = {f.path for f in packaged_files()}
+    for url, path in all_context_extensions().items():
+        terms = load_context(url)["@context"]
+        etype = next(t for t in registered_models() if url in context_extensions(t))
+        model_terms = vocabulary.terms(model_for(etype).context_url)
+        assert not set(terms) & set(model_terms), f"{url} redefines a term of {etype}'s own context"
+        assert all(iri.startswith(STADTLINK_TERMS + etype + "/") for iri in terms.values())
+        assert all_contexts()[url] == path and url in packaged_documents() and served_path(url) in served
