@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from stadtlink.adapters.core.runner import Runner
-from stadtlink.adapters.core.testing import SHARED_MQTT, SHARED_REDIS_URL, free_port, publish_uplinks, wait_until
+from stadtlink.adapters.core.testing import SHARED_MQTT, SHARED_REDIS_URL, free_port, wait_until
 from stadtlink.broker_client.local_broker import create_app
 
 from .tts_standins import TOY_TS_ADAPTER, StorageStandIn, stored_uplink
@@ -119,7 +119,21 @@ class Uplinks:
         ups = self.make(count)
         for _, doc in ups:
             self.storage.store(self.app, doc)
-        await publish_uplinks(*SHARED_MQTT, ups, qos=0)
+        await publish_qos0(ups)
+
+
+async def publish_qos0(ups: list[tuple[str, dict]]) -> None:
+    """Publish at QoS 0 as TTS does, then one QoS 1 message on another topic on the same
+    connection: its PUBACK means the broker has read every QoS 0 publication before it (a client
+    that disconnects right after QoS 0 publishes may otherwise lose some on its side)."""
+    from stadtlink.adapters.core.sources.mqtt_client import MqttSettings, connect
+
+    settings = MqttSettings(host=SHARED_MQTT[0], port=SHARED_MQTT[1], client_id=f"pub-{uuid.uuid4().hex[:12]}",
+                            persistent_session=False, manual_ack=False, receive_maximum=None)
+    async with connect(settings) as conn:
+        for topic, doc in ups:
+            await conn.publish(topic, orjson.dumps(doc), qos=0)
+        await conn.publish(f"stadtlink-test/barrier/{uuid.uuid4().hex}", b"", qos=1)
 
 
 async def _cleanup_redis(prefix: str) -> None:
@@ -304,7 +318,9 @@ async def test_two_webhook_replicas_catch_up_once_between_them():
         for _, doc in ups.make(5):
             storage.store(app, doc)
         await wait_until(lambda: len(broker.writes) == 45, what="the new leader's catch-up", detail=_state(standby, broker))
-        assert _stats(standby)["tts_backfill_leader"] == 1.0 and _stats(standby)["tts_backfill_uplinks"] == 5, _state(standby, broker)()
+        await wait_until(lambda: _stats(standby)["tts_backfill_uplinks"] == 5, what="counted",
+                         detail=_state(standby, broker))
+        assert _stats(standby)["tts_backfill_leader"] == 1.0, _state(standby, broker)()
         assert await standby.wait_idle(timeout=30)
     finally:
         handed = [(_stats(r)["tts_backfill_uplinks"], _stats(r)["tts_backfill_skipped"]) for r in runners]

@@ -248,8 +248,7 @@ class MqttSource:
         try:
             await self._run(emit)
         finally:
-            catching_up.cancel()
-            await asyncio.gather(catching_up, return_exceptions=True)
+            await self.backfill.stop_task(catching_up)
 
     async def _run(self, emit: Emit) -> None:
         settings = self._settings

@@ -85,6 +85,15 @@ class StorageError(Exception):
         self.permanent = permanent
 
 
+def _raise_if_cancelled() -> None:
+    """Stop if this task was asked to, also when the CancelledError never reached us: a library
+    that catches it (or turns it into its own error) must not keep the backfill running after its
+    source stopped (observed: a cancelled backfill went on catching up, the lease held)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError()
+
+
 def _iso(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -453,9 +462,8 @@ class TtsBackfill:
         period = self.bf.period_s or None
         try:
             while True:
-                try:
-                    await asyncio.wait_for(self._wanted.wait(), timeout=period)
-                except TimeoutError:
+                _raise_if_cancelled()   # also when a library swallowed the CancelledError itself
+                if not await self._woken(period):
                     self._reasons.add("period")
                 self._wanted.clear()
                 reasons = ",".join(sorted(self._reasons)) or "period"
@@ -466,6 +474,7 @@ class TtsBackfill:
                         retry.reset()
                         break
                     except StorageError as exc:
+                        _raise_if_cancelled()
                         self._stats["tts_backfill_failures"] += 1
                         delay = retry.next()
                         if exc.retry_after is not None:
@@ -474,6 +483,7 @@ class TtsBackfill:
                         log.log(level, "tts backfill %s (%s): storage API failed: %s; retrying in %.1fs",
                                 self.app, self.name, exc, delay)
                     except Exception as exc:  # noqa: BLE001 - a bug here must not end the backfill
+                        _raise_if_cancelled()
                         self._stats["tts_backfill_failures"] += 1
                         delay = retry.next()
                         log.exception("tts backfill %s (%s): catch-up failed (%s); retrying in %.1fs",
@@ -507,6 +517,7 @@ class TtsBackfill:
                 mark, seen = await self._store.load(self.app, self.bf.max_seen)
                 break
             except Exception as exc:  # noqa: BLE001 - Redis not up yet: wait, live traffic goes on
+                _raise_if_cancelled()
                 self._stats["tts_backfill_store_failures"] += 1
                 wait = delay.next()
                 log.warning("tts backfill %s: cannot load its state (%s); retrying in %.1fs", self.app, exc, wait)
@@ -516,6 +527,37 @@ class TtsBackfill:
         if mark is not None:
             self._watermark = max(mark, self._watermark or mark)
         self._loaded = True
+
+    async def _woken(self, timeout: float | None) -> bool:
+        """Wait for :meth:`kick` at most ``timeout`` seconds; True if kicked. (Not ``wait_for``: on
+        Python 3.11 it can swallow the cancellation of the task that waits, when the event is set
+        in the same instant, and the source could then never stop.)"""
+        _raise_if_cancelled()
+        if self._wanted.is_set():
+            return True
+        waiter = asyncio.ensure_future(self._wanted.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=timeout)
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+        return self._wanted.is_set()
+
+    async def stop_task(self, task: asyncio.Task, timeout: float = 10.0) -> None:
+        """Cancel the task running :meth:`run` and wait for it, at most ``timeout`` seconds (its
+        final state write and lease release take up to 5 s): a source's stop never hangs on its
+        backfill."""
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            import io
+
+            where = io.StringIO()
+            task.print_stack(file=where)
+            log.error("tts backfill %s: did not stop within %.0fs; left behind at %s", self.app, timeout,
+                      where.getvalue()[-1500:])
+        elif not task.cancelled() and task.exception() is not None:
+            log.error("tts backfill %s: ended with %r", self.app, task.exception())
 
     async def _hold(self) -> bool:
         """Whether this replica catches up now (acquires or renews the lease; no lease: always)."""
@@ -543,6 +585,7 @@ class TtsBackfill:
             try:
                 await self._flush()
             except Exception as exc:  # noqa: BLE001
+                _raise_if_cancelled()
                 self._stats["tts_backfill_store_failures"] += 1
                 log.warning("tts backfill %s: state not stored (%s); retrying", self.app, exc)
 
@@ -591,6 +634,7 @@ class TtsBackfill:
         started = time.monotonic()
         try:
             while True:
+                _raise_if_cancelled()
                 self._resume = after
                 page = await self.client.page(_from_us(after), bf.page_size)
                 self._stats["tts_backfill_pages"] += 1
@@ -609,6 +653,8 @@ class TtsBackfill:
                     self._remember(key, at)
                     handed += 1
                     self._stats["tts_backfill_uplinks"] += 1
+                    rate = bf.max_rate_per_s
+                    await asyncio.sleep(1.0 / rate if rate else 0)   # live messages get their turn
                 # a record stamped in the future (a server clock off, or garbage) must not move
                 # the watermark past now: later catch-ups would start after uplinks not read yet
                 mark = min(last, now_us) if last is not None else None
@@ -653,13 +699,12 @@ class TtsBackfill:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - outbox full / unavailable
+                _raise_if_cancelled()
                 self._stats["tts_backfill_refused"] += 1
                 delay = wait.next()
                 log.warning("tts backfill %s: pipeline refused an uplink (%s); retrying in %.1fs",
                             self.app, exc, delay)
                 await asyncio.sleep(delay)
-        rate = self.bf.max_rate_per_s
-        await asyncio.sleep(1.0 / rate if rate else 0)
 
 
 

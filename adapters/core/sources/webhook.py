@@ -112,12 +112,14 @@ class WebhookSource(SourceBase):
 
     async def run(self, emit: Emit) -> None:
         self._emit = emit
+        catching_up = (asyncio.create_task(self.backfill.run(emit), name=f"tts-backfill:{self.name}")
+                       if self.backfill is not None else None)
         try:
-            if self.backfill is not None:
-                await self.backfill.run(emit)   # runs until cancelled, like the wait below
             await asyncio.Event().wait()   # requests arrive through the route; run until cancelled
         finally:
             self._emit = None
+            if catching_up is not None:
+                await self.backfill.stop_task(catching_up)
 
     def _authorized(self, request: web.Request) -> bool:
         if self._token is None:
