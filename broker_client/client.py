@@ -135,7 +135,7 @@ class NGSILDClient:
         max_body_bytes: int = 900_000,
         upsert_mode: UpsertMode = "update",
         extra_headers: Mapping[str, str] | None = None,
-        type_contexts: Callable[[str], str | list[str] | None] | None = None,
+        type_contexts: Callable[[str], str | Sequence[str] | None] | None = None,
     ) -> None:
         base = url.rstrip("/")
         base = base.removesuffix(API_PREFIX)
@@ -538,17 +538,22 @@ class NGSILDClient:
 
     def _with_type_context(self, item: Any, blob: bytes) -> bytes:
         """``blob`` (a serialized entity object) with ``"@context": <its type's URL>`` in front."""
-        if isinstance(item, Entity):
-            item = item.to_dict()
-        if blob == b"{}" or not isinstance(item, Mapping) or "@context" in item:
+        if type(item) is not dict:  # fast path: plain dicts skip the ABC checks
+            if isinstance(item, Entity):
+                item = item.to_dict()
+            if not isinstance(item, Mapping):
+                return blob
+        if "@context" in item or blob == b"{}":
             return blob
         etype = item.get("type")
-        url = self.type_contexts(etype) if isinstance(etype, str) else None  # type: ignore[misc]
+        url = self.type_contexts(etype) if type(etype) is str else None  # type: ignore[misc]
         url = url or self.context or "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
-        key = url if isinstance(url, str) else tuple(url)
+        key = url if isinstance(url, (str, tuple)) else tuple(url)
         prefix = self._context_prefix.get(key)
         if prefix is None:
-            prefix = self._context_prefix[key] = b'{"@context":' + orjson.dumps(url) + b","
+            prefix = b'{"@context":' + orjson.dumps(list(url) if isinstance(url, tuple) else url) + b","
+            if len(self._context_prefix) < 1024:
+                self._context_prefix[key] = prefix
         return prefix + blob[1:]
 
     def _chunks(self, encoded: list[tuple[str, bytes]]) -> Iterable[list[tuple[str, bytes]]]:

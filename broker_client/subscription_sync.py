@@ -173,10 +173,12 @@ async def apply(client: NGSILDClient, desired: list[dict[str, Any]], *, prune: b
         sid = body["id"]
         wanted_ids.add(sid)
         context = _type_context(client, body)
+        if isinstance(context, tuple):
+            context = list(context)
         create = body if context is None else {**body, "@context": context}
         with_context = {} if context is None else {"context": context}
         # a GET names one context (Link): the model's own, the last of [<extensions>..., <model>]
-        read_with = {} if context is None else {"context": context[-1] if isinstance(context, list) else context}
+        read_with = {} if context is None else {"context": context[-1] if isinstance(context, (list, tuple)) else context}
         try:
             current = await client.get_subscription(sid, **read_with)
         except ResourceNotFound:

@@ -165,16 +165,27 @@ def mirrored_url(base_context: str | None, canonical: str) -> str:
 
 
 def type_contexts(base_context: str | None = STADTLINK_CONTEXT_URL):
-    """``entity type → @context URL`` for a writer whose configured context is ``base_context``:
-    each registered model's own context (at the context server behind ``base_context`` when that is
-    one, see :func:`mirrored_url`), ``base_context`` for any other type."""
+    """``entity type → @context`` for a writer whose configured context is ``base_context``: each
+    registered model's own context URL (a tuple ``(<extension>..., <model>)`` when the type has
+    extension contexts; at the context server behind ``base_context`` when that is one, see
+    :func:`mirrored_url`), ``base_context`` for any other type. Answers are cached per type."""
+
+    cache: dict[str, tuple[int, Any]] = {}   # per type, valid while the registry is unchanged
 
     def for_type(entity_type: str) -> Any:
+        version = _registry.version()
+        hit = cache.get(entity_type)
+        if hit is not None and hit[0] == version:
+            return hit[1]
         own = type_context(entity_type)
         if own is None:
-            return base_context
-        if isinstance(own, list):
-            return [mirrored_url(base_context, url) for url in own]
-        return mirrored_url(base_context, own)
+            found = base_context
+        elif isinstance(own, list):
+            found = tuple(mirrored_url(base_context, url) for url in own)
+        else:
+            found = mirrored_url(base_context, own)
+        if len(cache) < 4096:   # bounded: a mapper inventing types cannot grow it without end
+            cache[entity_type] = (version, found)
+        return found
 
     return for_type
