@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from ..client import NGSILDClient
 from ..errors import NGSILDError, BrokerUnavailable
@@ -148,6 +149,21 @@ def content_security_policy(tile_url: str | None) -> str:
             img += f" {parts.scheme}://{host}"
     return ("default-src 'none'; script-src 'self'; style-src 'self'; " f"img-src {img}; "
             "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+#: query parameters whose values never reach a log line
+_SECRET_QUERY = ("access_token",)
+
+
+class RedactingAccessLogger(AbstractAccessLogger):
+    """aiohttp's access log without secrets: ``/?access_token=…`` (the twin view's login link)
+    is logged as ``/?access_token=***``."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        url = request.rel_url
+        hidden = {k: "***" for k in _SECRET_QUERY if k in url.query}
+        path = str(url.update_query(hidden)) if hidden else str(url)
+        self.logger.info("%s %s %s %s %.3fs", request.remote, request.method, path, response.status, time)
 
 
 class TwinServer:
@@ -385,7 +401,7 @@ class TwinServer:
         self.read_back = ReadBack(self._client, self._show, types=TWIN_TYPES)
         self.receiver.add_handler(self.read_back)
         await self.receiver.start()
-        self._runner = web.AppRunner(self.app(), shutdown_timeout=1.0)
+        self._runner = web.AppRunner(self.app(), shutdown_timeout=1.0, access_log_class=RedactingAccessLogger)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import json
 import os
 import socket
@@ -70,7 +71,8 @@ async def test_every_answer_carries_the_security_headers():
             "no inline script or style the policy would have to allow"
 
 
-async def test_access_control_for_page_api_and_stream(tmp_path):
+async def test_access_control_for_page_api_and_stream(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
     token_file = tmp_path / "token"
     token_file.write_text("s3cr3t-token\n")
     basic_file = tmp_path / "basic"
@@ -107,6 +109,10 @@ async def test_access_control_for_page_api_and_stream(tmp_path):
             async with browser.get(base + "/events") as resp:
                 assert resp.status == 200
                 assert (await resp.content.readuntil(b"\n\n")).startswith(b"retry:")
+    # the access log shows the login link's requests, never the token itself
+    access = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert any("access_token=***" in line for line in access), access
+    assert not any("s3cr3t-token" in line for line in access), access
     # the environment works as well as files
     env = AccessControl.from_sources(environ={"STADTLINK_TWIN_TOKEN": "t", "STADTLINK_TWIN_BASIC_AUTH": "u:p"})
     assert env.token == "t" and env.basic == "u:p"
