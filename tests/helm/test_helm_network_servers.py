@@ -42,3 +42,12 @@ def test_more_than_one_pod_of_a_tts_adapter_is_refused():
     values["adapters"]["parking"]["replicas"] = 2
     with pytest.raises(hk.helm().HelmError, match="shared_group"):
         hk.render(values)
+
+
+def test_an_inline_tts_api_key_is_refused_by_the_values_schema():
+    values = hk.with_base(_readme_example())
+    tts = values["adapters"]["parking"]["config"]["sources"][0]["tts"]
+    del tts["api_key_file"]
+    tts["api_key"] = "NNSXS.WOULD.LAND.IN.A.CONFIGMAP"
+    with pytest.raises(Exception, match="tts/api_key': 'not' failed"):
+        hk.chart().validate_schema(values)
