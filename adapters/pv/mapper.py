@@ -14,17 +14,20 @@ from the grid, negative = feed-in), ``<device>-pv`` (site PV generation) and ``<
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
 from stadtlink.adapters.core.adapter import MapContext
 from stadtlink.adapters.core.entity import (
+    REJECT_IMPLAUSIBLE,
     Measure,
     datetime_prop,
     entity_id,
     geo_point,
     new_entity,
+    note_rejected,
     prop,
     rel,
     set_measurements,
@@ -43,41 +46,42 @@ def metering_start(value: Any) -> datetime:
     return parse_time(value)
 
 
-def wh_to_kwh(v: float) -> float | None:
-    return round(v / 1000.0, 6) if v >= 0 else None
+def wh_to_kwh(v: float) -> float:
+    return round(v / 1000.0, 6)
 
 
 def w_to_kw(v: float) -> float:
     return round(v / 1000.0, 6)
 
 
-def non_negative(v: float) -> float | None:
-    return v if v >= 0 else None
-
-
 def negated(v: float) -> float:
     return -v if v else v
 
 
-#: reading key → ThreePhaseAcMeasurement attribute, unitCode, value function
+#: Valid ranges, in the reading's units, from the bounds of the Smart Data Models' schemas
+#: (ThreePhaseAcMeasurement: energies, apparent power, frequency and voltages ``minimum: 0``, power
+#: factor ``-1 … 1``). A value outside is left out and counted (``stadtlink_values_rejected_total``).
+#: The devices' own "no reading" codes never get this far: the SunSpec decoder drops each point type's
+#: "not implemented" value (0x8000 int16, 0xFFFF uint16, 0x80000000 int32, 0xFFFFFFFF uint32 …,
+#: decoders/sunspec.py ``_NOT_IMPLEMENTED``) and Fronius answers ``null``, which the decoder leaves out.
+NON_NEGATIVE = (0.0, math.inf)
+POWER_FACTOR = (-1.0, 1.0)
+
+#: reading key → ThreePhaseAcMeasurement attribute, unitCode, value function, valid range
 AC_TOTALS = (
     Measure("ac_power_w", "totalActivePower", "WTT"),
-    Measure("ac_apparent_power_va", "totalApparentPower", "D46", non_negative),
+    Measure("ac_apparent_power_va", "totalApparentPower", "D46", valid_range=NON_NEGATIVE),
     Measure("ac_reactive_power_var", "totalReactivePower", "D44"),
-    Measure("power_factor", "totalPowerFactor", "C62"),
-    Measure("frequency_hz", "frequency", "HTZ", non_negative),
-    Measure("energy_export_wh", "totalActiveEnergyExport", "KWH", wh_to_kwh),
-    Measure("energy_import_wh", "totalActiveEnergyImport", "KWH", wh_to_kwh),
+    Measure("power_factor", "totalPowerFactor", "C62", valid_range=POWER_FACTOR),
+    Measure("frequency_hz", "frequency", "HTZ", valid_range=NON_NEGATIVE),
+    Measure("energy_export_wh", "totalActiveEnergyExport", "KWH", wh_to_kwh, valid_range=NON_NEGATIVE),
+    Measure("energy_import_wh", "totalActiveEnergyImport", "KWH", wh_to_kwh, valid_range=NON_NEGATIVE),
 )
 
 
-def _non_negative_members(obj: Mapping[str, float]) -> dict[str, float] | None:
-    kept = {member: v for member, v in obj.items() if v >= 0}
-    return kept or None
-
-
 #: The per-phase object attributes (``{"L1": …, "L2": …, "L3": …}``): which reading keys make up each
-#: object (composed in code by :func:`phase_values`), then written by the rows of :data:`AC_PHASES`.
+#: object (composed in code by :func:`phase_values`), then written by the rows of :data:`AC_PHASES`,
+#: whose valid range applies to each member (a refused member is left out of the object).
 PHASE_MEMBERS: dict[str, dict[str, str]] = {
     "power_phases": {"L1": "power_l1_w", "L2": "power_l2_w", "L3": "power_l3_w"},
     "current_phases": {"L1": "current_l1_a", "L2": "current_l2_a", "L3": "current_l3_a"},
@@ -88,8 +92,8 @@ PHASE_MEMBERS: dict[str, dict[str, str]] = {
 AC_PHASES = (
     Measure("power_phases", "activePower", "WTT"),
     Measure("current_phases", "current", "AMP"),
-    Measure("voltage_phases", "phaseVoltage", "VLT", _non_negative_members),
-    Measure("voltage_phase_to_phase", "phaseToPhaseVoltage", "VLT", _non_negative_members),
+    Measure("voltage_phases", "phaseVoltage", "VLT", valid_range=NON_NEGATIVE),
+    Measure("voltage_phase_to_phase", "phaseToPhaseVoltage", "VLT", valid_range=NON_NEGATIVE),
 )
 
 
@@ -114,7 +118,7 @@ DC_ATTRIBUTES = (
 SITE_ENTITIES: tuple[tuple[str, tuple[Measure, ...]], ...] = (
     ("grid", (Measure("grid_power_w", "totalActivePower", "WTT"),)),
     ("pv", (Measure("pv_power_w", "totalActivePower", "WTT"),
-            Measure("pv_energy_wh", "totalActiveEnergyExport", "KWH", wh_to_kwh))),
+            Measure("pv_energy_wh", "totalActiveEnergyExport", "KWH", wh_to_kwh, valid_range=NON_NEGATIVE))),
     ("load", (Measure("load_power_w", "totalActivePower", "WTT", negated),)),
 )
 
@@ -134,8 +138,22 @@ DEVICE_FIELDS = (
 )
 
 
-def _phase_objects(entity: dict, values: Mapping[str, Any], reading: Reading) -> None:
-    set_measurements(entity, phase_values(values), AC_PHASES, reading.observed_at)
+def _phase_objects(entity: dict, values: Mapping[str, Any], reading: Reading, rejected: dict[str, str]) -> None:
+    """The per-phase objects; each member is screened by its row's range (refusals noted in ``rejected``)."""
+    objects = phase_values(values)
+    for row in AC_PHASES:
+        obj = objects.get(row.source)
+        if not obj:
+            continue
+        kept = {}
+        for member, value in obj.items():
+            value, reason = row.screen(value)
+            if reason is None:
+                kept[member] = value
+            else:
+                rejected[f"{row.attribute}.{member}"] = reason
+        if kept:
+            entity[row.attribute] = prop(kept, unit=row.unit, observed_at=reading.observed_at)
 
 
 def _common(entity: dict, record, name_suffix: str = "") -> None:
@@ -154,8 +172,10 @@ def _measurement_count(entity: dict) -> int:
 def ac_measurement(reading: Reading, ctx: MapContext, record) -> dict | None:
     ns, values = ctx.namespace, reading.values
     ent = new_entity(entity_id("ThreePhaseAcMeasurement", ns, reading.device_id), "ThreePhaseAcMeasurement")
-    set_measurements(ent, values, AC_TOTALS, reading.observed_at)
-    _phase_objects(ent, values, reading)
+    rejected: dict[str, str] = {}
+    set_measurements(ent, values, AC_TOTALS, reading.observed_at, rejected)
+    _phase_objects(ent, values, reading, rejected)
+    note_rejected(reading, rejected)
     if _measurement_count(ent) == 0:
         return None
     ent["dateObserved"] = datetime_prop(reading.observed_at)
@@ -226,7 +246,10 @@ def photovoltaic_measurement(reading: Reading, ctx: MapContext) -> dict | None:
     location = ctx.require(record, "location")
     started = ctx.require(record, "energy_metering_started")
     temperature = next((values[k] for k in PV_TEMPERATURE_KEYS if isinstance(values.get(k), (int, float))), None)
-    if location is None or started is None or temperature is None or temperature < 0:
+    if temperature is not None and temperature < 0:    # the model's schema: temperature minimum 0
+        note_rejected(reading, {"temperature": REJECT_IMPLAUSIBLE})
+        return None
+    if location is None or started is None or temperature is None:
         return None
     try:
         started_at = metering_start(started)
@@ -256,7 +279,9 @@ def site_entities(reading: Reading, ctx: MapContext, record) -> list[dict]:
     for suffix, rows in SITE_ENTITIES:
         ent = new_entity(entity_id("ThreePhaseAcMeasurement", ctx.namespace, f"{reading.device_id}-{suffix}"),
                          "ThreePhaseAcMeasurement")
-        set_measurements(ent, reading.values, rows, reading.observed_at)
+        rejected: dict[str, str] = {}
+        set_measurements(ent, reading.values, rows, reading.observed_at, rejected)
+        note_rejected(reading, rejected)
         if _measurement_count(ent) == 0:
             continue
         ent["dateObserved"] = datetime_prop(reading.observed_at)

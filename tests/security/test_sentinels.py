@@ -176,3 +176,43 @@ async def test_an_absurd_feed_count_is_left_out_and_nothing_is_derived_from_it()
     for attribute in ("availableSpotNumber", "occupiedSpotNumber", "occupancy"):
         assert attribute not in site
     assert dict(getattr(metrics, "rejected", {})) == {("availableSpotNumber", "implausible"): 1}
+
+
+async def test_a_negative_inverter_frequency_and_energy_are_left_out_and_counted():
+    """A Fronius answer with FAC = −49.94 Hz and TOTAL_ENERGY = −5 Wh (both below the ThreePhaseAcMeasurement
+    schema's minimum 0): neither is written, both are counted, the inverter's power is still written."""
+    import json
+    from pathlib import Path
+
+    from stadtlink.adapters import pv
+    from stadtlink.adapters.core.deadletter import MemoryDeadLetters
+    from stadtlink.adapters.core.metrics import Metrics
+    from stadtlink.adapters.core.pipeline import Pipeline
+    from stadtlink.adapters.core.registry import DeviceRegistry
+
+    class Outbox:
+        kind = "memory"
+
+        def __init__(self):
+            self.items: list[dict] = []
+
+        async def put(self, entities, extra=None):
+            self.items.extend(entities)
+
+    sample = Path(pv.__file__).parent / "testdata" / "fronius-solarapi-v1-inverter-realtime-symo.json"
+    doc = json.loads(sample.read_text())["raw"]["json"]
+    doc["Body"]["Data"]["FAC"]["Value"] = -49.94
+    doc["Body"]["Data"]["TOTAL_ENERGY"]["Value"] = -5
+    doc["Head"]["Timestamp"] = datetime.now(timezone.utc).isoformat()
+    outbox, metrics = Outbox(), Metrics("pv")
+    pipe = Pipeline(pv.ADAPTER, namespace="s", registry=DeviceRegistry(), outbox=outbox,
+                    deadletters=MemoryDeadLetters(10), metrics=metrics, check="strict")
+    await pipe.process(RawMessage(source="http", payload=orjson.dumps(doc), topic="http://inverter.test/solar_api",
+                                  device_hint="symo", received_at=datetime.now(timezone.utc)), "fronius-solarapi")
+    [ac] = [e for e in outbox.items if e["type"] == "ThreePhaseAcMeasurement"]
+    assert ac["totalActivePower"]["value"] == 1190
+    assert "frequency" not in ac and "totalActiveEnergyExport" not in ac
+    assert dict(getattr(metrics, "rejected", {})) == {("frequency", "implausible"): 1,
+                                                      ("totalActiveEnergyExport", "implausible"): 1}
+    assert 'stadtlink_values_rejected_total{adapter="pv",attribute="frequency",reason="implausible"} 1.0' \
+        in metrics.render().decode()

@@ -164,9 +164,21 @@ def test_photovoltaic_measurement_needs_its_registry_fields():
 def test_photovoltaic_measurement_skipped_below_zero_degrees():
     chain = split_chain(sample_registers())
     model_body(chain, 103)[32] = 0xFFE2           # TmpSnk = -30 → -3.0 °C (the SDM schema refuses < 0)
-    ents = map_reading(sunspec_reading(join_chain(chain)), ctx(PvSettings(photovoltaic_measurement=True)))
+    reading = sunspec_reading(join_chain(chain))
+    ents = map_reading(reading, ctx(PvSettings(photovoltaic_measurement=True)))
     assert "PhotovoltaicMeasurement" not in {e["type"] for e in ents}
     assert "ThreePhaseAcMeasurement" in {e["type"] for e in ents}
+    assert reading.meta["dropped"] == {"temperature": "implausible"}
+
+
+def test_a_negative_phase_voltage_is_left_out_of_its_object_and_noted():
+    reading = fronius_reading("fronius-solarapi-v1-inverter-3p-symo-constructed.json")
+    reading.values["voltage_l2_v"] = -231.0
+    reading.values["power_factor"] = 1.7
+    ac = by_id(map_reading(reading, ctx()))["urn:ngsi-ld:ThreePhaseAcMeasurement:bitburg:inv-01"]
+    assert set(ac["phaseVoltage"]["value"]) == {"L1", "L3"}
+    assert "totalPowerFactor" not in ac
+    assert reading.meta["dropped"] == {"phaseVoltage.L2": "implausible", "totalPowerFactor": "implausible"}
 
 
 def test_settings_switch_entities_off():
