@@ -27,6 +27,7 @@ from stadtlink.adapters.core.reasons import (
     UNKNOWN_SENSOR_GROUP,
     UNSUPPORTED_VERSION,
 )
+from .reasons import UNSUPPORTED_MESSAGE_TYPE
 
 #: Reading keys and their units (what a decoder — or a json-map config — puts in ``Reading.values``).
 READING_KEYS: dict[str, str] = {
@@ -193,7 +194,7 @@ def decode_meteohelix(payload: bytes, f_port: int | None = None) -> dict[str, An
     """
     raw = meteohelix_fields(payload)
     if raw["type"] != 1:
-        raise DecodeError("unsupported-message-type",
+        raise DecodeError(UNSUPPORTED_MESSAGE_TYPE,
                           f"MeteoHelix message type {raw['type']} (only type 1, the 11-byte weather message, is known)")
     values: dict[str, Any] = {}
     if raw["battery"] is not None:

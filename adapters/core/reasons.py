@@ -19,10 +19,15 @@ BAD_PAYLOAD = "bad-payload"                  # not the kind of payload the profi
 INVALID_JSON = "invalid-json"
 INVALID_XML = "invalid-xml"
 BAD_TIMESTAMP = "bad-timestamp"
+EMPTY_DOCUMENT = "empty-document"            # a feed answered with an empty body
+HTTP_ERROR = "http-error"                    # a polled feed answered with an HTTP error status
+BAD_OPTION = "bad-option"                    # a profile option (poll target / config) the profile cannot use
+NO_DEVICE = "no-device"                      # the message names no device and the profile cannot tell it
 
 # -- mapping: the registry
 UNKNOWN_DEVICE = "unknown-device"            # the device is not in the registry
 REGISTRY_FIELD_MISSING = "registry-field-missing"
+REGISTRY_FIELD_INVALID = "registry-field-invalid"  # present in the registry, but not a usable value
 
 # -- deliberate drops (counted, not dead-lettered)
 OLDER_THAN_STATE = "older-than-state"        # older than what the adapter already wrote for it

@@ -52,6 +52,14 @@ from .decoders.vocab import LAYOUT_CATEGORY, SITE_CATEGORY, SITE_LAYOUT, split_l
 from .profiles import KIND_INVALID_SITE, KIND_SITE, KIND_SITE_STATIC
 from .settings import ParkingSettings, battery_level
 from .sites import SiteAggregates, Summary, count_statuses, summarize
+from .reasons import (
+    AWAITING_STATIC_TABLE,
+    INVALID_SITE_RECORD,
+    NO_OCCUPANCY,
+    SITE_NOT_IN_STATIC_LIST,
+    SITE_WITHOUT_LOCATION,
+    UNSUPPORTED_READING,
+)
 
 SPOT_KINDS = frozenset({"status", "heartbeat", "startup"})
 
@@ -144,9 +152,9 @@ def map_reading(reading: Reading, ctx: MapContext) -> list[dict]:
     if reading.kind == KIND_SITE_STATIC:
         return _store_static(reading, ctx, settings)
     if reading.kind == KIND_INVALID_SITE:
-        raise MappingError("invalid-site-record", f"site {reading.meta.get('site_ref') or reading.device_id!r} "
-                                                  f"of feed {reading.meta.get('feed')!r}: {reading.values.get('error')}")
-    raise MappingError("unsupported-reading", f"the parking mapper has no rule for reading kind {reading.kind!r}")
+        raise MappingError(INVALID_SITE_RECORD, f"site {reading.meta.get('site_ref') or reading.device_id!r} "
+                                                f"of feed {reading.meta.get('feed')!r}: {reading.values.get('error')}")
+    raise MappingError(UNSUPPORTED_READING, f"the parking mapper has no rule for reading kind {reading.kind!r}")
 
 
 # --------------------------------------------------------------------------------------------- spot sensors
@@ -157,7 +165,7 @@ def _map_spot(reading: Reading, ctx: MapContext, settings: ParkingSettings) -> l
     lonlat = ctx.require(rec, "location")
     occupied = reading.values.get("occupied")
     if not isinstance(occupied, bool):
-        raise MappingError("no-occupancy", f"{reading.profile} reading of {rec.id!r} has no occupancy")
+        raise MappingError(NO_OCCUPANCY, f"{reading.profile} reading of {rec.id!r} has no occupancy")
     site = str(site) if site is not None else None
     spot_id = str(rec.get("spot") or rec.id)
     street = _spot_category(rec)[0]
@@ -529,17 +537,17 @@ def _map_site(reading: Reading, ctx: MapContext, settings: ParkingSettings) -> l
         known = bool(static) or rec is not None
         if not known and reading.meta.get("static_source") == "table" and STATIC_FEED + feed not in ctx.state:
             ctx.state[PENDING + site_id] = reading.as_json()
-            raise ReadingDropped("awaiting-static-table",
+            raise ReadingDropped(AWAITING_STATIC_TABLE,
                                  f"site {site_id!r}: the static table of feed {feed!r} has not been read yet")
         if not known:
             where = "the static table nor the registry" if reading.meta.get("static_source") == "table" \
                 else "the registry"
-            raise MappingError("site-not-in-static-list",
+            raise MappingError(SITE_NOT_IN_STATIC_LIST,
                                f"site {site_id!r} of feed {feed!r} is neither in {where}", missing=["location"])
         if ctx.lenient:
             ctx.missing.append(f"{site_id}: no coordinates")
         else:
-            raise MappingError("site-without-location",
+            raise MappingError(SITE_WITHOUT_LOCATION,
                                f"site {site_id!r} of feed {feed!r} has no coordinates (add lat/lon in the registry)",
                                missing=["location"])
 

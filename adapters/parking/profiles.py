@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from stadtlink.adapters.core.adapter import FunctionProfile, LoRaWANProfile, Profile
 from stadtlink.adapters.core.errors import DecodeError
-from stadtlink.adapters.core.reasons import BAD_PAYLOAD
+from stadtlink.adapters.core.reasons import BAD_OPTION, BAD_PAYLOAD, HTTP_ERROR
 from stadtlink.adapters.core.reading import RawMessage, Reading
 from stadtlink.adapters.core.timeutil import UTC
 
@@ -31,6 +31,7 @@ from .decoders.bosch import decode_tps110
 from .decoders.datex2 import parse_datex2
 from .decoders.nwave import decode_nps405
 from .decoders.parkapi import parse_parkapi
+from .reasons import WRONG_PUBLICATION
 
 KIND_SITE = "site"                 # real-time counts of one site (or level)
 KIND_SITE_STATIC = "site-static"   # static table row: name, capacity, coordinates, layout
@@ -56,13 +57,13 @@ def _naive_zone(options: Mapping[str, Any]) -> tzinfo:
     try:
         return ZoneInfo(str(name))
     except (ZoneInfoNotFoundError, ValueError):
-        raise DecodeError("bad-option", f"naive_time_zone {name!r} is not a known time zone") from None
+        raise DecodeError(BAD_OPTION, f"naive_time_zone {name!r} is not a known time zone") from None
 
 
 def _payload(message: RawMessage) -> bytes:
     status = message.attributes.get("status") if isinstance(message.attributes, dict) else None
     if isinstance(status, int) and status >= 400:
-        raise DecodeError("http-error", f"the feed answered HTTP {status}")
+        raise DecodeError(HTTP_ERROR, f"the feed answered HTTP {status}")
     payload = message.payload
     if isinstance(payload, str):
         payload = payload.encode("utf-8")
@@ -74,7 +75,7 @@ def _payload(message: RawMessage) -> bytes:
 def _feed_meta(message: RawMessage, options: Mapping[str, Any], profile: str) -> dict[str, Any]:
     static = options.get("static") or ("table" if profile == "datex2" else "inline")
     if static not in ("table", "registry", "inline"):
-        raise DecodeError("bad-option", f"static must be 'table' or 'registry', not {static!r}")
+        raise DecodeError(BAD_OPTION, f"static must be 'table' or 'registry', not {static!r}")
     return {"feed": str(options.get("feed") or message.device_hint or message.topic or "default"),
             "static_source": static}
 
@@ -107,7 +108,7 @@ def decode_datex2(message: RawMessage, options: Mapping[str, Any]) -> list[Readi
     publication = parse_datex2(_payload(message), naive_tz=_naive_zone(options))
     role = options.get("role")
     if role is not None and role != publication.role:
-        raise DecodeError("wrong-publication",
+        raise DecodeError(WRONG_PUBLICATION,
                           f"target has role {role!r} but the document is a {publication.role} publication")
     meta = _feed_meta(message, options, "datex2")
     meta["flavour"] = publication.flavour

@@ -37,6 +37,7 @@ from stadtlink.adapters.core.reading import Reading
 from stadtlink.adapters.core.timeutil import TimeFormatError, parse_time
 
 from .settings import PvSettings
+from stadtlink.adapters.core.reasons import REGISTRY_FIELD_INVALID
 
 
 def metering_start(value: Any) -> datetime:
@@ -254,7 +255,7 @@ def photovoltaic_measurement(reading: Reading, ctx: MapContext) -> dict | None:
     try:
         started_at = metering_start(started)
     except TimeFormatError:
-        raise MappingError("registry-field-invalid",
+        raise MappingError(REGISTRY_FIELD_INVALID,
                            f"device {record.id!r}: energy_metering_started {started!r} is not an ISO 8601 time",
                            missing=["energy_metering_started"]) from None
     ns = ctx.namespace

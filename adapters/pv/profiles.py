@@ -10,6 +10,9 @@ from stadtlink.adapters.core.errors import DecodeError
 from stadtlink.adapters.core.reading import RawMessage, Reading
 
 from .decoders import fronius, sunspec
+from stadtlink.adapters.core.reasons import NO_DEVICE
+
+from .reasons import SUNSPEC_NO_KNOWN_MODEL
 
 SUNSPEC = "sunspec"
 FRONIUS = "fronius-solarapi"
@@ -18,7 +21,7 @@ FRONIUS = "fronius-solarapi"
 def _device_id(message: RawMessage, options: Mapping[str, Any], fallback: str | None = None) -> str:
     device = message.device_hint or options.get("device") or fallback
     if not device:
-        raise DecodeError("no-device", "the message names no device (set `device:` on the poll target)")
+        raise DecodeError(NO_DEVICE, "the message names no device (set `device:` on the poll target)")
     return str(device)
 
 
@@ -31,7 +34,7 @@ def decode_sunspec(message: RawMessage, options: Mapping[str, Any]) -> list[Read
     decoded = sunspec.decode_models(models)
     values = sunspec.inverter_values(decoded)
     if not any(mid == 1 or mid in sunspec.INVERTER_MODELS or mid == 160 for mid in values["sunspec_models"]):
-        raise DecodeError("sunspec-no-known-model",
+        raise DecodeError(SUNSPEC_NO_KNOWN_MODEL,
                           f"the chain holds no model this adapter decodes (ids {[m[0] for m in models]})")
     base = message.payload.get("base") if isinstance(message.payload, Mapping) else None
     meta = {"chain": [m[0] for m in models]}

@@ -28,6 +28,8 @@ from stadtlink.adapters.core.reasons import (
 from stadtlink.adapters.core.reading import RawMessage, Reading
 from stadtlink.adapters.core.timeutil import TimeFormatError, from_epoch, parse_time
 
+from .reasons import BAD_STATION, NO_CURRENT_MEASUREMENT, NO_STATION, UNEXPECTED_SHAPE, UNEXPECTED_UNIT
+
 #: Smallest distance each sensor can measure, mm (below it the echo is the sensor's own ringing).
 MIN_DISTANCE_MM = {"decentlab-dl-mbx": 1, "milesight-em500-udl": 1, "dragino-ldds75": 20}
 
@@ -198,7 +200,7 @@ def _current(ts: Mapping[str, Any] | None) -> tuple[float, datetime] | None:
 def _station_reading(station: Mapping[str, Any], profile: str) -> Reading | None:
     uuid = station.get("uuid") or station.get("number")
     if not isinstance(uuid, str) or not uuid:
-        raise DecodeError("bad-station", "station without uuid/number")
+        raise DecodeError(BAD_STATION, "station without uuid/number")
     w_series = _series(station, "W")
     w = _current(w_series)
     q = _current(_series(station, "Q"))
@@ -209,7 +211,7 @@ def _station_reading(station: Mapping[str, Any], profile: str) -> Reading | None
     if w is not None:
         unit = (w_series or {}).get("unit", "cm")
         if unit != "cm":
-            raise DecodeError("unexpected-unit", f"W in {unit!r}, expected cm")
+            raise DecodeError(UNEXPECTED_UNIT, f"W in {unit!r}, expected cm")
         values["water_level"] = round(w[0] / 100.0, 4)
         cur = w_series["currentMeasurement"]
         for key, name in (("stateMnwMhw", "state_mnw_mhw"), ("stateNswHsw", "state_nsw_hsw")):
@@ -244,21 +246,21 @@ def decode_pegelonline(message: RawMessage, options: Mapping[str, Any]) -> list[
         raise DecodeError(INVALID_JSON, str(exc)) from None
     if isinstance(doc, Mapping) and "timestamp" in doc and "value" in doc and "uuid" not in doc:
         if not message.device_hint:
-            raise DecodeError("no-station", "a current-measurement answer needs the target's device id")
+            raise DecodeError(NO_STATION, "a current-measurement answer needs the target's device id")
         station = {"uuid": message.device_hint,
                    "timeseries": [{"shortname": "W", "unit": "cm", "currentMeasurement": doc}]}
         doc = [station]
     elif isinstance(doc, Mapping):
         doc = [doc]
     if not isinstance(doc, list):
-        raise DecodeError("unexpected-shape", "expected a station object or a list of stations")
+        raise DecodeError(UNEXPECTED_SHAPE, "expected a station object or a list of stations")
     readings = []
     for station in doc:
         if not isinstance(station, Mapping):
-            raise DecodeError("unexpected-shape", "a list item is not a station object")
+            raise DecodeError(UNEXPECTED_SHAPE, "a list item is not a station object")
         reading = _station_reading(station, "pegelonline")
         if reading is not None:
             readings.append(reading)
     if not readings:
-        raise ReadingDropped("no-current-measurement", "no station in the answer has a current measurement")
+        raise ReadingDropped(NO_CURRENT_MEASUREMENT, "no station in the answer has a current measurement")
     return readings

@@ -151,12 +151,45 @@ def test_scaffolded_family_joins_the_demo(waste_bins, tmp_path):
     assert data["entities"]["WasteContainer"] >= 2 and data["entities"]["ParkingSpot"] > 0
 
 
+#: The exceptions whose first argument is a reason tag (a dead-letter reason and a metric label).
+REASON_EXCEPTIONS = {"DecodeError", "MappingError", "ReadingDropped"}
+
+
+def literal_reason_tags(source: str) -> list[tuple[int, str]]:
+    """(line, text) of every reason passed as a string literal (or f-string) to a reason-carrying exception."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+        if name not in REASON_EXCEPTIONS:
+            continue
+        reason = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "reason"), None)
+        if isinstance(reason, ast.JoinedStr) or (isinstance(reason, ast.Constant) and isinstance(reason.value, str)):
+            found.append((node.lineno, ast.unparse(reason)))
+    return found
+
+
 def test_reason_tags_of_the_families_are_named_constants():
-    """The same fact has one reason tag in every family (metric labels, dead-letter reasons)."""
-    sources = "\n".join(p.read_text(encoding="utf-8") for name in BUILT_IN
-                        for p in (ROOT / "adapters" / name).rglob("*.py") if "tests" not in p.parts)
-    assert not re.search(r'"(wrong-fport|unknown-port|too-short|unsupported-protocol|unknown-flags|fronius-invalid-json)"',
-                         sources)
+    """The same fact has one reason tag in every family (metric labels, dead-letter reasons): a family
+    raises ``DecodeError(UNKNOWN_FPORT, …)`` with a named constant (adapters/core/reasons.py for shared
+    facts, the family's ``reasons.py`` for its own), never a spelled-out tag."""
+    offenders = [f"{p.relative_to(ROOT)}:{line}: {text}"
+                 for name in BUILT_IN for p in sorted((ROOT / "adapters" / name).rglob("*.py")) if "tests" not in p.parts
+                 for line, text in literal_reason_tags(p.read_text(encoding="utf-8"))]
+    assert offenders == [], "reason tags spelled as literals:\n" + "\n".join(offenders)
+
+
+def test_the_reason_tag_guard_sees_literals():
+    planted = ("from x import DecodeError, errors\n"
+               "raise DecodeError('bad-thing', 'detail')\n"
+               "raise errors.MappingError(f'late-{kind}')\n"
+               "raise ReadingDropped(reason='quiet')\n"
+               "raise DecodeError(BAD_LENGTH, 'named')\n")
+    assert [line for line, _ in literal_reason_tags(planted)] == [2, 3, 4]
 
 
 def test_mapping_tables_are_rows_of_the_one_core_type(waste_bins, monkeypatch):

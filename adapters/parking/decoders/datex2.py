@@ -24,10 +24,11 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as _safe_fromstring
 
 from stadtlink.adapters.core.errors import DecodeError
-from stadtlink.adapters.core.reasons import INVALID_XML
+from stadtlink.adapters.core.reasons import EMPTY_DOCUMENT, INVALID_XML
 from stadtlink.adapters.core.timeutil import UTC, TimeFormatError, parse_time
 
 from .vocab import SITE_STATUS, unique
+from ..reasons import BAD_PUBLICATION_TIME, NOT_DATEX2, UNSAFE_XML, UNSUPPORTED_PUBLICATION
 
 DATEX_NS_PREFIX = "http://datex2.eu/schema/"
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
@@ -159,17 +160,17 @@ def parse_document(data: bytes | str) -> ET.Element:
     if isinstance(data, str):
         data = data.encode("utf-8")
     if not isinstance(data, (bytes, bytearray)) or not data.strip():
-        raise DecodeError("empty-document", "the feed answered with an empty body")
+        raise DecodeError(EMPTY_DOCUMENT, "the feed answered with an empty body")
     try:
         root = _safe_fromstring(bytes(data), forbid_dtd=True)
     except DefusedXmlException as exc:
-        raise DecodeError("unsafe-xml", f"{type(exc).__name__}: DTDs and entities are refused") from None
+        raise DecodeError(UNSAFE_XML, f"{type(exc).__name__}: DTDs and entities are refused") from None
     except (ET.ParseError, ValueError, UnicodeError, LookupError, RecursionError) as exc:  # LookupError: unknown encoding=
         raise DecodeError(INVALID_XML, str(exc)[:200]) from None
     foreign_namespace = isinstance(root.tag, str) and root.tag.startswith("{") \
         and not root.tag.startswith("{" + DATEX_NS_PREFIX)
     if not isinstance(root.tag, str) or foreign_namespace:
-        raise DecodeError("not-datex2", f"root element {str(root.tag)[:80]!r} is not in a DATEX II namespace")
+        raise DecodeError(NOT_DATEX2, f"root element {str(root.tag)[:80]!r} is not in a DATEX II namespace")
     return root
 
 
@@ -183,12 +184,12 @@ def parse_datex2(data: bytes | str, *, naive_tz: tzinfo = UTC) -> DatexPublicati
             publication = node
             break
     if publication is None:
-        raise DecodeError("unsupported-publication",
+        raise DecodeError(UNSUPPORTED_PUBLICATION,
                           "no ParkingStatusPublication, ParkingTablePublication or ParkingFacility publication found")
     try:
         pub_time = _time(_text(_descendant(root, "publicationTime")), "publicationTime", naive_tz)
     except RecordError as exc:
-        raise DecodeError("bad-publication-time", str(exc)) from None
+        raise DecodeError(BAD_PUBLICATION_TIME, str(exc)) from None
     local = _local(publication.tag)
     if local == "parkingStatusPublication":
         out = DatexPublication("status", "v2.3-parking", pub_time)

@@ -11,6 +11,8 @@ from typing import Any
 from stadtlink.adapters.core.errors import DecodeError, ReadingDropped
 from stadtlink.adapters.core.reasons import BAD_LENGTH, BAD_PAYLOAD, UNKNOWN_FPORT
 
+from ..reasons import SDI_TAG_REGISTRATION
+
 RESET_CAUSES = {0: "rejoin", 1: "watchdog", 2: "power_on", 3: "user_request", 6: "brownout", 7: "other"}
 
 
@@ -70,5 +72,5 @@ def decode_nps405(payload: bytes, f_port: int | None) -> dict[str, Any]:
             "occupied": bool(payload[4] & 0x01),
         }
     if f_port == 10:
-        raise ReadingDropped("sdi-tag-registration", "nwave-nps405 fPort 10 (SDI tag) carries no occupancy")
+        raise ReadingDropped(SDI_TAG_REGISTRATION, "nwave-nps405 fPort 10 (SDI tag) carries no occupancy")
     raise DecodeError(UNKNOWN_FPORT, f"nwave-nps405 has no frame on fPort {f_port}")

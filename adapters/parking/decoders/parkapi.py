@@ -20,10 +20,11 @@ from typing import Any
 import orjson
 
 from stadtlink.adapters.core.errors import DecodeError
-from stadtlink.adapters.core.reasons import INVALID_JSON
+from stadtlink.adapters.core.reasons import EMPTY_DOCUMENT, INVALID_JSON
 from stadtlink.adapters.core.timeutil import UTC, TimeFormatError, parse_time
 
 from .vocab import PARKAPI_OPENING, PARKAPI_V1_LOT_TYPE, PARKAPI_V3_TYPE
+from ..reasons import BAD_PUBLICATION_TIME, NOT_PARKAPI
 
 
 class ItemError(ValueError):
@@ -93,7 +94,7 @@ def parse_parkapi(data: bytes | str, *, naive_tz: tzinfo = UTC) -> tuple[str, li
     if isinstance(data, str):
         data = data.encode("utf-8")
     if not isinstance(data, (bytes, bytearray)) or not bytes(data).strip():
-        raise DecodeError("empty-document", "the feed answered with an empty body")
+        raise DecodeError(EMPTY_DOCUMENT, "the feed answered with an empty body")
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -105,9 +106,9 @@ def parse_parkapi(data: bytes | str, *, naive_tz: tzinfo = UTC) -> tuple[str, li
         try:
             updated = _time(doc.get("last_updated"), "last_updated", naive_tz)
         except ItemError as exc:
-            raise DecodeError("bad-publication-time", str(exc)) from None
+            raise DecodeError(BAD_PUBLICATION_TIME, str(exc)) from None
         return "v1", [_guard(item, ("id",), lambda i: _v1_item(i, updated)) for item in doc["lots"]]
-    raise DecodeError("not-parkapi", "neither a ParkAPI v3 document (items[]) nor a v1 lot list (lots[])")
+    raise DecodeError(NOT_PARKAPI, "neither a ParkAPI v3 document (items[]) nor a v1 lot list (lots[])")
 
 
 def _guard(item: Any, id_keys: tuple[str, ...], fn) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from stadtlink.adapters.core.errors import DecodeError, ReadingDropped
 from stadtlink.adapters.core.reasons import BAD_TIMESTAMP, INVALID_JSON
 from stadtlink.adapters.core.timeutil import TimeFormatError, parse_time
 
+from ..reasons import FRONIUS_NOT_SOLAR_API, FRONIUS_UNSUPPORTED_SCOPE, fronius_status
+
 #: Fronius DeviceStatus.StatusCode → state name (0–6 start-up, 7 running, 8 standby, 9 boot loading, 10 error).
 STATUS_NAMES: dict[int, str] = {**{n: "STARTUP" for n in range(7)}, 7: "RUNNING", 8: "STANDBY",
                                 9: "BOOTLOADING", 10: "ERROR"}
@@ -101,7 +103,7 @@ def load_document(payload: Any) -> dict[str, Any]:
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise DecodeError(INVALID_JSON, str(exc)[:200]) from None
     if not isinstance(payload, dict):
-        raise DecodeError("fronius-not-solar-api", f"expected a JSON object, got {type(payload).__name__}")
+        raise DecodeError(FRONIUS_NOT_SOLAR_API, f"expected a JSON object, got {type(payload).__name__}")
     raw = payload.get("raw")
     if "Body" not in payload and isinstance(raw, dict) and isinstance(raw.get("json"), dict):
         return raw["json"]          # a device-samples document (stadtlink decode FILE)
@@ -113,11 +115,11 @@ def document_kind(doc: Mapping[str, Any]) -> str:
     body = doc.get("Body")
     data = body.get("Data") if isinstance(body, Mapping) else None
     if not isinstance(data, Mapping):
-        raise DecodeError("fronius-not-solar-api", "no Body.Data object")
+        raise DecodeError(FRONIUS_NOT_SOLAR_API, "no Body.Data object")
     if isinstance(data.get("Site"), Mapping):
         return "powerflow"
     if any(isinstance(v, Mapping) and "Values" in v for v in data.values()):
-        raise DecodeError("fronius-unsupported-scope",
+        raise DecodeError(FRONIUS_UNSUPPORTED_SCOPE,
                           "Scope=System answers are not supported: poll each inverter with Scope=Device&DeviceId=N")
     return "inverter"
 
@@ -142,7 +144,7 @@ def check_status(doc: Mapping[str, Any]) -> None:
         code = status.get("Code", 0)
         if code not in (0, None):
             reason = status.get("Reason") or status.get("UserMessage") or ""
-            raise ReadingDropped(f"fronius-status-{code}", str(reason)[:200])
+            raise ReadingDropped(fronius_status(code), str(reason)[:200])
 
 
 def inverter_values(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,16 @@ from typing import Any
 from stadtlink.adapters.core.errors import DecodeError
 from stadtlink.adapters.core.reasons import BAD_PAYLOAD
 
+from ..reasons import (
+    SUNSPEC_BAD_REGISTERS,
+    SUNSPEC_CHAIN_INVALID,
+    SUNSPEC_LENGTH_MISMATCH,
+    SUNSPEC_NOT_FOUND,
+    SUNSPEC_NO_MARKER,
+    SUNSPEC_READ_FAILED,
+    SUNSPEC_TRUNCATED,
+)
+
 MODELS_DIR = Path(__file__).with_name("sunspec_models")
 
 SUNS_MARKER = (0x5375, 0x6E53)          # "SunS"
@@ -239,9 +249,9 @@ def walk_register_block(registers: Sequence[int], start_address: int = 40000) ->
     end of the dump.
     """
     if not isinstance(registers, (list, tuple)) or not all(_is_register(r) for r in registers):
-        raise DecodeError("sunspec-bad-registers", "registers must be a list of integers 0..65535")
+        raise DecodeError(SUNSPEC_BAD_REGISTERS, "registers must be a list of integers 0..65535")
     if tuple(registers[:2]) != SUNS_MARKER:
-        raise DecodeError("sunspec-no-marker", "the register block does not start with 'SunS' (0x5375 0x6E53)")
+        raise DecodeError(SUNSPEC_NO_MARKER, "the register block does not start with 'SunS' (0x5375 0x6E53)")
     models: list[list[Any]] = []
     i = 2
     while i + 2 <= len(registers) and len(models) < MAX_MODELS:
@@ -250,7 +260,7 @@ def walk_register_block(registers: Sequence[int], start_address: int = 40000) ->
             break
         body = list(registers[i + 2: i + 2 + length])
         if len(body) < length:
-            raise DecodeError("sunspec-truncated",
+            raise DecodeError(SUNSPEC_TRUNCATED,
                               f"model {model_id} declares {length} registers, the block holds {len(body)}")
         models.append([model_id, length, body])
         i += 2 + length
@@ -292,7 +302,7 @@ def payload_models(payload: Any) -> list[tuple[int, int, list[int]]]:
         if not isinstance(regs, (list, tuple)) or not all(_is_register(r) for r in regs):
             raise DecodeError(BAD_PAYLOAD, f"model {model_id}: registers must be integers 0..65535")
         if regs and len(regs) != length:
-            raise DecodeError("sunspec-length-mismatch",
+            raise DecodeError(SUNSPEC_LENGTH_MISMATCH,
                               f"model {model_id} declares {length} registers, {len(regs)} were read")
         out.append((model_id, length, list(regs)))
     return out
@@ -495,7 +505,7 @@ async def read_sunspec(client: Any, unit_id: int, options: Mapping[str, Any] | N
             base = int(candidate)
             break
     if base is None:
-        raise DecodeError("sunspec-not-found",
+        raise DecodeError(SUNSPEC_NOT_FOUND,
                           f"no 'SunS' marker at {', '.join(str(b) for b in bases)} (unit {unit_id})")
 
     models: list[list[Any]] = []
@@ -508,7 +518,7 @@ async def read_sunspec(client: Any, unit_id: int, options: Mapping[str, Any] | N
         if model_id == END_MODEL_ID:
             break
         if address + 2 + length > 0x10000:
-            raise DecodeError("sunspec-chain-invalid",
+            raise DecodeError(SUNSPEC_CHAIN_INVALID,
                               f"model {model_id} at {address} declares {length} registers, past the address space")
         body: list[int] = []
         if model_id in known or read_unknown:
@@ -517,7 +527,7 @@ async def read_sunspec(client: Any, unit_id: int, options: Mapping[str, Any] | N
                 count = min(chunk, length - len(body))
                 part = await _read(client, start + len(body), count, unit_id)
                 if part is None:
-                    raise DecodeError("sunspec-read-failed",
+                    raise DecodeError(SUNSPEC_READ_FAILED,
                                       f"model {model_id}: registers {start + len(body)}+{count} not readable")
                 body.extend(part)
         models.append([model_id, length, body])

@@ -182,3 +182,13 @@ def test_fuzz_fronius_bytes(data):
         FRONIUS_PROFILE.decode(msg, {})
     except (DecodeError, ReadingDropped):
         pass
+
+
+@pytest.mark.parametrize("code", ["x" * 5000, 10**9, -3, 2.5, True])
+def test_a_status_code_that_is_not_a_small_integer_is_one_bounded_tag(code):
+    """The code is the device's text: it becomes a metric label only as a small integer."""
+    doc = load_sample("fronius-solarapi-v1-inverter-realtime-symo.json")["raw"]["json"]
+    doc["Head"]["Status"] = {"Code": code, "Reason": "odd"}
+    with pytest.raises(ReadingDropped) as err:
+        decode(doc)
+    assert err.value.reason == "fronius-status-other"
