@@ -5,6 +5,8 @@ Enable with ``pytest_plugins = ["stadtlink.adapters.core.pytest_plugin"]`` in a 
 * ``free_tcp_port`` — a free port on 127.0.0.1.
 * ``unique_topic`` — an MQTT topic prefix no other test (or agent) uses.
 * ``shared_mqtt`` — ``(host, port)`` of the shared Mosquitto (127.0.0.1:1883); use unique topics.
+* ``redis_prefix`` — a key prefix on the shared Redis no other test uses; every key under it
+  (``<prefix>:*``) is deleted after the test.
 * ``mosquitto`` / ``mosquitto_persistent`` — an own :class:`MosquittoProcess` on a free port that
   the test may stop, kill and restart (persistent: sessions and queued messages survive a stop).
 * ``redis_server`` / ``redis_persistent`` — an own :class:`RedisProcess` likewise (AOF when persistent).
@@ -56,6 +58,21 @@ def unique_topic() -> str:
 @pytest.fixture
 def shared_mqtt() -> tuple[str, int]:
     return SHARED_MQTT
+
+
+@pytest.fixture
+def redis_prefix():
+    import redis
+
+    prefix = f"sltest-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = redis.Redis(host=SHARED_REDIS[0], port=SHARED_REDIS[1])
+    try:
+        keys = list(client.scan_iter(f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import contextlib
 import logging
 import signal
@@ -22,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..netaddr import is_loopback_host
 from .app import BROKER_KEY, BrokerApp, create_app
 
 __all__ = ["create_app", "serve", "main", "running_broker", "BrokerApp", "BROKER_KEY"]
@@ -43,15 +43,6 @@ async def serve(host: str = "127.0.0.1", port: int = 1026, **kw: Any) -> web.App
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
     return runner
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def runner_url(runner: web.AppRunner) -> str:

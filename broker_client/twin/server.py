@@ -29,7 +29,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import ipaddress
 import logging
 import os
 import secrets
@@ -45,6 +44,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from ..client import NGSILDClient
 from ..errors import NGSILDError, BrokerUnavailable
+from ..netaddr import is_loopback_host
 from ..notify import NotificationReceiver, ReadBack
 from ..subscription_sync import apply
 from .model import TWIN_TYPES, TwinState
@@ -427,15 +427,6 @@ class TwinServer:
             await self._client.close()
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stadtlink twin", description="Live twin view of a broker's entities.")
     p.add_argument("--broker", required=True, help="broker base URL, e.g. http://127.0.0.1:1026")
@@ -472,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
                             send_timeout=args.send_timeout)
         await server.start()
         protected = "access control on" if access.enabled else "no access control"
-        if not access.enabled and not _loopback(args.host):
+        if not access.enabled and not is_loopback_host(args.host):
             log.warning("the twin view listens on %s without access control: anyone who reaches it sees "
                         "every entity (--token-file / --basic-auth-file, docs/security.md)", args.host)
         print(f"twin view on {server.url}  (broker {args.broker}; {protected})", flush=True)

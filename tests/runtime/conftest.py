@@ -1,31 +1,13 @@
-"""Fixtures of the runtime tests (real sockets, the shared Redis with unique key prefixes)."""
+"""Fixtures of the runtime tests (``redis_prefix`` for the shared Redis comes from the test kit's plugin)."""
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import pytest
-from stadtlink.adapters.core.testing import SHARED_REDIS
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-
-
-@pytest.fixture
-def redis_prefix():
-    """A unique key prefix on the shared Redis; every key under it is deleted afterwards."""
-    import redis
-
-    prefix = f"sltest-{uuid.uuid4().hex[:10]}"
-    yield prefix
-    client = redis.Redis(host=SHARED_REDIS[0], port=SHARED_REDIS[1])
-    try:
-        keys = list(client.scan_iter(f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 @pytest.fixture

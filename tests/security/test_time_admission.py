@@ -18,7 +18,7 @@ from stadtlink.adapters.core.errors import ConfigError
 from stadtlink.adapters.core.lorawan import tts_uplink
 from stadtlink.adapters.core.timecheck import IMPLAUSIBLE_TIME, TimeAdmission
 from stadtlink.adapters.parking import ADAPTER
-from stadtlink.adapters.core.testing import SHARED_MQTT, SHARED_REDIS, SHARED_REDIS_URL, wait_until
+from stadtlink.adapters.core.testing import SHARED_MQTT, SHARED_REDIS_URL, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -32,21 +32,6 @@ FUTURE = "9999-12-31T23:59:59.999999999Z"
 
 def _ms(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-
-
-@pytest.fixture
-def prefix():
-    import redis
-
-    prefix = f"sec-time-{uuid.uuid4().hex[:10]}"
-    yield prefix
-    client = redis.Redis(host=SHARED_REDIS[0], port=SHARED_REDIS[1])
-    try:
-        keys = list(client.scan_iter(f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 def _config(broker_url: str, prefix: str, app: str, **extra) -> dict:
@@ -98,16 +83,16 @@ def _redis():
 
 @pytest.mark.needs_mqtt
 @pytest.mark.needs_redis
-async def test_an_uplink_from_year_9999_is_dead_lettered_and_later_current_ones_reach_the_broker(prefix):
+async def test_an_uplink_from_year_9999_is_dead_lettered_and_later_current_ones_reach_the_broker(redis_prefix):
     from stadtlink.adapters.core.testing import publish_uplinks
     from stadtlink.broker_client.local_broker import running_broker
 
-    app = prefix
+    app = redis_prefix
     now = datetime.now(timezone.utc)
     t1, t2, t3 = now - timedelta(minutes=3), now - timedelta(minutes=2), now - timedelta(minutes=1)
-    spot1, spot2 = f"urn:ngsi-ld:ParkingSpot:{prefix}:tps-1", f"urn:ngsi-ld:ParkingSpot:{prefix}:tps-2"
+    spot1, spot2 = f"urn:ngsi-ld:ParkingSpot:{redis_prefix}:tps-1", f"urn:ngsi-ld:ParkingSpot:{redis_prefix}:tps-2"
     async with running_broker() as broker_url, aiohttp.ClientSession() as session:
-        runner = await _start(_config(broker_url, prefix, app))
+        runner = await _start(_config(broker_url, redis_prefix, app))
         try:
             assert await publish_uplinks(MQTT_HOST, MQTT_PORT, [
                 tts_uplink("tps-1", b"\x01", f_port=1, f_cnt=1, received_at=FUTURE, application_id=app),
@@ -117,7 +102,7 @@ async def test_an_uplink_from_year_9999_is_dead_lettered_and_later_current_ones_
             ]) == 4
 
             async def both_current():
-                found = await _spots(session, broker_url, prefix)
+                found = await _spots(session, broker_url, redis_prefix)
                 s1 = found.get(spot1)
                 if s1 and spot2 in found and s1["status"]["observedAt"] == _ms(t3):
                     return found
@@ -131,11 +116,11 @@ async def test_an_uplink_from_year_9999_is_dead_lettered_and_later_current_ones_
 
             client = _redis()
             try:
-                stream = await client.xrange(f"{prefix}:parking:deadletter")
+                stream = await client.xrange(f"{redis_prefix}:parking:deadletter")
                 records = [orjson.loads(fields[b"r"]) for _, fields in stream]
                 observed = {k.decode(): v.decode()
-                            for k, v in (await client.hgetall(f"{prefix}:parking:observed")).items()}
-                state = {k.decode(): v.decode() for k, v in (await client.hgetall(f"{prefix}:parking:state")).items()}
+                            for k, v in (await client.hgetall(f"{redis_prefix}:parking:observed")).items()}
+                state = {k.decode(): v.decode() for k, v in (await client.hgetall(f"{redis_prefix}:parking:state")).items()}
             finally:
                 await client.aclose()
             assert [r["reason"] for r in records] == [IMPLAUSIBLE_TIME]
@@ -153,17 +138,17 @@ async def test_an_uplink_from_year_9999_is_dead_lettered_and_later_current_ones_
 
 @pytest.mark.needs_mqtt
 @pytest.mark.needs_redis
-async def test_a_persisted_future_time_is_repaired_at_start(prefix, caplog):
+async def test_a_persisted_future_time_is_repaired_at_start(redis_prefix, caplog):
     """State written before time admission existed (here: by a runner whose margin reaches past
     year 9999) holds 9999-12-31 for a spot; the next start repairs it and current readings flow."""
     from stadtlink.adapters.core.testing import publish_uplinks
     from stadtlink.broker_client.local_broker import running_broker
 
-    app = prefix
-    spot1 = f"urn:ngsi-ld:ParkingSpot:{prefix}:tps-1"
-    observed_key, state_key = f"{prefix}:parking:observed", f"{prefix}:parking:state"
+    app = redis_prefix
+    spot1 = f"urn:ngsi-ld:ParkingSpot:{redis_prefix}:tps-1"
+    observed_key, state_key = f"{redis_prefix}:parking:observed", f"{redis_prefix}:parking:state"
     async with running_broker() as broker_url, aiohttp.ClientSession() as session:
-        runner = await _start(_config(broker_url, prefix, app, time_admission={"future_margin_s": 1e12}))
+        runner = await _start(_config(broker_url, redis_prefix, app, time_admission={"future_margin_s": 1e12}))
         try:
             assert await publish_uplinks(MQTT_HOST, MQTT_PORT, [
                 tts_uplink("tps-1", b"\x01", f_port=1, f_cnt=1, received_at=FUTURE, application_id=app)]) == 1
@@ -186,7 +171,7 @@ async def test_a_persisted_future_time_is_repaired_at_start(prefix, caplog):
             await client.aclose()
 
         caplog.set_level("WARNING")
-        runner = await _start(_config(broker_url, prefix, app))
+        runner = await _start(_config(broker_url, redis_prefix, app))
         try:
             client = _redis()
             try:
@@ -200,7 +185,7 @@ async def test_a_persisted_future_time_is_repaired_at_start(prefix, caplog):
                 tts_uplink("tps-1", b"\x00", f_port=1, f_cnt=2, received_at=_ms(now), application_id=app)]) == 1
 
             async def current():
-                s1 = (await _spots(session, broker_url, prefix)).get(spot1)
+                s1 = (await _spots(session, broker_url, redis_prefix)).get(spot1)
                 return s1 if s1 and s1["status"]["observedAt"] == _ms(now) else None
 
             s1 = await wait_until(current)
@@ -213,7 +198,7 @@ async def test_a_persisted_future_time_is_repaired_at_start(prefix, caplog):
 
 @pytest.mark.needs_mqtt
 @pytest.mark.needs_redis
-async def test_floor_and_max_age_dead_letter_old_readings(prefix):
+async def test_floor_and_max_age_dead_letter_old_readings(redis_prefix):
     """A 1970 clock (before ``not_before``) and, with ``max_age_s``, a reading older than that are
     dead-lettered as well; an in-window reading passes (memory outbox, messages handed to the pipeline)."""
     from stadtlink.adapters.core.runner import Runner
@@ -222,7 +207,7 @@ async def test_floor_and_max_age_dead_letter_old_readings(prefix):
 
     now = datetime.now(timezone.utc)
     async with running_broker() as broker_url:
-        cfg = _config(broker_url, prefix, prefix, time_admission={"max_age_s": 3600})
+        cfg = _config(broker_url, redis_prefix, redis_prefix, time_admission={"max_age_s": 3600})
         cfg["outbox"] = {"kind": "memory"}
         cfg["sources"] = []
         runner = Runner.from_config(cfg, adapter=ADAPTER)
@@ -233,7 +218,7 @@ async def test_floor_and_max_age_dead_letter_old_readings(prefix):
                      (_ms(now + timedelta(minutes=2)), False)]
             for i, (stamp, _) in enumerate(cases):
                 topic, body = tts_uplink("tps-1", b"\x01", f_port=1, f_cnt=10 + i, received_at=stamp,
-                                         application_id=prefix)
+                                         application_id=redis_prefix)
                 await runner.pipeline.process(RawMessage("mqtt", orjson.dumps(body), now, topic), "bosch-tps110")
             dead = [r for _, r in await runner.deadletters.list(100)]
             assert [r["reason"] for r in dead] == [IMPLAUSIBLE_TIME] * 3

@@ -19,7 +19,7 @@ from stadtlink.broker_client import NGSILDClient
 from stadtlink.broker_client.local_broker import running_broker
 from stadtlink.broker_client.twin import TwinServer
 from stadtlink.broker_client.twin.server import AccessControl
-from stadtlink.adapters.core.testing import wait_until
+from stadtlink.adapters.core.testing import free_port, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -195,12 +195,6 @@ def _rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def test_300_browsers_that_stop_reading_keep_memory_bounded():
     n_entities, n_stalled = 10_000, 300
     async with running_broker() as broker_url:
@@ -209,7 +203,7 @@ async def test_300_browsers_that_stop_reading_keep_memory_bounded():
                 await writer.upsert([car_park(i, f"Car park number {i} with a longer name", free=i % 100,
                                               lon=8.4 + (i % 100) / 1000, lat=49.4 + (i // 100) / 1000)
                                      for i in range(start, start + 1000)])
-            port = _free_port()
+            port = free_port()
             proc = subprocess.Popen(
                 [sys.executable, "-c", "import sys; from stadtlink.broker_client.twin.server import main; "
                  "sys.exit(main(sys.argv[1:]))", "--broker", broker_url, "--port", str(port),
