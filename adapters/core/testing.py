@@ -576,6 +576,19 @@ async def publish_uplinks(host: str, port: int, messages: Iterable[tuple[str, di
     return n
 
 
+class RecordingOutbox:
+    """An outbox for tests that drive a :class:`~.pipeline.Pipeline` directly: it keeps every entity the
+    pipeline commits, in order, in ``items`` (nothing is delivered)."""
+
+    kind = "memory"
+
+    def __init__(self) -> None:
+        self.items: list[dict] = []
+
+    async def put(self, entities: list[dict], *, extra: Any = None) -> None:
+        self.items.extend(entities)
+
+
 @contextlib.asynccontextmanager
 async def local_broker(**kwargs: Any) -> AsyncIterator[str]:
     """An in-process NGSI-LD broker; yields its base URL (``stadtlink.broker_client.local_broker.running_broker``)."""
@@ -588,4 +601,5 @@ async def local_broker(**kwargs: Any) -> AsyncIterator[str]:
 __all__ = ["run_profile", "fixture_message", "map_fixture", "assert_entities_match", "load_json", "free_port",
            "wait_for_port", "MosquittoProcess", "RedisProcess", "publish_uplinks", "local_broker", "parse_uplink",
            "SHARED_MQTT", "SHARED_REDIS", "SHARED_REDIS_URL", "port_open", "mqtt_available", "redis_available",
-           "unique_name", "tts_time", "wait_until", "stop_task", "query_entities", "entities_by_id"]
+           "unique_name", "tts_time", "wait_until", "stop_task", "query_entities", "entities_by_id",
+           "RecordingOutbox"]

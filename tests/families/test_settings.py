@@ -14,19 +14,13 @@ from stadtlink.adapters.core.errors import ConfigError
 from stadtlink.adapters.core.metrics import Metrics
 from stadtlink.adapters.core.pipeline import Pipeline
 from stadtlink.adapters.core.registry import DeviceRegistry
+from stadtlink.adapters.core.testing import RecordingOutbox
 
 FAMILIES = [parking.ADAPTER, climate.ADAPTER, water_level.ADAPTER, pv.ADAPTER]
 
 
-class _Outbox:
-    kind = "memory"
-
-    async def put(self, entities, extra=None):
-        pass
-
-
 def _pipeline(spec, settings):
-    return Pipeline(spec, namespace="t", registry=DeviceRegistry(), settings=settings, outbox=_Outbox(),
+    return Pipeline(spec, namespace="t", registry=DeviceRegistry(), settings=settings, outbox=RecordingOutbox(),
                     deadletters=MemoryDeadLetters(10), metrics=Metrics(spec.name), check="off")
 
 

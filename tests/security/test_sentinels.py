@@ -16,6 +16,7 @@ from stadtlink.adapters import water_level
 from stadtlink.adapters.core import tts_uplink
 from stadtlink.adapters.core.reading import RawMessage
 from stadtlink.adapters.core.runner import Runner
+from stadtlink.adapters.core.testing import RecordingOutbox
 from stadtlink.broker_client import NGSILDClient
 from stadtlink.broker_client.local_broker import running_broker
 
@@ -153,20 +154,11 @@ async def test_an_absurd_feed_count_is_left_out_and_nothing_is_derived_from_it()
     from stadtlink.adapters.core.metrics import Metrics
     from stadtlink.adapters.core.registry import DeviceRegistry
 
-    class Outbox:
-        kind = "memory"
-
-        def __init__(self):
-            self.items: list[dict] = []
-
-        async def put(self, entities, extra=None):
-            self.items.extend(entities)
-
     doc = {"items": [{"uid": "ABSURD", "name": "Absurd", "lat": "49.48", "lon": "8.46", "type": "CAR_PARK",
                       "has_realtime_data": True, "capacity": 400, "realtime_capacity": 400,
                       "realtime_free_capacity": 5_000_000, "realtime_opening_status": "OPEN",
                       "realtime_data_updated_at": datetime.now(timezone.utc).isoformat()}]}
-    outbox, metrics = Outbox(), Metrics("parking")
+    outbox, metrics = RecordingOutbox(), Metrics("parking")
     pipe = Pipeline(parking.ADAPTER, namespace="s", registry=DeviceRegistry(), outbox=outbox,
                     deadletters=MemoryDeadLetters(10), metrics=metrics, check="strict")
     await pipe.process(RawMessage(source="http", payload=orjson.dumps(doc), topic="http://feed.test/p.json",
@@ -190,21 +182,12 @@ async def test_a_negative_inverter_frequency_and_energy_are_left_out_and_counted
     from stadtlink.adapters.core.pipeline import Pipeline
     from stadtlink.adapters.core.registry import DeviceRegistry
 
-    class Outbox:
-        kind = "memory"
-
-        def __init__(self):
-            self.items: list[dict] = []
-
-        async def put(self, entities, extra=None):
-            self.items.extend(entities)
-
     sample = Path(pv.__file__).parent / "testdata" / "fronius-solarapi-v1-inverter-realtime-symo.json"
     doc = json.loads(sample.read_text())["raw"]["json"]
     doc["Body"]["Data"]["FAC"]["Value"] = -49.94
     doc["Body"]["Data"]["TOTAL_ENERGY"]["Value"] = -5
     doc["Head"]["Timestamp"] = datetime.now(timezone.utc).isoformat()
-    outbox, metrics = Outbox(), Metrics("pv")
+    outbox, metrics = RecordingOutbox(), Metrics("pv")
     pipe = Pipeline(pv.ADAPTER, namespace="s", registry=DeviceRegistry(), outbox=outbox,
                     deadletters=MemoryDeadLetters(10), metrics=metrics, check="strict")
     await pipe.process(RawMessage(source="http", payload=orjson.dumps(doc), topic="http://inverter.test/solar_api",

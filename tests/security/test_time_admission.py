@@ -18,7 +18,7 @@ from stadtlink.adapters.core.errors import ConfigError
 from stadtlink.adapters.core.lorawan import tts_uplink
 from stadtlink.adapters.core.timecheck import IMPLAUSIBLE_TIME, TimeAdmission
 from stadtlink.adapters.parking import ADAPTER
-from stadtlink.adapters.core.testing import SHARED_MQTT, SHARED_REDIS_URL, wait_until
+from stadtlink.adapters.core.testing import SHARED_MQTT, SHARED_REDIS_URL, RecordingOutbox, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -237,16 +237,7 @@ async def test_entities_with_a_future_observed_at_from_a_replay_or_tick_are_refu
     from stadtlink.adapters.core.pipeline import Pipeline
     from stadtlink.adapters.core.registry import DeviceRegistry
 
-    class Outbox:
-        kind = "memory"
-
-        def __init__(self):
-            self.items: list[dict] = []
-
-        async def put(self, entities, extra=None):
-            self.items.extend(entities)
-
-    outbox, dead = Outbox(), MemoryDeadLetters(100)
+    outbox, dead = RecordingOutbox(), MemoryDeadLetters(100)
     pipe = Pipeline(ADAPTER, namespace="t", registry=DeviceRegistry(), outbox=outbox, deadletters=dead,
                     metrics=Metrics("parking"), check="off")
     ok = _ms(datetime.now(timezone.utc) - timedelta(seconds=5))
