@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +18,8 @@ from stadtlink.adapters.core.reasons import BAD_TIMESTAMP, INVALID_JSON
 from stadtlink.adapters.core.timeutil import TimeFormatError, parse_time
 
 from ..reasons import FRONIUS_NOT_SOLAR_API, FRONIUS_UNSUPPORTED_SCOPE, fronius_status
+from .rows import SourceRow, apply_rows
+from .rows import rows as _rows
 
 #: Fronius DeviceStatus.StatusCode → state name (0–6 start-up, 7 running, 8 standby, 9 boot loading, 10 error).
 STATUS_NAMES: dict[int, str] = {**{n: "STARTUP" for n in range(7)}, 7: "RUNNING", 8: "STANDBY",
@@ -26,17 +27,6 @@ STATUS_NAMES: dict[int, str] = {**{n: "STARTUP" for n in range(7)}, 7: "RUNNING"
 
 _UNIT_FACTOR = {"W": 1, "Wh": 1, "kW": 1000, "kWh": 1000, "MWh": 1_000_000, "A": 1, "V": 1, "Hz": 1, "VA": 1,
                 "var": 1, "VAr": 1, "kVA": 1000, "°C": 1, "C": 1}
-
-
-@dataclass(frozen=True, slots=True)
-class FieldRow:
-    field: str
-    key: str
-    convert: Callable[[float], float | None] | None = None
-
-
-def _rows(*pairs: tuple) -> tuple[FieldRow, ...]:
-    return tuple(FieldRow(*p) for p in pairs)
 
 
 def _pct_to_fraction(v: float) -> float | None:
@@ -84,16 +74,8 @@ def _field(data: Mapping[str, Any], name: str) -> float | int | None:
     return _number(entry)
 
 
-def _apply(rows: tuple[FieldRow, ...], data: Mapping[str, Any], into: dict[str, Any]) -> None:
-    for row in rows:
-        value = _field(data, row.field)
-        if value is None:
-            continue
-        if row.convert is not None:
-            value = row.convert(value)
-            if value is None:
-                continue
-        into[row.key] = value
+def _apply(table: tuple[SourceRow, ...], data: Mapping[str, Any], into: dict[str, Any]) -> None:
+    apply_rows(table, lambda name: _field(data, name), into)
 
 
 def load_document(payload: Any) -> dict[str, Any]:

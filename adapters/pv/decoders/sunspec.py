@@ -17,7 +17,7 @@ import inspect
 import json
 import math
 import struct
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ from ..reasons import (
     SUNSPEC_READ_FAILED,
     SUNSPEC_TRUNCATED,
 )
+from .rows import SourceRow, apply_rows
+from .rows import rows as _rows
 
 MODELS_DIR = Path(__file__).with_name("sunspec_models")
 
@@ -324,24 +326,8 @@ def decode_models(models: Iterable[tuple[int, int, Sequence[int]]]) -> list[tupl
 # SunSpec points → reading values (mapping rows, one per value)
 
 
-def _pct_to_fraction(v: float) -> float | None:
-    f = round(v / 100.0, 6)
-    return f if -1.0 <= f <= 1.0 else None
-
-
-def _fraction(v: float) -> float | None:
-    return v if -1.0 <= v <= 1.0 else None
-
-
-@dataclass(frozen=True, slots=True)
-class PointRow:
-    point: str
-    key: str
-    convert: Callable[[Any], Any] | None = None
-
-
-def _rows(*pairs: tuple) -> tuple[PointRow, ...]:
-    return tuple(PointRow(*p) for p in pairs)
+def _pct_to_fraction(v: float) -> float:
+    return round(v / 100.0, 6)   # the mapper's power-factor row refuses (and counts) one outside -1 … 1
 
 
 COMMON_ROWS = _rows(("Mn", "manufacturer"), ("Md", "model"), ("Opt", "options"), ("Vr", "firmware_version"),
@@ -363,7 +349,7 @@ INVERTER_1XX_ROWS = _rows(
 #: Model 701 DER AC measurement (IEEE 1547-2018 devices): PF is a fraction, per-phase power exists.
 DER_AC_ROWS = _rows(
     ("W", "ac_power_w"), ("VA", "ac_apparent_power_va"), ("Var", "ac_reactive_power_var"),
-    ("PF", "power_factor", _fraction), ("Hz", "frequency_hz"),
+    ("PF", "power_factor"), ("Hz", "frequency_hz"),
     ("TotWhInj", "energy_export_wh"), ("TotWhAbs", "energy_import_wh"),
     ("A", "ac_current_a"), ("AL1", "current_l1_a"), ("AL2", "current_l2_a"), ("AL3", "current_l3_a"),
     ("VL1", "voltage_l1_v"), ("VL2", "voltage_l2_v"), ("VL3", "voltage_l3_v"),
@@ -380,23 +366,15 @@ MPPT_MODULE_ROWS = _rows(
 )
 
 #: model id → (rows, name of the status point whose symbol becomes ``status``)
-INVERTER_MODELS: dict[int, tuple[tuple[PointRow, ...], str]] = {
+INVERTER_MODELS: dict[int, tuple[tuple[SourceRow, ...], str]] = {
     101: (INVERTER_1XX_ROWS, "St"), 102: (INVERTER_1XX_ROWS, "St"), 103: (INVERTER_1XX_ROWS, "St"),
     701: (DER_AC_ROWS, "InvSt"),
 }
 PHASES_BY_MODEL = {101: 1, 102: 2, 103: 3}
 
 
-def _apply_rows(rows: Iterable[PointRow], points: Mapping[str, Any], into: dict[str, Any]) -> None:
-    for row in rows:
-        value = points.get(row.point)
-        if value is None:
-            continue
-        if row.convert is not None:
-            value = row.convert(value)
-            if value is None:
-                continue
-        into.setdefault(row.key, value)   # the first model of a kind in the chain wins
+def _apply_rows(table: Iterable[SourceRow], points: Mapping[str, Any], into: dict[str, Any]) -> None:
+    apply_rows(table, points.get, into, first_wins=True)   # the first model of a kind in the chain wins
 
 
 def _symbol(model_id: int, point_name: str, value: Any, group: bool = False) -> str | None:
