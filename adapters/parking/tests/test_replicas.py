@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import aiohttp
 import pytest
 
 from stadtlink.adapters.core.lorawan import tts_uplink
-from stadtlink.adapters.core.testing import (SHARED_MQTT, SHARED_REDIS, SHARED_REDIS_URL, entities_by_id, free_port,
+from stadtlink.adapters.core.testing import (SHARED_MQTT, SHARED_REDIS_URL, entities_by_id, free_port,
                                              publish_uplinks, wait_until)
 
 pytestmark = pytest.mark.timeout(180)
@@ -37,18 +36,9 @@ SITES, PER_SITE = 20, 10
 
 
 @pytest.fixture
-def run_id():
-    import redis
-
-    rid = uuid.uuid4().hex[:10]
-    yield rid
-    client = redis.Redis(host=SHARED_REDIS[0], port=SHARED_REDIS[1])
-    try:
-        keys = list(client.scan_iter(f"rep-{rid}:*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+def run_id(redis_prefix):
+    """The run's name: its Redis keys (under the kit's ``redis_prefix``, deleted afterwards), topics, namespace."""
+    return redis_prefix
 
 
 def _devices() -> list[dict]:
@@ -67,7 +57,7 @@ def _config(tmp: Path, rid: str, broker_url: str, replica: int) -> Path:
         "adapter": "parking", "namespace": f"rep{rid}", "log_level": "INFO",
         "broker": {"url": broker_url, "batch_size": 100, "flush_ms": 50, "retry_base_s": 0.1, "retry_max_s": 0.5,
                    "health_interval_s": 0.5},
-        "outbox": {"kind": "redis", "url": SHARED_REDIS_URL, "key_prefix": f"rep-{rid}", "consumer": f"replica-{replica}",
+        "outbox": {"kind": "redis", "url": SHARED_REDIS_URL, "key_prefix": rid, "consumer": f"replica-{replica}",
                    "claim_min_idle_ms": 1000},
         "http": {"host": "127.0.0.1", "port": free_port()},
         "shutdown_grace_s": 10,
