@@ -228,25 +228,8 @@ class Batcher:
                     continue
             if deadline is None:
                 deadline = time.monotonic() + self.flush_s
-            for i, item in enumerate(items):
-                ent = item.entity
-                eid = ent.get("id")
-                if not isinstance(eid, str):
-                    eid = f"<no id #{item.key}>"
-                entry = entries.get(eid)
-                if entry is None:
-                    if len(entries) >= self.batch_size:
-                        self._carry.extend(items[i:])
-                        return list(entries.values())
-                    entries[eid] = _Entry(ent, [item])
-                elif self.coalesce:
-                    entry.entity = merge_entity(entry.entity, ent)
-                    entry.items.append(item)
-                else:
-                    # time-series: this instance (and everything after it, to keep order) waits
-                    self._carry.extend(items[i:])
-                    return list(entries.values())
-            if len(entries) >= self.batch_size:
+            # one write at a time in this mode: nothing is in flight, so _add never holds an item
+            if self._add(entries, items, []):
                 break
         return list(entries.values())
 
@@ -316,6 +299,7 @@ class Batcher:
                 entry.entity = merge_entity(entry.entity, ent)
                 entry.items.append(item)
             else:
+                # time-series: this instance (and everything after it, to keep order) waits
                 self._carry.extend(items[i:])
                 return True
         return len(entries) >= self.batch_size
